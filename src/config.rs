@@ -1,0 +1,649 @@
+//! Configuration: defaults, then the TOML file, then `ROSTERD_…` environment
+//! overrides (`ROSTERD_LISTEN`, `ROSTERD_DATA_DIR`, and `ROSTERD_<SECTION>__<KEY>` in
+//! general), validated once into [`Config`]. Secrets come from `*_file` or `*_env`
+//! keys and are held as [`Secret`]. Every error names the key and the file.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::employee::catalog::{Catalog, CatalogError, PositionDef, RoleDef, UnitDef};
+use crate::secret::Secret;
+
+/// Where `rosterd` looks when no `--config` is given, in order.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./config/rosterd.toml", "/etc/rosterd/rosterd.toml"];
+
+/// Environment variables with the `ROSTERD_` prefix that are not config overrides
+/// (they belong to `rosterctl` or to the command line).
+const NON_CONFIG_ENV: [&str; 6] = [
+    "ROSTERD_URL",
+    "ROSTERD_TOKEN",
+    "ROSTERD_TOKEN_FILE",
+    "ROSTERD_CONFIG",
+    "ROSTERD_LOG",
+    "ROSTERD_LOG_FORMAT",
+];
+
+/// A configuration error: which file, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.display().to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file, as written by the operator.
+// ---------------------------------------------------------------------------
+
+/// The TOML file. Every key is documented in `config/rosterd.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Address the HTTP listener binds, e.g. `"127.0.0.1:8080"`.
+    #[serde(default = "default_listen")]
+    listen: String,
+    /// Directory for the sled store and the generated admin token.
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    /// Admin API tokens.
+    #[serde(default)]
+    admin: AdminSection,
+    /// Password rules for `credentials` accounts.
+    #[serde(default)]
+    password_policy: PasswordPolicySection,
+    /// Uploaded photos.
+    #[serde(default)]
+    photos: PhotoSection,
+    /// HTTP limits.
+    #[serde(default)]
+    http: HttpSection,
+    /// Positions, roles, business units and the permission names that exist.
+    #[serde(default)]
+    catalog: CatalogSection,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSection {
+    /// Named admin tokens. Without any, the first start writes
+    /// `<data_dir>/admin.token` (mode 0600) and uses it.
+    #[serde(default)]
+    tokens: Vec<TokenSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenSection {
+    /// Name recorded in the audit log for changes made with this token.
+    name: String,
+    /// File holding the token (surrounding whitespace is ignored).
+    token_file: Option<PathBuf>,
+    /// Environment variable holding the token.
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PasswordPolicySection {
+    /// Minimum length in characters.
+    min_length: usize,
+    /// Maximum length in characters (argon2 input stays bounded).
+    max_length: usize,
+    /// Require at least one uppercase letter.
+    require_uppercase: bool,
+    /// Require at least one lowercase letter.
+    require_lowercase: bool,
+    /// Require at least one digit.
+    require_digit: bool,
+    /// Require at least one character that is neither a letter nor a digit.
+    require_symbol: bool,
+}
+
+impl Default for PasswordPolicySection {
+    fn default() -> Self {
+        Self {
+            min_length: 12,
+            max_length: 256,
+            require_uppercase: false,
+            require_lowercase: false,
+            require_digit: false,
+            require_symbol: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PhotoSection {
+    /// Largest uploaded photo, in bytes.
+    max_bytes: usize,
+}
+
+impl Default for PhotoSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSection {
+    /// Largest JSON request body, in bytes; larger bodies get 413.
+    max_body_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogSection {
+    /// Every permission name that exists.
+    #[serde(default)]
+    permissions: Vec<String>,
+    /// Role given to a profile created without one (optional).
+    default_role: Option<String>,
+    #[serde(default)]
+    positions: Vec<PositionDef>,
+    #[serde(default)]
+    roles: Vec<RoleDef>,
+    #[serde(default)]
+    business_units: Vec<UnitDef>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration the daemon runs on.
+// ---------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Configured admin tokens; empty means "use the generated one".
+    pub admin_tokens: Vec<NamedToken>,
+    pub password_policy: PasswordPolicy,
+    pub photo_max_bytes: usize,
+    pub max_body_bytes: usize,
+    pub catalog: Catalog,
+}
+
+/// A token with the name that the audit log records for it.
+#[derive(Debug, Clone)]
+pub struct NamedToken {
+    pub name: String,
+    pub token: Secret,
+}
+
+/// Password rules for accounts with credentials.
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub require_digit: bool,
+    pub require_symbol: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        let s = PasswordPolicySection::default();
+        Self {
+            min_length: s.min_length,
+            max_length: s.max_length,
+            require_uppercase: s.require_uppercase,
+            require_lowercase: s.require_lowercase,
+            require_digit: s.require_digit,
+            require_symbol: s.require_symbol,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Checks a password; the error says which rule it breaks (never the password).
+    pub fn check(&self, password: &str) -> Result<(), String> {
+        let len = password.chars().count();
+        if len < self.min_length {
+            return Err(format!(
+                "password must be at least {} characters long",
+                self.min_length
+            ));
+        }
+        if len > self.max_length {
+            return Err(format!(
+                "password must be at most {} characters long",
+                self.max_length
+            ));
+        }
+        let has = |f: fn(&char) -> bool| password.chars().any(|c| f(&c));
+        if self.require_uppercase && !has(|c| c.is_uppercase()) {
+            return Err("password must contain an uppercase letter".into());
+        }
+        if self.require_lowercase && !has(|c| c.is_lowercase()) {
+            return Err("password must contain a lowercase letter".into());
+        }
+        if self.require_digit && !has(|c| c.is_ascii_digit()) {
+            return Err("password must contain a digit".into());
+        }
+        if self.require_symbol && !has(|c| !c.is_alphanumeric()) {
+            return Err("password must contain a character that is not a letter or digit".into());
+        }
+        Ok(())
+    }
+}
+
+/// Finds the config file: the given path, else the first default that exists.
+pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    for p in DEFAULT_CONFIG_PATHS {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    Err(ConfigError::new(
+        Path::new(DEFAULT_CONFIG_PATHS[1]),
+        "-",
+        format!(
+            "no config file found (looked for {} and {}); pass --config FILE",
+            DEFAULT_CONFIG_PATHS[0], DEFAULT_CONFIG_PATHS[1]
+        ),
+    ))
+}
+
+/// Loads the file at `path`, applies the process environment's overrides, validates.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, std::env::vars())
+}
+
+/// Like [`load`], with the environment given explicitly (tests).
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "-", format!("cannot read the file: {e}")))?;
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    parse(path, &text, &env)
+}
+
+/// Parses and validates config text; `path` is used for messages only.
+pub fn parse(path: &Path, text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::new(path, "-", e.to_string().trim_end()))?;
+    let secret_envs = token_env_names(&table);
+    apply_env_overrides(path, &mut table, env, &secret_envs)?;
+    let file: FileConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(path, key, e.into_inner().to_string())
+        })?;
+    validate(path, file, env)
+}
+
+/// Names of environment variables that hold secrets: they are never overrides.
+fn token_env_names(table: &toml::Table) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    fn walk(v: &toml::Value, out: &mut BTreeSet<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    if k.ends_with("_env")
+                        && let toml::Value::String(s) = v
+                    {
+                        out.insert(s.clone());
+                    }
+                    walk(v, out);
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&toml::Value::Table(table.clone()), &mut out);
+    out
+}
+
+fn apply_env_overrides(
+    path: &Path,
+    table: &mut toml::Table,
+    env: &[(String, String)],
+    skip: &BTreeSet<String>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("ROSTERD_") else {
+            continue;
+        };
+        if NON_CONFIG_ENV.contains(&name.as_str()) || skip.contains(name) || rest.is_empty() {
+            continue;
+        }
+        let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                path,
+                format!("env {name}"),
+                "malformed override name; use ROSTERD_<SECTION>__<KEY>",
+            ));
+        }
+        // A value that parses as a TOML value (number, bool, array, quoted string)
+        // is taken as such; anything else is a plain string.
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut cur = &mut *table;
+        for k in &keys[..keys.len() - 1] {
+            let entry = cur
+                .entry(k.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::new(
+                        path,
+                        keys.join("."),
+                        format!("env {name} overrides inside `{k}`, which is not a section"),
+                    ));
+                }
+            };
+        }
+        cur.insert(keys[keys.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
+    let listen: SocketAddr = f.listen.parse().map_err(|_| {
+        err(
+            "listen",
+            format!(
+                "`{}` is not an address with a port, e.g. \"127.0.0.1:8080\"",
+                f.listen
+            ),
+        )
+    })?;
+    if f.data_dir.as_os_str().is_empty() {
+        return Err(err("data_dir", "must not be empty".into()));
+    }
+
+    let mut admin_tokens = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, t) in f.admin.tokens.iter().enumerate() {
+        let key = format!("admin.tokens[{i}]");
+        if t.name.trim().is_empty() {
+            return Err(err(&format!("{key}.name"), "must not be empty".into()));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("`{}` is used twice", t.name),
+            ));
+        }
+        let token = read_secret(
+            path,
+            &key,
+            t.token_file.as_deref(),
+            t.token_env.as_deref(),
+            env,
+        )?;
+        if token.expose().len() < 16 {
+            return Err(err(
+                &key,
+                "token is shorter than 16 characters; generate one with `openssl rand -hex 32`"
+                    .into(),
+            ));
+        }
+        admin_tokens.push(NamedToken {
+            name: t.name.clone(),
+            token,
+        });
+    }
+
+    let p = &f.password_policy;
+    if p.min_length == 0 || p.min_length > p.max_length {
+        return Err(err(
+            "password_policy.min_length",
+            "must be at least 1 and at most password_policy.max_length".into(),
+        ));
+    }
+    if f.photos.max_bytes == 0 {
+        return Err(err("photos.max_bytes", "must be greater than 0".into()));
+    }
+    if f.http.max_body_bytes < 1024 {
+        return Err(err("http.max_body_bytes", "must be at least 1024".into()));
+    }
+
+    let c = f.catalog;
+    let catalog = Catalog::new(
+        c.permissions,
+        c.positions,
+        c.roles,
+        c.business_units,
+        c.default_role,
+    )
+    .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
+
+    Ok(Config {
+        file: path.to_path_buf(),
+        listen,
+        data_dir: f.data_dir,
+        admin_tokens,
+        password_policy: PasswordPolicy {
+            min_length: p.min_length,
+            max_length: p.max_length,
+            require_uppercase: p.require_uppercase,
+            require_lowercase: p.require_lowercase,
+            require_digit: p.require_digit,
+            require_symbol: p.require_symbol,
+        },
+        photo_max_bytes: f.photos.max_bytes,
+        max_body_bytes: f.http.max_body_bytes,
+        catalog,
+    })
+}
+
+/// Reads a secret from exactly one of `*_file` / `*_env`.
+pub fn read_secret(
+    path: &Path,
+    key: &str,
+    file: Option<&Path>,
+    env_name: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Secret, ConfigError> {
+    let value = match (file, env_name) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                path,
+                key,
+                "set either token_file or token_env, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                path,
+                key,
+                "set token_file (a file holding the token) or token_env (an environment variable)",
+            ));
+        }
+        (Some(f), None) => std::fs::read_to_string(f).map_err(|e| {
+            ConfigError::new(
+                path,
+                format!("{key}.token_file"),
+                format!("cannot read {}: {e}", f.display()),
+            )
+        })?,
+        (None, Some(name)) => env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    path,
+                    format!("{key}.token_env"),
+                    format!("environment variable {name} is not set"),
+                )
+            })?,
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ConfigError::new(path, key, "the token is empty"));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:9000"
+data_dir = "/tmp/x"
+[catalog]
+permissions = ["a", "b"]
+[[catalog.roles]]
+name = "Driver"
+permissions = ["a"]
+"#;
+
+    fn p(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(Path::new("test.toml"), text, &env)
+    }
+
+    #[test]
+    fn minimal_config_parses() {
+        let c = p(MINIMAL, &[]).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(c.admin_tokens.is_empty());
+        assert_eq!(c.password_policy.min_length, 12);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = p(
+            &format!("{MINIMAL}\n[password_policy]\nmin_lenght = 3\n"),
+            &[],
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("test.toml"), "{msg}");
+        assert!(msg.contains("min_lenght"), "{msg}");
+        assert!(msg.contains("password_policy"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_listen_names_key() {
+        let e = p(&MINIMAL.replace("127.0.0.1:9000", "localhost"), &[]).unwrap_err();
+        assert_eq!(e.key, "listen");
+    }
+
+    #[test]
+    fn env_overrides_apply_with_types() {
+        let c = p(
+            MINIMAL,
+            &[
+                ("ROSTERD_LISTEN", "127.0.0.1:7777"),
+                ("ROSTERD_DATA_DIR", "/var/lib/r"),
+                ("ROSTERD_PASSWORD_POLICY__MIN_LENGTH", "20"),
+                ("ROSTERD_URL", "http://ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7777);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/r"));
+        assert_eq!(c.password_policy.min_length, 20);
+    }
+
+    #[test]
+    fn bad_env_override_names_the_key() {
+        let e = p(MINIMAL, &[("ROSTERD_PASSWORD_POLICY__MIN_LENGTH", "many")]).unwrap_err();
+        assert!(e.key.contains("password_policy.min_length"), "{e}");
+        let e = p(MINIMAL, &[("ROSTERD_NOPE", "1")]).unwrap_err();
+        assert!(e.message.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn token_from_env_and_secret_env_is_not_an_override() {
+        let text = format!(
+            "{MINIMAL}\n[[admin.tokens]]\nname = \"ops\"\ntoken_env = \"ROSTERD_OPS_TOKEN\"\n"
+        );
+        let c = p(&text, &[("ROSTERD_OPS_TOKEN", "0123456789abcdef0123")]).unwrap();
+        assert_eq!(c.admin_tokens[0].token.expose(), "0123456789abcdef0123");
+        let e = p(&text, &[]).unwrap_err();
+        assert_eq!(e.key, "admin.tokens[0].token_env");
+        assert!(!e.to_string().contains("0123456789"));
+    }
+
+    #[test]
+    fn role_with_unknown_permission_is_rejected() {
+        let e = p(
+            &MINIMAL.replace("permissions = [\"a\"]", "permissions = [\"zz\"]"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.key.starts_with("catalog.roles"), "{e}");
+        assert!(e.message.contains("zz"), "{e}");
+    }
+
+    #[test]
+    fn password_policy_rules() {
+        let mut pol = PasswordPolicy::default();
+        assert!(pol.check("short").is_err());
+        assert!(pol.check("long enough passphrase").is_ok());
+        pol.require_digit = true;
+        assert!(
+            pol.check("long enough passphrase")
+                .unwrap_err()
+                .contains("digit")
+        );
+        assert!(pol.check("long enough passphrase 7").is_ok());
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml");
+        let c = load_with_env(&path, Vec::new()).unwrap();
+        assert!(c.catalog.roles().count() >= 2);
+        assert!(c.catalog.positions().count() >= 2);
+    }
+}

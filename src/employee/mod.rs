@@ -1,0 +1,740 @@
+//! The domain: the employee profile, its catalogs and rules, and the operations every
+//! client (admin API, SCIM, sync) goes through. [`Roster`] is the single place where
+//! "email is unique", "the role comes from the catalog", "inactive cannot sign in"
+//! and "every change is audited" are enforced.
+
+pub mod catalog;
+pub mod list;
+pub mod model;
+pub mod validate;
+
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+use serde_json::Value;
+use tracing::instrument;
+
+use crate::config::PasswordPolicy;
+use crate::secret::Secret;
+use crate::store::{
+    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, PhotoChange, RecordWrite, Store,
+    StoreError, Write,
+};
+pub use catalog::Catalog;
+pub use list::{ListQuery, Page, SortColumn, StatusFilter};
+pub use model::{
+    AccountStatus, Employee, EmployeeId, EmployeePatch, NewEmployee, OfficePhone, PasswordHash,
+    PermissionOverrides, Photo,
+};
+
+/// Content types accepted for uploaded photos.
+pub const PHOTO_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
+
+/// Most ids one bulk request may name.
+pub const BULK_MAX: usize = 5000;
+
+/// What can go wrong in a domain operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field's value breaks a rule (unknown role, bad email, weak password...).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// A request that cannot be understood (bad cursor, unknown filter column...).
+    #[error("{message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique field's value is taken by another profile.
+    #[error("{field}: {message}")]
+    Conflict { field: String, message: String },
+    /// The profile changed since the client read it.
+    #[error("the employee is at version {current}, not {expected}; read it again and retry")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("photo is {size} bytes, more than the limit of {max} bytes")]
+    PhotoTooLarge { size: usize, max: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The outcome of one id in a bulk operation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BulkOutcome {
+    /// The id as given.
+    pub id: String,
+    pub ok: bool,
+    /// Whether this request changed the profile (false: it already was so).
+    pub changed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The roster: the domain operations over the store.
+#[derive(Clone)]
+pub struct Roster {
+    store: Store,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    policy: Arc<PasswordPolicy>,
+    photo_max_bytes: usize,
+}
+
+impl Roster {
+    pub fn new(
+        store: Store,
+        catalog: Catalog,
+        policy: PasswordPolicy,
+        photo_max_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            policy: Arc::new(policy),
+            photo_max_bytes,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The catalogs in force.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The permissions a profile has: its role's defaults with its overrides applied.
+    pub fn effective_permissions(&self, e: &Employee) -> Vec<String> {
+        validate::effective_permissions(&self.catalog(), &e.role, &e.permissions)
+    }
+
+    pub fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
+        match self.store.get(id.0)? {
+            Some(bytes) => decode(&bytes),
+            None => Err(Error::NotFound(format!("no employee with id {id}"))),
+        }
+    }
+
+    /// Finds a profile by id, email or username (the last two case-insensitively).
+    pub fn find(&self, key: &str) -> Result<Employee, Error> {
+        if let Ok(id) = key.parse::<EmployeeId>() {
+            return self.get(id);
+        }
+        let folded = validate::fold(key.trim());
+        for index in [IndexKind::Email, IndexKind::Username] {
+            if let Some(id) = self.store.lookup(&index, &folded)? {
+                return self.get(EmployeeId(id));
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no employee with id, email or username `{}`",
+            key.trim()
+        )))
+    }
+
+    /// Creates a profile.
+    #[instrument(skip_all, fields(actor = %actor))]
+    pub async fn create(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
+        let catalog = self.catalog();
+        let given_name = validate::name("given_name", &input.given_name)?;
+        let family_name = validate::name("family_name", &input.family_name)?;
+        let display_name = match input.display_name.as_deref().map(str::trim) {
+            Some(d) if !d.is_empty() => validate::name("display_name", d)?,
+            _ => format!("{given_name} {family_name}"),
+        };
+        let email = validate::email(&input.email)?;
+        let username = match input.username.as_deref() {
+            Some(u) => validate::username(u)?,
+            None => email.clone(),
+        };
+        let role = match input.role.as_deref() {
+            Some(r) => validate::role(&catalog, r)?,
+            None => catalog.default_role().map(str::to_string).ok_or_else(|| {
+                Error::invalid("role", "is required (no default role is configured)")
+            })?,
+        };
+        let account_status = input.account_status.unwrap_or(AccountStatus::Later);
+        let password_hash = match (account_status, &input.password) {
+            (AccountStatus::Credentials, None) => {
+                return Err(Error::invalid(
+                    "password",
+                    "is required when account_status is `credentials`",
+                ));
+            }
+            (AccountStatus::Credentials, Some(p)) => Some(self.hash_password(p).await?),
+            (_, Some(_)) => {
+                return Err(Error::invalid(
+                    "password",
+                    "is only accepted with account_status `credentials`",
+                ));
+            }
+            (_, None) => None,
+        };
+        let now = Utc::now();
+        let active = input.active.unwrap_or(true);
+        let e = Employee {
+            id: EmployeeId::new(),
+            version: 1,
+            given_name,
+            family_name,
+            display_name,
+            email,
+            username,
+            positions: validate::positions(&catalog, &input.positions)?,
+            role,
+            business_unit: match input.business_unit.as_deref() {
+                Some(b) => validate::business_unit(&catalog, b)?,
+                None => None,
+            },
+            photo: match input.photo_url.as_deref() {
+                Some(u) if !u.trim().is_empty() => Some(Photo::Url {
+                    url: validate::photo_url(u)?,
+                }),
+                _ => None,
+            },
+            mobile_phone: match input.mobile_phone.as_deref().map(str::trim) {
+                Some(p) if !p.is_empty() => Some(validate::phone("mobile_phone", p)?),
+                _ => None,
+            },
+            office_phone: match &input.office_phone {
+                Some(p) if !p.number.trim().is_empty() => Some(validate::office_phone(p)?),
+                _ => None,
+            },
+            account_status,
+            password_hash,
+            enabled: input.enabled.unwrap_or(true),
+            active,
+            permissions: match &input.permissions {
+                Some(p) => validate::permissions(&catalog, p)?,
+                None => PermissionOverrides::default(),
+            },
+            external_id: match input.external_id.as_deref() {
+                Some(x) => validate::optional_text("external_id", x, 256)?,
+                None => None,
+            },
+            source_keys: Default::default(),
+            deactivated_by: (!active).then(|| actor.clone()),
+            created_at: now,
+            updated_at: now,
+        };
+        let changes = diff(None, Some(&e));
+        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
+        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        self.store.flush().await?;
+        tracing::info!(employee = %e.id, "employee created");
+        Ok(e)
+    }
+
+    /// Applies a partial update. `expected_version` (or `patch.version`) makes it
+    /// conditional on the profile not having changed since the client read it.
+    #[instrument(skip_all, fields(actor = %actor, employee = %id))]
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        patch: EmployeePatch,
+        expected_version: Option<u64>,
+    ) -> Result<Employee, Error> {
+        let expected = expected_version.or(patch.version);
+        let password_hash = match &patch.password {
+            Some(p) => Some(self.hash_password(p).await?),
+            None => None,
+        };
+        let (e, _) = self.modify(
+            actor,
+            id,
+            "update",
+            expected,
+            PhotoChange::Keep,
+            |e, catalog| apply_patch(e, &patch, password_hash.clone(), catalog, actor),
+        )?;
+        self.store.flush().await?;
+        Ok(e)
+    }
+
+    /// Activates or deactivates one profile. Returns the profile and whether it
+    /// changed (activating an active profile changes nothing and is not an error).
+    #[instrument(skip_all, fields(actor = %actor, employee = %id, active))]
+    pub async fn set_active(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        active: bool,
+    ) -> Result<(Employee, bool), Error> {
+        let r = self.set_active_unflushed(actor, id, active)?;
+        self.store.flush().await?;
+        Ok(r)
+    }
+
+    fn set_active_unflushed(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        active: bool,
+    ) -> Result<(Employee, bool), Error> {
+        let action = if active { "activate" } else { "deactivate" };
+        self.modify(actor, id, action, None, PhotoChange::Keep, |e, _| {
+            set_active_fields(e, active, actor);
+            Ok(())
+        })
+    }
+
+    /// Activates or deactivates many profiles. Each id succeeds or fails on its own;
+    /// the result lists every id in order. One flush covers the whole batch. With
+    /// `dry_run`, nothing is written and `changed` says what would change.
+    #[instrument(skip_all, fields(actor = %actor, count = ids.len(), active))]
+    pub async fn bulk_set_active(
+        &self,
+        actor: &Actor,
+        ids: &[String],
+        active: bool,
+        dry_run: bool,
+    ) -> Result<Vec<BulkOutcome>, Error> {
+        if ids.len() > BULK_MAX {
+            return Err(Error::BadRequest {
+                field: Some("ids".into()),
+                message: format!("at most {BULK_MAX} ids per bulk request"),
+            });
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for raw in ids {
+            let r = raw
+                .parse::<EmployeeId>()
+                .map_err(|_| Error::NotFound(format!("`{raw}` is not an employee id")))
+                .and_then(|id| {
+                    if dry_run {
+                        let e = self.get(id)?;
+                        let changed = e.active != active;
+                        Ok((e, changed))
+                    } else {
+                        self.set_active_unflushed(actor, id, active)
+                    }
+                });
+            out.push(match r {
+                Ok((_, changed)) => BulkOutcome {
+                    id: raw.clone(),
+                    ok: true,
+                    changed,
+                    error: None,
+                },
+                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                Err(e) => BulkOutcome {
+                    id: raw.clone(),
+                    ok: false,
+                    changed: false,
+                    error: Some(e.to_string()),
+                },
+            });
+        }
+        self.store.flush().await?;
+        Ok(out)
+    }
+
+    /// Stores uploaded photo bytes for a profile.
+    #[instrument(skip_all, fields(actor = %actor, employee = %id))]
+    pub async fn set_photo(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Employee, Error> {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if !PHOTO_TYPES.contains(&ct.as_str()) {
+            return Err(Error::invalid(
+                "photo",
+                format!(
+                    "content type `{ct}` is not accepted; use one of {}",
+                    PHOTO_TYPES.join(", ")
+                ),
+            ));
+        }
+        if bytes.is_empty() {
+            return Err(Error::invalid("photo", "is empty"));
+        }
+        if bytes.len() > self.photo_max_bytes {
+            return Err(Error::PhotoTooLarge {
+                size: bytes.len(),
+                max: self.photo_max_bytes,
+            });
+        }
+        let size = bytes.len();
+        let (e, _) = self.modify(
+            actor,
+            id,
+            "update",
+            None,
+            PhotoChange::Set(bytes),
+            |e, _| {
+                e.photo = Some(Photo::Uploaded {
+                    content_type: ct.clone(),
+                    size,
+                });
+                Ok(())
+            },
+        )?;
+        self.store.flush().await?;
+        Ok(e)
+    }
+
+    /// The uploaded photo's bytes and content type.
+    pub fn photo(&self, id: EmployeeId) -> Result<(String, Vec<u8>), Error> {
+        let e = self.get(id)?;
+        match e.photo {
+            Some(Photo::Uploaded { content_type, .. }) => match self.store.photo(id.0)? {
+                Some(b) => Ok((content_type, b.to_vec())),
+                None => Err(Error::NotFound(
+                    "the photo is missing from the store".into(),
+                )),
+            },
+            _ => Err(Error::NotFound(format!(
+                "employee {id} has no uploaded photo"
+            ))),
+        }
+    }
+
+    /// Removes the photo (uploaded or linked).
+    pub async fn remove_photo(&self, actor: &Actor, id: EmployeeId) -> Result<Employee, Error> {
+        let (e, _) = self.modify(actor, id, "update", None, PhotoChange::Remove, |e, _| {
+            e.photo = None;
+            Ok(())
+        })?;
+        self.store.flush().await?;
+        Ok(e)
+    }
+
+    /// Removes a profile for good (SCIM DELETE). Audited.
+    #[instrument(skip_all, fields(actor = %actor, employee = %id))]
+    pub async fn delete(&self, actor: &Actor, id: EmployeeId) -> Result<(), Error> {
+        let e = self.get(id)?;
+        let audit = AuditEntry::new(actor.clone(), Some(id.0), "delete", diff(Some(&e), None));
+        self.store.commit(&Write {
+            id: id.0,
+            expected_version: Some(e.version),
+            record: None,
+            photo: PhotoChange::Remove,
+            audit,
+        })?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Audit entries, newest first.
+    pub fn audit(
+        &self,
+        employee: Option<EmployeeId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self
+            .store
+            .audit_entries(employee.map(|e| e.0), before, limit.clamp(1, 1000))?)
+    }
+
+    /// Checks a password against the policy and hashes it with argon2id.
+    async fn hash_password(&self, password: &Secret) -> Result<PasswordHash, Error> {
+        self.policy
+            .check(password.expose())
+            .map_err(|m| Error::invalid("password", m))?;
+        let password = password.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            use argon2::password_hash::PasswordHasher;
+            argon2::Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| Error::invalid("password", format!("hashing failed: {e}")))?
+        .map_err(|e| Error::invalid("password", format!("hashing failed: {e}")))?;
+        Ok(PasswordHash(hash))
+    }
+
+    /// Read-modify-write with optimistic concurrency; retries when another writer
+    /// got there first. Does not flush: callers flush before acknowledging.
+    fn modify(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        action: &str,
+        expected_version: Option<u64>,
+        photo: PhotoChange,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
+    ) -> Result<(Employee, bool), Error> {
+        let catalog = self.catalog();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let current = self.get(id)?;
+            if let Some(v) = expected_version
+                && v != current.version
+            {
+                return Err(Error::VersionMismatch {
+                    expected: v,
+                    current: current.version,
+                });
+            }
+            let mut next = current.clone();
+            f(&mut next, &catalog)?;
+            let changes = diff(Some(&current), Some(&next));
+            if changes.is_empty() && matches!(photo, PhotoChange::Keep) {
+                return Ok((current, false));
+            }
+            next.version = current.version + 1;
+            next.updated_at = Utc::now();
+            let audit = AuditEntry::new(actor.clone(), Some(id.0), action, changes);
+            match self.commit(Some(current.version), &next, photo.clone(), audit) {
+                Ok(()) => return Ok((next, true)),
+                Err(Error::Store(StoreError::VersionConflict { .. })) if attempts < 10 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn commit(
+        &self,
+        expected_version: Option<u64>,
+        e: &Employee,
+        photo: PhotoChange,
+        audit: AuditEntry,
+    ) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let w = Write {
+            id: e.id.0,
+            expected_version,
+            record: Some(RecordWrite {
+                version: e.version,
+                bytes,
+                keys: index_keys(e),
+            }),
+            photo,
+            audit,
+        };
+        match self.store.commit(&w) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Unique { index, key }) => {
+                let (field, shown) = match &index {
+                    IndexKind::Email => ("email", e.email.clone()),
+                    IndexKind::Username => ("username", e.username.clone()),
+                    IndexKind::ExternalId => ("external_id", key),
+                    IndexKind::Source(_) => ("source_keys", key),
+                };
+                Err(Error::Conflict {
+                    field: field.into(),
+                    message: format!(
+                        "`{shown}` is already used by another employee ({field} is unique, ignoring letter case)"
+                    ),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists profiles (see [`list`]).
+    pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
+        list::run(&self.store, q)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Employee, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Store(StoreError::Corrupt(format!("employee record: {e}"))))
+}
+
+/// The unique keys of a profile: email and username lowercased, externalId as is,
+/// and each source's join key.
+fn index_keys(e: &Employee) -> IndexKeys {
+    let mut entries = vec![
+        (IndexKind::Email, validate::fold(&e.email)),
+        (IndexKind::Username, validate::fold(&e.username)),
+    ];
+    if let Some(x) = &e.external_id {
+        entries.push((IndexKind::ExternalId, x.clone()));
+    }
+    for (source, key) in &e.source_keys {
+        entries.push((IndexKind::Source(source.clone()), key.clone()));
+    }
+    IndexKeys { entries }
+}
+
+fn set_active_fields(e: &mut Employee, active: bool, actor: &Actor) {
+    if e.active == active {
+        return;
+    }
+    e.active = active;
+    e.deactivated_by = (!active).then(|| actor.clone());
+}
+
+fn apply_patch(
+    e: &mut Employee,
+    p: &EmployeePatch,
+    password_hash: Option<PasswordHash>,
+    catalog: &Catalog,
+    actor: &Actor,
+) -> Result<(), Error> {
+    let names_changed = p.given_name.is_some() || p.family_name.is_some();
+    let derived_display = format!("{} {}", e.given_name, e.family_name);
+    if let Some(v) = &p.given_name {
+        e.given_name = validate::name("given_name", v)?;
+    }
+    if let Some(v) = &p.family_name {
+        e.family_name = validate::name("family_name", v)?;
+    }
+    match p.display_name.as_deref().map(str::trim) {
+        Some("") => e.display_name = format!("{} {}", e.given_name, e.family_name),
+        Some(d) => e.display_name = validate::name("display_name", d)?,
+        // A display name that was derived follows the name parts.
+        None if names_changed && e.display_name == derived_display => {
+            e.display_name = format!("{} {}", e.given_name, e.family_name)
+        }
+        None => {}
+    }
+    if let Some(v) = &p.email {
+        let old_email = e.email.clone();
+        e.email = validate::email(v)?;
+        // A username that was the email follows it, unless it is set explicitly.
+        if p.username.is_none() && validate::fold(&e.username) == validate::fold(&old_email) {
+            e.username = e.email.clone();
+        }
+    }
+    if let Some(v) = &p.username {
+        e.username = validate::username(v)?;
+    }
+    if let Some(v) = &p.positions {
+        e.positions = validate::positions(catalog, v)?;
+    }
+    if !p.add_positions.is_empty() {
+        let mut all = e.positions.clone();
+        all.extend(validate::positions(catalog, &p.add_positions)?);
+        e.positions = validate::positions(catalog, &all)?;
+    }
+    if !p.remove_positions.is_empty() {
+        let remove = validate::positions(catalog, &p.remove_positions)?;
+        e.positions.retain(|x| !remove.contains(x));
+    }
+    if let Some(v) = &p.role {
+        e.role = validate::role(catalog, v)?;
+    }
+    if let Some(v) = &p.business_unit {
+        e.business_unit = match v {
+            Some(b) => validate::business_unit(catalog, b)?,
+            None => None,
+        };
+    }
+    if let Some(v) = &p.photo_url {
+        e.photo = match v.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(Photo::Url {
+                url: validate::photo_url(u)?,
+            }),
+            _ => None,
+        };
+    }
+    if let Some(v) = &p.mobile_phone {
+        e.mobile_phone = match v.as_deref().map(str::trim) {
+            Some(m) if !m.is_empty() => Some(validate::phone("mobile_phone", m)?),
+            _ => None,
+        };
+    }
+    if let Some(v) = &p.office_phone {
+        e.office_phone = match v {
+            Some(o) if !o.number.trim().is_empty() => Some(validate::office_phone(o)?),
+            _ => None,
+        };
+    }
+    if let Some(h) = password_hash {
+        e.password_hash = Some(h);
+        if p.account_status.is_none() {
+            e.account_status = AccountStatus::Credentials;
+        }
+    }
+    if let Some(s) = p.account_status {
+        if s == AccountStatus::Credentials && e.password_hash.is_none() {
+            return Err(Error::invalid(
+                "password",
+                "is required to set account_status to `credentials`",
+            ));
+        }
+        e.account_status = s;
+    }
+    if let Some(v) = p.enabled {
+        e.enabled = v;
+    }
+    if let Some(v) = p.active {
+        set_active_fields(e, v, actor);
+    }
+    if let Some(v) = &p.permissions {
+        e.permissions = validate::permissions(catalog, v)?;
+    }
+    if let Some(v) = &p.external_id {
+        e.external_id = match v {
+            Some(x) => validate::optional_text("external_id", x, 256)?,
+            None => None,
+        };
+    }
+    Ok(())
+}
+
+/// Field-level differences between two states of a profile, for the audit log.
+/// Bookkeeping fields are left out; the password hash is recorded as `"***"`.
+pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldChange> {
+    const SKIP: [&str; 4] = ["id", "version", "created_at", "updated_at"];
+    let to_map = |e: Option<&Employee>| -> serde_json::Map<String, Value> {
+        match e.map(serde_json::to_value) {
+            Some(Ok(Value::Object(m))) => m,
+            _ => serde_json::Map::new(),
+        }
+    };
+    let (b, a) = (to_map(before), to_map(after));
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        if SKIP.contains(&k.as_str()) {
+            continue;
+        }
+        let bv = b.get(k).cloned().unwrap_or(Value::Null);
+        let av = a.get(k).cloned().unwrap_or(Value::Null);
+        if bv == av {
+            continue;
+        }
+        if k == "password_hash" {
+            let redact = |v: &Value| {
+                if v.is_null() {
+                    Value::Null
+                } else {
+                    Value::String("***".into())
+                }
+            };
+            out.push(FieldChange {
+                field: "password".into(),
+                before: redact(&bv),
+                after: redact(&av),
+            });
+            continue;
+        }
+        out.push(FieldChange {
+            field: k.clone(),
+            before: bv,
+            after: av,
+        });
+    }
+    out
+}

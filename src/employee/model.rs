@@ -1,0 +1,209 @@
+//! The employee profile as stored, and the inputs that create and change it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::secret::Secret;
+use crate::store::Actor;
+
+/// An employee's id (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EmployeeId(pub Uuid);
+
+impl EmployeeId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl Default for EmployeeId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for EmployeeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for EmployeeId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim()).map(Self)
+    }
+}
+
+/// How the account was set up when the profile was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    /// Username and password are set up later.
+    Later,
+    /// An invitation is emailed; the employee picks a username and password.
+    Invite,
+    /// Username and password were given.
+    Credentials,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Later => "later",
+            AccountStatus::Invite => "invite",
+            AccountStatus::Credentials => "credentials",
+        }
+    }
+}
+
+/// The office phone, with an optional extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficePhone {
+    pub number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+/// The profile photo: a link, or bytes uploaded to rosterd (kept in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Photo {
+    Url { url: String },
+    Uploaded { content_type: String, size: usize },
+}
+
+/// Permission overrides on top of the role's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionOverrides {
+    #[serde(default)]
+    pub grant: Vec<String>,
+    #[serde(default)]
+    pub revoke: Vec<String>,
+}
+
+/// An argon2id PHC string. Never printed, never sent to a client.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The employee profile as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Employee {
+    pub id: EmployeeId,
+    /// Changes on every write; the SCIM ETag.
+    pub version: u64,
+    pub given_name: String,
+    pub family_name: String,
+    pub display_name: String,
+    pub email: String,
+    pub username: String,
+    /// Catalog spellings, sorted, no duplicates.
+    pub positions: Vec<String>,
+    pub role: String,
+    pub business_unit: Option<String>,
+    pub photo: Option<Photo>,
+    pub mobile_phone: Option<String>,
+    pub office_phone: Option<OfficePhone>,
+    pub account_status: AccountStatus,
+    pub password_hash: Option<PasswordHash>,
+    /// The employee has a user in the fleet product.
+    pub enabled: bool,
+    /// Inactive profiles are kept but cannot sign in.
+    pub active: bool,
+    pub permissions: PermissionOverrides,
+    pub external_id: Option<String>,
+    /// Join keys of the sync sources this profile is linked to (source id → key).
+    #[serde(default)]
+    pub source_keys: BTreeMap<String, String>,
+    /// Who deactivated the profile, while it is inactive.
+    #[serde(default)]
+    pub deactivated_by: Option<Actor>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new profile, as a client sends it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEmployee {
+    #[serde(default)]
+    pub given_name: String,
+    #[serde(default)]
+    pub family_name: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: String,
+    pub username: Option<String>,
+    #[serde(default)]
+    pub positions: Vec<String>,
+    pub role: Option<String>,
+    pub business_unit: Option<String>,
+    pub photo_url: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub office_phone: Option<OfficePhone>,
+    pub account_status: Option<AccountStatus>,
+    pub password: Option<Secret>,
+    pub enabled: Option<bool>,
+    pub active: Option<bool>,
+    pub permissions: Option<PermissionOverrides>,
+    pub external_id: Option<String>,
+}
+
+/// A partial update. Absent fields are kept; `null` clears an optional field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmployeePatch {
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    /// Replaces the whole set.
+    pub positions: Option<Vec<String>>,
+    /// Adds to the set (after `positions`, if both are given).
+    #[serde(default)]
+    pub add_positions: Vec<String>,
+    /// Removes from the set.
+    #[serde(default)]
+    pub remove_positions: Vec<String>,
+    pub role: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub business_unit: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub photo_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub mobile_phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub office_phone: Option<Option<OfficePhone>>,
+    pub account_status: Option<AccountStatus>,
+    pub password: Option<Secret>,
+    pub enabled: Option<bool>,
+    pub active: Option<bool>,
+    pub permissions: Option<PermissionOverrides>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub external_id: Option<Option<String>>,
+    /// Optimistic concurrency: the version the client last read.
+    pub version: Option<u64>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,294 @@
+//! Field rules: pure functions from raw input to the stored form, or an error
+//! naming the field.
+
+use super::Error;
+use super::catalog::Catalog;
+use super::model::{OfficePhone, PermissionOverrides};
+
+const MAX_NAME: usize = 200;
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn no_control(field: &str, s: &str) -> Result<(), Error> {
+    if s.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A required name part: trimmed, non-empty, bounded.
+pub fn name(field: &str, raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if s.chars().count() > MAX_NAME {
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_NAME} characters"),
+        ));
+    }
+    no_control(field, s)?;
+    Ok(s.to_string())
+}
+
+/// An email address, trimmed; compared case-insensitively elsewhere.
+pub fn email(raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(invalid("email", "is required"));
+    }
+    if s.len() > 254 || !email_address::EmailAddress::is_valid(s) || s.contains(char::is_whitespace)
+    {
+        return Err(invalid(
+            "email",
+            format!("`{s}` is not a valid email address"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The index key of an email or username: lowercased.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+pub fn username(raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(invalid("username", "must not be empty"));
+    }
+    if s.chars().count() > 254 {
+        return Err(invalid("username", "is longer than 254 characters"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "username",
+            "must not contain spaces or control characters",
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A phone number: digits with the usual separators, at least 3 digits.
+pub fn phone(field: &str, raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    if !ok_chars || !(3..=20).contains(&digits) || s.len() > 32 {
+        return Err(invalid(
+            field,
+            format!("`{s}` is not a phone number (digits, spaces and + - ( ) . only)"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+pub fn office_phone(p: &OfficePhone) -> Result<OfficePhone, Error> {
+    let number = phone("office_phone.number", &p.number)?;
+    let extension = match p.extension.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) => {
+            if !e.chars().all(|c| c.is_ascii_digit()) || e.len() > 10 {
+                return Err(invalid(
+                    "office_phone.extension",
+                    format!("`{e}` is not an extension (up to 10 digits)"),
+                ));
+            }
+            Some(e.to_string())
+        }
+    };
+    Ok(OfficePhone { number, extension })
+}
+
+/// A photo link: an absolute https URL.
+pub fn photo_url(raw: &str) -> Result<String, Error> {
+    let s = raw.trim();
+    match url::Url::parse(s) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(u.to_string()),
+        _ => Err(invalid("photo_url", format!("`{s}` is not an https URL"))),
+    }
+}
+
+pub fn optional_text(field: &str, raw: &str, max: usize) -> Result<Option<String>, Error> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.chars().count() > max {
+        return Err(invalid(field, format!("is longer than {max} characters")));
+    }
+    no_control(field, s)?;
+    Ok(Some(s.to_string()))
+}
+
+pub fn positions(catalog: &Catalog, raw: &[String]) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for p in raw {
+        let def = catalog.position(p).ok_or_else(|| {
+            invalid(
+                "positions",
+                format!("position `{p}` is not in the catalog (GET /api/v1/catalog lists them)"),
+            )
+        })?;
+        out.push(def.name.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+pub fn role(catalog: &Catalog, raw: &str) -> Result<String, Error> {
+    catalog.role(raw).map(|r| r.name.clone()).ok_or_else(|| {
+        invalid(
+            "role",
+            format!(
+                "role `{}` is not in the catalog (GET /api/v1/catalog lists them)",
+                raw.trim()
+            ),
+        )
+    })
+}
+
+pub fn business_unit(catalog: &Catalog, raw: &str) -> Result<Option<String>, Error> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    catalog
+        .business_unit(raw)
+        .map(|b| Some(b.name.clone()))
+        .ok_or_else(|| {
+            invalid(
+                "business_unit",
+                format!(
+                    "business unit `{}` is not in the catalog (GET /api/v1/catalog lists them)",
+                    raw.trim()
+                ),
+            )
+        })
+}
+
+pub fn permissions(
+    catalog: &Catalog,
+    raw: &PermissionOverrides,
+) -> Result<PermissionOverrides, Error> {
+    let canon = |field: &str, list: &[String]| -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for p in list {
+            let c = catalog
+                .permission(p)
+                .ok_or_else(|| invalid(field, format!("permission `{p}` is not in the catalog")))?;
+            out.push(c.to_string());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    };
+    let grant = canon("permissions.grant", &raw.grant)?;
+    let revoke = canon("permissions.revoke", &raw.revoke)?;
+    if let Some(both) = grant.iter().find(|g| revoke.contains(g)) {
+        return Err(invalid(
+            "permissions",
+            format!("permission `{both}` is both granted and revoked"),
+        ));
+    }
+    Ok(PermissionOverrides { grant, revoke })
+}
+
+/// The role's defaults, plus grants, minus revokes; sorted.
+pub fn effective_permissions(
+    catalog: &Catalog,
+    role: &str,
+    o: &PermissionOverrides,
+) -> Vec<String> {
+    let mut set: std::collections::BTreeSet<String> = catalog
+        .role(role)
+        .map(|r| r.permissions.iter().cloned().collect())
+        .unwrap_or_default();
+    set.extend(o.grant.iter().cloned());
+    for r in &o.revoke {
+        set.remove(r);
+    }
+    set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::employee::catalog::RoleDef;
+
+    fn catalog() -> Catalog {
+        Catalog::new(
+            vec!["a".into(), "b".into(), "c".into()],
+            vec![],
+            vec![RoleDef {
+                name: "R".into(),
+                description: String::new(),
+                permissions: vec!["a".into(), "b".into()],
+            }],
+            vec![],
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn effective_permissions_apply_grants_and_revokes() {
+        let c = catalog();
+        let o = PermissionOverrides {
+            grant: vec!["c".into()],
+            revoke: vec!["a".into()],
+        };
+        assert_eq!(effective_permissions(&c, "R", &o), vec!["b", "c"]);
+    }
+
+    #[test]
+    fn overrides_must_exist_and_not_contradict() {
+        let c = catalog();
+        let bad = PermissionOverrides {
+            grant: vec!["zz".into()],
+            revoke: vec![],
+        };
+        assert!(
+            matches!(permissions(&c, &bad), Err(Error::Invalid { field, .. }) if field == "permissions.grant")
+        );
+        let both = PermissionOverrides {
+            grant: vec!["A".into()],
+            revoke: vec!["a".into()],
+        };
+        assert!(permissions(&c, &both).is_err());
+    }
+
+    #[test]
+    fn field_formats() {
+        assert!(email("Ann@Example.com").is_ok());
+        assert!(email("not an email").is_err());
+        assert!(email("").is_err());
+        assert!(phone("mobile_phone", "+1 (555) 010-0200").is_ok());
+        assert!(phone("mobile_phone", "call me").is_err());
+        assert!(photo_url("https://cdn.example.com/a.png").is_ok());
+        assert!(photo_url("http://cdn.example.com/a.png").is_err());
+        assert!(username("has space").is_err());
+        assert!(name("given_name", "  ").is_err());
+        let p = office_phone(&OfficePhone {
+            number: "555 0100".into(),
+            extension: Some("42".into()),
+        })
+        .unwrap();
+        assert_eq!(p.extension.as_deref(), Some("42"));
+        assert!(
+            office_phone(&OfficePhone {
+                number: "555 0100".into(),
+                extension: Some("x42".into()),
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! rosterd: a directory sync daemon that keeps a fleet company's roster of employee
+//! profiles in an embedded sled store.
+//!
+//! # Layout
+//!
+//! - [`config`]: the typed configuration (TOML file, then `ROSTERD_…` environment
+//!   overrides), validated once at start into [`config::Config`].
+//! - [`employee`]: the domain. The employee profile, the catalogs (positions, roles,
+//!   business units, permissions), validation, and the operations (create, update,
+//!   activate, deactivate, list, bulk). Every rule of the roster lives here.
+//! - [`store`]: sled. Trees, unique secondary indexes kept in the same transaction
+//!   as the profile, the append-only audit log, the schema version.
+//! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
+//!   `/healthz` and `/readyz`.
+//! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
+//!   serves until shutdown, flushes the store.
+//!
+//! Calls point one way: `admin` → `employee` → `store`. Nothing calls upward; the
+//! HTTP layer never touches sled directly, so every client of the roster (the admin
+//! API today, SCIM and sync later) goes through the same domain operations.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod daemon;
+pub mod employee;
+pub mod secret;
+pub mod store;
+
+pub use daemon::{Daemon, run};

@@ -1,0 +1,103 @@
+//! `rosterd`: parse the command line, load the config, start tracing, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "rosterd",
+    version,
+    about = "Directory sync daemon for the employee roster"
+)]
+struct Cli {
+    /// Config file [default: ./config/rosterd.toml if present, else /etc/rosterd/rosterd.toml]
+    #[arg(long, global = true, env = "ROSTERD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "ROSTERD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the config and exit: 0 if valid, 1 with the reason if not.
+    CheckConfig,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ROSTERD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let config = match rosterd::config::resolve_path(cli.config.as_deref())
+        .and_then(|p| rosterd::config::load(&p))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rosterd: invalid config: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("{}: config is valid", config.file.display());
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("rosterd: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            tracing::info!(config = %config.file.display(), "starting rosterd {}", env!("CARGO_PKG_VERSION"));
+            match rt.block_on(rosterd::run(config, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("rosterd: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
