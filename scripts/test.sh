@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of rosterd: unit tests, the integration tests in tests/ (real
+# HTTP on 127.0.0.1, the real rosterd and rosterctl binaries) and the SCIM
+# conformance suite in scim-tests/. Installs what the tests need when it is
+# missing (Debian packages, as root or via sudo), then runs `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: "command package" pairs.
+needs=()
+need() { command -v "$1" >/dev/null 2>&1 || needs+=("$2"); }
+# (filled as services join the test suite: slapd, an SMTP sink, ...)
+
+if [ "${#needs[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${needs[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${needs[@]}"
+fi
+
+exec cargo test --workspace --locked "$@"
