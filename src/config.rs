@@ -74,6 +74,9 @@ struct FileConfig {
     /// Positions, roles, business units and the permission names that exist.
     #[serde(default)]
     catalog: CatalogSection,
+    /// Sync sources (`[[sources]]`).
+    #[serde(default)]
+    sources: Vec<crate::sync::config::SourceSection>,
 }
 
 fn default_listen() -> String {
@@ -197,6 +200,7 @@ pub struct Config {
     pub photo_max_bytes: usize,
     pub max_body_bytes: usize,
     pub catalog: Catalog,
+    pub sources: Vec<crate::sync::config::LdapSource>,
 }
 
 /// A token with the name that the audit log records for it.
@@ -458,6 +462,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         c.default_role,
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
+    let sources = crate::sync::config::validate_sources(path, f.sources, &catalog, env)?;
 
     Ok(Config {
         file: path.to_path_buf(),
@@ -475,6 +480,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
         catalog,
+        sources,
     })
 }
 

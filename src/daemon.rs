@@ -15,6 +15,8 @@ use crate::auth::{self, TokenSet};
 use crate::config::{Config, NamedToken};
 use crate::employee::Roster;
 use crate::store::Store;
+use crate::sync::SyncEngine;
+use crate::sync::scheduler::Scheduler;
 
 /// A running daemon (see [`start`]); [`Daemon::stop`] shuts it down cleanly.
 pub struct Daemon {
@@ -23,6 +25,8 @@ pub struct Daemon {
     /// Where the generated admin token is, when no token is configured.
     pub admin_token_file: Option<PathBuf>,
     pub roster: Roster,
+    pub sync: SyncEngine,
+    scheduler: Option<Scheduler>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -30,6 +34,9 @@ pub struct Daemon {
 impl Daemon {
     /// Stops accepting, finishes in-flight requests, flushes the store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.scheduler.take() {
+            s.shutdown().await;
+        }
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
@@ -91,9 +98,12 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         config.password_policy.clone(),
         config.photo_max_bytes,
     );
+    let sync = SyncEngine::new(roster.clone(), config.sources.clone())
+        .context("while opening the sync run history")?;
     let state = AppState {
         roster: roster.clone(),
         admin_tokens: Arc::new(TokenSet::new(&tokens)),
+        sync: sync.clone(),
     };
     let app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
         .with_state(state)
@@ -110,6 +120,9 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, employees = roster.store().len(), "listening on http://{addr}");
 
+    let scheduler = Scheduler::start(sync.clone())
+        .await
+        .context("while starting the sync schedules")?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -123,6 +136,8 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         addr,
         admin_token_file,
         roster,
+        sync,
+        scheduler: Some(scheduler),
         shutdown_tx: Some(shutdown_tx),
         server,
     })

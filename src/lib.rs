@@ -12,11 +12,13 @@
 //!   as the profile, the append-only audit log, the schema version.
 //! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
 //!   `/healthz` and `/readyz`.
+//! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
+//!   through `employee`, run history, cron schedules.
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
 //!
-//! Calls point one way: `admin` → `employee` → `store`. Nothing calls upward; the
+//! Calls point one way: `admin` and `sync` → `employee` → `store`. Nothing calls upward; the
 //! HTTP layer never touches sled directly, so every client of the roster (the admin
 //! API today, SCIM and sync later) goes through the same domain operations.
 
@@ -27,5 +29,6 @@ pub mod daemon;
 pub mod employee;
 pub mod secret;
 pub mod store;
+pub mod sync;
 
 pub use daemon::{Daemon, run};

@@ -3,6 +3,7 @@
 //! map the error; [`error::ApiError`] picks every status code.
 
 pub mod error;
+pub mod sync;
 pub mod view;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use view::EmployeeView;
 pub struct AppState {
     pub roster: Roster,
     pub admin_tokens: Arc<TokenSet>,
+    pub sync: crate::sync::SyncEngine,
 }
 
 /// The admin API and health routes.
@@ -60,6 +62,7 @@ pub fn routes(max_body_bytes: usize, photo_max_bytes: usize) -> Router<AppState>
             post(employees_deactivate),
         )
         .route("/api/v1/audit", get(audit_list))
+        .merge(sync::routes())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .merge(photo_routes)
         .fallback(|| async {

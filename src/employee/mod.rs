@@ -148,94 +148,98 @@ impl Roster {
     /// Creates a profile.
     #[instrument(skip_all, fields(actor = %actor))]
     pub async fn create(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
-        let catalog = self.catalog();
-        let given_name = validate::name("given_name", &input.given_name)?;
-        let family_name = validate::name("family_name", &input.family_name)?;
-        let display_name = match input.display_name.as_deref().map(str::trim) {
-            Some(d) if !d.is_empty() => validate::name("display_name", d)?,
-            _ => format!("{given_name} {family_name}"),
-        };
-        let email = validate::email(&input.email)?;
-        let username = match input.username.as_deref() {
-            Some(u) => validate::username(u)?,
-            None => email.clone(),
-        };
-        let role = match input.role.as_deref() {
-            Some(r) => validate::role(&catalog, r)?,
-            None => catalog.default_role().map(str::to_string).ok_or_else(|| {
-                Error::invalid("role", "is required (no default role is configured)")
-            })?,
-        };
         let account_status = input.account_status.unwrap_or(AccountStatus::Later);
         let password_hash = match (account_status, &input.password) {
-            (AccountStatus::Credentials, None) => {
-                return Err(Error::invalid(
-                    "password",
-                    "is required when account_status is `credentials`",
-                ));
-            }
             (AccountStatus::Credentials, Some(p)) => Some(self.hash_password(p).await?),
-            (_, Some(_)) => {
-                return Err(Error::invalid(
-                    "password",
-                    "is only accepted with account_status `credentials`",
-                ));
-            }
-            (_, None) => None,
+            _ => None,
         };
-        let now = Utc::now();
-        let active = input.active.unwrap_or(true);
-        let e = Employee {
-            id: EmployeeId::new(),
-            version: 1,
-            given_name,
-            family_name,
-            display_name,
-            email,
-            username,
-            positions: validate::positions(&catalog, &input.positions)?,
-            role,
-            business_unit: match input.business_unit.as_deref() {
-                Some(b) => validate::business_unit(&catalog, b)?,
-                None => None,
-            },
-            photo: match input.photo_url.as_deref() {
-                Some(u) if !u.trim().is_empty() => Some(Photo::Url {
-                    url: validate::photo_url(u)?,
-                }),
-                _ => None,
-            },
-            mobile_phone: match input.mobile_phone.as_deref().map(str::trim) {
-                Some(p) if !p.is_empty() => Some(validate::phone("mobile_phone", p)?),
-                _ => None,
-            },
-            office_phone: match &input.office_phone {
-                Some(p) if !p.number.trim().is_empty() => Some(validate::office_phone(p)?),
-                _ => None,
-            },
-            account_status,
-            password_hash,
-            enabled: input.enabled.unwrap_or(true),
-            active,
-            permissions: match &input.permissions {
-                Some(p) => validate::permissions(&catalog, p)?,
-                None => PermissionOverrides::default(),
-            },
-            external_id: match input.external_id.as_deref() {
-                Some(x) => validate::optional_text("external_id", x, 256)?,
-                None => None,
-            },
-            source_keys: Default::default(),
-            deactivated_by: (!active).then(|| actor.clone()),
-            created_at: now,
-            updated_at: now,
-        };
+        let e = build_new(&self.catalog(), &input, password_hash, actor)?;
         let changes = diff(None, Some(&e));
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
         self.commit(None, &e, PhotoChange::Keep, audit)?;
         self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
+    }
+
+    /// Creates a profile linked to a sync source, without flushing (the sync
+    /// flushes once per batch with [`Roster::flush`]).
+    pub fn create_linked(
+        &self,
+        actor: &Actor,
+        input: &NewEmployee,
+        source: &str,
+        key: &str,
+    ) -> Result<Employee, Error> {
+        let mut e = build_new(&self.catalog(), input, None, actor)?;
+        e.source_keys.insert(source.to_string(), key.to_string());
+        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
+        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        Ok(e)
+    }
+
+    /// Applies a source's fields (and optionally a lifecycle change) to a profile
+    /// and records the source key, without flushing. Changes nothing, and writes
+    /// no audit entry, when everything already matches.
+    pub fn update_linked(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        patch: &EmployeePatch,
+        source: &str,
+        key: &str,
+        active: Option<bool>,
+    ) -> Result<(Employee, bool), Error> {
+        let action = match active {
+            Some(true) => "activate",
+            Some(false) => "deactivate",
+            None => "update",
+        };
+        self.modify(actor, id, action, None, PhotoChange::Keep, |e, catalog| {
+            apply_patch(e, patch, None, catalog, actor)?;
+            e.source_keys.insert(source.to_string(), key.to_string());
+            if let Some(a) = active {
+                set_active_fields(e, a, actor);
+            }
+            Ok(())
+        })
+    }
+
+    /// Profiles linked to a source (by its join keys), as (key, id).
+    pub fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
+        Ok(self
+            .store
+            .index_entries(&IndexKind::Source(source.to_string()))?
+            .into_iter()
+            .map(|(k, id)| (k, EmployeeId(id)))
+            .collect())
+    }
+
+    /// The profile linked to `source` under `key`, if any.
+    pub fn by_source_key(&self, source: &str, key: &str) -> Result<Option<Employee>, Error> {
+        match self
+            .store
+            .lookup(&IndexKind::Source(source.to_string()), key)?
+        {
+            Some(id) => self.get(EmployeeId(id)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The profile with this email (case-insensitive), if any.
+    pub fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
+        match self
+            .store
+            .lookup(&IndexKind::Email, &validate::fold(email.trim()))?
+        {
+            Some(id) => self.get(EmployeeId(id)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush().await?)
     }
 
     /// Applies a partial update. `expected_version` (or `patch.version`) makes it
@@ -551,6 +555,113 @@ impl Roster {
     pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
         list::run(&self.store, q)
     }
+}
+
+/// Builds a new profile from client input: every field rule, no I/O. With
+/// `credentials`, the caller passes the password's hash (already policy-checked).
+pub fn build_new(
+    catalog: &Catalog,
+    input: &NewEmployee,
+    password_hash: Option<PasswordHash>,
+    actor: &Actor,
+) -> Result<Employee, Error> {
+    let given_name = validate::name("given_name", &input.given_name)?;
+    let family_name = validate::name("family_name", &input.family_name)?;
+    let display_name = match input.display_name.as_deref().map(str::trim) {
+        Some(d) if !d.is_empty() => validate::name("display_name", d)?,
+        _ => format!("{given_name} {family_name}"),
+    };
+    let email = validate::email(&input.email)?;
+    let username = match input.username.as_deref() {
+        Some(u) => validate::username(u)?,
+        None => email.clone(),
+    };
+    let role = match input.role.as_deref() {
+        Some(r) => validate::role(catalog, r)?,
+        None => catalog
+            .default_role()
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid("role", "is required (no default role is configured)"))?,
+    };
+    let account_status = input.account_status.unwrap_or(AccountStatus::Later);
+    let password_hash_field = match (account_status, &input.password) {
+        (AccountStatus::Credentials, None) => {
+            return Err(Error::invalid(
+                "password",
+                "is required when account_status is `credentials`",
+            ));
+        }
+        (AccountStatus::Credentials, Some(_)) => {
+            Some(password_hash.ok_or_else(|| Error::invalid("password", "could not be hashed"))?)
+        }
+        (_, Some(_)) => {
+            return Err(Error::invalid(
+                "password",
+                "is only accepted with account_status `credentials`",
+            ));
+        }
+        (_, None) => None,
+    };
+    let now = Utc::now();
+    let active = input.active.unwrap_or(true);
+    let e = Employee {
+        id: EmployeeId::new(),
+        version: 1,
+        given_name,
+        family_name,
+        display_name,
+        email,
+        username,
+        positions: validate::positions(catalog, &input.positions)?,
+        role,
+        business_unit: match input.business_unit.as_deref() {
+            Some(b) => validate::business_unit(catalog, b)?,
+            None => None,
+        },
+        photo: match input.photo_url.as_deref() {
+            Some(u) if !u.trim().is_empty() => Some(Photo::Url {
+                url: validate::photo_url(u)?,
+            }),
+            _ => None,
+        },
+        mobile_phone: match input.mobile_phone.as_deref().map(str::trim) {
+            Some(p) if !p.is_empty() => Some(validate::phone("mobile_phone", p)?),
+            _ => None,
+        },
+        office_phone: match &input.office_phone {
+            Some(p) if !p.number.trim().is_empty() => Some(validate::office_phone(p)?),
+            _ => None,
+        },
+        account_status,
+        password_hash: password_hash_field,
+        enabled: input.enabled.unwrap_or(true),
+        active,
+        permissions: match &input.permissions {
+            Some(p) => validate::permissions(catalog, p)?,
+            None => PermissionOverrides::default(),
+        },
+        external_id: match input.external_id.as_deref() {
+            Some(x) => validate::optional_text("external_id", x, 256)?,
+            None => None,
+        },
+        source_keys: Default::default(),
+        deactivated_by: (!active).then(|| actor.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(e)
+}
+
+/// The profile as it would be after `patch` (every rule applied, nothing written).
+pub fn preview_patch(
+    current: &Employee,
+    patch: &EmployeePatch,
+    catalog: &Catalog,
+    actor: &Actor,
+) -> Result<Employee, Error> {
+    let mut next = current.clone();
+    apply_patch(&mut next, patch, None, catalog, actor)?;
+    Ok(next)
 }
 
 fn decode(bytes: &[u8]) -> Result<Employee, Error> {

@@ -215,6 +215,28 @@ impl Store {
         }
     }
 
+    /// Every (key, id) of one index, in key order.
+    pub fn index_entries(&self, index: &IndexKind) -> Result<Vec<(String, Uuid)>, StoreError> {
+        let prefix = index.key("");
+        let mut out = Vec::new();
+        for r in self.index.scan_prefix(&prefix) {
+            let (k, v) = r?;
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((key, uuid_from(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// A named tree for a module's own records (sync runs, sync state, ...).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A fresh, increasing id (for run ids and the like).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.employees.len()

@@ -4,4 +4,6 @@
 mod admin_api;
 mod common;
 mod durability;
+mod ldap_sync;
 mod rosterctl;
+mod slapd;

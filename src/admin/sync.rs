@@ -1,0 +1,188 @@
+//! Admin API for sync: sources, manual runs (with dry run), run history, approval
+//! of held plans, and "explain" (which client or source set each field, and when).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Admin, ApiError, AppState};
+use crate::sync::{RunKind, SyncError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sync/sources", get(sources_list))
+        .route("/api/v1/sync/sources/{id}/run", post(sources_run))
+        .route("/api/v1/sync/runs", get(runs_list))
+        .route("/api/v1/sync/runs/{id}", get(runs_show))
+        .route("/api/v1/sync/runs/{id}/approve", post(runs_approve))
+        .route("/api/v1/employees/{key}/explain", get(employees_explain))
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        crate::employee::Error::Store(e).into()
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        let msg = e.to_string();
+        match e {
+            SyncError::UnknownSource(_) | SyncError::RunNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
+            }
+            SyncError::AlreadyRunning(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_running", msg)
+            }
+            SyncError::NotHeld(_) => ApiError::new(StatusCode::CONFLICT, "not_held", msg),
+            SyncError::Domain(d) => d.into(),
+            SyncError::Store(s) => crate::employee::Error::Store(s).into(),
+        }
+    }
+}
+
+fn summary(r: &crate::sync::runs::RunRecord) -> Value {
+    json!({
+        "id": r.id, "source": r.source, "kind": r.kind, "trigger": r.trigger,
+        "started_at": r.started_at, "finished_at": r.finished_at, "outcome": r.outcome,
+        "message": r.message, "entries_seen": r.entries_seen, "counts": r.counts,
+        "errors": r.errors.len(),
+    })
+}
+
+async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for s in state.sync.sources() {
+        let last = state.sync.runs().list(Some(&s.id), 1)?;
+        let st = state.sync.runs().state(&s.id)?;
+        out.push(json!({
+            "id": s.id, "kind": "ldap", "url": s.url, "base_dn": s.base_dn,
+            "full_schedule": s.full_schedule, "incremental_schedule": s.incremental_schedule,
+            "high_water_mark": st.high_water_mark, "last_success": st.last_success,
+            "last_run": last.first().map(summary),
+        }));
+    }
+    Ok(Json(json!({ "items": out })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    kind: Option<RunKind>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn sources_run(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    // An empty body means a full, real run.
+    let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RunRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let rec = state
+        .sync
+        .run(
+            &id,
+            req.kind.unwrap_or(RunKind::Full),
+            req.dry_run,
+            "manual",
+        )
+        .await?;
+    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn runs_list(
+    _: Admin,
+    State(state): State<AppState>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let runs = state
+        .sync
+        .runs()
+        .list(q.source.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000))?;
+    Ok(Json(
+        json!({ "items": runs.iter().map(summary).collect::<Vec<_>>() }),
+    ))
+}
+
+fn run_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("`{raw}` is not a run id"),
+        )
+    })
+}
+
+async fn runs_show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = run_id(&id)?;
+    let rec = state
+        .sync
+        .runs()
+        .get(id)?
+        .ok_or(SyncError::RunNotFound(id))?;
+    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+}
+
+async fn runs_approve(
+    Admin(actor): Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.sync.approve(run_id(&id)?, &actor).await?;
+    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+}
+
+/// For each field: its value, who set it last and when (from the audit log).
+async fn employees_explain(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let e = state.roster.find(&key)?;
+    let mut fields = serde_json::Map::new();
+    let mut before = None;
+    loop {
+        let page = state.roster.audit(Some(e.id), before, 1000)?;
+        for entry in &page {
+            for c in &entry.changes {
+                fields.entry(c.field.clone()).or_insert_with(|| {
+                    json!({ "value": c.after, "set_by": entry.actor, "at": entry.at, "action": entry.action })
+                });
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => before = Some(last.seq),
+            _ => break,
+        }
+    }
+    Ok(Json(json!({
+        "id": e.id,
+        "email": e.email,
+        "sources": e.source_keys,
+        "fields": fields,
+    })))
+}

@@ -1,0 +1,509 @@
+//! `[[sources]]`: the sync sources as the operator writes them, and their validated
+//! form. Validation checks cron expressions, catalog names and secrets at start.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, read_secret};
+use crate::employee::{AccountStatus, Catalog};
+use crate::secret::Secret;
+
+/// One `[[sources]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// Stable id: recorded on linked profiles and in the audit log. Never rename.
+    pub id: String,
+    /// `ldap` (more kinds come with the HR sources).
+    pub kind: String,
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade `ldap://` with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file with the CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Turn certificate checks off (never in production).
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// DN to bind as; anonymous when absent.
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub bind_password_env: Option<String>,
+    /// Where people are.
+    pub base_dn: String,
+    /// `sub` (default), `one` or `base`.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Which entries are people.
+    #[serde(default = "default_filter")]
+    pub filter: String,
+    /// RFC 2696 page size; 0 turns paging off.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Connect and per-operation timeout, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Immutable attribute joining an entry to its profile (`entryUUID`, `objectGUID`).
+    #[serde(default = "default_join_key")]
+    pub join_key: String,
+    /// Cron (6 fields, with seconds) for full runs, which also detect removals.
+    pub full_schedule: Option<String>,
+    /// Cron for incremental runs (changes since the last high-water mark).
+    pub incremental_schedule: Option<String>,
+    /// Run a full sync when the daemon starts.
+    #[serde(default)]
+    pub run_at_start: bool,
+    /// Account status for profiles this source creates: `later` or `invite`.
+    #[serde(default = "default_account_status")]
+    pub account_status: AccountStatus,
+    /// A plan deactivating more than this many profiles is held.
+    #[serde(default = "default_max_deactivations")]
+    pub max_deactivations: usize,
+    /// ...or more than this percentage of the source's linked active profiles.
+    #[serde(default = "default_max_deactivations_percent")]
+    pub max_deactivations_percent: f64,
+    /// Which attribute feeds which profile field.
+    #[serde(default)]
+    pub attributes: AttributeMap,
+    /// How a disabled entry is recognised.
+    #[serde(default)]
+    pub disabled: DisabledSection,
+    /// Where groups are, for positions and roles by membership.
+    #[serde(default)]
+    pub groups: GroupsSection,
+    /// Group → position rules: every matching rule adds its position.
+    #[serde(default)]
+    pub positions: Vec<GroupRule>,
+    /// Role rules: the first that matches wins.
+    #[serde(default)]
+    pub roles: Vec<RoleRule>,
+    /// Role when no rule matches (else the catalog's default role).
+    pub default_role: Option<String>,
+    /// Business unit from an attribute through a value map.
+    pub business_unit: Option<BusinessUnitSection>,
+}
+
+fn default_scope() -> String {
+    "sub".into()
+}
+fn default_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
+fn default_page_size() -> u32 {
+    500
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_join_key() -> String {
+    "entryUUID".into()
+}
+fn default_account_status() -> AccountStatus {
+    AccountStatus::Later
+}
+fn default_max_deactivations() -> usize {
+    25
+}
+fn default_max_deactivations_percent() -> f64 {
+    10.0
+}
+
+/// Attribute names per profile field; an absent key means the source does not
+/// write that field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMap {
+    #[serde(default = "some_mail")]
+    pub email: Option<String>,
+    #[serde(default = "some_given")]
+    pub given_name: Option<String>,
+    #[serde(default = "some_sn")]
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub username: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub office_phone: Option<String>,
+    pub office_phone_extension: Option<String>,
+    /// An attribute holding a photo URL (e.g. `labeledURI`).
+    pub photo_url: Option<String>,
+    /// Timestamp attribute for incremental runs.
+    #[serde(default = "some_modify_timestamp")]
+    pub modified: Option<String>,
+}
+
+fn some_mail() -> Option<String> {
+    Some("mail".into())
+}
+fn some_given() -> Option<String> {
+    Some("givenName".into())
+}
+fn some_sn() -> Option<String> {
+    Some("sn".into())
+}
+fn some_modify_timestamp() -> Option<String> {
+    Some("modifyTimestamp".into())
+}
+
+impl Default for AttributeMap {
+    fn default() -> Self {
+        Self {
+            email: some_mail(),
+            given_name: some_given(),
+            family_name: some_sn(),
+            display_name: None,
+            username: None,
+            mobile_phone: None,
+            office_phone: None,
+            office_phone_extension: None,
+            photo_url: None,
+            modified: some_modify_timestamp(),
+        }
+    }
+}
+
+/// How "disabled" is detected. `kind`: `none`, `ad_user_account_control` (bit 0x2),
+/// `ns_account_lock` (389-DS/FreeIPA), `pwd_account_locked_time` (OpenLDAP
+/// ppolicy), `attribute` (`attribute` equals one of `values`) or `filter` (entries
+/// matching `filter` on the server are disabled).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisabledSection {
+    #[serde(default = "default_disabled_kind")]
+    pub kind: String,
+    pub attribute: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    pub filter: Option<String>,
+}
+
+fn default_disabled_kind() -> String {
+    "none".into()
+}
+
+impl Default for DisabledSection {
+    fn default() -> Self {
+        Self {
+            kind: default_disabled_kind(),
+            attribute: None,
+            values: vec![],
+            filter: None,
+        }
+    }
+}
+
+/// Where to search groups. Membership is read from `member` / `uniqueMember` of
+/// the groups (nested groups count), so no `memberOf` overlay is needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsSection {
+    /// Base DN of the group search; defaults to the source's base DN.
+    pub base_dn: Option<String>,
+    #[serde(default = "default_group_filter")]
+    pub filter: String,
+    /// Member attributes to read.
+    #[serde(default = "default_member_attributes")]
+    pub member_attributes: Vec<String>,
+}
+
+fn default_group_filter() -> String {
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))".into()
+}
+fn default_member_attributes() -> Vec<String> {
+    vec!["member".into(), "uniqueMember".into()]
+}
+
+impl Default for GroupsSection {
+    fn default() -> Self {
+        Self {
+            base_dn: None,
+            filter: default_group_filter(),
+            member_attributes: default_member_attributes(),
+        }
+    }
+}
+
+/// `{ group = "cn=drivers,ou=groups,dc=example,dc=com", position = "Driver" }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRule {
+    pub group: String,
+    pub position: String,
+}
+
+/// A role rule matches by group membership or by an attribute value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    pub group: Option<String>,
+    pub attribute: Option<String>,
+    pub value: Option<String>,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessUnitSection {
+    pub attribute: String,
+    /// Attribute value → business unit name. Values not in the map leave the
+    /// business unit empty (and are reported).
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+/// How a disabled entry is recognised (validated).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disabled {
+    None,
+    AdUserAccountControl,
+    NsAccountLock,
+    PwdAccountLockedTime,
+    Attribute {
+        attribute: String,
+        values: Vec<String>,
+    },
+    Filter(String),
+}
+
+/// A validated LDAP source.
+#[derive(Debug, Clone)]
+pub struct LdapSource {
+    pub id: String,
+    pub url: String,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub tls_insecure_skip_verify: bool,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub base_dn: String,
+    pub scope: ldap3::Scope,
+    pub filter: String,
+    pub page_size: u32,
+    pub timeout: Duration,
+    pub join_key: String,
+    pub full_schedule: Option<String>,
+    pub incremental_schedule: Option<String>,
+    pub run_at_start: bool,
+    pub account_status: AccountStatus,
+    pub max_deactivations: usize,
+    pub max_deactivations_percent: f64,
+    pub attributes: AttributeMap,
+    pub disabled: Disabled,
+    pub groups: GroupsSection,
+    pub positions: Vec<GroupRule>,
+    pub roles: Vec<RoleRule>,
+    pub default_role: Option<String>,
+    pub business_unit: Option<BusinessUnitSection>,
+}
+
+/// Checks a 6-field cron expression the way the scheduler will parse it.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            format!("`{expr}` is not a valid cron expression (sec min hour day month weekday): {e}")
+        })
+}
+
+pub fn validate_sources(
+    file: &Path,
+    sections: Vec<SourceSection>,
+    catalog: &Catalog,
+    env: &[(String, String)],
+) -> Result<Vec<LdapSource>, ConfigError> {
+    let mut out: Vec<LdapSource> = Vec::new();
+    for (i, s) in sections.into_iter().enumerate() {
+        let key = |k: &str| format!("sources[{i}].{k}");
+        let err = |k: &str, m: String| ConfigError {
+            file: file.display().to_string(),
+            key: key(k),
+            message: m,
+        };
+        if s.id.is_empty()
+            || !s
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err("id", "use letters, digits, - and _ only".into()));
+        }
+        if out.iter().any(|o| o.id == s.id) {
+            return Err(err("id", format!("`{}` is used by two sources", s.id)));
+        }
+        if s.kind != "ldap" {
+            return Err(err(
+                "kind",
+                format!("`{}` is not a source kind; use `ldap`", s.kind),
+            ));
+        }
+        if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
+            return Err(err("url", "must start with ldap:// or ldaps://".into()));
+        }
+        if s.starttls && s.url.starts_with("ldaps://") {
+            return Err(err(
+                "starttls",
+                "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
+            ));
+        }
+        if let Some(ca) = &s.ca_file
+            && !ca.exists()
+        {
+            return Err(err("ca_file", format!("{} does not exist", ca.display())));
+        }
+        let bind_password = match (&s.bind_password_file, &s.bind_password_env) {
+            (None, None) => None,
+            (f, e) => Some(
+                read_secret(file, &key("bind_password"), f.as_deref(), e.as_deref(), env).map_err(
+                    |mut ce| {
+                        ce.message = ce.message.replace("token", "bind_password");
+                        ce
+                    },
+                )?,
+            ),
+        };
+        if bind_password.is_some() && s.bind_dn.is_none() {
+            return Err(err(
+                "bind_dn",
+                "a bind password is set but no bind_dn".into(),
+            ));
+        }
+        let scope = match s.scope.as_str() {
+            "sub" => ldap3::Scope::Subtree,
+            "one" => ldap3::Scope::OneLevel,
+            "base" => ldap3::Scope::Base,
+            other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
+        };
+        for (k, v) in [
+            ("full_schedule", &s.full_schedule),
+            ("incremental_schedule", &s.incremental_schedule),
+        ] {
+            if let Some(expr) = v {
+                check_cron(expr).map_err(|m| err(k, m))?;
+            }
+        }
+        if s.account_status == AccountStatus::Credentials {
+            return Err(err("account_status", "use `later` or `invite`".into()));
+        }
+        if !(0.0..=100.0).contains(&s.max_deactivations_percent) {
+            return Err(err(
+                "max_deactivations_percent",
+                "must be between 0 and 100".into(),
+            ));
+        }
+        if s.attributes.email.is_none() {
+            return Err(err(
+                "attributes.email",
+                "every profile needs an email: map it".into(),
+            ));
+        }
+        let disabled = match s.disabled.kind.as_str() {
+            "none" => Disabled::None,
+            "ad_user_account_control" => Disabled::AdUserAccountControl,
+            "ns_account_lock" => Disabled::NsAccountLock,
+            "pwd_account_locked_time" => Disabled::PwdAccountLockedTime,
+            "attribute" => Disabled::Attribute {
+                attribute: s.disabled.attribute.clone().ok_or_else(|| {
+                    err(
+                        "disabled.attribute",
+                        "required with kind = \"attribute\"".into(),
+                    )
+                })?,
+                values: s.disabled.values.clone(),
+            },
+            "filter" => {
+                Disabled::Filter(s.disabled.filter.clone().ok_or_else(|| {
+                    err("disabled.filter", "required with kind = \"filter\"".into())
+                })?)
+            }
+            other => {
+                return Err(err(
+                    "disabled.kind",
+                    format!(
+                        "`{other}`: use none, ad_user_account_control, ns_account_lock, pwd_account_locked_time, attribute or filter"
+                    ),
+                ));
+            }
+        };
+        for (j, r) in s.positions.iter().enumerate() {
+            if catalog.position(&r.position).is_none() {
+                return Err(err(
+                    &format!("positions[{j}].position"),
+                    format!("position `{}` is not in catalog.positions", r.position),
+                ));
+            }
+        }
+        for (j, r) in s.roles.iter().enumerate() {
+            if catalog.role(&r.role).is_none() {
+                return Err(err(
+                    &format!("roles[{j}].role"),
+                    format!("role `{}` is not in catalog.roles", r.role),
+                ));
+            }
+            match (&r.group, &r.attribute, &r.value) {
+                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                _ => {
+                    return Err(err(
+                        &format!("roles[{j}]"),
+                        "set either `group`, or `attribute` and `value`".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &s.default_role
+            && catalog.role(r).is_none()
+        {
+            return Err(err(
+                "default_role",
+                format!("role `{r}` is not in catalog.roles"),
+            ));
+        }
+        if s.default_role.is_none() && catalog.default_role().is_none() {
+            return Err(err(
+                "default_role",
+                "set a default role here or catalog.default_role: profiles need a role".into(),
+            ));
+        }
+        if let Some(bu) = &s.business_unit {
+            for (v, name) in &bu.map {
+                if catalog.business_unit(name).is_none() {
+                    return Err(err(
+                        "business_unit.map",
+                        format!("`{v}` maps to `{name}`, which is not in catalog.business_units"),
+                    ));
+                }
+            }
+        }
+        out.push(LdapSource {
+            id: s.id,
+            url: s.url,
+            starttls: s.starttls,
+            ca_file: s.ca_file,
+            tls_insecure_skip_verify: s.tls_insecure_skip_verify,
+            bind_dn: s.bind_dn,
+            bind_password,
+            base_dn: s.base_dn,
+            scope,
+            filter: s.filter,
+            page_size: s.page_size,
+            timeout: Duration::from_secs(s.timeout_secs.max(1)),
+            join_key: s.join_key,
+            full_schedule: s.full_schedule,
+            incremental_schedule: s.incremental_schedule,
+            run_at_start: s.run_at_start,
+            account_status: s.account_status,
+            max_deactivations: s.max_deactivations,
+            max_deactivations_percent: s.max_deactivations_percent,
+            attributes: s.attributes,
+            disabled,
+            groups: s.groups,
+            positions: s.positions,
+            roles: s.roles,
+            default_role: s.default_role,
+            business_unit: s.business_unit,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,378 @@
+//! Running a sync: one run per source at a time; fetch → map → plan → (hold |
+//! apply) → record. Applies through the domain operations in batches, audited under
+//! the source id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::instrument;
+
+use super::config::LdapSource;
+use super::map::{self, MappedEntry};
+use super::plan::{self, Action, PlanItem, PlanSource};
+use super::runs::{EntryError, Outcome, RunId, RunRecord, RunStore, SourceState};
+use super::{RunKind, ldap};
+use crate::employee::{self, EmployeePatch, Roster};
+use crate::store::{Actor, ActorKind, StoreError};
+
+/// Writes between two flushes while applying.
+const BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no source with id `{0}`")]
+    UnknownSource(String),
+    #[error("a run of `{0}` is already in progress; try again when it ends")]
+    AlreadyRunning(String),
+    #[error("no run {0}")]
+    RunNotFound(RunId),
+    #[error("run {0} is not held (only held runs can be approved)")]
+    NotHeld(RunId),
+    #[error(transparent)]
+    Domain(#[from] employee::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The sync engine: cheap to clone.
+#[derive(Clone)]
+pub struct SyncEngine {
+    roster: Roster,
+    runs: RunStore,
+    sources: Arc<Vec<LdapSource>>,
+    locks: Arc<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SyncEngine {
+    pub fn new(roster: Roster, sources: Vec<LdapSource>) -> Result<Self, StoreError> {
+        let runs = RunStore::open(roster.store())?;
+        let locks = sources
+            .iter()
+            .map(|s| (s.id.clone(), Arc::new(tokio::sync::Mutex::new(()))))
+            .collect();
+        Ok(Self {
+            roster,
+            runs,
+            sources: Arc::new(sources),
+            locks: Arc::new(locks),
+        })
+    }
+
+    pub fn sources(&self) -> &[LdapSource] {
+        &self.sources
+    }
+
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    fn source(&self, id: &str) -> Result<&LdapSource, SyncError> {
+        self.sources
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| SyncError::UnknownSource(id.to_string()))
+    }
+
+    fn actor(id: &str) -> Actor {
+        Actor {
+            kind: ActorKind::Sync,
+            name: id.to_string(),
+        }
+    }
+
+    /// Runs one sync of `source_id`. A run that fails (directory down, truncated
+    /// result...) is recorded with outcome `failed` and returned as `Ok`; `Err` means
+    /// the run could not start (unknown source, one already running).
+    #[instrument(skip(self), fields(source = %source_id))]
+    pub async fn run(
+        &self,
+        source_id: &str,
+        kind: RunKind,
+        dry_run: bool,
+        trigger: &str,
+    ) -> Result<RunRecord, SyncError> {
+        let src = self.source(source_id)?.clone();
+        let lock = self
+            .locks
+            .get(source_id)
+            .cloned()
+            .ok_or_else(|| SyncError::UnknownSource(source_id.to_string()))?;
+        let Ok(_guard) = lock.try_lock() else {
+            tracing::warn!(
+                source = source_id,
+                trigger,
+                "run skipped: another run of this source is in progress"
+            );
+            return Err(SyncError::AlreadyRunning(source_id.to_string()));
+        };
+        let mut rec = RunRecord {
+            id: self.runs.new_id()?,
+            source: src.id.clone(),
+            kind,
+            trigger: trigger.to_string(),
+            started_at: Utc::now(),
+            finished_at: None,
+            outcome: Outcome::Running,
+            message: None,
+            entries_seen: 0,
+            counts: Default::default(),
+            errors: vec![],
+            plan: vec![],
+        };
+        self.runs.put(&rec)?;
+        let result = self.run_inner(&src, kind, dry_run, &mut rec).await;
+        if let Err(e) = result {
+            rec.outcome = Outcome::Failed;
+            rec.message = Some(e.to_string());
+        }
+        rec.finished_at = Some(Utc::now());
+        self.runs.put(&rec)?;
+        self.runs.flush().await?;
+        match rec.outcome {
+            Outcome::Failed => tracing::error!(
+                run = rec.id,
+                reason = rec.message.as_deref().unwrap_or(""),
+                "sync run failed; nobody was deactivated"
+            ),
+            Outcome::Held => tracing::warn!(
+                run = rec.id,
+                reason = rec.message.as_deref().unwrap_or(""),
+                "sync plan held for approval (rosterctl sync approve {})",
+                rec.id
+            ),
+            _ => {
+                tracing::info!(run = rec.id, outcome = ?rec.outcome, counts = ?rec.counts, "sync run finished")
+            }
+        }
+        Ok(rec)
+    }
+
+    async fn run_inner(
+        &self,
+        src: &LdapSource,
+        kind: RunKind,
+        dry_run: bool,
+        rec: &mut RunRecord,
+    ) -> Result<(), SyncError> {
+        let state = self.runs.state(&src.id)?;
+        let since = match kind {
+            RunKind::Incremental => state.high_water_mark.clone(),
+            RunKind::Full => None,
+        };
+        let fetched = match ldap::fetch(src, since.as_deref()).await {
+            Ok(f) => f,
+            Err(e) => {
+                rec.outcome = Outcome::Failed;
+                rec.message = Some(e.to_string());
+                return Ok(());
+            }
+        };
+        rec.entries_seen = fetched.entries.len();
+        if kind == RunKind::Full && fetched.entries.is_empty() {
+            rec.outcome = Outcome::Failed;
+            rec.message = Some(
+                "the source returned no entries; a full run that sees nobody deactivates nobody"
+                    .into(),
+            );
+            return Ok(());
+        }
+        let mut mapped = Vec::with_capacity(fetched.entries.len());
+        let mut map_errors = Vec::new();
+        for e in &fetched.entries {
+            match map::map_entry(src, e) {
+                Ok(m) => mapped.push(m),
+                Err(err) => map_errors.push(err),
+            }
+        }
+        let catalog = self.roster.catalog();
+        let psrc = PlanSource {
+            id: &src.id,
+            account_status: src.account_status,
+            catalog: &catalog,
+        };
+        let plan = plan::plan(&psrc, kind, &mapped, &map_errors, &self.roster)?;
+        rec.counts = plan.counts.clone();
+        rec.errors = plan
+            .items
+            .iter()
+            .filter(|i| i.error)
+            .map(|i| EntryError {
+                key: i.key.clone(),
+                dn: i.dn.clone(),
+                message: i.reason.clone(),
+            })
+            .collect();
+        for m in &mapped {
+            for w in &m.warnings {
+                rec.errors.push(EntryError {
+                    key: m.key.clone(),
+                    dn: m.dn.clone(),
+                    message: w.clone(),
+                });
+            }
+        }
+        rec.plan = plan
+            .items
+            .iter()
+            .filter(|i| i.action != Action::Unchanged)
+            .cloned()
+            .collect();
+        if dry_run {
+            rec.outcome = Outcome::DryRun;
+            return Ok(());
+        }
+        self.runs.supersede_held(&src.id)?;
+        if let Some(why) = plan.exceeds(src.max_deactivations, src.max_deactivations_percent) {
+            rec.outcome = Outcome::Held;
+            rec.message = Some(format!(
+                "{why}; inspect with `rosterctl sync show {}` and approve with `rosterctl sync approve {}`",
+                rec.id, rec.id
+            ));
+            self.runs.put_held(rec.id, &mapped)?;
+            return Ok(());
+        }
+        self.apply(src, &plan.items, &mapped, rec).await?;
+        rec.outcome = Outcome::Applied;
+        self.advance_mark(src, state, fetched.high_water_mark)?;
+        Ok(())
+    }
+
+    fn advance_mark(
+        &self,
+        src: &LdapSource,
+        mut state: SourceState,
+        mark: Option<String>,
+    ) -> Result<(), SyncError> {
+        if let Some(m) = mark
+            && state.high_water_mark.as_ref().is_none_or(|old| &m > old)
+        {
+            state.high_water_mark = Some(m);
+        }
+        state.last_success = Some(Utc::now());
+        self.runs.put_state(&src.id, &state)?;
+        Ok(())
+    }
+
+    /// Applies plan items through the domain. An item that the domain refuses
+    /// (e.g. its email is taken meanwhile) is reported; the rest goes on.
+    async fn apply(
+        &self,
+        src: &LdapSource,
+        items: &[PlanItem],
+        mapped: &[MappedEntry],
+        rec: &mut RunRecord,
+    ) -> Result<(), SyncError> {
+        let actor = Self::actor(&src.id);
+        let by_key: HashMap<&str, &MappedEntry> =
+            mapped.iter().map(|m| (m.key.as_str(), m)).collect();
+        let mut writes = 0usize;
+        for item in items {
+            let entry = by_key.get(item.key.as_str());
+            let result = match (item.action, item.employee_id, entry) {
+                (Action::Create, _, Some(m)) => self
+                    .roster
+                    .create_linked(
+                        &actor,
+                        &m.fields.to_new(src.account_status, true),
+                        &src.id,
+                        &m.key,
+                    )
+                    .map(|_| ()),
+                (Action::Update | Action::Held, Some(id), Some(m)) => self
+                    .roster
+                    .update_linked(&actor, id, &m.fields.to_patch(), &src.id, &m.key, None)
+                    .map(|_| ()),
+                (Action::Activate, Some(id), Some(m)) => self
+                    .roster
+                    .update_linked(
+                        &actor,
+                        id,
+                        &m.fields.to_patch(),
+                        &src.id,
+                        &m.key,
+                        Some(true),
+                    )
+                    .map(|_| ()),
+                (Action::Deactivate, Some(id), Some(m)) => self
+                    .roster
+                    .update_linked(
+                        &actor,
+                        id,
+                        &m.fields.to_patch(),
+                        &src.id,
+                        &m.key,
+                        Some(false),
+                    )
+                    .map(|_| ()),
+                // Gone from the source: deactivate only, fields stay as they were.
+                (Action::Deactivate, Some(id), None) => self
+                    .roster
+                    .update_linked(
+                        &actor,
+                        id,
+                        &EmployeePatch::default(),
+                        &src.id,
+                        &item.key,
+                        Some(false),
+                    )
+                    .map(|_| ()),
+                _ => continue,
+            };
+            if let Err(e) = result {
+                if let employee::Error::Store(se) = e {
+                    return Err(se.into());
+                }
+                rec.errors.push(EntryError {
+                    key: item.key.clone(),
+                    dn: item.dn.clone(),
+                    message: format!("{:?} not applied: {e}", item.action).to_lowercase(),
+                });
+                rec.counts.errors += 1;
+                continue;
+            }
+            writes += 1;
+            if writes % BATCH == 0 {
+                self.roster.flush().await?;
+            }
+        }
+        self.roster.flush().await?;
+        Ok(())
+    }
+
+    /// Applies a held run's plan as it was shown, without the threshold.
+    pub async fn approve(&self, run_id: RunId, approver: &Actor) -> Result<RunRecord, SyncError> {
+        let mut rec = self
+            .runs
+            .get(run_id)?
+            .ok_or(SyncError::RunNotFound(run_id))?;
+        if rec.outcome != Outcome::Held {
+            return Err(SyncError::NotHeld(run_id));
+        }
+        let src = self.source(&rec.source)?.clone();
+        let lock = self
+            .locks
+            .get(&src.id)
+            .cloned()
+            .ok_or_else(|| SyncError::UnknownSource(src.id.clone()))?;
+        let Ok(_guard) = lock.try_lock() else {
+            return Err(SyncError::AlreadyRunning(src.id.clone()));
+        };
+        let mapped = self
+            .runs
+            .take_held(run_id)?
+            .ok_or(SyncError::NotHeld(run_id))?;
+        let items = rec.plan.clone();
+        self.apply(&src, &items, &mapped, &mut rec).await?;
+        rec.outcome = Outcome::Approved;
+        rec.message = Some(format!(
+            "{}; approved by {approver} at {}",
+            rec.message.clone().unwrap_or_default(),
+            Utc::now().to_rfc3339()
+        ));
+        self.runs.put(&rec)?;
+        self.runs.flush().await?;
+        tracing::info!(run = run_id, by = %approver, "held sync plan approved and applied");
+        Ok(rec)
+    }
+}

@@ -1,0 +1,473 @@
+//! The LDAP edge: bind, paged search of people, group search (nested groups and
+//! Active Directory's ranged `member` values), the disabled filter. Returns plain
+//! [`Entry`] values; everything after this is pure.
+//!
+//! A fetch is all-or-nothing: any LDAP error, a non-success result (OpenLDAP's
+//! size limit answers with result code 4 and a truncated list), or a paged search
+//! that ends without its final empty cookie fails the whole fetch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use ldap3::adapters::EntriesOnly;
+use ldap3::controls::{ControlType, PagedResults as PagedControl};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+
+use super::config::{Disabled, LdapSource};
+use super::map::wanted_attributes;
+use super::{Entry, normalize_dn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("bind as {dn} failed: {message}")]
+    Bind { dn: String, message: String },
+    #[error("{what} failed: {message}")]
+    Search { what: String, message: String },
+    #[error("{what} is incomplete: {message}; nobody is deactivated")]
+    Truncated { what: String, message: String },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// What a fetch returns.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub entries: Vec<Entry>,
+    /// Highest modification timestamp among the entries.
+    pub high_water_mark: Option<String>,
+}
+
+fn tls_config(src: &LdapSource) -> Result<Option<Arc<rustls::ClientConfig>>, FetchError> {
+    let Some(ca) = &src.ca_file else {
+        return Ok(None);
+    };
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| FetchError::Tls(format!("cannot read ca_file {}: {e}", ca.display())))?;
+    for c in certs {
+        let c =
+            c.map_err(|e| FetchError::Tls(format!("bad certificate in {}: {e}", ca.display())))?;
+        roots.add(c).map_err(|e| {
+            FetchError::Tls(format!("unusable certificate in {}: {e}", ca.display()))
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FetchError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(cfg)))
+}
+
+async fn connect(src: &LdapSource) -> Result<Ldap, FetchError> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(src.timeout)
+        .set_starttls(src.starttls)
+        .set_no_tls_verify(src.tls_insecure_skip_verify);
+    if let Some(cfg) = tls_config(src)? {
+        settings = settings.set_config(cfg);
+    }
+    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &src.url)
+        .await
+        .map_err(|e| FetchError::Connect {
+            url: src.url.clone(),
+            message: e.to_string(),
+        })?;
+    ldap3::drive!(conn);
+    if let Some(dn) = &src.bind_dn {
+        let pw = src.bind_password.as_ref().map(|p| p.expose()).unwrap_or("");
+        ldap.with_timeout(src.timeout)
+            .simple_bind(dn, pw)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| FetchError::Bind {
+                dn: dn.clone(),
+                // ldap3's errors carry the server's text, never the password.
+                message: e.to_string(),
+            })?;
+    }
+    Ok(ldap)
+}
+
+/// One search: what it is for (in messages), where, and how.
+struct Query<'a> {
+    what: &'a str,
+    base: &'a str,
+    scope: Scope,
+    filter: &'a str,
+    attrs: Vec<String>,
+    /// RFC 2696 page size; 0 for an unpaged search.
+    page_size: u32,
+}
+
+/// Runs one search to the end and returns its entries, failing on any error,
+/// non-success result, or a page that ends without a paging control. Pages are
+/// requested by hand (not with ldap3's adapter) so that a missing final cookie is
+/// seen rather than taken for the end.
+async fn search_all(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    q: Query<'_>,
+) -> Result<Vec<SearchEntry>, FetchError> {
+    let fail = |m: String| FetchError::Search {
+        what: q.what.to_string(),
+        message: m,
+    };
+    let truncated = |m: String| FetchError::Truncated {
+        what: q.what.to_string(),
+        message: m,
+    };
+    let mut out = Vec::new();
+    let mut cookie: Vec<u8> = Vec::new();
+    loop {
+        let mut op = ldap.with_timeout(src.timeout);
+        if q.page_size > 0 {
+            op = op.with_controls(PagedControl {
+                size: q.page_size as i32,
+                cookie: cookie.clone(),
+            });
+        }
+        let mut stream = op
+            .streaming_search_with(
+                EntriesOnly::new(),
+                q.base,
+                q.scope,
+                q.filter,
+                q.attrs.clone(),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        loop {
+            match stream.next().await {
+                Ok(Some(re)) => out.push(SearchEntry::construct(re)),
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = stream.finish().await;
+                    return Err(fail(e.to_string()));
+                }
+            }
+        }
+        let res = stream.finish().await;
+        if res.rc != 0 {
+            let name = match res.rc {
+                3 => "timeLimitExceeded",
+                4 => "sizeLimitExceeded",
+                11 => "adminLimitExceeded",
+                _ => "error",
+            };
+            let text = if res.text.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", res.text)
+            };
+            return Err(truncated(format!(
+                "the server answered result code {} ({name}{text}) after {} entries",
+                res.rc,
+                out.len()
+            )));
+        }
+        if q.page_size == 0 {
+            return Ok(out);
+        }
+        let next = res.ctrls.iter().find_map(|c| match c {
+            ldap3::controls::Control(Some(ControlType::PagedResults), raw) => {
+                Some(raw.parse::<PagedControl>().cookie)
+            }
+            _ => None,
+        });
+        match next {
+            None => {
+                return Err(truncated(format!(
+                    "a page ended without its paging cookie after {} entries",
+                    out.len()
+                )));
+            }
+            Some(c) if c.is_empty() => return Ok(out),
+            Some(c) => cookie = c,
+        }
+    }
+}
+
+fn to_entry(se: SearchEntry, join_key: &str) -> Entry {
+    let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in se.attrs {
+        attrs.entry(k.to_lowercase()).or_default().extend(v);
+    }
+    // Binary join keys (AD objectGUID) are kept as lowercase hex.
+    for (k, v) in se.bin_attrs {
+        if k.eq_ignore_ascii_case(join_key) {
+            attrs
+                .entry(k.to_lowercase())
+                .or_default()
+                .extend(v.iter().map(hex::encode));
+        }
+    }
+    Entry {
+        dn: se.dn,
+        attrs,
+        disabled_by_filter: false,
+        groups: Vec::new(),
+    }
+}
+
+/// `member;range=0-1499` → Some(("member", Some(1499))); `member;range=1500-*` →
+/// Some(("member", None)). Anything else → None.
+pub fn parse_range(attr: &str) -> Option<(String, Option<u64>)> {
+    let (name, opts) = attr.split_once(';')?;
+    let range = opts.split(';').find_map(|o| {
+        o.strip_prefix("range=")
+            .or_else(|| o.strip_prefix("Range="))
+    })?;
+    let (_, end) = range.split_once('-')?;
+    if end == "*" {
+        Some((name.to_lowercase(), None))
+    } else {
+        end.parse().ok().map(|e| (name.to_lowercase(), Some(e)))
+    }
+}
+
+/// Group DN → member DNs (normalised), fetching every range of ranged values.
+async fn fetch_groups(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+) -> Result<HashMap<String, Vec<String>>, FetchError> {
+    let base = src
+        .groups
+        .base_dn
+        .clone()
+        .unwrap_or_else(|| src.base_dn.clone());
+    let attrs = src.groups.member_attributes.clone();
+    let wanted: HashSet<String> = attrs.iter().map(|a| a.to_lowercase()).collect();
+    let found = search_all(
+        ldap,
+        src,
+        Query {
+            what: "group search",
+            base: &base,
+            scope: Scope::Subtree,
+            filter: &src.groups.filter,
+            attrs,
+            page_size: src.page_size,
+        },
+    )
+    .await?;
+    let mut groups = HashMap::new();
+    for g in found {
+        let mut members: Vec<String> = Vec::new();
+        let mut pending: Vec<(String, u64)> = Vec::new();
+        for (k, vals) in &g.attrs {
+            let lk = k.to_lowercase();
+            if wanted.contains(&lk) {
+                members.extend(vals.iter().map(|v| normalize_dn(v)));
+            } else if let Some((name, end)) = parse_range(k)
+                && wanted.contains(&name)
+            {
+                members.extend(vals.iter().map(|v| normalize_dn(v)));
+                if let Some(end) = end {
+                    pending.push((name, end + 1));
+                }
+            }
+        }
+        // Active Directory: fetch the remaining ranges one by one.
+        while let Some((name, start)) = pending.pop() {
+            let attr = format!("{name};range={start}-*");
+            let more = search_all(
+                ldap,
+                src,
+                Query {
+                    what: "ranged member retrieval",
+                    base: &g.dn,
+                    scope: Scope::Base,
+                    filter: "(objectClass=*)",
+                    attrs: vec![attr],
+                    page_size: 0,
+                },
+            )
+            .await?;
+            let mut progressed = false;
+            for e in more {
+                for (k, vals) in &e.attrs {
+                    if let Some((n, end)) = parse_range(k)
+                        && n == name
+                    {
+                        progressed = true;
+                        members.extend(vals.iter().map(|v| normalize_dn(v)));
+                        if let Some(end) = end {
+                            pending.push((name.clone(), end + 1));
+                        }
+                    }
+                }
+            }
+            if !progressed {
+                return Err(FetchError::Truncated {
+                    what: "ranged member retrieval".into(),
+                    message: format!("{} returned no {name} range from {start}", g.dn),
+                });
+            }
+        }
+        groups.insert(normalize_dn(&g.dn), members);
+    }
+    Ok(groups)
+}
+
+/// Every member DN of `group`, following nested groups (cycle-safe).
+pub fn transitive_members(groups: &HashMap<String, Vec<String>>, group: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut visited = HashSet::new();
+    let mut stack = vec![normalize_dn(group)];
+    while let Some(g) = stack.pop() {
+        if !visited.insert(g.clone()) {
+            continue;
+        }
+        for m in groups.get(&g).into_iter().flatten() {
+            if groups.contains_key(m) {
+                stack.push(m.clone());
+            } else {
+                out.insert(m.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Fetches the source's people (all, or changed since `since`), with group
+/// memberships and the disabled filter resolved.
+pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, FetchError> {
+    let mut ldap = connect(src).await?;
+    let filter = match (since, &src.attributes.modified) {
+        (Some(mark), Some(attr)) => {
+            format!("(&{}({attr}>={}))", src.filter, ldap3::ldap_escape(mark))
+        }
+        _ => src.filter.clone(),
+    };
+    let raw = search_all(
+        &mut ldap,
+        src,
+        Query {
+            what: "people search",
+            base: &src.base_dn,
+            scope: src.scope,
+            filter: &filter,
+            attrs: wanted_attributes(src),
+            page_size: src.page_size,
+        },
+    )
+    .await?;
+    let mut entries: Vec<Entry> = raw
+        .into_iter()
+        .map(|se| to_entry(se, &src.join_key))
+        .collect();
+
+    let rule_groups: Vec<String> = src
+        .positions
+        .iter()
+        .map(|r| r.group.clone())
+        .chain(src.roles.iter().filter_map(|r| r.group.clone()))
+        .map(|g| normalize_dn(&g))
+        .collect();
+    if !rule_groups.is_empty() && !entries.is_empty() {
+        let groups = fetch_groups(&mut ldap, src).await?;
+        let closures: Vec<(String, HashSet<String>)> = rule_groups
+            .iter()
+            .map(|g| (g.clone(), transitive_members(&groups, g)))
+            .collect();
+        for e in &mut entries {
+            let dn = normalize_dn(&e.dn);
+            e.groups = closures
+                .iter()
+                .filter(|(_, members)| members.contains(&dn))
+                .map(|(g, _)| g.clone())
+                .collect();
+        }
+    }
+
+    if let Disabled::Filter(df) = &src.disabled
+        && !entries.is_empty()
+    {
+        let disabled_filter = format!("(&{filter}{df})");
+        let disabled = search_all(
+            &mut ldap,
+            src,
+            Query {
+                what: "disabled-filter search",
+                base: &src.base_dn,
+                scope: src.scope,
+                filter: &disabled_filter,
+                attrs: vec![src.join_key.clone()],
+                page_size: src.page_size,
+            },
+        )
+        .await?;
+        let keys: HashSet<String> = disabled
+            .into_iter()
+            .map(|se| to_entry(se, &src.join_key))
+            .filter_map(|e| {
+                e.attrs
+                    .get(&src.join_key.to_lowercase())
+                    .and_then(|v| v.first().cloned())
+            })
+            .collect();
+        for e in &mut entries {
+            if let Some(k) = e
+                .attrs
+                .get(&src.join_key.to_lowercase())
+                .and_then(|v| v.first())
+            {
+                e.disabled_by_filter = keys.contains(k);
+            }
+        }
+    }
+    let _ = ldap.unbind().await;
+
+    let high_water_mark = src.attributes.modified.as_ref().and_then(|attr| {
+        entries
+            .iter()
+            .filter_map(|e| e.attrs.get(&attr.to_lowercase()).and_then(|v| v.first()))
+            .max()
+            .cloned()
+    });
+    Ok(Fetched {
+        entries,
+        high_water_mark,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(("member".into(), Some(1499)))
+        );
+        assert_eq!(
+            parse_range("member;range=1500-*"),
+            Some(("member".into(), None))
+        );
+        assert_eq!(parse_range("member"), None);
+        assert_eq!(parse_range("member;binary"), None);
+    }
+
+    #[test]
+    fn nested_groups_are_followed_without_looping() {
+        let mut g = HashMap::new();
+        g.insert(
+            "cn=a".to_string(),
+            vec!["cn=b".to_string(), "uid=1".to_string()],
+        );
+        g.insert(
+            "cn=b".to_string(),
+            vec!["cn=a".to_string(), "uid=2".to_string()],
+        );
+        g.insert("cn=c".to_string(), vec!["uid=3".to_string()]);
+        let m = transitive_members(&g, "CN=A");
+        assert_eq!(m, HashSet::from(["uid=1".to_string(), "uid=2".to_string()]));
+    }
+}

@@ -1,0 +1,57 @@
+//! The sync engine: fetch (at the edge: [`ldap`]) → map (pure: [`map`]) → plan
+//! (pure: [`plan`]) → apply through the domain operations ([`engine`]), with every
+//! run recorded ([`runs`]) and scheduled by cron ([`scheduler`]).
+//!
+//! Safety rules, enforced in [`engine`]: a fetch that fails or is truncated stops
+//! the run before anything is planned; a full run that returns nothing deactivates
+//! nobody; a plan that would deactivate more than the source's threshold is held
+//! until an admin approves it; a profile an admin deactivated stays deactivated.
+
+pub mod config;
+pub mod engine;
+pub mod ldap;
+pub mod map;
+pub mod plan;
+pub mod runs;
+pub mod scheduler;
+
+use serde::{Deserialize, Serialize};
+
+pub use engine::{SyncEngine, SyncError};
+
+/// A full run sees every entry and deactivates absentees; an incremental run asks
+/// only for changes since the last high-water mark and deactivates nobody by absence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Full,
+    Incremental,
+}
+
+/// One directory entry as fetched: DN, join key, text and binary attributes
+/// (attribute names lowercased), and what the edge worked out about it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub dn: String,
+    /// Attribute name (lowercase) → values.
+    pub attrs: std::collections::BTreeMap<String, Vec<String>>,
+    /// Disabled according to a server-side filter (`disabled.kind = "filter"`).
+    #[serde(default)]
+    pub disabled_by_filter: bool,
+    /// Lowercased DNs of every group the entry belongs to, nested groups included.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Lowercases a DN and drops spaces around separators, so DNs compare reliably.
+pub fn normalize_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| {
+            rdn.split('=')
+                .map(|p| p.trim().to_lowercase())
+                .collect::<Vec<_>>()
+                .join("=")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,62 @@
+//! Cron schedules per source (tokio-cron-scheduler): `full_schedule` and
+//! `incremental_schedule`, plus an optional full run at start. A tick that finds a
+//! run of the same source in progress is skipped and logged by the engine; a
+//! failing source is simply tried again at its next tick, its failures recorded.
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use super::{RunKind, SyncEngine};
+
+/// The running schedules; [`Scheduler::shutdown`] stops them.
+pub struct Scheduler {
+    inner: Option<JobScheduler>,
+}
+
+impl Scheduler {
+    /// Starts every source's schedules.
+    pub async fn start(engine: SyncEngine) -> Result<Self, JobSchedulerError> {
+        let mut jobs = Vec::new();
+        for src in engine.sources() {
+            for (expr, kind) in [
+                (&src.full_schedule, RunKind::Full),
+                (&src.incremental_schedule, RunKind::Incremental),
+            ] {
+                let Some(expr) = expr else { continue };
+                let engine = engine.clone();
+                let id = src.id.clone();
+                jobs.push(Job::new_async(expr.as_str(), move |_, _| {
+                    let engine = engine.clone();
+                    let id = id.clone();
+                    Box::pin(async move {
+                        // Failures are recorded in the run history by the engine.
+                        let _ = engine.run(&id, kind, false, "schedule").await;
+                    })
+                })?);
+            }
+            if src.run_at_start {
+                let engine = engine.clone();
+                let id = src.id.clone();
+                tokio::spawn(async move {
+                    let _ = engine.run(&id, RunKind::Full, false, "start").await;
+                });
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(Self { inner: None });
+        }
+        let sched = JobScheduler::new().await?;
+        for j in jobs {
+            sched.add(j).await?;
+        }
+        sched.start().await?;
+        Ok(Self { inner: Some(sched) })
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(mut s) = self.inner.take()
+            && let Err(e) = s.shutdown().await
+        {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+    }
+}

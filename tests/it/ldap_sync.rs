@@ -1,0 +1,553 @@
+//! LDAP sync against a real slapd: import, updates, lifecycle, safety, history.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+use crate::slapd::{self, ADMIN_DN, ADMIN_PW, LIMITED_DN, LIMITED_PW, Proxy, Tree};
+
+struct Setup {
+    server: TestServer,
+    ldap: ldap3::Ldap,
+    tree: Tree,
+}
+
+/// Source config for a tree; `port` may be a proxy's.
+fn source_toml(
+    tree: &Tree,
+    port: u16,
+    pw_file: &std::path::Path,
+    bind_dn: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:{port}"
+bind_dn = "{bind_dn}"
+bind_password_file = "{pw}"
+base_dn = "{people}"
+filter = "(objectClass=inetOrgPerson)"
+page_size = 3
+timeout_secs = 5
+max_deactivations = 100
+max_deactivations_percent = 100.0
+{extra}
+[sources.attributes]
+email = "mail"
+given_name = "givenName"
+family_name = "sn"
+username = "uid"
+mobile_phone = "mobile"
+office_phone = "telephoneNumber"
+[sources.groups]
+base_dn = "{groups}"
+[sources.disabled]
+kind = "attribute"
+attribute = "employeeType"
+values = ["disabled"]
+[[sources.positions]]
+group = "{drivers}"
+position = "Driver"
+[[sources.positions]]
+group = "{mechanics}"
+position = "Mechanic"
+[[sources.roles]]
+group = "{dispatch}"
+role = "Dispatcher"
+[[sources.roles]]
+attribute = "title"
+value = "Manager"
+role = "Administrator"
+[sources.business_unit]
+attribute = "departmentNumber"
+map = {{ "100" = "North", "200" = "South" }}
+"#,
+        pw = pw_file.display(),
+        people = tree.people,
+        groups = tree.groups,
+        drivers = tree.group_dn("drivers"),
+        mechanics = tree.group_dn("mechanics"),
+        dispatch = tree.group_dn("dispatch"),
+    )
+}
+
+async fn setup_with(
+    name: &str,
+    port_override: Option<u16>,
+    bind: Option<(&str, &str)>,
+    tweak: fn(String) -> String,
+) -> Setup {
+    let s = slapd::slapd().await;
+    let mut ldap = slapd::admin(s.port).await;
+    let tree = Tree::new(&mut ldap, name).await;
+    let (dn, pw) = bind.unwrap_or((ADMIN_DN, ADMIN_PW));
+    let pw_file = s
+        .dir
+        .join(format!("pw-{}", tree.base.replace([',', '='], "_")));
+    std::fs::write(&pw_file, pw).expect("pw file");
+    let toml = tweak(source_toml(
+        &tree,
+        port_override.unwrap_or(s.port),
+        &pw_file,
+        dn,
+        "",
+    ));
+    let server = TestServer::start_with(&toml).await;
+    Setup { server, ldap, tree }
+}
+
+async fn setup(name: &str) -> Setup {
+    setup_with(name, None, None, |t| t).await
+}
+
+/// Standard fixture: 10 people (more than 3 pages), nested driver groups,
+/// a dispatcher group, a manager by title.
+async fn populate(st: &mut Setup) {
+    let t = &st.tree;
+    let l = &mut st.ldap;
+    t.person(
+        l,
+        "ana",
+        "Ana",
+        "Alvarez",
+        "ana@corp.example",
+        &[("departmentNumber", &["100"]), ("mobile", &["+1 555 0101"])],
+    )
+    .await;
+    t.person(
+        l,
+        "ben",
+        "Ben",
+        "Brooks",
+        "ben@corp.example",
+        &[("departmentNumber", &["200"])],
+    )
+    .await;
+    t.person(
+        l,
+        "cat",
+        "Cat",
+        "Chen",
+        "cat@corp.example",
+        &[("title", &["Manager"])],
+    )
+    .await;
+    for i in 0..7 {
+        let uid = format!("p{i}");
+        let mail = format!("p{i}@corp.example");
+        t.person(l, &uid, "Pat", &format!("Person{i}"), &mail, &[])
+            .await;
+    }
+    // night-drivers is nested inside drivers.
+    t.group(l, "night-drivers", &[t.person_dn("ben")]).await;
+    t.group(
+        l,
+        "drivers",
+        &[t.person_dn("ana"), t.group_dn("night-drivers")],
+    )
+    .await;
+    t.group(l, "mechanics", &[t.person_dn("ana")]).await;
+    t.group(l, "dispatch", &[t.person_dn("ben")]).await;
+}
+
+async fn run(s: &TestServer, body: Value) -> Value {
+    let (st, v) = s.post("/api/v1/sync/sources/corp/run", body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+async fn emp(s: &TestServer, key: &str) -> Value {
+    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
+    assert_eq!(st, StatusCode::OK, "{key}: {v}");
+    v
+}
+
+async fn audit_count(s: &TestServer) -> usize {
+    let (_, v) = s.get("/api/v1/audit?limit=1000").await;
+    v["items"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_import_then_no_change_rerun() {
+    let mut st = setup("import").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["created"], 10, "{r}");
+    assert_eq!(r["entries_seen"], 10, "paged search got every page");
+
+    let ana = emp(s, "ana@corp.example").await;
+    assert_eq!(ana["positions"], json!(["Driver", "Mechanic"]));
+    assert_eq!(ana["role"], "Technician", "default role");
+    assert_eq!(ana["business_unit"], "North");
+    assert_eq!(ana["mobile_phone"], "+1 555 0101");
+    assert_eq!(ana["username"], "ana");
+    assert!(
+        ana["source_keys"]["corp"].as_str().unwrap().len() > 10,
+        "entryUUID recorded"
+    );
+    let ben = emp(s, "ben@corp.example").await;
+    assert_eq!(ben["positions"], json!(["Driver"]), "nested group counts");
+    assert_eq!(ben["role"], "Dispatcher", "group rule");
+    assert_eq!(ben["business_unit"], "South");
+    let cat = emp(s, "cat@corp.example").await;
+    assert_eq!(cat["role"], "Administrator", "attribute rule");
+    assert_eq!(cat["positions"], json!([]));
+
+    // The audit log names the source.
+    let (_, a) = s
+        .get(&format!(
+            "/api/v1/audit?employee={}",
+            ana["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        a["items"][0]["actor"],
+        json!({"kind": "sync", "name": "corp"})
+    );
+
+    // Nothing changed in the directory: nothing changes on the roster.
+    let before = audit_count(s).await;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["unchanged"], 10, "{r}");
+    assert_eq!(r["counts"]["created"], 0);
+    assert_eq!(r["counts"]["updated"], 0);
+    assert_eq!(
+        audit_count(s).await,
+        before,
+        "a no-change run writes no audit entries"
+    );
+    assert_eq!(emp(s, "ana@corp.example").await["version"], ana["version"]);
+
+    // Run history.
+    let (_, runs) = s.get("/api/v1/sync/runs?source=corp").await;
+    assert_eq!(runs["items"].as_array().unwrap().len(), 2);
+    let id = runs["items"][1]["id"].as_u64().unwrap();
+    let (_, shown) = s.get(&format!("/api/v1/sync/runs/{id}")).await;
+    assert_eq!(shown["plan"].as_array().unwrap().len(), 10);
+    assert_eq!(shown["plan"][0]["action"], "create");
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_the_directory_follow_through() {
+    let mut st = setup("changes").await;
+    populate(&mut st).await;
+    run(&st.server, json!({})).await;
+    let t = &st.tree;
+    // Attribute change, group membership change, a rename (new RDN) and a disable.
+    slapd::replace(&mut st.ldap, &t.person_dn("ana"), "sn", &["Alvarez-Diaz"]).await;
+    slapd::replace(
+        &mut st.ldap,
+        &t.group_dn("mechanics"),
+        "member",
+        &[&t.person_dn("cat")],
+    )
+    .await;
+    slapd::replace(
+        &mut st.ldap,
+        &t.person_dn("p0"),
+        "employeeType",
+        &["disabled"],
+    )
+    .await;
+    st.ldap
+        .modifydn(&t.person_dn("p1"), "uid=p1-renamed", true, None)
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let ana = emp(s, "ana@corp.example").await;
+    assert_eq!(ana["family_name"], "Alvarez-Diaz");
+    assert_eq!(ana["positions"], json!(["Driver"]), "left mechanics");
+    assert_eq!(
+        emp(s, "cat@corp.example").await["positions"],
+        json!(["Mechanic"])
+    );
+    let p0 = emp(s, "p0@corp.example").await;
+    assert_eq!(p0["active"], false, "disabled → deactivated");
+    assert_eq!(
+        p0["deactivated_by"],
+        json!({"kind": "sync", "name": "corp"})
+    );
+    let p1 = emp(s, "p1@corp.example").await;
+    assert_eq!(
+        p1["username"], "p1-renamed",
+        "renamed entry updated, not duplicated"
+    );
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 10);
+
+    // Enabled again → reactivated.
+    slapd::replace(&mut st.ldap, &t.person_dn("p0"), "employeeType", &["staff"]).await;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["activated"], 1, "{r}");
+    assert_eq!(emp(s, "p0@corp.example").await["active"], true);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_deactivates_on_full_runs_only_and_return_reactivates() {
+    let mut st = setup("removal").await;
+    populate(&mut st).await;
+    run(&st.server, json!({})).await;
+    slapd::delete(&mut st.ldap, &st.tree.person_dn("p2")).await;
+    let s = &st.server;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        r["counts"]["deactivated"], 0,
+        "incremental never deactivates by absence: {r}"
+    );
+    assert_eq!(emp(s, "p2@corp.example").await["active"], true);
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["deactivated"], 1, "{r}");
+    let p2 = emp(s, "p2@corp.example").await;
+    assert_eq!(p2["active"], false, "deactivated, never deleted");
+
+    // The person returns (a new entry, same email): linked again and reactivated.
+    st.tree
+        .person(&mut st.ldap, "p2", "Pat", "Person2", "p2@corp.example", &[])
+        .await;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["activated"], 1, "{r}");
+    let back = emp(s, "p2@corp.example").await;
+    assert_eq!(back["active"], true);
+    assert_eq!(back["id"], p2["id"], "same profile");
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_deactivation_holds_and_hand_made_profiles_are_linked() {
+    let mut st = setup("held").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    // A profile added by hand before the first sync, email in other case.
+    let hand = s
+        .create(json!({"given_name": "Cat", "family_name": "Chen", "email": "CAT@Corp.Example", "role": "Viewer", "mobile_phone": "555 0000"}))
+        .await;
+    run(s, json!({})).await;
+    let cat = emp(s, "cat@corp.example").await;
+    assert_eq!(cat["id"], hand["id"], "linked, not duplicated");
+    assert_eq!(cat["role"], "Administrator", "the source's fields win");
+    assert!(cat["source_keys"]["corp"].is_string());
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 10);
+
+    // An admin deactivates Ben; the next run does not bring him back.
+    let ben = emp(s, "ben@corp.example").await;
+    s.post(
+        &format!(
+            "/api/v1/employees/{}/deactivate",
+            ben["id"].as_str().unwrap()
+        ),
+        json!({}),
+    )
+    .await;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["held"], 1, "{r}");
+    let held = r["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["action"] == "held")
+        .unwrap();
+    assert!(
+        held["reason"].as_str().unwrap().contains("admin:admin"),
+        "{held}"
+    );
+    assert_eq!(emp(s, "ben@corp.example").await["active"], false);
+    // Until an admin reactivates.
+    s.post(
+        &format!("/api/v1/employees/{}/activate", ben["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(emp(s, "ben@corp.example").await["active"], true);
+
+    // explain: who set which field.
+    let (st2, ex) = s.get("/api/v1/employees/cat@corp.example/explain").await;
+    assert_eq!(st2, StatusCode::OK);
+    assert_eq!(
+        ex["fields"]["role"]["set_by"],
+        json!({"kind": "sync", "name": "corp"})
+    );
+    assert_eq!(
+        ex["fields"]["mobile_phone"]["set_by"]["kind"], "sync",
+        "{ex}"
+    );
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_entries_are_skipped_and_reported() {
+    let mut st = setup("bad").await;
+    populate(&mut st).await;
+    st.tree
+        .person(&mut st.ldap, "bad", "Bad", "Mail", "not-an-email", &[])
+        .await;
+    st.tree
+        .person(&mut st.ldap, "nomail", "No", "Mail", "", &[])
+        .await;
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "applied");
+    assert_eq!(r["counts"]["created"], 10, "{r}");
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{r}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("not-an-email")),
+        "{r}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["dn"].as_str().unwrap().contains("uid=nomail")),
+        "{r}"
+    );
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_holds_the_plan_until_approved() {
+    let mut st = setup_with("threshold", None, None, |t| {
+        t.replace("max_deactivations = 100", "max_deactivations = 3")
+    })
+    .await;
+    populate(&mut st).await;
+    let server = &st.server;
+    let r = run(server, json!({})).await;
+    assert_eq!(r["counts"]["created"], 10);
+    for i in 0..5 {
+        slapd::replace(
+            &mut st.ldap,
+            &st.tree.person_dn(&format!("p{i}")),
+            "employeeType",
+            &["disabled"],
+        )
+        .await;
+    }
+    let r = run(server, json!({})).await;
+    assert_eq!(r["outcome"], "held", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("max_deactivations"),
+        "{r}"
+    );
+    let (_, active) = server.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10, "held: nobody deactivated");
+    let id = r["id"].as_u64().unwrap();
+    let (code, approved) = server
+        .post(&format!("/api/v1/sync/runs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{approved}");
+    assert_eq!(approved["outcome"], "approved");
+    let (_, active) = server.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 5);
+    // Approving twice is refused.
+    let (code, _) = server
+        .post(&format!("/api/v1/sync/runs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_changes_nothing() {
+    let mut st = setup("dry").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({"dry_run": true})).await;
+    assert_eq!(r["outcome"], "dry_run");
+    assert_eq!(r["counts"]["created"], 10);
+    assert_eq!(r["plan"].as_array().unwrap().len(), 10);
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 0);
+    assert_eq!(audit_count(s).await, 0);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_or_truncated_fetch_deactivates_nobody() {
+    let sl = slapd::slapd().await;
+    // Through a proxy that we can cut.
+    let proxy = Proxy::start(sl.port, Duration::ZERO).await;
+    let mut st = setup_with("failing", Some(proxy.port), None, |t| t).await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["created"], 10);
+    // Everyone disappears from view mid-search: the connection dies after the
+    // first few hundred bytes.
+    proxy
+        .cut_after
+        .store(600, std::sync::atomic::Ordering::SeqCst);
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().len() > 5);
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10, "nobody deactivated");
+    // Proxy gone entirely (directory down).
+    drop(proxy);
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limited_account_fails_the_run() {
+    let mut st = setup_with("limited", None, Some((LIMITED_DN, LIMITED_PW)), |t| t).await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("sizeLimitExceeded") || msg.contains("result code 4"),
+        "{msg}"
+    );
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 0, "a truncated result applies nothing");
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_triggers_at_once_make_one_run() {
+    let sl = slapd::slapd().await;
+    let proxy = Proxy::start(sl.port, Duration::from_millis(150)).await;
+    let mut st = setup_with("overlap", Some(proxy.port), None, |t| t).await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let (a, b) = tokio::join!(s.post("/api/v1/sync/sources/corp/run", json!({})), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.post("/api/v1/sync/sources/corp/run", json!({})).await
+    });
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert_eq!(codes, [StatusCode::OK, StatusCode::CONFLICT], "{a:?} {b:?}");
+    let (_, runs) = s.get("/api/v1/sync/runs").await;
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1);
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 10);
+    st.server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_source_and_run_are_404() {
+    let s = TestServer::start().await;
+    let (st, _) = s.post("/api/v1/sync/sources/nope/run", json!({})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.get("/api/v1/sync/runs/99999").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
+}

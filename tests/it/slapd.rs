@@ -1,0 +1,364 @@
+//! A real OpenLDAP `slapd`, one per test binary (shared by the tests, each working
+//! in its own subtree), on a free loopback port with a throwaway database. Killed
+//! when the test binary exits. Plus a TCP proxy that can slow down or cut the
+//! connection, to simulate a directory that dies mid-run.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ldap3::{Ldap, LdapConnAsync, Mod};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const SUFFIX: &str = "dc=example,dc=com";
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
+pub const ADMIN_PW: &str = "test-admin-secret";
+pub const LIMITED_DN: &str = "cn=limited,dc=example,dc=com";
+pub const LIMITED_PW: &str = "limited-secret";
+
+pub struct Slapd {
+    pub port: u16,
+    pub dir: PathBuf,
+    _child: Mutex<Child>,
+}
+
+static SLAPD: OnceLock<Slapd> = OnceLock::new();
+static SLAPD_PID: AtomicU32 = AtomicU32::new(0);
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn kill_slapd() {
+    let pid = SLAPD_PID.load(Ordering::SeqCst);
+    if pid != 0 {
+        // SAFETY: sending a signal to the child we started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start() -> Slapd {
+    let slapd = ["/usr/sbin/slapd", "/usr/local/sbin/slapd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("slapd is not installed: run ./scripts/test.sh, which installs Debian's slapd and ldap-utils");
+    let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("db")).expect("slapd dir");
+    let conf = format!(
+        r#"include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile {dir}/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+database mdb
+suffix "{SUFFIX}"
+rootdn "{ADMIN_DN}"
+rootpw {ADMIN_PW}
+directory {dir}/db
+maxsize 4294967296
+limits dn.exact="{LIMITED_DN}" size=5
+access to * by * read
+"#,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("slapd.conf"), conf).expect("slapd.conf");
+    let mut last_err = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new(slapd)
+            .arg("-f")
+            .arg(dir.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn slapd");
+        SLAPD_PID.store(child.id(), Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // SAFETY: registering a plain extern "C" fn without captures.
+                unsafe {
+                    libc::atexit(kill_slapd);
+                }
+                return Slapd {
+                    port,
+                    dir,
+                    _child: Mutex::new(child),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        last_err = format!("slapd did not listen on port {port}");
+        kill_slapd();
+    }
+    panic!("{last_err}");
+}
+
+/// The shared slapd, with the suffix and the size-limited account created.
+pub async fn slapd() -> &'static Slapd {
+    static INIT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let s = SLAPD.get_or_init(start);
+    INIT.get_or_init(|| async {
+        let mut l = admin(s.port).await;
+        add(
+            &mut l,
+            SUFFIX,
+            &[
+                ("objectClass", &["dcObject", "organization"]),
+                ("o", &["Example"]),
+                ("dc", &["example"]),
+            ],
+        )
+        .await;
+        add(
+            &mut l,
+            LIMITED_DN,
+            &[
+                (
+                    "objectClass",
+                    &["organizationalRole", "simpleSecurityObject"],
+                ),
+                ("cn", &["limited"]),
+                ("userPassword", &[LIMITED_PW]),
+            ],
+        )
+        .await;
+    })
+    .await;
+    s
+}
+
+pub async fn admin(port: u16) -> Ldap {
+    let (conn, mut ldap) = LdapConnAsync::new(&format!("ldap://127.0.0.1:{port}"))
+        .await
+        .expect("connect to slapd");
+    ldap3::drive!(conn);
+    ldap.simple_bind(ADMIN_DN, ADMIN_PW)
+        .await
+        .and_then(|r| r.success())
+        .expect("bind as admin");
+    ldap
+}
+
+pub async fn add(l: &mut Ldap, dn: &str, attrs: &[(&str, &[&str])]) {
+    let attrs: Vec<(&str, HashSet<&str>)> = attrs
+        .iter()
+        .map(|(k, v)| (*k, v.iter().copied().collect()))
+        .collect();
+    l.add(dn, attrs)
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+}
+
+pub async fn replace(l: &mut Ldap, dn: &str, attr: &str, values: &[&str]) {
+    let vals: HashSet<&str> = values.iter().copied().collect();
+    l.modify(dn, vec![Mod::Replace(attr, vals)])
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("modify {dn}: {e}"));
+}
+
+pub async fn delete(l: &mut Ldap, dn: &str) {
+    l.delete(dn)
+        .await
+        .and_then(|r| r.success())
+        .unwrap_or_else(|e| panic!("delete {dn}: {e}"));
+}
+
+/// A fresh subtree `ou=<name>-<n>` with `ou=people` and `ou=groups` below it.
+pub struct Tree {
+    pub base: String,
+    pub people: String,
+    pub groups: String,
+}
+
+impl Tree {
+    pub async fn new(l: &mut Ldap, name: &str) -> Tree {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let ou = format!("{name}-{n}");
+        let base = format!("ou={ou},{SUFFIX}");
+        add(
+            l,
+            &base,
+            &[("objectClass", &["organizationalUnit"]), ("ou", &[&ou])],
+        )
+        .await;
+        let people = format!("ou=people,{base}");
+        let groups = format!("ou=groups,{base}");
+        add(
+            l,
+            &people,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["people"]),
+            ],
+        )
+        .await;
+        add(
+            l,
+            &groups,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["groups"]),
+            ],
+        )
+        .await;
+        Tree {
+            base,
+            people,
+            groups,
+        }
+    }
+
+    pub fn person_dn(&self, uid: &str) -> String {
+        format!("uid={uid},{}", self.people)
+    }
+
+    pub fn group_dn(&self, cn: &str) -> String {
+        format!("cn={cn},{}", self.groups)
+    }
+
+    /// Adds an inetOrgPerson; `extra` adds or overrides attributes.
+    pub async fn person(
+        &self,
+        l: &mut Ldap,
+        uid: &str,
+        given: &str,
+        sn: &str,
+        mail: &str,
+        extra: &[(&str, &[&str])],
+    ) {
+        let dn = self.person_dn(uid);
+        let mut attrs: Vec<(&str, &[&str])> = vec![
+            ("objectClass", &["inetOrgPerson"]),
+            ("uid", std::slice::from_ref(&uid)),
+            ("cn", std::slice::from_ref(&given)),
+            ("givenName", std::slice::from_ref(&given)),
+            ("sn", std::slice::from_ref(&sn)),
+        ];
+        if !mail.is_empty() {
+            attrs.push(("mail", std::slice::from_ref(&mail)));
+        }
+        attrs.extend_from_slice(extra);
+        add(l, &dn, &attrs).await;
+    }
+
+    /// Adds a groupOfNames whose members are DNs (people or groups).
+    pub async fn group(&self, l: &mut Ldap, cn: &str, members: &[String]) {
+        let dn = self.group_dn(cn);
+        let m: Vec<&str> = members.iter().map(String::as_str).collect();
+        add(
+            l,
+            &dn,
+            &[
+                ("objectClass", &["groupOfNames"]),
+                ("cn", &[cn]),
+                ("member", &m),
+            ],
+        )
+        .await;
+    }
+}
+
+/// A TCP proxy in front of slapd that can delay each server→client chunk and cut
+/// the connection after some bytes have gone through.
+pub struct Proxy {
+    pub port: u16,
+    pub cut_after: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16, delay: Duration) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut_after = Arc::new(AtomicU64::new(u64::MAX));
+        let cut = cut_after.clone();
+        let task = tokio::spawn(async move {
+            // Bounded: at most 64 connections over the proxy's life.
+            for _ in 0..64 {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let cut = cut.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.split();
+                    let (mut sr, mut sw) = server.split();
+                    let up = async {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if sw.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    let down = async {
+                        let mut buf = [0u8; 16384];
+                        let mut sent = 0u64;
+                        loop {
+                            match sr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if !delay.is_zero() {
+                                        tokio::time::sleep(delay).await;
+                                    }
+                                    let limit = cut.load(Ordering::SeqCst);
+                                    if sent + n as u64 > limit {
+                                        let keep = limit.saturating_sub(sent) as usize;
+                                        let _ = cw.write_all(&buf[..keep]).await;
+                                        break;
+                                    }
+                                    sent += n as u64;
+                                    if cw.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    tokio::select! { _ = up => {}, _ = down => {} }
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut_after,
+            task,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
