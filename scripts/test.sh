@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: "command package" pairs.
 needs=()
-need() { command -v "$1" >/dev/null 2>&1 || needs+=("$2"); }
-# (filled as services join the test suite: slapd, an SMTP sink, ...)
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || needs+=("$2"); }
+need slapd slapd            # the LDAP sync tests run a real OpenLDAP server
+need ldapsearch ldap-utils  # and the LDAP benchmark compares with ldapsearch
 
 if [ "${#needs[@]}" -gt 0 ]; then
   echo "test.sh: installing ${needs[*]}"
