@@ -646,6 +646,26 @@ permissions = ["a"]
     }
 
     #[test]
+    fn example_source_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let base = std::fs::read_to_string(dir.join("rosterd.toml")).unwrap();
+        let pw = dir.join("rosterd.toml"); // any readable file stands in for a password file
+        for example in [
+            "sources-openldap.example.toml",
+            "sources-activedirectory.example.toml",
+        ] {
+            let text = std::fs::read_to_string(dir.join(example))
+                .unwrap()
+                .replace("/etc/rosterd/ldap.password", &pw.display().to_string())
+                .replace("/etc/rosterd/ad.password", &pw.display().to_string())
+                .replace("ca_file = \"/etc/rosterd/corp-root-ca.pem\"", "");
+            let c = parse(Path::new(example), &format!("{base}\n{text}"), &[])
+                .unwrap_or_else(|e| panic!("{example}: {e}"));
+            assert_eq!(c.sources.len(), 1, "{example}");
+        }
+    }
+
+    #[test]
     fn shipped_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml");
         let c = load_with_env(&path, Vec::new()).unwrap();

@@ -245,7 +245,10 @@ impl SyncEngine {
         mark: Option<String>,
     ) -> Result<(), SyncError> {
         if let Some(m) = mark
-            && state.high_water_mark.as_ref().is_none_or(|old| &m > old)
+            && state
+                .high_water_mark
+                .as_ref()
+                .is_none_or(|old| super::ldap::mark_cmp(&m, old).is_gt())
         {
             state.high_water_mark = Some(m);
         }

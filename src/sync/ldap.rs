@@ -315,6 +315,15 @@ async fn fetch_groups(
     Ok(groups)
 }
 
+/// Orders high-water marks: numerically for AD's `uSNChanged`, else as text
+/// (GeneralizedTime such as `20261127212039Z` sorts as text).
+pub fn mark_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
 /// Every member DN of `group`, following nested groups (cycle-safe).
 pub fn transitive_members(groups: &HashMap<String, Vec<String>>, group: &str) -> HashSet<String> {
     let mut out = HashSet::new();
@@ -428,7 +437,7 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
         entries
             .iter()
             .filter_map(|e| e.attrs.get(&attr.to_lowercase()).and_then(|v| v.first()))
-            .max()
+            .max_by(|a, b| mark_cmp(a, b))
             .cloned()
     });
     Ok(Fetched {
@@ -440,6 +449,16 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marks_compare_numerically_when_numbers() {
+        use std::cmp::Ordering;
+        assert_eq!(mark_cmp("999", "1000"), Ordering::Less);
+        assert_eq!(
+            mark_cmp("20261127212039Z", "20261127212040Z"),
+            Ordering::Less
+        );
+    }
 
     #[test]
     fn ranges_parse() {

@@ -551,3 +551,81 @@ async fn unknown_source_and_run_are_404() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_fetch_only_changes_since_the_mark() {
+    let mut st = setup("incremental").await;
+    populate(&mut st).await;
+    // modifyTimestamp has one-second resolution and the mark is inclusive (a
+    // change in the mark's second is fetched again rather than missed): step past
+    // the fixture's second, touch one entry (the mark), step past it again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("p4"), "sn", &["Touched"]).await;
+    let s = &st.server;
+    run(s, json!({"kind": "full"})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("p3"), "sn", &["Changed"]).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(
+        r["entries_seen"], 2,
+        "only entries changed since the mark: {r}"
+    );
+    assert_eq!(r["counts"]["updated"], 1);
+    assert_eq!(emp(s, "p3@corp.example").await["family_name"], "Changed");
+    let (_, src) = s.get("/api/v1/sync/sources").await;
+    assert!(
+        src["items"][0]["high_water_mark"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "{src}"
+    );
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_schedule_runs_the_source() {
+    let mut st = setup_with("cron", None, None, |t| {
+        t.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nfull_schedule = \"*/1 * * * * *\"",
+        )
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let mut seen = false;
+    for _ in 0..50 {
+        let (_, runs) = s.get("/api/v1/sync/runs?source=corp").await;
+        if runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "schedule" && r["outcome"] == "applied")
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "a scheduled run happened within 5 s");
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 10);
+    st.server.stop().await;
+}
+
+#[test]
+fn invalid_cron_is_refused_at_start_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+full_schedule = "every tuesday"
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].full_schedule", "{e}");
+}
