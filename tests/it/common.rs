@@ -32,7 +32,8 @@ pub struct TestServer {
     pub base: String,
     pub token: String,
     pub token_file: PathBuf,
-    pub dir: tempfile::TempDir,
+    /// Kept so the temporary data directory lives as long as the server.
+    _dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
 
@@ -59,7 +60,7 @@ impl TestServer {
             daemon: Some(daemon),
             token,
             token_file,
-            dir,
+            _dir: dir,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

@@ -629,3 +629,70 @@ full_schedule = "every tuesday"
     let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
     assert_eq!(e.key, "sources[0].full_schedule", "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rosterctl_sync_commands() {
+    use crate::rosterctl::ctl;
+    let mut st = setup_with("ctl", None, None, |t| {
+        t.replace("max_deactivations = 100", "max_deactivations = 2")
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    // Dry run prints the plan and changes nothing.
+    let r = ctl(s, &["sync", "run", "corp", "--dry-run"]).await;
+    r.assert_code(0);
+    assert!(r.stdout.contains("dry_run"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("create") && r.stdout.contains("ana@corp.example"),
+        "{}",
+        r.stdout
+    );
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(all["total"], 0);
+    ctl(s, &["sync", "run", "corp"]).await.assert_code(0);
+    for i in 0..3 {
+        slapd::replace(
+            &mut st.ldap,
+            &st.tree.person_dn(&format!("p{i}")),
+            "employeeType",
+            &["disabled"],
+        )
+        .await;
+    }
+    let r = ctl(s, &["sync", "run", "corp", "--json"]).await;
+    r.assert_code(0);
+    let held = r.json();
+    assert_eq!(held["outcome"], "held");
+    let id = held["id"].as_u64().unwrap().to_string();
+    let r = ctl(s, &["sync", "show", &id]).await;
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("deactivate") && r.stdout.contains("p1@corp.example"),
+        "{}",
+        r.stdout
+    );
+    // Approval asks; without a terminal it refuses unless --yes.
+    let r = ctl(s, &["sync", "approve", &id]).await;
+    r.assert_code(2);
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10);
+    ctl(s, &["sync", "approve", &id, "--yes"])
+        .await
+        .assert_code(0);
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 7);
+    let r = ctl(s, &["sync", "runs", "corp"]).await;
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with('#')).count(),
+        3,
+        "{}",
+        r.stdout
+    );
+    let r = ctl(s, &["employees", "explain", "ana@corp.example"]).await;
+    r.assert_code(0);
+    assert!(r.stdout.contains("sync:corp"), "{}", r.stdout);
+    assert!(r.stdout.contains("family_name"), "{}", r.stdout);
+    st.server.stop().await;
+}

@@ -14,20 +14,20 @@ use crate::common::{TestServer, employee};
 
 /// What a run of rosterctl left behind.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 
     #[track_caller]
-    fn assert_code(&self, code: i32) -> &Self {
+    pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
         self
     }
@@ -118,7 +118,7 @@ impl<'a> Ctl<'a> {
     }
 }
 
-async fn ctl(s: &TestServer, args: &[&str]) -> Run {
+pub async fn ctl(s: &TestServer, args: &[&str]) -> Run {
     Ctl::at(s, args).run().await
 }
 

@@ -3,7 +3,6 @@
 //! and report each id. Nothing changes without the confirmation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, IsTerminal, Write};
 
 use comfy_table::{Table, presets};
 use reqwest::Method;
@@ -204,26 +203,11 @@ fn summary(r: &BulkResponse, w: &Words, dry_run: bool) -> String {
 
 /// Asks on the terminal; refuses (exit 2) when standard input is not one.
 fn confirm(w: &Words, changes: usize) -> Result<(), CtlError> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(CtlError::usage(format!(
-            "refusing to {} {} without confirmation: standard input is not a terminal; \
-             re-run with --yes to proceed (nothing was changed)",
-            w.verb,
-            output::count(changes, "employee")
-        )));
-    }
-    eprint!("Proceed? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| CtlError::failed(format!("cannot read the answer: {e}")))?;
-    match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(()),
-        _ => Err(CtlError::failed("not confirmed; nothing was changed")),
-    }
+    output::confirm(&format!(
+        "{} {}",
+        w.verb,
+        output::count(changes, "employee")
+    ))
 }
 
 #[cfg(test)]

@@ -74,6 +74,76 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show the catalogs: roles (with default permissions), positions, business units.
     Catalog(CatalogArgs),
+    /// Directory sync: sources, runs (with dry run), run history, approval of held plans.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// List the configured sources with their last run.
+    Sources(JsonArg),
+    /// Run a source now (full unless --incremental); --dry-run prints the plan only.
+    Run(SyncRunArgs),
+    /// Run history, newest first.
+    Runs(SyncRunsArgs),
+    /// One run: outcome, counts, errors and its plan.
+    Show(RunArgs),
+    /// Apply a held plan (one that exceeded the deactivation threshold).
+    Approve(ApproveArgs),
+}
+
+#[derive(Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SyncRunArgs {
+    /// Source id.
+    pub source: String,
+    /// A full run (the default): sees every entry, deactivates those gone.
+    #[arg(long, conflicts_with = "incremental")]
+    pub full: bool,
+    /// Only entries changed since the last run; deactivates nobody by absence.
+    #[arg(long)]
+    pub incremental: bool,
+    /// Build and print the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the run as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SyncRunsArgs {
+    /// Only this source's runs.
+    pub source: Option<String>,
+    /// Show at most N runs.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Run id.
+    pub run: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ApproveArgs {
+    /// Run id of the held plan.
+    pub run: u64,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +164,8 @@ pub enum EmployeesCommand {
     /// Upload or remove an employee's photo.
     #[command(subcommand)]
     Photo(PhotoCommand),
+    /// Which client or sync source set each field, and when.
+    Explain(ShowArgs),
 }
 
 /// `col=value`, as `--filter` takes it.

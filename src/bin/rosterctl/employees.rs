@@ -32,6 +32,7 @@ pub async fn run(client: &Client, cmd: EmployeesCommand) -> Result<(), CtlError>
             photo_set(client, &key, &file).await
         }
         EmployeesCommand::Photo(PhotoCommand::Remove { key }) => photo_remove(client, &key).await,
+        EmployeesCommand::Explain(a) => crate::sync::explain(client, a).await,
     }
 }
 

@@ -7,7 +7,7 @@
 //! - `client`: the token (flag, variable or `./data/admin.token`) and a JSON client
 //!   that maps transport and API failures to [`error::CtlError`].
 //! - `error`: the error kinds and their exit codes (1 refused, 2 usage, 3 unreachable).
-//! - `employees`, `bulk`, `audit`, `catalog`: one handler per command; each reads
+//! - `employees`, `bulk`, `audit`, `catalog`, `sync`: one handler per command; each reads
 //!   its flags, calls the API through `client` and prints through `output`.
 //! - `model`: the API's JSON shapes as read here; `output`: tables and `key: value` text.
 //!
@@ -22,6 +22,7 @@ mod employees;
 mod error;
 mod model;
 mod output;
+mod sync;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,5 +63,6 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), CtlError> {
         Command::Bulk(args) => bulk::run(&client, args).await,
         Command::Audit(args) => audit::run(&client, args).await,
         Command::Catalog(args) => catalog::run(&client, args).await,
+        Command::Sync(cmd) => sync::run(&client, cmd).await,
     }
 }

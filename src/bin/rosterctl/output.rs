@@ -171,6 +171,30 @@ pub fn compact(v: &Value) -> String {
     }
 }
 
+/// Asks "Proceed? [y/N]" on the terminal; refuses (exit 2) when standard input is
+/// not one. `what` completes "refusing to ... without confirmation".
+pub fn confirm(what: &str) -> Result<(), CtlError> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CtlError::usage(format!(
+            "refusing to {what} without confirmation: standard input is not a terminal; \
+             re-run with --yes to proceed (nothing was changed)"
+        )));
+    }
+    eprint!("Proceed? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CtlError::failed(format!("cannot read the answer: {e}")))?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(CtlError::failed("not confirmed; nothing was changed")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

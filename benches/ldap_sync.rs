@@ -1,0 +1,203 @@
+//! LDAP sync benchmark: N generated entries (default 100,000; set
+//! `ROSTERD_BENCH_ENTRIES`) are loaded into a throwaway slapd with slapadd, then
+//! rosterd syncs them into an empty store (first import), again with no change,
+//! and again after 100 changes. Each figure is printed next to the time
+//! `ldapsearch` takes to dump the same entries (paged, to /dev/null).
+//!
+//! Run: `cargo bench --bench ldap_sync` (needs Debian's slapd and ldap-utils).
+//! Targets: no-change re-sync within 2x the dump, first import within 5x.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rosterd::sync::RunKind;
+
+const SUFFIX: &str = "dc=bench,dc=example";
+const ROOT_DN: &str = "cn=admin,dc=bench,dc=example";
+const ROOT_PW: &str = "bench-secret";
+
+struct Slapd(Child);
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ldif(n: usize) -> String {
+    let mut s = String::with_capacity(n * 300);
+    s.push_str(&format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    ));
+    for i in 0..n {
+        s.push_str(&format!(
+            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
+             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
+             departmentNumber: {}\n\n",
+            i % 10000,
+            if i % 2 == 0 { "100" } else { "200" }
+        ));
+    }
+    // One in ten people is a driver.
+    s.push_str(&format!(
+        "dn: cn=drivers,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: drivers\n"
+    ));
+    for i in (0..n).step_by(10) {
+        s.push_str(&format!("member: uid=u{i},ou=people,{SUFFIX}\n"));
+    }
+    s.push('\n');
+    s
+}
+
+fn main() {
+    let n: usize = std::env::var("ROSTERD_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("db")).expect("db dir");
+    let conf = format!(
+        "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+         include /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
+         pidfile {0}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\ndatabase mdb\n\
+         suffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\ndirectory {0}/db\n\
+         maxsize 8589934592\nindex objectClass eq\n",
+        d.display()
+    );
+    std::fs::write(d.join("slapd.conf"), conf).expect("conf");
+    std::fs::write(d.join("data.ldif"), ldif(n)).expect("ldif");
+    let t = Instant::now();
+    let st = Command::new("/usr/sbin/slapadd")
+        .arg("-f")
+        .arg(d.join("slapd.conf"))
+        .arg("-q")
+        .arg("-l")
+        .arg(d.join("data.ldif"))
+        .status()
+        .expect("slapadd (install slapd)");
+    assert!(st.success(), "slapadd failed");
+    println!("loaded {n} entries with slapadd in {:.2?}", t.elapsed());
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let _slapd = Slapd(
+        Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{port}/"))
+            .args(["-d", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slapd"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "slapd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let dump = || {
+        let t = Instant::now();
+        let st = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &format!("ldap://127.0.0.1:{port}"),
+                "-D",
+                ROOT_DN,
+                "-w",
+                ROOT_PW,
+            ])
+            .args([
+                "-b",
+                &format!("ou=people,{SUFFIX}"),
+                "-E",
+                "pr=1000/noprompt",
+                "(objectClass=inetOrgPerson)",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("ldapsearch (install ldap-utils)");
+        assert!(st.success());
+        t.elapsed()
+    };
+    let _ = dump(); // warm slapd's cache, as the sync runs will find it warm too
+    let ldap_dump = dump();
+    println!("ldapsearch dump of {n} entries: {ldap_dump:.2?}");
+
+    let pw_file = d.join("pw");
+    std::fs::write(&pw_file, ROOT_PW).expect("pw");
+    let base_config =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
+            .expect("config");
+    let text = format!(
+        "{base_config}\n[[sources]]\nid = \"bench\"\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{port}\"\n\
+         bind_dn = \"{ROOT_DN}\"\nbind_password_file = \"{}\"\nbase_dn = \"ou=people,{SUFFIX}\"\n\
+         page_size = 1000\nmax_deactivations = 1000000\nmax_deactivations_percent = 100.0\n\
+         [sources.attributes]\nusername = \"uid\"\nmobile_phone = \"mobile\"\n\
+         [sources.groups]\nbase_dn = \"ou=groups,{SUFFIX}\"\n\
+         [[sources.positions]]\ngroup = \"cn=drivers,ou=groups,{SUFFIX}\"\nposition = \"Driver\"\n\
+         [sources.business_unit]\nattribute = \"departmentNumber\"\nmap = {{ \"100\" = \"North\", \"200\" = \"South\" }}\n",
+        pw_file.display()
+    );
+    let env = vec![
+        ("ROSTERD_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "ROSTERD_DATA_DIR".to_string(),
+            d.join("rosterd").display().to_string(),
+        ),
+    ];
+    let config =
+        rosterd::config::parse(Path::new("bench.toml"), &text, &env).expect("bench config");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let daemon = rosterd::daemon::start(config).await.expect("rosterd");
+        let timed = |label: &'static str| {
+            let sync = daemon.sync.clone();
+            async move {
+                let t = Instant::now();
+                let r = sync.run("bench", RunKind::Full, false, "bench").await.expect("run");
+                let took = t.elapsed();
+                println!(
+                    "{label:<28} {took:>10.2?}  ({:.1}x the ldapsearch dump)  outcome {:?}, created {}, updated {}, unchanged {}",
+                    took.as_secs_f64() / ldap_dump.as_secs_f64(),
+                    r.outcome,
+                    r.counts.created,
+                    r.counts.updated,
+                    r.counts.unchanged
+                );
+            }
+        };
+        timed("first import").await;
+        timed("re-sync, no change").await;
+        // 100 changes.
+        let mut mods = String::new();
+        for i in (0..n).step_by((n / 100).max(1)).take(100) {
+            mods.push_str(&format!(
+                "dn: uid=u{i},ou=people,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: Changed{i}\n\n"
+            ));
+        }
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}"), "-D", ROOT_DN, "-w", ROOT_PW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ldapmodify");
+        child.stdin.take().expect("stdin").write_all(mods.as_bytes()).expect("write");
+        assert!(child.wait().expect("ldapmodify").success());
+        timed("re-sync, 100 changes").await;
+        daemon.stop().await.expect("stop");
+    });
+}

@@ -1,0 +1,228 @@
+//! `rosterctl sync ...` and `rosterctl employees explain`: directory sync runs,
+//! their history and plans, approval of held plans, and field provenance.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::{ApproveArgs, RunArgs, ShowArgs, SyncCommand, SyncRunArgs, SyncRunsArgs};
+use crate::client::Client;
+use crate::error::CtlError;
+use crate::output;
+
+pub async fn run(client: &Client, cmd: SyncCommand) -> Result<(), CtlError> {
+    match cmd {
+        SyncCommand::Sources(a) => sources(client, a.json).await,
+        SyncCommand::Run(a) => run_source(client, a).await,
+        SyncCommand::Runs(a) => runs(client, a).await,
+        SyncCommand::Show(a) => show(client, a).await,
+        SyncCommand::Approve(a) => approve(client, a).await,
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn sources(client: &Client, json: bool) -> Result<(), CtlError> {
+    let v = client.get(&["sync", "sources"], &[]).await?;
+    if json {
+        return output::emit_json(&v["items"]);
+    }
+    let mut lines = Vec::new();
+    for src in v["items"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{}  {}  base {}",
+            s(&src["id"]),
+            s(&src["url"]),
+            s(&src["base_dn"])
+        ));
+        lines.push(format!(
+            "  schedules: full {}, incremental {}; last success {}",
+            s(&src["full_schedule"]),
+            s(&src["incremental_schedule"]),
+            s(&src["last_success"])
+        ));
+        if src["last_run"].is_object() {
+            lines.push(format!("  last run: {}", run_line(&src["last_run"])));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("no sources configured ([[sources]] in rosterd.toml)".into());
+    }
+    output::emit_lines(&lines)
+}
+
+/// `#12 corp full applied 2026-...: 3 created, 1 updated, ...`
+fn run_line(r: &Value) -> String {
+    let c = &r["counts"];
+    let mut line = format!(
+        "#{} {} {} {} ({}) at {}: {} created, {} updated, {} activated, {} deactivated, {} unchanged, {} held, {} skipped, {} errors",
+        s(&r["id"]),
+        s(&r["source"]),
+        s(&r["kind"]),
+        s(&r["outcome"]),
+        s(&r["trigger"]),
+        s(&r["started_at"]),
+        s(&c["created"]),
+        s(&c["updated"]),
+        s(&c["activated"]),
+        s(&c["deactivated"]),
+        s(&c["unchanged"]),
+        s(&c["held"]),
+        s(&c["skipped"]),
+        s(&c["errors"]),
+    );
+    if let Some(m) = r["message"].as_str() {
+        line.push_str(&format!("\n  {m}"));
+    }
+    line
+}
+
+/// The run, its errors, and its plan item by item.
+fn run_lines(r: &Value) -> Vec<String> {
+    let mut lines = vec![run_line(r)];
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    if !errors.is_empty() {
+        lines.push(format!("errors ({}):", errors.len()));
+        for e in &errors {
+            lines.push(format!("  {}: {}", s(&e["dn"]), s(&e["message"])));
+        }
+    }
+    let plan = r["plan"].as_array().cloned().unwrap_or_default();
+    if !plan.is_empty() {
+        lines.push(format!(
+            "plan ({} items that change or need attention):",
+            plan.len()
+        ));
+        for item in &plan {
+            let reason = item["reason"].as_str().unwrap_or("");
+            lines.push(format!(
+                "  {:<10} {}{}",
+                s(&item["action"]),
+                s(&item["label"]),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({reason})")
+                }
+            ));
+            for c in item["changes"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "      {}: {} -> {}",
+                    s(&c["field"]),
+                    output::compact(&c["before"]),
+                    output::compact(&c["after"])
+                ));
+            }
+        }
+    }
+    lines
+}
+
+async fn run_source(client: &Client, a: SyncRunArgs) -> Result<(), CtlError> {
+    let kind = if a.incremental { "incremental" } else { "full" };
+    let body = json!({ "kind": kind, "dry_run": a.dry_run });
+    let r = client
+        .send_json(Method::POST, &["sync", "sources", &a.source, "run"], &body)
+        .await?;
+    if a.json {
+        output::emit_json(&r)?;
+    } else {
+        output::emit_lines(&run_lines(&r))?;
+    }
+    if r["outcome"] == "failed" {
+        return Err(CtlError::failed(format!(
+            "run #{} failed; nobody was deactivated",
+            s(&r["id"])
+        )));
+    }
+    Ok(())
+}
+
+async fn runs(client: &Client, a: SyncRunsArgs) -> Result<(), CtlError> {
+    let mut query = vec![("limit", a.limit.to_string())];
+    if let Some(src) = &a.source {
+        query.push(("source", src.clone()));
+    }
+    let v = client.get(&["sync", "runs"], &query).await?;
+    if a.json {
+        return output::emit_json(&v["items"]);
+    }
+    let lines: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(run_line)
+        .collect();
+    if lines.is_empty() {
+        return output::emit_lines(&["no runs yet".into()]);
+    }
+    output::emit_lines(&lines)
+}
+
+async fn show(client: &Client, a: RunArgs) -> Result<(), CtlError> {
+    let r = client
+        .get(&["sync", "runs", &a.run.to_string()], &[])
+        .await?;
+    if a.json {
+        return output::emit_json(&r);
+    }
+    output::emit_lines(&run_lines(&r))
+}
+
+async fn approve(client: &Client, a: ApproveArgs) -> Result<(), CtlError> {
+    let id = a.run.to_string();
+    let r = client.get(&["sync", "runs", &id], &[]).await?;
+    if r["outcome"] != "held" {
+        return Err(CtlError::failed(format!(
+            "run #{id} is {}, not held; only held plans can be approved",
+            s(&r["outcome"])
+        )));
+    }
+    output::emit_lines(&run_lines(&r))?;
+    if !a.yes {
+        output::confirm(&format!("apply the held plan of run #{id}"))?;
+    }
+    let done = client.post_empty(&["sync", "runs", &id, "approve"]).await?;
+    output::emit_lines(&[format!("applied: {}", run_line(&done))])
+}
+
+/// `rosterctl employees explain KEY`.
+pub async fn explain(client: &Client, a: ShowArgs) -> Result<(), CtlError> {
+    let v = client.get(&["employees", &a.key, "explain"], &[]).await?;
+    if a.json {
+        return output::emit_json(&v);
+    }
+    let mut lines = vec![format!("{} <{}>", s(&v["id"]), s(&v["email"]))];
+    if let Some(src) = v["sources"].as_object().filter(|m| !m.is_empty()) {
+        let linked: Vec<String> = src
+            .iter()
+            .map(|(k, key)| format!("{k} (key {})", s(key)))
+            .collect();
+        lines.push(format!("linked to: {}", linked.join(", ")));
+        lines.push(
+            "fields a source maps are overwritten at its next run; edits to them do not last"
+                .into(),
+        );
+    }
+    let mut fields: Vec<(&String, &Value)> = v["fields"]
+        .as_object()
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, f) in fields {
+        lines.push(format!(
+            "  {name:<18} {:<32} set by {}:{} ({}) at {}",
+            output::compact(&f["value"]),
+            s(&f["set_by"]["kind"]),
+            s(&f["set_by"]["name"]),
+            s(&f["action"]),
+            s(&f["at"])
+        ));
+    }
+    output::emit_lines(&lines)
+}
