@@ -171,8 +171,11 @@ fn main() {
                 let r = sync.run("bench", RunKind::Full, false, "bench").await.expect("run");
                 let took = t.elapsed();
                 println!(
-                    "{label:<28} {took:>10.2?}  ({:.1}x the ldapsearch dump)  outcome {:?}, created {}, updated {}, unchanged {}",
+                    "{label:<28} {took:>10.2?}  ({:.1}x the ldapsearch dump; fetch {} ms, plan {} ms, apply {} ms)  outcome {:?}, created {}, updated {}, unchanged {}",
                     took.as_secs_f64() / ldap_dump.as_secs_f64(),
+                    r.timings_ms.fetch,
+                    r.timings_ms.plan,
+                    r.timings_ms.apply,
                     r.outcome,
                     r.counts.created,
                     r.counts.updated,

@@ -178,6 +178,61 @@ impl Roster {
         Ok(e)
     }
 
+    /// Creates many profiles linked to a source in one store transaction (no
+    /// flush). If the store refuses the batch (a unique key taken meanwhile), it
+    /// falls back to one by one so that each failure is attributed. One result
+    /// per input, in order.
+    pub fn create_linked_many(
+        &self,
+        actor: &Actor,
+        source: &str,
+        items: &[(NewEmployee, String)],
+    ) -> Vec<Result<Employee, Error>> {
+        let catalog = self.catalog();
+        let built: Vec<Result<Employee, Error>> = items
+            .iter()
+            .map(|(input, key)| {
+                let mut e = build_new(&catalog, input, None, actor)?;
+                e.source_keys.insert(source.to_string(), key.clone());
+                Ok(e)
+            })
+            .collect();
+        let audit_for = |e: &Employee| {
+            AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(e)))
+        };
+        let writes: Result<Vec<Write>, Error> = built
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|e| Self::write_for(None, e, PhotoChange::Keep, audit_for(e)))
+            .collect();
+        let batch_ok = match writes {
+            Ok(ws) => match self.store.commit_many(&ws) {
+                Ok(_) => true,
+                Err(StoreError::Unique { .. } | StoreError::VersionConflict { .. }) => false,
+                Err(e) => {
+                    let msg = e.to_string();
+                    return built
+                        .into_iter()
+                        .map(|_| Err(Error::Store(StoreError::Corrupt(msg.clone()))))
+                        .collect();
+                }
+            },
+            Err(_) => false,
+        };
+        if batch_ok {
+            return built;
+        }
+        built
+            .into_iter()
+            .map(|r| {
+                r.and_then(|e| {
+                    self.commit(None, &e, PhotoChange::Keep, audit_for(&e))
+                        .map(|_| e)
+                })
+            })
+            .collect()
+    }
+
     /// Applies a source's fields (and optionally a lifecycle change) to a profile
     /// and records the source key, without flushing. Changes nothing, and writes
     /// no audit entry, when everything already matches.
@@ -512,15 +567,14 @@ impl Roster {
         }
     }
 
-    fn commit(
-        &self,
+    fn write_for(
         expected_version: Option<u64>,
         e: &Employee,
         photo: PhotoChange,
         audit: AuditEntry,
-    ) -> Result<(), Error> {
+    ) -> Result<Write, Error> {
         let bytes = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        let w = Write {
+        Ok(Write {
             id: e.id.0,
             expected_version,
             record: Some(RecordWrite {
@@ -530,7 +584,17 @@ impl Roster {
             }),
             photo,
             audit,
-        };
+        })
+    }
+
+    fn commit(
+        &self,
+        expected_version: Option<u64>,
+        e: &Employee,
+        photo: PhotoChange,
+        audit: AuditEntry,
+    ) -> Result<(), Error> {
+        let w = Self::write_for(expected_version, e, photo, audit)?;
         match self.store.commit(&w) {
             Ok(_) => Ok(()),
             Err(StoreError::Unique { index, key }) => {

@@ -264,22 +264,47 @@ impl Store {
     /// record holds one of the new keys and [`StoreError::VersionConflict`] if the
     /// stored version is not the expected one; in both cases nothing changed.
     pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
-        let seq = self.db.generate_id()?;
-        let mut entry = w.audit.clone();
-        entry.seq = seq;
-        let audit_bytes =
-            serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let meta_bytes = match &w.record {
-            Some(r) => Some(
-                serde_json::to_vec(&RecordMeta {
-                    version: r.version,
-                    keys: r.keys.clone(),
-                })
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let id = *w.id.as_bytes();
+        let mut entries = self.commit_many(std::slice::from_ref(w))?;
+        entries
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))
+    }
+
+    /// Applies several writes in ONE transaction: all of them or none (a bulk
+    /// import pays for one transaction per batch instead of one per record).
+    pub fn commit_many(&self, writes: &[Write]) -> Result<Vec<AuditEntry>, StoreError> {
+        struct Prepared<'a> {
+            w: &'a Write,
+            seq: u64,
+            entry: AuditEntry,
+            audit_bytes: Vec<u8>,
+            meta_bytes: Option<Vec<u8>>,
+        }
+        let mut prepared = Vec::with_capacity(writes.len());
+        for w in writes {
+            let seq = self.db.generate_id()?;
+            let mut entry = w.audit.clone();
+            entry.seq = seq;
+            let audit_bytes =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let meta_bytes = match &w.record {
+                Some(r) => Some(
+                    serde_json::to_vec(&RecordMeta {
+                        version: r.version,
+                        keys: r.keys.clone(),
+                    })
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
+                None => None,
+            };
+            prepared.push(Prepared {
+                w,
+                seq,
+                entry,
+                audit_bytes,
+                meta_bytes,
+            });
+        }
         let trees = [
             &self.employees,
             &self.employee_keys,
@@ -291,66 +316,70 @@ impl Store {
         let result = trees.transaction(|t| {
             let (employees, keys_tree, index, photos, audit, by_emp) =
                 (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
-            let old: Option<RecordMeta> = match keys_tree.get(id)? {
-                None => None,
-                Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
-                    ConflictableTransactionError::Storage(sled::Error::Unsupported(format!(
-                        "corrupt record meta: {e}"
-                    )))
-                })?),
-            };
-            let found = old.as_ref().map(|m| m.version);
-            if found != w.expected_version {
-                return Err(ConflictableTransactionError::Abort(TxAbort::Version(
-                    w.expected_version,
-                    found,
-                )));
-            }
-            if let Some(old) = &old {
-                for (kind, key) in &old.keys.entries {
-                    index.remove(kind.key(key))?;
+            for p in &prepared {
+                let (w, seq) = (p.w, p.seq);
+                let id = *w.id.as_bytes();
+                let old: Option<RecordMeta> = match keys_tree.get(id)? {
+                    None => None,
+                    Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
+                        ConflictableTransactionError::Storage(sled::Error::Unsupported(format!(
+                            "corrupt record meta: {e}"
+                        )))
+                    })?),
+                };
+                let found = old.as_ref().map(|m| m.version);
+                if found != w.expected_version {
+                    return Err(ConflictableTransactionError::Abort(TxAbort::Version(
+                        w.expected_version,
+                        found,
+                    )));
                 }
-            }
-            match (&w.record, &meta_bytes) {
-                (Some(r), Some(mb)) => {
-                    for (kind, key) in &r.keys.entries {
-                        let k = kind.key(key);
-                        if let Some(holder) = index.get(&k)?
-                            && holder.as_ref() != id
-                        {
-                            return Err(ConflictableTransactionError::Abort(TxAbort::Unique(
-                                kind.clone(),
-                                key.clone(),
-                            )));
-                        }
-                        index.insert(k, &id)?;
+                if let Some(old) = &old {
+                    for (kind, key) in &old.keys.entries {
+                        index.remove(kind.key(key))?;
                     }
-                    employees.insert(&id, r.bytes.as_slice())?;
-                    keys_tree.insert(&id, mb.as_slice())?;
                 }
-                _ => {
-                    employees.remove(&id)?;
-                    keys_tree.remove(&id)?;
-                    photos.remove(&id)?;
+                match (&w.record, &p.meta_bytes) {
+                    (Some(r), Some(mb)) => {
+                        for (kind, key) in &r.keys.entries {
+                            let k = kind.key(key);
+                            if let Some(holder) = index.get(&k)?
+                                && holder.as_ref() != id
+                            {
+                                return Err(ConflictableTransactionError::Abort(TxAbort::Unique(
+                                    kind.clone(),
+                                    key.clone(),
+                                )));
+                            }
+                            index.insert(k, &id)?;
+                        }
+                        employees.insert(&id, r.bytes.as_slice())?;
+                        keys_tree.insert(&id, mb.as_slice())?;
+                    }
+                    _ => {
+                        employees.remove(&id)?;
+                        keys_tree.remove(&id)?;
+                        photos.remove(&id)?;
+                    }
                 }
+                match &w.photo {
+                    PhotoChange::Keep => {}
+                    PhotoChange::Set(bytes) => {
+                        photos.insert(&id, bytes.as_slice())?;
+                    }
+                    PhotoChange::Remove => {
+                        photos.remove(&id)?;
+                    }
+                }
+                audit.insert(&seq.to_be_bytes(), p.audit_bytes.as_slice())?;
+                let mut k = id.to_vec();
+                k.extend_from_slice(&seq.to_be_bytes());
+                by_emp.insert(k, &[])?;
             }
-            match &w.photo {
-                PhotoChange::Keep => {}
-                PhotoChange::Set(bytes) => {
-                    photos.insert(&id, bytes.as_slice())?;
-                }
-                PhotoChange::Remove => {
-                    photos.remove(&id)?;
-                }
-            }
-            audit.insert(&seq.to_be_bytes(), audit_bytes.as_slice())?;
-            let mut k = id.to_vec();
-            k.extend_from_slice(&seq.to_be_bytes());
-            by_emp.insert(k, &[])?;
             Ok(())
         });
         match result {
-            Ok(()) => Ok(entry),
+            Ok(()) => Ok(prepared.into_iter().map(|p| p.entry).collect()),
             Err(TransactionError::Abort(TxAbort::Unique(index, key))) => {
                 Err(StoreError::Unique { index, key })
             }

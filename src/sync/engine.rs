@@ -16,7 +16,7 @@ use super::{RunKind, ldap};
 use crate::employee::{self, EmployeePatch, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
 
-/// Writes between two flushes while applying.
+/// Profiles created per store transaction while applying.
 const BATCH: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +119,7 @@ impl SyncEngine {
             counts: Default::default(),
             errors: vec![],
             plan: vec![],
+            timings_ms: Default::default(),
         };
         self.runs.put(&rec)?;
         let result = self.run_inner(&src, kind, dry_run, &mut rec).await;
@@ -160,7 +161,11 @@ impl SyncEngine {
             RunKind::Incremental => state.high_water_mark.clone(),
             RunKind::Full => None,
         };
-        let fetched = match ldap::fetch(src, since.as_deref()).await {
+        let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
+        let t = std::time::Instant::now();
+        let fetched = ldap::fetch(src, since.as_deref()).await;
+        rec.timings_ms.fetch = ms(t);
+        let fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
                 rec.outcome = Outcome::Failed;
@@ -177,6 +182,7 @@ impl SyncEngine {
             );
             return Ok(());
         }
+        let t = std::time::Instant::now();
         let mut mapped = Vec::with_capacity(fetched.entries.len());
         let mut map_errors = Vec::new();
         for e in &fetched.entries {
@@ -218,6 +224,7 @@ impl SyncEngine {
             .filter(|i| i.action != Action::Unchanged)
             .cloned()
             .collect();
+        rec.timings_ms.plan = ms(t);
         if dry_run {
             rec.outcome = Outcome::DryRun;
             return Ok(());
@@ -232,7 +239,9 @@ impl SyncEngine {
             self.runs.put_held(rec.id, &mapped)?;
             return Ok(());
         }
+        let t = std::time::Instant::now();
         self.apply(src, &plan.items, &mapped, rec).await?;
+        rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
         self.advance_mark(src, state, fetched.high_water_mark)?;
         Ok(())
@@ -269,19 +278,17 @@ impl SyncEngine {
         let actor = Self::actor(&src.id);
         let by_key: HashMap<&str, &MappedEntry> =
             mapped.iter().map(|m| (m.key.as_str(), m)).collect();
-        let mut writes = 0usize;
+        let report = |rec: &mut RunRecord, item: &PlanItem, e: &employee::Error| {
+            rec.errors.push(EntryError {
+                key: item.key.clone(),
+                dn: item.dn.clone(),
+                message: format!("{:?} not applied: {e}", item.action).to_lowercase(),
+            });
+            rec.counts.errors += 1;
+        };
         for item in items {
             let entry = by_key.get(item.key.as_str());
             let result = match (item.action, item.employee_id, entry) {
-                (Action::Create, _, Some(m)) => self
-                    .roster
-                    .create_linked(
-                        &actor,
-                        &m.fields.to_new(src.account_status, true),
-                        &src.id,
-                        &m.key,
-                    )
-                    .map(|_| ()),
                 (Action::Update | Action::Held, Some(id), Some(m)) => self
                     .roster
                     .update_linked(&actor, id, &m.fields.to_patch(), &src.id, &m.key, None)
@@ -322,23 +329,35 @@ impl SyncEngine {
                     .map(|_| ()),
                 _ => continue,
             };
-            if let Err(e) = result {
-                if let employee::Error::Store(se) = e {
-                    return Err(se.into());
-                }
-                rec.errors.push(EntryError {
-                    key: item.key.clone(),
-                    dn: item.dn.clone(),
-                    message: format!("{:?} not applied: {e}", item.action).to_lowercase(),
-                });
-                rec.counts.errors += 1;
-                continue;
-            }
-            writes += 1;
-            if writes.is_multiple_of(BATCH) {
-                self.roster.flush().await?;
+            match result {
+                Ok(()) => {}
+                Err(employee::Error::Store(se)) => return Err(se.into()),
+                Err(e) => report(rec, item, &e),
             }
         }
+        // Creates after updates (an update may free an email a create needs), in
+        // batches of one store transaction each.
+        let creates: Vec<(&PlanItem, &MappedEntry)> = items
+            .iter()
+            .filter(|i| i.action == Action::Create)
+            .filter_map(|i| by_key.get(i.key.as_str()).map(|m| (i, *m)))
+            .collect();
+        for chunk in creates.chunks(BATCH) {
+            let inputs: Vec<(employee::NewEmployee, String)> = chunk
+                .iter()
+                .map(|(_, m)| (m.fields.to_new(src.account_status, true), m.key.clone()))
+                .collect();
+            let results = self.roster.create_linked_many(&actor, &src.id, &inputs);
+            for ((item, _), r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(_) => {}
+                    Err(employee::Error::Store(se)) => return Err(se.into()),
+                    Err(e) => report(rec, item, &e),
+                }
+            }
+        }
+        // One flush at the end: a run is not acknowledged item by item, and a
+        // crash mid-apply is repaired by the next run.
         self.roster.flush().await?;
         Ok(())
     }

@@ -14,16 +14,12 @@ use crate::store::{Actor, ActorKind, FieldChange};
 /// What the roster looks like to the planner. [`employee::Roster`] implements it;
 /// tests use an in-memory roster.
 pub trait RosterView {
-    fn by_source_key(&self, source: &str, key: &str) -> Result<Option<Employee>, Error>;
     fn by_email(&self, email: &str) -> Result<Option<Employee>, Error>;
     /// Every profile linked to the source, as (key, profile).
     fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error>;
 }
 
 impl RosterView for employee::Roster {
-    fn by_source_key(&self, source: &str, key: &str) -> Result<Option<Employee>, Error> {
-        employee::Roster::by_source_key(self, source, key)
-    }
     fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
         employee::Roster::by_email(self, email)
     }
@@ -166,6 +162,9 @@ pub fn plan(
         });
     }
 
+    // Every linked profile is loaded once; entries join by key from here.
+    let linked_by_key: HashMap<&str, &Employee> =
+        linked.iter().map(|(k, e)| (k.as_str(), e)).collect();
     let mut claimed: HashMap<EmployeeId, String> = HashMap::new();
     let mut seen_keys: HashSet<&str> = HashSet::new();
     for m in entries {
@@ -187,8 +186,8 @@ pub fn plan(
             ));
             continue;
         }
-        let existing = match view.by_source_key(src.id, &m.key)? {
-            Some(e) => Some(e),
+        let existing = match linked_by_key.get(m.key.as_str()) {
+            Some(e) => Some((*e).clone()),
             None => view.by_email(&m.fields.email)?,
         };
         let Some(current) = existing else {
@@ -248,7 +247,11 @@ pub fn plan(
                     continue;
                 }
             };
-        let mut changes = employee::diff(Some(&current), Some(&next));
+        let mut changes = if next == current {
+            Vec::new()
+        } else {
+            employee::diff(Some(&current), Some(&next))
+        };
         let linking = current.source_keys.get(src.id) != Some(&m.key);
         if linking {
             changes.push(FieldChange {

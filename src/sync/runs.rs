@@ -55,6 +55,16 @@ pub struct RunRecord {
     pub errors: Vec<EntryError>,
     /// Every item that is not `unchanged`.
     pub plan: Vec<PlanItem>,
+    /// Milliseconds spent fetching, mapping and planning, applying.
+    #[serde(default)]
+    pub timings_ms: Timings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub fetch: u64,
+    pub plan: u64,
+    pub apply: u64,
 }
 
 /// Per-source state.
