@@ -27,6 +27,7 @@ pub struct Daemon {
     pub roster: Roster,
     pub sync: SyncEngine,
     scheduler: Option<Scheduler>,
+    notifier: Option<JoinHandle<()>>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -34,6 +35,10 @@ pub struct Daemon {
 impl Daemon {
     /// Stops accepting, finishes in-flight requests, flushes the store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        crate::notify::stopping();
+        if let Some(t) = self.notifier.take() {
+            t.abort();
+        }
         if let Some(s) = self.scheduler.take() {
             s.shutdown().await;
         }
@@ -124,6 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         .await
         .context("while starting the sync schedules")?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    crate::notify::ready(&crate::notify::status_line(&roster, &sync));
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -132,7 +138,9 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             })
             .await
     });
+    let notifier = crate::notify::start(roster.clone(), sync.clone());
     Ok(Daemon {
+        notifier: Some(notifier),
         addr,
         admin_token_file,
         roster,

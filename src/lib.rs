@@ -15,6 +15,7 @@
 //! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
 //!   through `employee`, run history, cron schedules.
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//! - [`notify`]: systemd readiness, status and watchdog notifications.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
 //!
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod employee;
+pub mod notify;
 pub mod secret;
 pub mod store;
 pub mod sync;

@@ -43,9 +43,12 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    // Under systemd (JOURNAL_STREAM set), journald stamps each line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journald) {
+        (LogFormat::Human, false) => builder.init(),
+        (LogFormat::Human, true) => builder.without_time().with_ansi(false).init(),
+        (LogFormat::Json, _) => builder.json().init(),
     }
 }
 

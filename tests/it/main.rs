@@ -11,3 +11,4 @@ mod durability;
 mod ldap_sync;
 mod rosterctl;
 mod slapd;
+mod systemd;
