@@ -110,8 +110,17 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         admin_tokens: Arc::new(TokenSet::new(&tokens)),
         sync: sync.clone(),
     };
+    let metrics = crate::metrics::Metrics::new(roster.clone(), sync.clone());
+    let metrics_route = axum::Router::new()
+        .route("/metrics", axum::routing::get(crate::metrics::metrics_get))
+        .with_state(metrics.clone());
     let app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
         .with_state(state)
+        .merge(metrics_route)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
         .layer(TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -15,6 +15,7 @@
 //! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
 //!   through `employee`, run history, cron schedules.
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//! - [`metrics`]: Prometheus metrics at `/metrics` and the request-tracking layer.
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod employee;
+pub mod metrics;
 pub mod notify;
 pub mod secret;
 pub mod store;

@@ -42,6 +42,7 @@ pub struct SyncEngine {
     runs: RunStore,
     sources: Arc<Vec<LdapSource>>,
     locks: Arc<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: crate::metrics::SyncMetrics,
 }
 
 impl SyncEngine {
@@ -56,11 +57,17 @@ impl SyncEngine {
             runs,
             sources: Arc::new(sources),
             locks: Arc::new(locks),
+            metrics: Default::default(),
         })
     }
 
     pub fn sources(&self) -> &[LdapSource] {
         &self.sources
+    }
+
+    /// Counters and histograms of runs, for `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::SyncMetrics {
+        &self.metrics
     }
 
     pub fn runs(&self) -> &RunStore {
@@ -130,6 +137,7 @@ impl SyncEngine {
         rec.finished_at = Some(Utc::now());
         self.runs.put(&rec)?;
         self.runs.flush().await?;
+        self.record_metrics(&rec);
         match rec.outcome {
             Outcome::Failed => tracing::error!(
                 run = rec.id,
@@ -147,6 +155,32 @@ impl SyncEngine {
             }
         }
         Ok(rec)
+    }
+
+    fn record_metrics(&self, rec: &RunRecord) {
+        use crate::metrics::{RunLabels, SourceLabels};
+        let outcome = serde_json::to_value(rec.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.metrics
+            .runs
+            .get_or_create(&RunLabels {
+                source: rec.source.clone(),
+                outcome,
+            })
+            .inc();
+        let src = SourceLabels {
+            source: rec.source.clone(),
+        };
+        if let Some(end) = rec.finished_at {
+            let secs = (end - rec.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.metrics.duration.get_or_create(&src).observe(secs);
+        }
+        self.metrics
+            .entries_seen
+            .get_or_create(&src)
+            .inc_by(rec.entries_seen as u64);
     }
 
     async fn run_inner(

@@ -225,6 +225,25 @@ async fn first_import_then_no_change_rerun() {
     );
     assert_eq!(emp(s, "ana@corp.example").await["version"], ana["version"]);
 
+    // Metrics moved.
+    let m = crate::metrics::scrape(s).await;
+    let applied = [("source", "corp"), ("outcome", "applied")];
+    assert_eq!(
+        crate::metrics::value(&m, "rosterd_sync_runs_total", &applied),
+        2.0
+    );
+    assert_eq!(
+        crate::metrics::value(&m, "rosterd_sync_entries_seen_total", &[("source", "corp")]),
+        20.0
+    );
+    assert!(
+        crate::metrics::value(
+            &m,
+            "rosterd_sync_last_success_timestamp_seconds",
+            &[("source", "corp")]
+        ) > 1.7e9
+    );
+
     // Run history.
     let (_, runs) = s.get("/api/v1/sync/runs?source=corp").await;
     assert_eq!(runs["items"].as_array().unwrap().len(), 2);

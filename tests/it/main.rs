@@ -9,6 +9,7 @@ mod admin_api;
 mod common;
 mod durability;
 mod ldap_sync;
+mod metrics;
 mod rosterctl;
 mod slapd;
 mod systemd;

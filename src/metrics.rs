@@ -1,0 +1,238 @@
+//! Prometheus metrics at `/metrics` (text format, prometheus-client): HTTP
+//! requests by route and status with latency histograms; sync runs by source and
+//! outcome, their duration and entries seen (recorded by the sync engine);
+//! employees active/inactive and the last successful sync per source (read at
+//! scrape time from the store).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::employee::Roster;
+use crate::sync::SyncEngine;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Sync metrics; the engine records into them, the registry reads them.
+#[derive(Clone)]
+pub struct SyncMetrics {
+    pub runs: Family<RunLabels, Counter>,
+    pub duration: Family<SourceLabels, Histogram, fn() -> Histogram>,
+    pub entries_seen: Family<SourceLabels, Counter>,
+}
+
+impl Default for SyncMetrics {
+    fn default() -> Self {
+        Self {
+            runs: Family::default(),
+            duration: Family::new_with_constructor(seconds_histogram),
+            entries_seen: Family::default(),
+        }
+    }
+}
+
+/// The registry and the handles that are written on the request path.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    employees: Family<StatusLabels, Gauge>,
+    last_success: Family<SourceLabels, Gauge>,
+    roster: Roster,
+    sync: SyncEngine,
+}
+
+impl Metrics {
+    pub fn new(roster: Roster, sync: SyncEngine) -> Self {
+        let mut r = Registry::with_prefix("rosterd");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_latency =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_histogram,
+            );
+        let employees = Family::<StatusLabels, Gauge>::default();
+        let last_success = Family::<SourceLabels, Gauge>::default();
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        let sm = sync.metrics();
+        r.register(
+            "sync_runs",
+            "Sync runs by source and outcome",
+            sm.runs.clone(),
+        );
+        r.register(
+            "sync_run_duration_seconds",
+            "Sync run duration by source",
+            sm.duration.clone(),
+        );
+        r.register(
+            "sync_entries_seen",
+            "Entries fetched by sync runs",
+            sm.entries_seen.clone(),
+        );
+        r.register(
+            "employees",
+            "Employees by status (active/inactive)",
+            employees.clone(),
+        );
+        r.register(
+            "sync_last_success_timestamp_seconds",
+            "Unix time of the last successful run per source",
+            last_success.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            http_requests,
+            http_latency,
+            employees,
+            last_success,
+            roster,
+            sync,
+        }
+    }
+
+    /// Refreshes the gauges read from the store, then renders the text format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let (mut active, mut inactive) = (0i64, 0i64);
+        for row in self.roster.store().scan().flatten() {
+            // Only the `active` flag is needed; a tiny struct avoids decoding all.
+            #[derive(serde::Deserialize)]
+            struct Flag {
+                active: bool,
+            }
+            match serde_json::from_slice::<Flag>(&row.1) {
+                Ok(f) if f.active => active += 1,
+                Ok(_) => inactive += 1,
+                Err(_) => {}
+            }
+        }
+        let set = |s: &str, v: i64| {
+            self.employees
+                .get_or_create(&StatusLabels { status: s.into() })
+                .set(v);
+        };
+        set("active", active);
+        set("inactive", inactive);
+        for src in self.sync.sources() {
+            if let Ok(st) = self.sync.runs().state(&src.id)
+                && let Some(t) = st.last_success
+            {
+                self.last_success
+                    .get_or_create(&SourceLabels {
+                        source: src.id.clone(),
+                    })
+                    .set(t.timestamp());
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Middleware: counts every request by method, matched route (the template, not
+/// the path, so ids do not explode the label space) and status, with latency.
+pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| route_label(p.as_str()))
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    m.http_latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// `/api/v1/employees/{id}` → `/api/v1/employees/:id`: the same template, without
+/// braces (which some Prometheus text parsers mishandle inside label values).
+fn route_label(template: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+                Some(name) => format!(":{name}"),
+                None => seg.to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `GET /metrics`.
+pub async fn metrics_get(State(m): State<Metrics>) -> Response {
+    match m.render() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
