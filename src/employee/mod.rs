@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod list;
 pub mod model;
+pub mod positions;
 pub mod validate;
 
 use std::sync::{Arc, RwLock};
@@ -23,8 +24,8 @@ use crate::store::{
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
-    AccountStatus, Employee, EmployeeId, EmployeePatch, NewEmployee, OfficePhone, PasswordHash,
-    PermissionOverrides, Photo,
+    AccountStatus, Employee, EmployeeId, EmployeePatch, Enterprise, NewEmployee, OfficePhone,
+    PasswordHash, PermissionOverrides, Photo,
 };
 
 /// Content types accepted for uploaded photos.
@@ -148,6 +149,31 @@ impl Roster {
     /// Creates a profile.
     #[instrument(skip_all, fields(actor = %actor))]
     pub async fn create(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
+        let e = self.create_unflushed(actor, input).await?;
+        self.store.flush().await?;
+        Ok(e)
+    }
+
+    /// Creates many profiles with one flush at the end (bulk loads, imports). Each
+    /// input succeeds or fails on its own; nothing is acknowledged before the flush.
+    #[instrument(skip_all, fields(actor = %actor, count = inputs.len()))]
+    pub async fn create_many(
+        &self,
+        actor: &Actor,
+        inputs: Vec<NewEmployee>,
+    ) -> Result<Vec<Result<Employee, Error>>, Error> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match self.create_unflushed(actor, input).await {
+                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                r => out.push(r),
+            }
+        }
+        self.store.flush().await?;
+        Ok(out)
+    }
+
+    async fn create_unflushed(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
         let catalog = self.catalog();
         let given_name = validate::name("given_name", &input.given_name)?;
         let family_name = validate::name("family_name", &input.family_name)?;
@@ -225,6 +251,7 @@ impl Roster {
                 Some(x) => validate::optional_text("external_id", x, 256)?,
                 None => None,
             },
+            enterprise: validate::enterprise(&input.enterprise)?,
             source_keys: Default::default(),
             deactivated_by: (!active).then(|| actor.clone()),
             created_at: now,
@@ -233,7 +260,6 @@ impl Roster {
         let changes = diff(None, Some(&e));
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
         self.commit(None, &e, PhotoChange::Keep, audit)?;
-        self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
     }
@@ -687,6 +713,9 @@ fn apply_patch(
             Some(x) => validate::optional_text("external_id", x, 256)?,
             None => None,
         };
+    }
+    if let Some(v) = &p.enterprise {
+        e.enterprise = validate::enterprise(v)?;
     }
     Ok(())
 }
