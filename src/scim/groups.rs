@@ -275,6 +275,12 @@ pub async fn groups_create(
         .and_then(Value::as_str)
         .ok_or_else(|| ScimError::invalid_value("displayName is required"))?;
     let members = member_ids(ci_get(&body, "members"))?;
+    for id in &members {
+        state
+            .roster
+            .get(*id)
+            .map_err(|_| ScimError::invalid_value(format!("member `{id}` is not a User id")))?;
+    }
     let p = state.roster.create_position(&actor, name, "").await?;
     if !members.is_empty() {
         state

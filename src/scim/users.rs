@@ -158,6 +158,14 @@ pub async fn users_patch(
         let current = get_user(&state, &id)?;
         check_if_match(&headers, &current)?;
         let mut doc = user::to_scim(&current, &[], &positions, &base);
+        // `roles` and the extension's `role` are one field: drop the copy so the
+        // one the operations touch decides.
+        if let Some(x) = doc
+            .get_mut(super::schema::ROSTERD)
+            .and_then(|x| x.as_object_mut())
+        {
+            x.remove("role");
+        }
         for op in &ops {
             patch::apply(&mut doc, Kind::User, op)?;
         }
