@@ -12,8 +12,9 @@
 //!   serving a page, the id of its last match is remembered with the store's write
 //!   generation; when the same filter asks for the next `startIndex` and nothing
 //!   was written meanwhile, the scan resumes after that id and `totalResults` is
-//!   reused. Walking 100,000 users in pages of 100 therefore reads each record
-//!   about once, with memory flat at one page.
+//!   reused. Without a filter the total is the store's record count. Walking
+//!   100,000 users in pages of 100 therefore reads each record about once, with
+//!   memory flat at one page.
 
 use std::collections::HashMap;
 
@@ -352,20 +353,32 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
             Some(r) => {
                 // Continue after the previous page; the total is known.
                 for row in store.scan_after(Some(r.after)) {
-                    if page.len() >= p.count {
-                        break;
-                    }
                     let (id, bytes) = row.map_err(crate::employee::Error::from)?;
                     let doc = render(state, &decode(&bytes)?, &positions, base);
                     if keep(&doc) {
                         page.push(doc);
                         last = Some(id);
+                        if page.len() >= p.count {
+                            break;
+                        }
                     }
                 }
                 total = r.total;
             }
-            None if f.is_none() && p.count == 0 => {
+            None if f.is_none() => {
+                // No filter: the count comes from the store, the page from
+                // `skip + count` rows.
                 total = store.len();
+                if p.count > 0 {
+                    for row in store.scan().skip(skip) {
+                        let (id, bytes) = row.map_err(crate::employee::Error::from)?;
+                        page.push(render(state, &decode(&bytes)?, &positions, base));
+                        last = Some(id);
+                        if page.len() >= p.count {
+                            break;
+                        }
+                    }
+                }
             }
             None => {
                 let mut n = 0usize;
