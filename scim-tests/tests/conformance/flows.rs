@@ -193,7 +193,7 @@ async fn okta_provisioning_flow() {
                 "emails": [{"primary": true, "value": user, "type": "work"}],
                 "displayName": "Test User",
                 "locale": "en-US",
-                "externalId": "00ujl29u0le5T6Aj10h7",
+                "externalId": format!("00ujl29u0le5T6Aj10h7-{}", uniq()),
                 "groups": [],
                 "password": "1mz050nq-okta-generated",
                 "active": true

@@ -493,6 +493,7 @@ async fn okta_1_existence_check() {
 async fn okta_2_post_with_password_groups_and_external_id() {
     let s = Scim::start().await;
     let u = format!("okta2.{}@example.com", uniq());
+    let ext = format!("00ujl29u0le5T6Aj10h7{}", uniq());
     let r = s
         .post(
             "/Users",
@@ -503,7 +504,7 @@ async fn okta_2_post_with_password_groups_and_external_id() {
                 "emails": [{"primary": true, "value": u, "type": "work"}],
                 "displayName": "Okta Two",
                 "locale": "en-US",
-                "externalId": "00ujl29u0le5T6Aj10h7",
+                "externalId": ext,
                 "groups": [],
                 "password": "1mz050nq-Random-Okta",
                 "active": true
@@ -513,7 +514,7 @@ async fn okta_2_post_with_password_groups_and_external_id() {
     assert_eq!(r.status, StatusCode::CREATED, "{:#}", r.body);
     assert!(r.body.get("password").is_none());
     assert!(!r.body.to_string().contains("1mz050nq"));
-    assert_eq!(r.body["externalId"], "00ujl29u0le5T6Aj10h7");
+    assert_eq!(r.body["externalId"], ext.as_str());
     assert_eq!(r.body[ROSTERD]["accountStatus"], "credentials");
     assert!(r.body.get("groups").is_none());
 }
