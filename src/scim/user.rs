@@ -275,10 +275,11 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
         .or_else(|| photos.first())
         .and_then(|p| text(ci_get(p, "value")));
     let roles = elements(ci_get(body, "roles"));
+    // rosterd has one role: the primary one, else the last one listed.
     u.role = roles
         .iter()
         .find(is_primary)
-        .or_else(|| roles.first())
+        .or_else(|| roles.last())
         .and_then(|r| role_value(r));
     if let Some(x) = ci_get(body, ENTERPRISE) {
         u.enterprise = Enterprise {

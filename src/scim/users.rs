@@ -166,6 +166,13 @@ pub async fn users_patch(
         {
             x.remove("role");
         }
+        // Nor is the current role marked primary, so a role added by `add roles`
+        // (the last one listed) wins.
+        if let Some(roles) = doc.get_mut("roles").and_then(|r| r.as_array_mut()) {
+            for r in roles.iter_mut().filter_map(|r| r.as_object_mut()) {
+                r.remove("primary");
+            }
+        }
         for op in &ops {
             patch::apply(&mut doc, Kind::User, op)?;
         }

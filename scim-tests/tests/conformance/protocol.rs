@@ -728,3 +728,17 @@ async fn scim_is_off_without_clients_and_positions_persist() {
     assert_eq!(ids, again);
     d.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn scim_defaults_come_from_the_scim_section() {
+    let s = Scim::in_process("default_role = \"viewer\"\naccount_status = \"invite\"").await;
+    let (_, body) = s.user_body("defaults");
+    let v = s.create_user(body).await;
+    assert_eq!(v[ROSTERD]["role"], "Viewer");
+    assert_eq!(v[ROSTERD]["accountStatus"], "invite");
+    // An explicit role wins over the default.
+    let (_, mut body) = s.user_body("explicit");
+    body["roles"] = json!([{"value": "Dispatcher"}]);
+    assert_eq!(s.create_user(body).await[ROSTERD]["role"], "Dispatcher");
+    s.stop().await;
+}

@@ -275,13 +275,14 @@ async fn entra_8_stringified_role_values() {
         .patch_ops(&format!("/Users/{id}"), json!([{"op": "Add", "path": "roles", "value": [{"value": "{\"id\":\"9\",\"value\":\"Viewer\"}"}]}]))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
-    // `roles` is single-valued in rosterd: the first (or primary) one wins.
-    let role = s.get(&format!("/Users/{id}")).await.body[ROSTERD]["role"].clone();
-    assert!(role == "Dispatcher" || role == "Viewer");
+    // rosterd holds one role: the one added last wins.
+    let g = s.get(&format!("/Users/{id}")).await.body;
+    assert_eq!(g[ROSTERD]["role"], "Viewer");
+    assert_eq!(g["roles"], json!([{"value": "Viewer", "primary": true}]));
     let r = s
-        .patch_ops(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "roles", "value": [{"value": "{\"id\":\"9\",\"value\":\"Viewer\"}"}]}]))
+        .patch_ops(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "roles", "value": [{"value": "{\"id\":\"9\",\"value\":\"Dispatcher\"}"}]}]))
         .await;
-    assert_eq!(r.body[ROSTERD]["role"], "Viewer");
+    assert_eq!(r.body[ROSTERD]["role"], "Dispatcher");
 }
 
 #[tokio::test]
