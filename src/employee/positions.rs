@@ -4,6 +4,12 @@
 //! live only in the store. The in-memory [`Catalog`] is rebuilt from the stored list
 //! after every change, so validation always sees what is stored.
 //!
+//! The store is the truth once seeded: a position later removed from the config
+//! stays (delete it through SCIM `DELETE /Groups/{id}`), and a renamed one is
+//! added as a new position. Name uniqueness is checked before the write; two
+//! concurrent creates of the same name can race (SCIM clients create groups one
+//! at a time, so this is accepted for now).
+//!
 //! Membership is not stored twice: a position's members are the profiles whose
 //! `positions` name it, so a SCIM Group PATCH and a change to a user's positions
 //! are the same write.

@@ -249,11 +249,14 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
     }
     let emails = elements(ci_get(body, "emails"));
     let is_primary = |e: &&&Value| ci_get(e, "primary").and_then(as_bool) == Some(true);
+    // One email is stored: the (last) primary one, else the last work one, else
+    // the last one; "last" so that an email added by PATCH replaces the old one.
     u.email = emails
         .iter()
+        .rev()
         .find(is_primary)
-        .or_else(|| emails.iter().find(|e| elem_type(e) == "work"))
-        .or_else(|| emails.first())
+        .or_else(|| emails.iter().rev().find(|e| elem_type(e) == "work"))
+        .or_else(|| emails.last())
         .and_then(|e| match e {
             Value::Object(_) => text(ci_get(e, "value")),
             x => text(Some(x)),

@@ -166,11 +166,13 @@ pub async fn users_patch(
         {
             x.remove("role");
         }
-        // Nor is the current role marked primary, so a role added by `add roles`
-        // (the last one listed) wins.
-        if let Some(roles) = doc.get_mut("roles").and_then(|r| r.as_array_mut()) {
-            for r in roles.iter_mut().filter_map(|r| r.as_object_mut()) {
-                r.remove("primary");
+        // Nor are the current role and email marked primary, so one added by
+        // `add roles` / `add emails` (the last one listed) wins.
+        for multi in ["roles", "emails"] {
+            if let Some(items) = doc.get_mut(multi).and_then(|r| r.as_array_mut()) {
+                for r in items.iter_mut().filter_map(|r| r.as_object_mut()) {
+                    r.remove("primary");
+                }
             }
         }
         for op in &ops {

@@ -223,6 +223,17 @@ async fn entra_6_filtered_multi_valued_paths_upsert() {
             .body["totalResults"],
         1
     );
+    // Okta-style: add a new work email as an element; it becomes the email.
+    let third = format!("e6third.{}@example.com", uniq());
+    let r = s
+        .patch_ops(&format!("/Users/{id}"), json!([{"op": "add", "path": "emails", "value": [{"value": third, "type": "work", "primary": true}]}]))
+        .await;
+    assert_eq!(
+        r.body["emails"],
+        json!([{"value": third, "type": "work", "primary": true}]),
+        "{:#}",
+        r.body
+    );
     // Replace again on an existing element keeps one.
     s.patch_ops(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0111"}])).await;
     let g = s.get(&format!("/Users/{id}")).await.body;
