@@ -261,3 +261,143 @@ pub fn etag_header(h: &HeaderMap, name: header::HeaderName) -> Option<Option<u64
         .unwrap_or(u64::MAX);
     Some(Some(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::NamedToken;
+    use crate::employee::Catalog;
+    use crate::employee::catalog::RoleDef;
+    use crate::secret::Secret;
+
+    const TOKEN: &str = "unit-test-token-0123456789";
+
+    fn app() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let catalog = Catalog::new(
+            vec![],
+            vec![],
+            vec![RoleDef {
+                name: "Driver".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("Driver".into()),
+        )
+        .unwrap();
+        let roster = Roster::new(store, catalog, Default::default(), 1024);
+        let settings = ScimConfig {
+            clients: vec![NamedToken {
+                name: "idp".into(),
+                token: Secret::new(TOKEN),
+            }],
+            ..Default::default()
+        };
+        let state = ScimState::new(roster, &settings, 64 * 1024);
+        (routes(64 * 1024).with_state(state), dir)
+    }
+
+    fn req(method: &str, uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/scim+json");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    async fn json(resp: Response) -> serde_json::Value {
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)
+    }
+
+    #[tokio::test]
+    async fn auth_methods_and_media_types() {
+        let (app, _dir) = app();
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/Users", None, ""))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(r.headers().contains_key("www-authenticate"));
+        assert_eq!(json(r).await["status"], "401");
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/Users", Some("wrong-token-000000000"), ""))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/Users", Some(TOKEN), ""))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], "application/scim+json");
+        let r = app
+            .clone()
+            .oneshot(req("PUT", "/Schemas", Some(TOKEN), "{}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(json(r).await["status"], "405");
+        let r = app
+            .clone()
+            .oneshot(req("POST", "/Users", Some(TOKEN), "{nope"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(json(r).await["scimType"], "invalidSyntax");
+        let big = format!("{{\"userName\": \"{}\"}}", "x".repeat(70 * 1024));
+        let r = app
+            .clone()
+            .oneshot(req("POST", "/Users", Some(TOKEN), &big))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let mut plain = req("GET", "/ServiceProviderConfig", Some(TOKEN), "");
+        plain
+            .headers_mut()
+            .insert("accept", HeaderValue::from_static("application/json"));
+        let r = app.clone().oneshot(plain).await.unwrap();
+        assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn create_and_find_by_index() {
+        let (app, _dir) = app();
+        let body =
+            r#"{"userName": "Ann@Example.com", "name": {"givenName": "Ann", "familyName": "Lee"}}"#;
+        let r = app
+            .clone()
+            .oneshot(req("POST", "/Users", Some(TOKEN), body))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v = json(r).await;
+        assert_eq!(v["emails"][0]["value"], "Ann@Example.com");
+        assert_eq!(v[schema::ROSTERD]["role"], "Driver");
+        let r = app
+            .clone()
+            .oneshot(req(
+                "GET",
+                "/Users?filter=userName%20eq%20%22ann%40example.com%22",
+                Some(TOKEN),
+                "",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(json(r).await["totalResults"], 1);
+    }
+}

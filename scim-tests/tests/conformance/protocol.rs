@@ -742,3 +742,33 @@ async fn scim_defaults_come_from_the_scim_section() {
     assert_eq!(s.create_user(body).await[ROSTERD]["role"], "Dispatcher");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn password_is_write_only() {
+    let s = Scim::start().await;
+    let (_, body) = s.user_body("pw");
+    let v = s.create_user(body).await;
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v[ROSTERD]["accountStatus"], "later");
+    let r = s
+        .patch_ops(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "password", "value": "a-Very-long-Passw0rd"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert!(!r.body.to_string().contains("Passw0rd"));
+    assert_eq!(r.body[ROSTERD]["accountStatus"], "credentials");
+    // The password policy applies (min length 12 in the shipped config).
+    s.patch_ops(
+        &format!("/Users/{id}"),
+        json!([{"op": "replace", "path": "password", "value": "short"}]),
+    )
+    .await
+    .assert_error(400, Some("invalidValue"));
+    // accountStatus is immutable: a change is ignored.
+    let r = s
+        .patch_ops(&format!("/Users/{id}"), json!([{"op": "replace", "path": format!("{ROSTERD}:accountStatus"), "value": "invite"}]))
+        .await;
+    assert_eq!(r.body[ROSTERD]["accountStatus"], "credentials");
+}
