@@ -72,12 +72,12 @@ struct FileConfig {
     /// HTTP limits.
     #[serde(default)]
     http: HttpSection,
-    /// Positions, roles, business units and the permission names that exist.
-    #[serde(default)]
-    catalog: CatalogSection,
     /// The SCIM 2.0 endpoint (`/scim/v2`); off while no client is configured.
     #[serde(default)]
     scim: ScimSection,
+    /// Positions, roles, business units and the permission names that exist.
+    #[serde(default)]
+    catalog: CatalogSection,
 }
 
 fn default_listen() -> String {
@@ -218,37 +218,9 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     pub photo_max_bytes: usize,
     pub max_body_bytes: usize,
-    pub catalog: Catalog,
     pub scim: ScimConfig,
+    pub catalog: Catalog,
 }
-
-/// The SCIM endpoint's settings.
-#[derive(Debug, Clone)]
-pub struct ScimConfig {
-    /// Clients and their tokens; empty means SCIM is off.
-    pub clients: Vec<NamedToken>,
-    /// Role for SCIM-created users without one (catalog spelling); `None` falls
-    /// back to the catalog's default role.
-    pub default_role: Option<String>,
-    /// Account status for SCIM-created users without a password.
-    pub account_status: AccountStatus,
-    /// Largest page of a list response.
-    pub max_page_size: usize,
-}
-
-impl Default for ScimConfig {
-    fn default() -> Self {
-        Self {
-            clients: Vec::new(),
-            default_role: None,
-            account_status: AccountStatus::Later,
-            max_page_size: DEFAULT_SCIM_PAGE,
-        }
-    }
-}
-
-/// Default largest SCIM page.
-pub const DEFAULT_SCIM_PAGE: usize = 200;
 
 /// A token with the name that the audit log records for it.
 #[derive(Debug, Clone)]
@@ -314,6 +286,34 @@ impl PasswordPolicy {
         Ok(())
     }
 }
+
+/// The SCIM endpoint's settings.
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// Clients and their tokens; empty means SCIM is off.
+    pub clients: Vec<NamedToken>,
+    /// Role for SCIM-created users without one (catalog spelling); `None` falls
+    /// back to the catalog's default role.
+    pub default_role: Option<String>,
+    /// Account status for SCIM-created users without a password.
+    pub account_status: AccountStatus,
+    /// Largest page of a list response.
+    pub max_page_size: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            clients: Vec::new(),
+            default_role: None,
+            account_status: AccountStatus::Later,
+            max_page_size: DEFAULT_SCIM_PAGE,
+        }
+    }
+}
+
+/// Default largest SCIM page.
+pub const DEFAULT_SCIM_PAGE: usize = 200;
 
 /// Finds the config file: the given path, else the first default that exists.
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
@@ -486,8 +486,6 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         });
     }
 
-    let scim = validate_scim(path, &f.scim, env)?;
-
     let p = &f.password_policy;
     if p.min_length == 0 || p.min_length > p.max_length {
         return Err(err(
@@ -511,22 +509,6 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         c.default_role,
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
-    let mut scim = scim;
-    if let Some(r) = &scim.default_role {
-        let canon = catalog.role(r).ok_or_else(|| {
-            err(
-                "scim.default_role",
-                format!("role `{r}` is not in catalog.roles"),
-            )
-        })?;
-        scim.default_role = Some(canon.name.clone());
-    } else if catalog.default_role().is_none() && !scim.clients.is_empty() {
-        return Err(err(
-            "scim.default_role",
-            "SCIM-created users need a role: set scim.default_role or catalog.default_role".into(),
-        ));
-    }
-
     Ok(Config {
         file: path.to_path_buf(),
         listen,
@@ -542,14 +524,15 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         },
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
+        scim: validate_scim(path, &f.scim, &catalog, env)?,
         catalog,
-        scim,
     })
 }
 
 fn validate_scim(
     path: &Path,
     s: &ScimSection,
+    catalog: &Catalog,
     env: &[(String, String)],
 ) -> Result<ScimConfig, ConfigError> {
     let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
@@ -599,9 +582,31 @@ fn validate_scim(
             format!("must be between 1 and {}", crate::employee::list::MAX_LIMIT),
         ));
     }
+    let default_role = match &s.default_role {
+        Some(r) => Some(
+            catalog
+                .role(r)
+                .ok_or_else(|| {
+                    err(
+                        "scim.default_role",
+                        format!("role `{r}` is not in catalog.roles"),
+                    )
+                })?
+                .name
+                .clone(),
+        ),
+        None if catalog.default_role().is_none() && !clients.is_empty() => {
+            return Err(err(
+                "scim.default_role",
+                "SCIM-created users need a role: set scim.default_role or catalog.default_role"
+                    .into(),
+            ));
+        }
+        None => None,
+    };
     Ok(ScimConfig {
         clients,
-        default_role: s.default_role.clone(),
+        default_role,
         account_status,
         max_page_size,
     })
@@ -688,6 +693,32 @@ permissions = ["a"]
     }
 
     #[test]
+    fn scim_section() {
+        let c = p(MINIMAL, &[]).unwrap();
+        assert!(c.scim.clients.is_empty());
+        assert_eq!(c.scim.account_status, AccountStatus::Later);
+        let text = format!(
+            "{MINIMAL}\n[scim]\ndefault_role = \"driver\"\nmax_page_size = 50\n[[scim.clients]]\nname = \"entra\"\ntoken_env = \"T\"\n"
+        );
+        let c = p(&text, &[("T", "0123456789abcdef0123")]).unwrap();
+        assert_eq!(c.scim.clients[0].name, "entra");
+        assert_eq!(c.scim.default_role.as_deref(), Some("Driver"));
+        assert_eq!(c.scim.max_page_size, 50);
+        let e = p(
+            &text.replace("driver", "pilot"),
+            &[("T", "0123456789abcdef0123")],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scim.default_role");
+        let e = p(
+            &format!("{MINIMAL}\n[scim]\naccount_status = \"credentials\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scim.account_status");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_file() {
         let e = p(
             &format!("{MINIMAL}\n[password_policy]\nmin_lenght = 3\n"),
@@ -766,32 +797,6 @@ permissions = ["a"]
                 .contains("digit")
         );
         assert!(pol.check("long enough passphrase 7").is_ok());
-    }
-
-    #[test]
-    fn scim_section() {
-        let c = p(MINIMAL, &[]).unwrap();
-        assert!(c.scim.clients.is_empty());
-        assert_eq!(c.scim.account_status, AccountStatus::Later);
-        let text = format!(
-            "{MINIMAL}\n[scim]\ndefault_role = \"driver\"\nmax_page_size = 50\n[[scim.clients]]\nname = \"entra\"\ntoken_env = \"T\"\n"
-        );
-        let c = p(&text, &[("T", "0123456789abcdef0123")]).unwrap();
-        assert_eq!(c.scim.clients[0].name, "entra");
-        assert_eq!(c.scim.default_role.as_deref(), Some("Driver"));
-        assert_eq!(c.scim.max_page_size, 50);
-        let e = p(
-            &text.replace("driver", "pilot"),
-            &[("T", "0123456789abcdef0123")],
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "scim.default_role");
-        let e = p(
-            &format!("{MINIMAL}\n[scim]\naccount_status = \"credentials\"\n"),
-            &[],
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "scim.account_status");
     }
 
     #[test]

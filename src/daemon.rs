@@ -14,7 +14,6 @@ use crate::admin::{self, AppState};
 use crate::auth::{self, TokenSet};
 use crate::config::{Config, NamedToken};
 use crate::employee::Roster;
-use crate::scim;
 use crate::store::Store;
 
 /// A running daemon (see [`start`]); [`Daemon::stop`] shuts it down cleanly.
@@ -92,27 +91,28 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         config.password_policy.clone(),
         config.photo_max_bytes,
     );
-    roster
-        .load_positions()
-        .await
-        .context("while loading the catalog's positions from the store")?;
     let state = AppState {
         roster: roster.clone(),
         admin_tokens: Arc::new(TokenSet::new(&tokens)),
     };
+    roster
+        .load_positions()
+        .await
+        .context("while loading the catalog's positions from the store")?;
     let mut app = admin::routes(config.max_body_bytes, config.photo_max_bytes).with_state(state);
     if config.scim.clients.is_empty() {
         tracing::info!("SCIM is off (no [[scim.clients]] configured)");
     } else {
-        let scim_state = scim::ScimState::new(roster.clone(), &config.scim, config.max_body_bytes);
+        let scim_state =
+            crate::scim::ScimState::new(roster.clone(), &config.scim, config.max_body_bytes);
         app = app.nest(
-            scim::BASE_PATH,
-            scim::routes(config.max_body_bytes).with_state(scim_state),
+            crate::scim::BASE_PATH,
+            crate::scim::routes(config.max_body_bytes).with_state(scim_state),
         );
         tracing::info!(
             clients = config.scim.clients.len(),
             "SCIM on at {}",
-            scim::BASE_PATH
+            crate::scim::BASE_PATH
         );
     }
     let app = app.layer(TraceLayer::new_for_http());

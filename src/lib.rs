@@ -12,13 +12,14 @@
 //!   as the profile, the append-only audit log, the schema version.
 //! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
 //!   `/healthz` and `/readyz`.
+//! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`scim`]: the SCIM 2.0 endpoint under `/scim/v2` for identity providers
 //!   (Users = profiles, Groups = positions), on when `[[scim.clients]]` exist.
-//! - [`auth`]: bearer tokens, hashed and compared in constant time.
+//!   Like `admin`, it calls `employee` only.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
 //!
-//! Calls point one way: `admin`, `scim` → `employee` → `store`. Nothing calls upward; the
+//! Calls point one way: `admin` → `employee` → `store`. Nothing calls upward; the
 //! HTTP layer never touches sled directly, so every client of the roster (the admin
 //! API today, SCIM and sync later) goes through the same domain operations.
 
