@@ -509,6 +509,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         c.default_role,
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
+
     Ok(Config {
         file: path.to_path_buf(),
         listen,

@@ -12,7 +12,9 @@
 //!   serving a page, the id of its last match is remembered with the store's write
 //!   generation; when the same filter asks for the next `startIndex` and nothing
 //!   was written meanwhile, the scan resumes after that id and `totalResults` is
-//!   reused. Without a filter the total is the store's record count. Walking
+//!   reused (a write racing the check can leave that total off by that write, as
+//!   index-based paging is anyway). Without a filter the total is the store's
+//!   record count. Walking
 //!   100,000 users in pages of 100 therefore reads each record about once, with
 //!   memory flat at one page.
 
@@ -340,7 +342,7 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         page = buf.into_iter().skip(skip).map(|(_, _, d)| d).collect();
     } else {
         let key = p.filter.clone().unwrap_or_default();
-        let generation = store.generation();
+        let generation = store.generation().map_err(crate::employee::Error::from)?;
         let resume = state
             .resume
             .lock()

@@ -151,7 +151,6 @@ pub struct Store {
     audit_by_employee: sled::Tree,
     positions: sled::Tree,
     reads: Arc<AtomicU64>,
-    generation: Arc<AtomicU64>,
 }
 
 enum TxAbort {
@@ -198,7 +197,6 @@ impl Store {
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),
-            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -260,10 +258,19 @@ impl Store {
             })
     }
 
-    /// Counts committed record writes since open: equal generations mean no record
-    /// was created, changed or removed in between (lets readers cache positions).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+    /// A number that changes whenever a record is created, changed or removed
+    /// (every such write appends to the audit log, so it is the last audit
+    /// sequence number). Equal generations mean no record changed in between;
+    /// lets readers cache positions in a listing.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        Ok(match self.audit.last()? {
+            Some((k, _)) => k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default(),
+            None => 0,
+        })
     }
 
     /// The stored catalog positions, in id order.
@@ -384,10 +391,7 @@ impl Store {
             Ok(())
         });
         match result {
-            Ok(()) => {
-                self.generation.fetch_add(1, Ordering::SeqCst);
-                Ok(entry)
-            }
+            Ok(()) => Ok(entry),
             Err(TransactionError::Abort(TxAbort::Unique(index, key))) => {
                 Err(StoreError::Unique { index, key })
             }
