@@ -45,12 +45,24 @@ impl TokenSet {
     }
 }
 
+/// File name of the generated SCIM token inside the data directory.
+pub const GENERATED_SCIM_TOKEN_FILE: &str = "scim.token";
+
 /// Reads `<data_dir>/admin.token`, creating it (mode 0600) with a fresh random
 /// token if it does not exist. Returns the token and the file's path.
 pub fn ensure_generated_admin_token(data_dir: &Path) -> std::io::Result<(Secret, PathBuf, bool)> {
+    ensure_generated_token(data_dir, GENERATED_TOKEN_FILE)
+}
+
+/// Reads `<data_dir>/<file>`, creating it (mode 0600) with a fresh random token if
+/// it does not exist. Returns the token, the path, and whether it was created.
+pub fn ensure_generated_token(
+    data_dir: &Path,
+    file: &str,
+) -> std::io::Result<(Secret, PathBuf, bool)> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(GENERATED_TOKEN_FILE);
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok((Secret::new(s.trim()), path, false)),
         Ok(_) => {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::employee::AccountStatus;
 use crate::employee::catalog::{Catalog, CatalogError, PositionDef, RoleDef, UnitDef};
 use crate::secret::Secret;
 
@@ -71,6 +72,9 @@ struct FileConfig {
     /// HTTP limits.
     #[serde(default)]
     http: HttpSection,
+    /// The SCIM 2.0 endpoint (`/scim/v2`); off while no client is configured.
+    #[serde(default)]
+    scim: ScimSection,
     /// Positions, roles, business units and the permission names that exist.
     #[serde(default)]
     catalog: CatalogSection,
@@ -169,6 +173,28 @@ impl Default for HttpSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ScimSection {
+    /// SCIM clients (identity providers), each with its own bearer token; the
+    /// audit log records the client's `name`. No client: SCIM is off.
+    #[serde(default)]
+    clients: Vec<TokenSection>,
+    /// Role of users created over SCIM without one (default: catalog.default_role).
+    default_role: Option<String>,
+    /// Account status of users created over SCIM without a password: `later`
+    /// (default while rosterd sends no mail) or `invite`. A password makes it
+    /// `credentials`.
+    account_status: Option<AccountStatus>,
+    /// Largest page a list request returns (`count` is clamped to it); advertised
+    /// in `/ServiceProviderConfig` as `filter.maxResults`.
+    max_page_size: Option<usize>,
+    /// With no `[[scim.clients]]`: generate `<data_dir>/scim.token` (mode 0600) on
+    /// the first start and serve SCIM to a client named `default` holding it.
+    #[serde(default)]
+    generate_token: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CatalogSection {
     /// Every permission name that exists.
     #[serde(default)]
@@ -199,6 +225,7 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     pub photo_max_bytes: usize,
     pub max_body_bytes: usize,
+    pub scim: ScimConfig,
     pub catalog: Catalog,
     pub sources: Vec<crate::sync::config::LdapSource>,
 }
@@ -267,6 +294,37 @@ impl PasswordPolicy {
         Ok(())
     }
 }
+
+/// The SCIM endpoint's settings.
+#[derive(Debug, Clone)]
+pub struct ScimConfig {
+    /// Clients and their tokens; empty means SCIM is off.
+    pub clients: Vec<NamedToken>,
+    /// Role for SCIM-created users without one (catalog spelling); `None` falls
+    /// back to the catalog's default role.
+    pub default_role: Option<String>,
+    /// Account status for SCIM-created users without a password.
+    pub account_status: AccountStatus,
+    /// Largest page of a list response.
+    pub max_page_size: usize,
+    /// Generate `<data_dir>/scim.token` when no client is configured.
+    pub generate_token: bool,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            clients: Vec::new(),
+            default_role: None,
+            account_status: AccountStatus::Later,
+            max_page_size: DEFAULT_SCIM_PAGE,
+            generate_token: false,
+        }
+    }
+}
+
+/// Default largest SCIM page.
+pub const DEFAULT_SCIM_PAGE: usize = 200;
 
 /// Finds the config file: the given path, else the first default that exists.
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
@@ -479,8 +537,93 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         },
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
+        scim: validate_scim(path, &f.scim, &catalog, env)?,
         catalog,
         sources,
+    })
+}
+
+fn validate_scim(
+    path: &Path,
+    s: &ScimSection,
+    catalog: &Catalog,
+    env: &[(String, String)],
+) -> Result<ScimConfig, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
+    let mut clients = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, t) in s.clients.iter().enumerate() {
+        let key = format!("scim.clients[{i}]");
+        if t.name.trim().is_empty() {
+            return Err(err(&format!("{key}.name"), "must not be empty".into()));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("`{}` is used twice", t.name),
+            ));
+        }
+        let token = read_secret(
+            path,
+            &key,
+            t.token_file.as_deref(),
+            t.token_env.as_deref(),
+            env,
+        )?;
+        if token.expose().len() < 16 {
+            return Err(err(
+                &key,
+                "token is shorter than 16 characters; generate one with `openssl rand -hex 32`"
+                    .into(),
+            ));
+        }
+        clients.push(NamedToken {
+            name: t.name.clone(),
+            token,
+        });
+    }
+    let account_status = s.account_status.unwrap_or(AccountStatus::Later);
+    if account_status == AccountStatus::Credentials {
+        return Err(err(
+            "scim.account_status",
+            "must be `later` or `invite`; users created with a password get `credentials`".into(),
+        ));
+    }
+    let max_page_size = s.max_page_size.unwrap_or(DEFAULT_SCIM_PAGE);
+    if !(1..=crate::employee::list::MAX_LIMIT).contains(&max_page_size) {
+        return Err(err(
+            "scim.max_page_size",
+            format!("must be between 1 and {}", crate::employee::list::MAX_LIMIT),
+        ));
+    }
+    let default_role = match &s.default_role {
+        Some(r) => Some(
+            catalog
+                .role(r)
+                .ok_or_else(|| {
+                    err(
+                        "scim.default_role",
+                        format!("role `{r}` is not in catalog.roles"),
+                    )
+                })?
+                .name
+                .clone(),
+        ),
+        None if catalog.default_role().is_none() && !clients.is_empty() => {
+            return Err(err(
+                "scim.default_role",
+                "SCIM-created users need a role: set scim.default_role or catalog.default_role"
+                    .into(),
+            ));
+        }
+        None => None,
+    };
+    Ok(ScimConfig {
+        clients,
+        default_role,
+        account_status,
+        max_page_size,
+        generate_token: s.generate_token,
     })
 }
 
@@ -562,6 +705,32 @@ permissions = ["a"]
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert!(c.admin_tokens.is_empty());
         assert_eq!(c.password_policy.min_length, 12);
+    }
+
+    #[test]
+    fn scim_section() {
+        let c = p(MINIMAL, &[]).unwrap();
+        assert!(c.scim.clients.is_empty());
+        assert_eq!(c.scim.account_status, AccountStatus::Later);
+        let text = format!(
+            "{MINIMAL}\n[scim]\ndefault_role = \"driver\"\nmax_page_size = 50\n[[scim.clients]]\nname = \"entra\"\ntoken_env = \"T\"\n"
+        );
+        let c = p(&text, &[("T", "0123456789abcdef0123")]).unwrap();
+        assert_eq!(c.scim.clients[0].name, "entra");
+        assert_eq!(c.scim.default_role.as_deref(), Some("Driver"));
+        assert_eq!(c.scim.max_page_size, 50);
+        let e = p(
+            &text.replace("driver", "pilot"),
+            &[("T", "0123456789abcdef0123")],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scim.default_role");
+        let e = p(
+            &format!("{MINIMAL}\n[scim]\naccount_status = \"credentials\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "scim.account_status");
     }
 
     #[test]

@@ -110,13 +110,51 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         admin_tokens: Arc::new(TokenSet::new(&tokens)),
         sync: sync.clone(),
     };
+    roster
+        .load_positions()
+        .await
+        .context("while loading the catalog's positions from the store")?;
     let metrics = crate::metrics::Metrics::new(roster.clone(), sync.clone());
     let metrics_route = axum::Router::new()
         .route("/metrics", axum::routing::get(crate::metrics::metrics_get))
         .with_state(metrics.clone());
-    let app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
+    let mut app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
         .with_state(state)
-        .merge(metrics_route)
+        .merge(metrics_route);
+    let mut scim_config = config.scim.clone();
+    if scim_config.clients.is_empty() && scim_config.generate_token {
+        let (token, path, created) =
+            auth::ensure_generated_token(&config.data_dir, auth::GENERATED_SCIM_TOKEN_FILE)
+                .with_context(|| {
+                    format!(
+                        "while setting up the SCIM token in {}",
+                        config.data_dir.display()
+                    )
+                })?;
+        if created {
+            tracing::info!(path = %path.display(), "scim.generate_token: generated a SCIM token (mode 0600) for client `default`");
+        }
+        scim_config.clients.push(NamedToken {
+            name: "default".into(),
+            token,
+        });
+    }
+    if scim_config.clients.is_empty() {
+        tracing::info!("SCIM is off (no [[scim.clients]] configured)");
+    } else {
+        let scim_state =
+            crate::scim::ScimState::new(roster.clone(), &scim_config, config.max_body_bytes);
+        app = app.nest(
+            crate::scim::BASE_PATH,
+            crate::scim::routes(config.max_body_bytes).with_state(scim_state),
+        );
+        tracing::info!(
+            clients = scim_config.clients.len(),
+            "SCIM on at {}",
+            crate::scim::BASE_PATH
+        );
+    }
+    let app = app
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,

@@ -17,6 +17,9 @@
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the request-tracking layer.
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
+//! - [`scim`]: the SCIM 2.0 endpoint under `/scim/v2` for identity providers
+//!   (Users = profiles, Groups = positions), on when `[[scim.clients]]` exist.
+//!   Like `admin`, it calls `employee` only.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
 //!
@@ -31,6 +34,7 @@ pub mod daemon;
 pub mod employee;
 pub mod metrics;
 pub mod notify;
+pub mod scim;
 pub mod secret;
 pub mod store;
 pub mod sync;

@@ -130,6 +130,15 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The same catalog with another list of positions (validated like the config's).
+    pub fn with_positions(&self, positions: Vec<PositionDef>) -> Result<Catalog, CatalogError> {
+        check_names("positions", positions.iter().map(|p| p.name.as_str()))?;
+        Ok(Catalog {
+            positions,
+            ..self.clone()
+        })
+    }
+
     pub fn positions(&self) -> impl Iterator<Item = &PositionDef> {
         self.positions.iter()
     }

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod list;
 pub mod model;
+pub mod positions;
 pub mod validate;
 
 use std::sync::{Arc, RwLock};
@@ -23,8 +24,8 @@ use crate::store::{
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
-    AccountStatus, Employee, EmployeeId, EmployeePatch, NewEmployee, OfficePhone, PasswordHash,
-    PermissionOverrides, Photo,
+    AccountStatus, Employee, EmployeeId, EmployeePatch, Enterprise, NewEmployee, OfficePhone,
+    PasswordHash, PermissionOverrides, Photo,
 };
 
 /// Content types accepted for uploaded photos.
@@ -157,9 +158,37 @@ impl Roster {
         let changes = diff(None, Some(&e));
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
         self.commit(None, &e, PhotoChange::Keep, audit)?;
-        self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
+    }
+
+    /// Creates many profiles with one flush at the end (bulk loads, imports). Each
+    /// input succeeds or fails on its own; nothing is acknowledged before the flush.
+    #[instrument(skip_all, fields(actor = %actor, count = inputs.len()))]
+    pub async fn create_many(
+        &self,
+        actor: &Actor,
+        inputs: Vec<NewEmployee>,
+    ) -> Result<Vec<Result<Employee, Error>>, Error> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let password_hash = match (input.account_status, &input.password) {
+                (Some(AccountStatus::Credentials), Some(p)) => Some(self.hash_password(p).await?),
+                _ => None,
+            };
+            let r = build_new(&self.catalog(), &input, password_hash, actor).and_then(|e| {
+                let audit =
+                    AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
+                self.commit(None, &e, PhotoChange::Keep, audit)?;
+                Ok(e)
+            });
+            match r {
+                Err(Error::Store(e)) => return Err(Error::Store(e)),
+                r => out.push(r),
+            }
+        }
+        self.store.flush().await?;
+        Ok(out)
     }
 
     /// Creates a profile linked to a sync source, without flushing (the sync
@@ -708,6 +737,7 @@ pub fn build_new(
             Some(x) => validate::optional_text("external_id", x, 256)?,
             None => None,
         },
+        enterprise: validate::enterprise(&input.enterprise)?,
         source_keys: Default::default(),
         deactivated_by: (!active).then(|| actor.clone()),
         created_at: now,
@@ -862,6 +892,9 @@ fn apply_patch(
             Some(x) => validate::optional_text("external_id", x, 256)?,
             None => None,
         };
+    }
+    if let Some(v) = &p.enterprise {
+        e.enterprise = validate::enterprise(v)?;
     }
     Ok(())
 }

@@ -88,6 +88,34 @@ pub struct PermissionOverrides {
     pub revoke: Vec<String>,
 }
 
+/// Organisational fields an identity provider keeps about an employee (the SCIM
+/// Enterprise User extension, RFC 7643 §4.3). Free text, stored as sent; none of
+/// them is bound to a catalog (the business unit is, and is a field of its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enterprise {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_center: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// The manager's id in the identity provider's terms (SCIM `manager.value`),
+    /// usually a rosterd employee id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+}
+
+impl Enterprise {
+    pub fn is_empty(&self) -> bool {
+        self == &Enterprise::default()
+    }
+}
+
 /// An argon2id PHC string. Never printed, never sent to a client.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -125,6 +153,9 @@ pub struct Employee {
     pub active: bool,
     pub permissions: PermissionOverrides,
     pub external_id: Option<String>,
+    /// Enterprise fields (SCIM Enterprise User extension), stored verbatim.
+    #[serde(default, skip_serializing_if = "Enterprise::is_empty")]
+    pub enterprise: Enterprise,
     /// Join keys of the sync sources this profile is linked to (source id → key).
     #[serde(default)]
     pub source_keys: BTreeMap<String, String>,
@@ -160,6 +191,8 @@ pub struct NewEmployee {
     pub active: Option<bool>,
     pub permissions: Option<PermissionOverrides>,
     pub external_id: Option<String>,
+    #[serde(default)]
+    pub enterprise: Enterprise,
 }
 
 /// A partial update. Absent fields are kept; `null` clears an optional field.
@@ -195,6 +228,8 @@ pub struct EmployeePatch {
     pub permissions: Option<PermissionOverrides>,
     #[serde(default, deserialize_with = "nullable")]
     pub external_id: Option<Option<String>>,
+    /// Replaces all enterprise fields.
+    pub enterprise: Option<Enterprise>,
     /// Optimistic concurrency: the version the client last read.
     pub version: Option<u64>,
 }

@@ -3,7 +3,7 @@
 
 use super::Error;
 use super::catalog::Catalog;
-use super::model::{OfficePhone, PermissionOverrides};
+use super::model::{Enterprise, OfficePhone, PermissionOverrides};
 
 const MAX_NAME: usize = 200;
 
@@ -127,6 +127,22 @@ pub fn optional_text(field: &str, raw: &str, max: usize) -> Result<Option<String
     }
     no_control(field, s)?;
     Ok(Some(s.to_string()))
+}
+
+/// Enterprise fields: each optional, trimmed, up to 256 characters.
+pub fn enterprise(raw: &Enterprise) -> Result<Enterprise, Error> {
+    let f = |field: &str, v: &Option<String>| match v {
+        Some(s) => optional_text(field, s, 256),
+        None => Ok(None),
+    };
+    Ok(Enterprise {
+        employee_number: f("enterprise.employee_number", &raw.employee_number)?,
+        cost_center: f("enterprise.cost_center", &raw.cost_center)?,
+        organization: f("enterprise.organization", &raw.organization)?,
+        division: f("enterprise.division", &raw.division)?,
+        department: f("enterprise.department", &raw.department)?,
+        manager: f("enterprise.manager", &raw.manager)?,
+    })
 }
 
 pub fn positions(catalog: &Catalog, raw: &[String]) -> Result<Vec<String>, Error> {

@@ -10,6 +10,9 @@
 //! - `photos`: id → uploaded photo bytes.
 //! - `audit`: sequence number (u64, big-endian) → [`AuditEntry`] (append-only).
 //! - `audit_by_employee`: id ++ sequence → `()`, to list one employee's history.
+//! - `positions`: position id (16 bytes, UUID v7 so ids sort by creation) → the
+//!   position (JSON, written by `employee`). The catalog's positions with stable ids
+//!   (SCIM Groups); seeded from the config at start.
 //!
 //! Every [`Write`] is one sled transaction over all of these. [`Store::flush`] must
 //! be awaited before a write is acknowledged to a client.
@@ -146,6 +149,7 @@ pub struct Store {
     photos: sled::Tree,
     audit: sled::Tree,
     audit_by_employee: sled::Tree,
+    positions: sled::Tree,
     reads: Arc<AtomicU64>,
 }
 
@@ -189,6 +193,7 @@ impl Store {
             photos: db.open_tree("photos")?,
             audit: db.open_tree("audit")?,
             audit_by_employee: db.open_tree("audit_by_employee")?,
+            positions: db.open_tree("positions")?,
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),
@@ -253,6 +258,64 @@ impl Store {
             let (k, v) = r?;
             Ok((uuid_from(&k)?, v))
         })
+    }
+
+    /// The records after `after` (exclusive) in id order, or all when `None`; read
+    /// lazily. Lets a client page on from where the previous page stopped.
+    pub fn scan_after(
+        &self,
+        after: Option<Uuid>,
+    ) -> impl Iterator<Item = Result<(Uuid, sled::IVec), StoreError>> + '_ {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.employees
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .map(move |r| {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                let (k, v) = r?;
+                Ok((uuid_from(&k)?, v))
+            })
+    }
+
+    /// A number that changes whenever a record is created, changed or removed
+    /// (every such write appends to the audit log, so it is the last audit
+    /// sequence number). Equal generations mean no record changed in between;
+    /// lets readers cache positions in a listing.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        Ok(match self.audit.last()? {
+            Some((k, _)) => k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default(),
+            None => 0,
+        })
+    }
+
+    /// The stored catalog positions, in id order.
+    pub fn positions(&self) -> Result<Vec<(Uuid, sled::IVec)>, StoreError> {
+        self.positions
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((uuid_from(&k)?, v))
+            })
+            .collect()
+    }
+
+    /// Writes one catalog position (call [`Store::flush`] before acknowledging).
+    pub fn put_position(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
+        self.positions.insert(id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Removes one catalog position.
+    pub fn remove_position(&self, id: Uuid) -> Result<(), StoreError> {
+        self.positions.remove(id.as_bytes())?;
+        Ok(())
     }
 
     /// The uploaded photo of a record.

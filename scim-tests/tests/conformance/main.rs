@@ -1,0 +1,9 @@
+//! The SCIM conformance suite (one test binary). See `common.rs` for how the
+//! server under test is chosen.
+
+mod common;
+mod flows;
+mod groups;
+mod protocol;
+mod quirks;
+mod scale;

@@ -1,0 +1,546 @@
+//! The schemas this server implements (RFC 7643 §7), as data: the `/Schemas`
+//! documents are generated from these tables, and so are attribute-name resolution
+//! (case-insensitive, URNs by longest prefix) and filter validation. A schema
+//! therefore describes exactly what is stored and enforced.
+
+use serde_json::{Value, json};
+
+use super::filter::{Filter, Resolve, Resolved, paths};
+use crate::employee::Catalog;
+
+pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ROSTERD: &str = "urn:rosterd:params:scim:schemas:extension:rosterd:2.0:User";
+pub const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+pub const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+pub const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+
+/// Which catalog supplies an attribute's `canonicalValues`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canon {
+    None,
+    Fixed(&'static [&'static str]),
+    Positions,
+    Roles,
+    BusinessUnits,
+    Permissions,
+}
+
+/// One attribute definition.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub desc: &'static str,
+    pub multi: bool,
+    pub required: bool,
+    pub case_exact: bool,
+    pub mutability: &'static str,
+    pub returned: &'static str,
+    pub uniqueness: &'static str,
+    pub sub: &'static [Attr],
+    pub canon: Canon,
+    /// Accepted in requests and filters, never stored (not listed in `/Schemas`).
+    pub ignored: bool,
+}
+
+const fn attr(name: &'static str, ty: &'static str, desc: &'static str) -> Attr {
+    Attr {
+        name,
+        ty,
+        desc,
+        multi: false,
+        required: false,
+        case_exact: false,
+        mutability: "readWrite",
+        returned: "default",
+        uniqueness: "none",
+        sub: &[],
+        canon: Canon::None,
+        ignored: false,
+    }
+}
+
+impl Attr {
+    const fn multi(mut self) -> Self {
+        self.multi = true;
+        self
+    }
+    const fn req(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    const fn exact(mut self) -> Self {
+        self.case_exact = true;
+        self
+    }
+    const fn ro(mut self) -> Self {
+        self.mutability = "readOnly";
+        self
+    }
+    const fn imm(mut self) -> Self {
+        self.mutability = "immutable";
+        self
+    }
+    const fn wo(mut self) -> Self {
+        self.mutability = "writeOnly";
+        self.returned = "never";
+        self
+    }
+    const fn always(mut self) -> Self {
+        self.returned = "always";
+        self
+    }
+    const fn unique(mut self) -> Self {
+        self.uniqueness = "server";
+        self
+    }
+    const fn subs(mut self, s: &'static [Attr]) -> Self {
+        self.sub = s;
+        self
+    }
+    const fn canon(mut self, c: Canon) -> Self {
+        self.canon = c;
+        self
+    }
+    const fn ignored(mut self) -> Self {
+        self.ignored = true;
+        self
+    }
+}
+
+const NAME_SUBS: &[Attr] = &[
+    attr(
+        "formatted",
+        "string",
+        "Given and family name, derived (read-only)",
+    )
+    .ro(),
+    attr("familyName", "string", "Family name (required by rosterd)"),
+    attr("givenName", "string", "Given name (required by rosterd)"),
+    attr("middleName", "string", "").ignored(),
+    attr("honorificPrefix", "string", "").ignored(),
+    attr("honorificSuffix", "string", "").ignored(),
+];
+const EMAIL_SUBS: &[Attr] = &[
+    attr(
+        "value",
+        "string",
+        "The profile email: unique across profiles, ignoring case",
+    ),
+    attr("type", "string", "Always `work`").canon(Canon::Fixed(&["work"])),
+    attr("primary", "boolean", "Always true"),
+    attr("display", "string", "").ignored(),
+];
+const PHONE_SUBS: &[Attr] = &[
+    attr(
+        "value",
+        "string",
+        "mobile: the number; work: the office number, with the extension in RFC 3966 form (tel:+1-555-0100;ext=42)",
+    ),
+    attr("type", "string", "`mobile` or `work`").canon(Canon::Fixed(&["mobile", "work"])),
+    attr("primary", "boolean", "").ignored(),
+    attr("display", "string", "").ignored(),
+];
+const PHOTO_SUBS: &[Attr] = &[
+    attr("value", "reference", "An https URL of the photo").exact(),
+    attr("type", "string", "Always `photo`").canon(Canon::Fixed(&["photo"])),
+    attr("primary", "boolean", "").ignored(),
+    attr("display", "string", "").ignored(),
+];
+const GROUPS_SUBS: &[Attr] = &[
+    attr("value", "string", "The position's id").ro().exact(),
+    attr("$ref", "reference", "The Group's URI").ro().exact(),
+    attr("display", "string", "The position's name").ro(),
+    attr("type", "string", "").ro().ignored(),
+];
+const ROLES_SUBS: &[Attr] = &[
+    attr(
+        "value",
+        "string",
+        "The role (catalog name); same as the rosterd extension's `role`",
+    )
+    .canon(Canon::Roles),
+    attr("display", "string", "").ignored(),
+    attr("type", "string", "").ignored(),
+    attr("primary", "boolean", "Always true"),
+];
+const IGNORED_COMPLEX_SUBS: &[Attr] = &[
+    attr("value", "string", "").ignored(),
+    attr("type", "string", "").ignored(),
+    attr("primary", "boolean", "").ignored(),
+    attr("display", "string", "").ignored(),
+    attr("formatted", "string", "").ignored(),
+    attr("streetAddress", "string", "").ignored(),
+    attr("locality", "string", "").ignored(),
+    attr("region", "string", "").ignored(),
+    attr("postalCode", "string", "").ignored(),
+    attr("country", "string", "").ignored(),
+];
+
+/// The core User schema as rosterd implements it. The `ignored` entries are the
+/// RFC 7643 attributes rosterd does not store: accepted and dropped in requests
+/// (IdPs send them by default), never in responses, unlisted in `/Schemas`.
+pub const USER_ATTRS: &[Attr] = &[
+    attr("userName", "string", "Sign-in name; unique, ignoring case").req().unique(),
+    attr("name", "complex", "The employee's name").subs(NAME_SUBS),
+    attr("displayName", "string", "Name shown everywhere; derived from the name parts when not given"),
+    attr("emails", "complex", "Exactly one: the profile email (type work, primary)").multi().subs(EMAIL_SUBS),
+    attr("phoneNumbers", "complex", "Type mobile (mobile phone) and type work (office phone)").multi().subs(PHONE_SUBS),
+    attr("photos", "complex", "One photo link, type photo").multi().subs(PHOTO_SUBS),
+    attr("active", "boolean", "Inactive profiles are kept and cannot sign in"),
+    attr("password", "string", "Sets the password (account status becomes credentials); hashed, never returned").wo().exact(),
+    attr("groups", "complex", "The positions the employee holds (change them through Group membership or the rosterd extension)").multi().ro().subs(GROUPS_SUBS),
+    attr("roles", "complex", "The employee's one role").multi().subs(ROLES_SUBS),
+    attr("nickName", "string", "").ignored(),
+    attr("profileUrl", "reference", "").ignored(),
+    attr("title", "string", "").ignored(),
+    attr("userType", "string", "").ignored(),
+    attr("preferredLanguage", "string", "").ignored(),
+    attr("locale", "string", "").ignored(),
+    attr("timezone", "string", "").ignored(),
+    attr("addresses", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("ims", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("entitlements", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("x509Certificates", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+];
+
+const MANAGER_SUBS: &[Attr] = &[
+    attr("value", "string", "The manager's id (stored as sent)").exact(),
+    attr(
+        "$ref",
+        "reference",
+        "The manager's URI, when the id is a rosterd user",
+    )
+    .ro()
+    .exact(),
+    attr("displayName", "string", "").ro().ignored(),
+];
+
+pub const ENTERPRISE_ATTRS: &[Attr] = &[
+    attr("employeeNumber", "string", "Stored as sent"),
+    attr("costCenter", "string", "Stored as sent"),
+    attr("organization", "string", "Stored as sent"),
+    attr(
+        "division",
+        "string",
+        "Stored as sent. When the request has no rosterd businessUnit and the division names a catalog business unit, the business unit follows it",
+    ),
+    attr("department", "string", "Stored as sent"),
+    attr(
+        "manager",
+        "complex",
+        "Accepted as a string id, {value}, or [{value,$ref}]; always returned as {value,$ref}",
+    )
+    .subs(MANAGER_SUBS),
+];
+
+const PERMISSION_SUBS: &[Attr] = &[
+    attr(
+        "grant",
+        "string",
+        "Permissions added to the role's defaults",
+    )
+    .multi()
+    .canon(Canon::Permissions),
+    attr(
+        "revoke",
+        "string",
+        "Permissions removed from the role's defaults",
+    )
+    .multi()
+    .canon(Canon::Permissions),
+];
+
+pub const ROSTERD_ATTRS: &[Attr] = &[
+    attr("positions", "string", "Positions held (catalog names); the same data as Group membership").multi().canon(Canon::Positions),
+    attr("role", "string", "The role (catalog name); sets the default permissions. Default for SCIM-created users: scim.default_role").canon(Canon::Roles),
+    attr("businessUnit", "string", "The business unit (catalog name): the catalog-bound organisational field").canon(Canon::BusinessUnits),
+    attr("enabled", "boolean", "The employee has a user in the fleet product"),
+    attr("accountStatus", "string", "How the account was set up at creation; credentials when a password was given").imm().canon(Canon::Fixed(&["later", "invite", "credentials"])),
+    attr("permissions", "complex", "Overrides on top of the role's defaults").subs(PERMISSION_SUBS),
+    attr("effectivePermissions", "string", "The role's defaults with the overrides applied").multi().ro().canon(Canon::Permissions),
+];
+
+const MEMBER_SUBS: &[Attr] = &[
+    attr("value", "string", "The member's user id")
+        .imm()
+        .exact(),
+    attr("$ref", "reference", "The member's URI").imm().exact(),
+    attr("display", "string", "The member's display name").ro(),
+    attr("type", "string", "Always User")
+        .imm()
+        .canon(Canon::Fixed(&["User"])),
+];
+
+/// A Group is a position.
+pub const GROUP_ATTRS: &[Attr] = &[
+    attr(
+        "displayName",
+        "string",
+        "The position's name; unique, ignoring case",
+    )
+    .req()
+    .unique(),
+    attr("members", "complex", "The employees holding the position")
+        .multi()
+        .subs(MEMBER_SUBS),
+];
+
+const META_SUBS: &[Attr] = &[
+    attr("resourceType", "string", "").ro(),
+    attr("created", "dateTime", "").ro(),
+    attr("lastModified", "dateTime", "").ro(),
+    attr("location", "reference", "").ro().exact(),
+    attr("version", "string", "").ro().exact(),
+];
+
+/// Attributes common to every resource (RFC 7643 §3.1).
+pub const COMMON_ATTRS: &[Attr] = &[
+    attr("id", "string", "").ro().always().exact().unique(),
+    attr("externalId", "string", "").exact(),
+    attr("meta", "complex", "").ro().subs(META_SUBS),
+    attr("schemas", "reference", "").multi().always().exact(),
+];
+
+/// A resource type's schema and extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    fn schemas(self) -> &'static [(&'static str, &'static [Attr])] {
+        match self {
+            Kind::User => &[
+                (ENTERPRISE, ENTERPRISE_ATTRS),
+                (ROSTERD, ROSTERD_ATTRS),
+                (USER, USER_ATTRS),
+            ],
+            Kind::Group => &[(GROUP, GROUP_ATTRS)],
+        }
+    }
+
+    fn core(self) -> &'static str {
+        match self {
+            Kind::User => USER,
+            Kind::Group => GROUP,
+        }
+    }
+
+    /// Splits `urn:…:attr.sub` by longest registered URN prefix (ignoring case).
+    /// Returns the extension URN (None for core or unqualified) and the rest.
+    pub fn split_urn(self, path: &str) -> (Option<&'static str>, &str) {
+        let lower = path.to_ascii_lowercase();
+        let mut best: Option<&'static str> = None;
+        for (urn, _) in self.schemas() {
+            let u = urn.to_ascii_lowercase();
+            if (lower.starts_with(&format!("{u}:")) || lower == u)
+                && best.is_none_or(|b| b.len() < urn.len())
+            {
+                best = Some(urn);
+            }
+        }
+        match best {
+            Some(urn) => {
+                let rest = path.get(urn.len() + 1..).unwrap_or("");
+                (Some(urn).filter(|u| *u != self.core()), rest)
+            }
+            None => (None, path),
+        }
+    }
+
+    /// Whether `path` names a whole extension (`urn:…:enterprise:2.0:User`).
+    pub fn extension_urn(self, path: &str) -> Option<&'static str> {
+        self.schemas()
+            .iter()
+            .map(|(u, _)| *u)
+            .find(|u| u.eq_ignore_ascii_case(path) && *u != self.core())
+    }
+
+    /// Finds an attribute definition: `(extension URN, attribute, sub-attribute)`.
+    pub fn lookup(
+        self,
+        path: &str,
+    ) -> Option<(Option<&'static str>, &'static Attr, Option<&'static Attr>)> {
+        let (urn, rest) = self.split_urn(path);
+        let (name, sub) = match rest.split_once('.') {
+            Some((a, s)) => (a, Some(s)),
+            None => (rest, None),
+        };
+        let find =
+            |attrs: &'static [Attr]| attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name));
+        let (urn, a) = match urn {
+            Some(u) => {
+                let attrs = self.schemas().iter().find(|(x, _)| *x == u)?.1;
+                (Some(u), find(attrs)?)
+            }
+            None => {
+                let core = self.schemas().iter().find(|(x, _)| *x == self.core())?.1;
+                match find(core).or_else(|| find(COMMON_ATTRS)) {
+                    Some(a) => (None, a),
+                    // Lenient: an unqualified extension attribute.
+                    None => self
+                        .schemas()
+                        .iter()
+                        .filter(|(x, _)| *x != self.core())
+                        .find_map(|(u, attrs)| find(attrs).map(|a| (Some(*u), a)))?,
+                }
+            }
+        };
+        let sub = match sub {
+            Some(s) => Some(a.sub.iter().find(|x| x.name.eq_ignore_ascii_case(s))?),
+            None => None,
+        };
+        Some((urn, a, sub))
+    }
+}
+
+impl Resolve for Kind {
+    fn resolve(&self, path: &str) -> Option<Resolved> {
+        let (urn, a, sub) = self.lookup(path)?;
+        let leaf = sub.unwrap_or(a);
+        Some(Resolved {
+            urn,
+            attr: a.name.to_string(),
+            sub: sub.map(|s| s.name.to_string()),
+            case_exact: leaf.case_exact,
+            datetime: leaf.ty == "dateTime",
+            ignored: a.ignored || leaf.ignored,
+        })
+    }
+}
+
+/// Checks that every attribute a filter names exists. The error names the first
+/// unknown one.
+pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), String> {
+    let mut ps = Vec::new();
+    paths(f, &mut ps);
+    for (parent, p) in ps {
+        let full = match &parent {
+            Some(par) => format!("{par}.{p}"),
+            None => p.clone(),
+        };
+        if kind.lookup(&full).is_none() {
+            return Err(format!("unknown attribute `{full}` in the filter"));
+        }
+    }
+    Ok(())
+}
+
+fn attr_json(a: &Attr, catalog: &Catalog) -> Value {
+    let canon: Vec<String> = match a.canon {
+        Canon::None => vec![],
+        Canon::Fixed(v) => v.iter().map(|s| s.to_string()).collect(),
+        Canon::Positions => catalog.positions().map(|p| p.name.clone()).collect(),
+        Canon::Roles => catalog.roles().map(|r| r.name.clone()).collect(),
+        Canon::BusinessUnits => catalog.business_units().map(|b| b.name.clone()).collect(),
+        Canon::Permissions => catalog.permissions().map(str::to_string).collect(),
+    };
+    let mut v = json!({
+        "name": a.name,
+        "type": a.ty,
+        "multiValued": a.multi,
+        "description": a.desc,
+        "required": a.required,
+        "caseExact": a.case_exact,
+        "mutability": a.mutability,
+        "returned": a.returned,
+        "uniqueness": a.uniqueness,
+    });
+    if !canon.is_empty() {
+        v["canonicalValues"] = json!(canon);
+    }
+    if a.ty == "reference" {
+        v["referenceTypes"] = json!(if a.name == "$ref" {
+            vec!["User", "Group"]
+        } else {
+            vec!["external"]
+        });
+    }
+    if !a.sub.is_empty() {
+        v["subAttributes"] = Value::Array(
+            a.sub
+                .iter()
+                .filter(|s| !s.ignored)
+                .map(|s| attr_json(s, catalog))
+                .collect(),
+        );
+    }
+    v
+}
+
+/// The `/Schemas/{id}` document of one schema, or None if unknown.
+pub fn schema_doc(id: &str, catalog: &Catalog, base: &str) -> Option<Value> {
+    let (urn, name, desc, attrs): (&str, &str, &str, &[Attr]) = if id.eq_ignore_ascii_case(USER) {
+        (USER, "User", "An employee profile", USER_ATTRS)
+    } else if id.eq_ignore_ascii_case(ENTERPRISE) {
+        (
+            ENTERPRISE,
+            "EnterpriseUser",
+            "Enterprise User extension",
+            ENTERPRISE_ATTRS,
+        )
+    } else if id.eq_ignore_ascii_case(ROSTERD) {
+        (
+            ROSTERD,
+            "RosterdUser",
+            "What a rosterd profile has beyond the core schema",
+            ROSTERD_ATTRS,
+        )
+    } else if id.eq_ignore_ascii_case(GROUP) {
+        (
+            GROUP,
+            "Group",
+            "A position from the catalog; members are the employees holding it",
+            GROUP_ATTRS,
+        )
+    } else {
+        return None;
+    };
+    Some(json!({
+        "schemas": [SCHEMA],
+        "id": urn,
+        "name": name,
+        "description": desc,
+        "attributes": attrs.iter().filter(|a| !a.ignored).map(|a| attr_json(a, catalog)).collect::<Vec<_>>(),
+        "meta": {"resourceType": "Schema", "location": format!("{base}/Schemas/{urn}")},
+    }))
+}
+
+/// Every schema id served under `/Schemas`.
+pub const SCHEMA_IDS: [&str; 4] = [USER, ENTERPRISE, ROSTERD, GROUP];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_is_case_insensitive_with_longest_urn_prefix() {
+        let r = Kind::User.resolve("name.FAMILYNAME").unwrap();
+        assert_eq!(
+            (r.attr.as_str(), r.sub.as_deref()),
+            ("name", Some("familyName"))
+        );
+        let r = Kind::User
+            .resolve("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
+            .unwrap();
+        assert_eq!(r.urn, Some(ENTERPRISE));
+        assert_eq!(r.sub.as_deref(), Some("value"));
+        let r = Kind::User
+            .resolve("URN:IETF:PARAMS:SCIM:SCHEMAS:CORE:2.0:USER:userName")
+            .unwrap();
+        assert_eq!((r.urn, r.attr.as_str()), (None, "userName"));
+        assert!(Kind::User.resolve("meta.created").unwrap().datetime);
+        assert!(Kind::User.resolve("title").unwrap().ignored);
+        assert!(Kind::User.resolve("nosuch").is_none());
+        assert!(Kind::User.resolve("name.nosuch").is_none());
+        assert!(Kind::Group.resolve("members.value").unwrap().case_exact);
+    }
+}
