@@ -77,6 +77,11 @@ struct FileConfig {
     /// Sync sources (`[[sources]]`).
     #[serde(default)]
     sources: Vec<crate::sync::config::SourceSection>,
+    /// SMTP and message settings; mail is off without this section.
+    mail: Option<crate::mail::config::MailSection>,
+    /// Invite/reset token lifetimes and sign-in rate limits.
+    #[serde(default)]
+    accounts: crate::mail::config::AccountsSection,
 }
 
 fn default_listen() -> String {
@@ -201,6 +206,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub catalog: Catalog,
     pub sources: Vec<crate::sync::config::LdapSource>,
+    /// `None`: mail is off (messages wait in the outbox).
+    pub mail: Option<crate::mail::config::MailConfig>,
+    pub accounts: crate::mail::config::AccountSettings,
 }
 
 /// A token with the name that the audit log records for it.
@@ -463,6 +471,11 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
     let sources = crate::sync::config::validate_sources(path, f.sources, &catalog, env)?;
+    let mail = match f.mail {
+        Some(m) => Some(crate::mail::config::validate_mail(path, m, env)?),
+        None => None,
+    };
+    let accounts = crate::mail::config::validate_accounts(path, f.accounts)?;
 
     Ok(Config {
         file: path.to_path_buf(),
@@ -481,6 +494,8 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         max_body_bytes: f.http.max_body_bytes,
         catalog,
         sources,
+        mail,
+        accounts,
     })
 }
 

@@ -3,6 +3,7 @@
 //! "email is unique", "the role comes from the catalog", "inactive cannot sign in"
 //! and "every change is audited" are enforced.
 
+pub mod account;
 pub mod catalog;
 pub mod list;
 pub mod model;
@@ -15,16 +16,17 @@ use serde_json::Value;
 use tracing::instrument;
 
 use crate::config::PasswordPolicy;
+use crate::mail::config::AccountSettings;
 use crate::secret::Secret;
 use crate::store::{
-    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, PhotoChange, RecordWrite, Store,
-    StoreError, Write,
+    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, OutboxRecord, PhotoChange, RecordWrite,
+    Store, StoreError, Write,
 };
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
-    AccountStatus, Employee, EmployeeId, EmployeePatch, NewEmployee, OfficePhone, PasswordHash,
-    PermissionOverrides, Photo,
+    AccountStatus, AccountToken, Employee, EmployeeId, EmployeePatch, NewEmployee, OfficePhone,
+    PasswordHash, PermissionOverrides, Photo, TokenPurpose,
 };
 
 /// Content types accepted for uploaded photos.
@@ -87,6 +89,8 @@ pub struct Roster {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     policy: Arc<PasswordPolicy>,
     photo_max_bytes: usize,
+    /// Token lifetimes (and the sign-in limits the HTTP layer applies).
+    accounts: Arc<AccountSettings>,
 }
 
 impl Roster {
@@ -101,7 +105,14 @@ impl Roster {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             policy: Arc::new(policy),
             photo_max_bytes,
+            accounts: Arc::new(AccountSettings::default()),
         }
+    }
+
+    /// Sets the token lifetimes (`[accounts]`).
+    pub fn with_accounts(mut self, accounts: AccountSettings) -> Self {
+        self.accounts = Arc::new(accounts);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -154,9 +165,7 @@ impl Roster {
             _ => None,
         };
         let e = build_new(&self.catalog(), &input, password_hash, actor)?;
-        let changes = diff(None, Some(&e));
-        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
-        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        let e = self.insert_new(actor, e)?;
         self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
@@ -173,8 +182,23 @@ impl Roster {
     ) -> Result<Employee, Error> {
         let mut e = build_new(&self.catalog(), input, None, actor)?;
         e.source_keys.insert(source.to_string(), key.to_string());
+        self.insert_new(actor, e)
+    }
+
+    /// Writes a new profile with its audit entry and, for account status `invite`,
+    /// its invitation (token digest on the record, message in the outbox) in one
+    /// transaction. Every create path goes through here. Not flushed.
+    fn insert_new(&self, actor: &Actor, mut e: Employee) -> Result<Employee, Error> {
+        let outbox = if e.account_status == AccountStatus::Invite {
+            vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
+        } else {
+            vec![]
+        };
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
-        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        self.commit_with(None, &e, PhotoChange::Keep, audit, outbox)?;
+        if e.account_status == AccountStatus::Invite {
+            tracing::info!(employee = %e.id, "invitation queued");
+        }
         Ok(e)
     }
 
@@ -436,6 +460,7 @@ impl Roster {
             record: None,
             photo: PhotoChange::Remove,
             audit,
+            outbox: vec![],
         })?;
         self.store.flush().await?;
         Ok(())
@@ -482,6 +507,22 @@ impl Roster {
         photo: PhotoChange,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
     ) -> Result<(Employee, bool), Error> {
+        self.modify_with(actor, id, action, expected_version, photo, |e, c| {
+            f(e, c).map(|()| vec![])
+        })
+    }
+
+    /// [`Roster::modify`] whose change also puts messages in the outbox, in the
+    /// same transaction.
+    fn modify_with(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        action: &str,
+        expected_version: Option<u64>,
+        photo: PhotoChange,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<Vec<OutboxRecord>, Error>,
+    ) -> Result<(Employee, bool), Error> {
         let catalog = self.catalog();
         let mut attempts = 0;
         loop {
@@ -496,15 +537,15 @@ impl Roster {
                 });
             }
             let mut next = current.clone();
-            f(&mut next, &catalog)?;
+            let outbox = f(&mut next, &catalog)?;
             let changes = diff(Some(&current), Some(&next));
-            if changes.is_empty() && matches!(photo, PhotoChange::Keep) {
+            if changes.is_empty() && matches!(photo, PhotoChange::Keep) && outbox.is_empty() {
                 return Ok((current, false));
             }
             next.version = current.version + 1;
             next.updated_at = Utc::now();
             let audit = AuditEntry::new(actor.clone(), Some(id.0), action, changes);
-            match self.commit(Some(current.version), &next, photo.clone(), audit) {
+            match self.commit_with(Some(current.version), &next, photo.clone(), audit, outbox) {
                 Ok(()) => return Ok((next, true)),
                 Err(Error::Store(StoreError::VersionConflict { .. })) if attempts < 10 => continue,
                 Err(e) => return Err(e),
@@ -512,12 +553,13 @@ impl Roster {
         }
     }
 
-    fn commit(
+    fn commit_with(
         &self,
         expected_version: Option<u64>,
         e: &Employee,
         photo: PhotoChange,
         audit: AuditEntry,
+        outbox: Vec<OutboxRecord>,
     ) -> Result<(), Error> {
         let bytes = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         let w = Write {
@@ -530,6 +572,7 @@ impl Roster {
             }),
             photo,
             audit,
+            outbox,
         };
         match self.store.commit(&w) {
             Ok(_) => Ok(()),
@@ -539,6 +582,7 @@ impl Roster {
                     IndexKind::Username => ("username", e.username.clone()),
                     IndexKind::ExternalId => ("external_id", key),
                     IndexKind::Source(_) => ("source_keys", key),
+                    IndexKind::AccountToken => ("account_token", "***".into()),
                 };
                 Err(Error::Conflict {
                     field: field.into(),
@@ -646,6 +690,7 @@ pub fn build_new(
         },
         source_keys: Default::default(),
         deactivated_by: (!active).then(|| actor.clone()),
+        account_token: None,
         created_at: now,
         updated_at: now,
     };
@@ -681,6 +726,9 @@ fn index_keys(e: &Employee) -> IndexKeys {
     }
     for (source, key) in &e.source_keys {
         entries.push((IndexKind::Source(source.clone()), key.clone()));
+    }
+    if let Some(t) = &e.account_token {
+        entries.push((IndexKind::AccountToken, t.digest.clone()));
     }
     IndexKeys { entries }
 }
@@ -824,6 +872,22 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
         let bv = b.get(k).cloned().unwrap_or(Value::Null);
         let av = a.get(k).cloned().unwrap_or(Value::Null);
         if bv == av {
+            continue;
+        }
+        if k == "account_token" {
+            // The digest stays out of the log: what and until when is enough.
+            let redact = |v: &Value| match v {
+                Value::Object(m) => serde_json::json!({
+                    "purpose": m.get("purpose").cloned().unwrap_or(Value::Null),
+                    "expires_at": m.get("expires_at").cloned().unwrap_or(Value::Null),
+                }),
+                _ => Value::Null,
+            };
+            out.push(FieldChange {
+                field: k.clone(),
+                before: redact(&bv),
+                after: redact(&av),
+            });
             continue;
         }
         if k == "password_hash" {
