@@ -5,5 +5,7 @@ mod admin_api;
 mod common;
 mod durability;
 mod ldap_sync;
+mod mail;
 mod rosterctl;
 mod slapd;
+mod smtp;
