@@ -399,7 +399,8 @@ async fn sign_in_is_rate_limited_per_account() {
     s.stop().await;
 }
 
-#[tokio::test]
+// rosterctl runs as a blocking child process: the server needs its own thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_message_is_listed_and_retried_with_rosterctl() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -445,7 +446,8 @@ async fn a_dead_message_is_listed_and_retried_with_rosterctl() {
     s.stop().await;
 }
 
-#[tokio::test]
+// rosterctl runs as a blocking child process: the server needs its own thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rosterctl_bulk_send_invite_previews_then_queues() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
