@@ -15,7 +15,7 @@ struct Setup {
 }
 
 /// Source config for a tree; `port` may be a proxy's.
-fn source_toml(
+pub(crate) fn source_toml(
     tree: &Tree,
     port: u16,
     pw_file: &std::path::Path,

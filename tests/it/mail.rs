@@ -700,3 +700,45 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_ldap_sync_creating_profiles_with_status_invite_mails_them() {
+    use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
+    let sl = slapd::slapd().await;
+    let mut ldap = slapd::admin(sl.port).await;
+    let tree = Tree::new(&mut ldap, "mail-invite").await;
+    tree.person(&mut ldap, "ivy", "Ivy", "Invite", "ivy@corp.example", &[])
+        .await;
+    let pw_file = tmp.path().join("ldap.pw");
+    std::fs::write(&pw_file, ADMIN_PW).unwrap();
+    let source = crate::ldap_sync::source_toml(
+        &tree,
+        sl.port,
+        &pw_file,
+        ADMIN_DN,
+        "account_status = \"invite\"",
+    );
+    let s = TestServer::start_with(&format!("{}\n{source}", mail_toml(smtp.port, ""))).await;
+    let (st, r) = s.post("/api/v1/sync/sources/corp/run", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["counts"]["created"], 1, "{r}");
+    let m = smtp.wait_for_to("ivy@corp.example").await;
+    assert!(m["text"].as_str().unwrap().contains("Hello Ivy Invite,"));
+    let (st, v) = public_post(
+        &s,
+        "/api/v1/account/accept-invite",
+        json!({"token": token_of(&m), "username": "ivy.i", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The sync's next run leaves the account as set up.
+    let (_, r) = s.post("/api/v1/sync/sources/corp/run", json!({})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(
+        login(&s, "ivy@corp.example", PASSWORD).await.0,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
