@@ -335,7 +335,7 @@ impl SyncEngine {
                 continue;
             }
             writes += 1;
-            if writes % BATCH == 0 {
+            if writes.is_multiple_of(BATCH) {
                 self.roster.flush().await?;
             }
         }

@@ -32,6 +32,8 @@ pub struct TestServer {
     pub base: String,
     pub token: String,
     pub token_file: PathBuf,
+    /// The data directory; removed when the server is dropped.
+    #[allow(dead_code)]
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }

@@ -531,6 +531,7 @@ impl Proc {
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("rosterd did not report listening within 30 s");
                 });
             if let Some(i) = line.find("listening on http://") {
