@@ -819,6 +819,8 @@ fn apply_patch(
     }
     if let Some(h) = password_hash {
         e.password_hash = Some(h);
+        // A password set by an admin retires a pending invite or reset link.
+        e.account_token = None;
         if p.account_status.is_none() {
             e.account_status = AccountStatus::Credentials;
         }

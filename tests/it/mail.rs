@@ -743,3 +743,37 @@ async fn an_ldap_sync_creating_profiles_with_status_invite_mails_them() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn send_test_email_proves_the_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
+    let config = tmp.path().join("rosterd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            crate::common::shipped_config_text(),
+            mail_toml(smtp.port, "")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rosterd"))
+        .args(["--config"])
+        .arg(&config)
+        .args(["send-test-email", "--to", "ops@example.com"])
+        .output()
+        .expect("rosterd");
+    assert!(out.status.success(), "{out:?}");
+    let m = smtp.wait_for_to("ops@example.com").await;
+    assert!(m["subject"].as_str().unwrap().contains("Acme Fleet"));
+    // Without [mail]: a clear refusal.
+    let out = Command::new(env!("CARGO_BIN_EXE_rosterd"))
+        .args(["--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
+        .args(["send-test-email", "--to", "ops@example.com"])
+        .output()
+        .expect("rosterd");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [mail] section"));
+}

@@ -85,9 +85,9 @@ pub async fn run(client: &Client, a: BulkArgs) -> Result<(), CtlError> {
         return match plan.failed {
             0 => output::emit_lines(&["nothing to change".into()]),
             n => Err(CtlError::failed(format!(
-                "{}: nothing to {}; nothing was changed",
-                output::count(n, "refusal"),
-                w.verb.trim_end_matches(" to")
+                "{} cannot be {}; nothing was changed",
+                output::count(n, "employee"),
+                w.past
             ))),
         };
     }
@@ -104,10 +104,10 @@ pub async fn run(client: &Client, a: BulkArgs) -> Result<(), CtlError> {
     match done.failed {
         0 => Ok(()),
         n => Err(CtlError::failed(format!(
-            "{} of {}: could not {}",
+            "{} of {} could not be {}",
             n,
             output::count(done.results.len(), "employee"),
-            w.verb.trim_end_matches(" to")
+            w.past
         ))),
     }
 }
