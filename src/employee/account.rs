@@ -351,20 +351,25 @@ impl Roster {
 
     /// Makes a dead (or pending) message due now, with a fresh attempt budget.
     pub async fn outbox_retry(&self, id: u64) -> Result<OutboxRecord, RetryError> {
-        let mut m = self
-            .store
-            .outbox_get(id)
-            .map_err(|e| RetryError::Domain(e.into()))?
-            .ok_or(RetryError::NotFound(id))?;
-        if m.state == DeliveryState::Sent {
-            return Err(RetryError::AlreadySent(id));
-        }
-        m.state = DeliveryState::Pending;
-        m.attempts = 0;
-        m.next_attempt_at = Utc::now();
-        self.store
-            .outbox_put(&m)
-            .map_err(|e| RetryError::Domain(e.into()))?;
+        let store_err = |e: crate::store::StoreError| RetryError::Domain(e.into());
+        let m = loop {
+            let old = self
+                .store
+                .outbox_get(id)
+                .map_err(store_err)?
+                .ok_or(RetryError::NotFound(id))?;
+            if old.state == DeliveryState::Sent {
+                return Err(RetryError::AlreadySent(id));
+            }
+            let mut m = old.clone();
+            m.state = DeliveryState::Pending;
+            m.attempts = 0;
+            m.next_attempt_at = Utc::now();
+            // The worker may be recording an attempt right now: never undo a `sent`.
+            if self.store.outbox_replace(&old, &m).map_err(store_err)? {
+                break m;
+            }
+        };
         self.store
             .flush()
             .await

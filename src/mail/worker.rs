@@ -10,7 +10,8 @@
 //! `max_attempts` the message is kept as `dead` with the last error
 //! (`rosterctl outbox list --dead`, `rosterctl outbox retry ID`). A message whose
 //! link was superseded by a newer one, used or expired before it could be sent is
-//! `skipped`.
+//! `skipped`. The store is flushed before a pass sends anything, so no message
+//! goes out for a change that a crash could still undo.
 
 use std::time::Duration;
 
@@ -58,7 +59,14 @@ impl MailWorker {
     /// One pass over the due messages.
     pub async fn tick(&self, shutdown: &watch::Receiver<bool>) -> Result<(), StoreError> {
         let store = self.roster.store();
-        for m in store.outbox_due(Utc::now())? {
+        let due = store.outbox_due(Utc::now())?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        // Only mail about changes that are durable: a sync flushes per batch, so a
+        // message read here may belong to a write not yet on disk.
+        store.flush().await?;
+        for m in due {
             if *shutdown.borrow() {
                 break;
             }

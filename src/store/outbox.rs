@@ -106,6 +106,30 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces `old` with `new` only if the stored record still equals `old`
+    /// (compare-and-swap); `false` when it changed meanwhile. Not flushed.
+    pub fn outbox_replace(
+        &self,
+        old: &OutboxRecord,
+        new: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        let enc = |r: &OutboxRecord| {
+            serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        let key = old.id.to_be_bytes();
+        // Compare the decoded record, not bytes: compare against what is stored.
+        let Some(current) = self.outbox.get(key)? else {
+            return Ok(false);
+        };
+        if decode(&current)? != *old {
+            return Ok(false);
+        }
+        Ok(self
+            .outbox
+            .compare_and_swap(key, Some(current), Some(enc(new)?))?
+            .is_ok())
+    }
+
     /// Every outbox message, oldest first.
     pub fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         self.outbox

@@ -377,7 +377,7 @@ async fn an_expired_invite_link_is_refused() {
 }
 
 #[tokio::test]
-async fn sign_in_is_rate_limited_per_account() {
+async fn sign_in_is_rate_limited_per_account_and_per_address() {
     let s = TestServer::start_with("[accounts]\nlogin_max_failures = 3\n").await;
     let mut c = employee("Rat", "Limit", "rat@example.com");
     c["account_status"] = json!("credentials");
@@ -396,6 +396,23 @@ async fn sign_in_is_rate_limited_per_account() {
         login(&s, "someone@example.com", "x").await.0,
         StatusCode::UNAUTHORIZED
     );
+    s.stop().await;
+
+    // Per client address: every attempt counts, whichever account.
+    let s = TestServer::start_with("[accounts]\nlogin_max_attempts_per_address = 3\n").await;
+    for i in 0..3 {
+        let (st, _) = login(&s, &format!("u{i}@example.com"), "whatever 123").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let resp = s
+        .client
+        .post(s.url("/api/v1/auth/login"))
+        .json(&json!({"login": "u9@example.com", "password": "whatever 123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
     s.stop().await;
 }
 
