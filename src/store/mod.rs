@@ -12,6 +12,7 @@
 //! - `audit_by_employee`: id ++ sequence → `()`, to list one employee's history.
 //! - `outbox`: message id (u64, big-endian) → [`OutboxRecord`]: mail caused by a
 //!   change, written in the change's transaction (see [`outbox`]).
+//! - `outbox_pending`: message id → `()` while the message is pending.
 //!
 //! Every [`Write`] is one sled transaction over all of these. [`Store::flush`] must
 //! be awaited before a write is acknowledged to a client.
@@ -158,6 +159,7 @@ pub struct Store {
     audit: sled::Tree,
     audit_by_employee: sled::Tree,
     outbox: sled::Tree,
+    outbox_pending: sled::Tree,
     reads: Arc<AtomicU64>,
 }
 
@@ -202,6 +204,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             audit_by_employee: db.open_tree("audit_by_employee")?,
             outbox: db.open_tree("outbox")?,
+            outbox_pending: db.open_tree("outbox_pending")?,
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),
@@ -297,6 +300,7 @@ impl Store {
             outbox_bytes.push((
                 m.id.to_be_bytes(),
                 serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                m.state == DeliveryState::Pending,
             ));
         }
         let id = *w.id.as_bytes();
@@ -308,10 +312,11 @@ impl Store {
             &self.audit,
             &self.audit_by_employee,
             &self.outbox,
+            &self.outbox_pending,
         ];
         let result = trees.transaction(|t| {
-            let (employees, keys_tree, index, photos, audit, by_emp, outbox) =
-                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6]);
+            let (employees, keys_tree, index, photos, audit, by_emp, outbox, pending) =
+                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]);
             let old: Option<RecordMeta> = match keys_tree.get(id)? {
                 None => None,
                 Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
@@ -368,8 +373,11 @@ impl Store {
             let mut k = id.to_vec();
             k.extend_from_slice(&seq.to_be_bytes());
             by_emp.insert(k, &[])?;
-            for (k, v) in &outbox_bytes {
+            for (k, v, is_pending) in &outbox_bytes {
                 outbox.insert(k, v.as_slice())?;
+                if *is_pending {
+                    pending.insert(k, &[])?;
+                }
             }
             Ok(())
         });
@@ -548,6 +556,16 @@ mod tests {
         let all = s.outbox_all().unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].employee_id, a);
+        assert_eq!(s.outbox_due(chrono::Utc::now()).unwrap().len(), 1);
+        // Sent: off the pending index; a stale compare-and-swap is refused.
+        let mut sent = all[0].clone();
+        sent.state = DeliveryState::Sent;
+        s.outbox_put(&sent).unwrap();
+        assert!(s.outbox_due(chrono::Utc::now()).unwrap().is_empty());
+        let mut retried = all[0].clone();
+        retried.attempts = 0;
+        assert!(!s.outbox_replace(&all[0], &retried).unwrap());
+        assert_eq!(s.outbox_get(1).unwrap().unwrap().state, DeliveryState::Sent);
         assert_eq!(format!("{:?}", all[0].token), "Some(***)");
     }
 

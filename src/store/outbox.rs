@@ -2,7 +2,9 @@
 //! change that causes them (see [`super::Write::outbox`]), then delivered by the mail
 //! worker, which updates their delivery state here.
 //!
-//! Tree `outbox`: id (u64, big-endian) → [`OutboxRecord`] (JSON). A record keeps
+//! Tree `outbox`: id (u64, big-endian) → [`OutboxRecord`] (JSON); tree
+//! `outbox_pending`: id → `()` for each pending message, so the worker's poll
+//! does not read the history of sent mail. A record keeps
 //! the one-time link token only until the message is sent (it is needed to render
 //! the message); after that the token is dropped from the record.
 
@@ -101,9 +103,7 @@ impl Store {
 
     /// Replaces one outbox message's state (the worker, retries). Not flushed.
     pub fn outbox_put(&self, rec: &OutboxRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.outbox.insert(rec.id.to_be_bytes(), bytes)?;
-        Ok(())
+        self.outbox_write(None, rec).map(|_| ())
     }
 
     /// Replaces `old` with `new` only if the stored record still equals `old`
@@ -113,21 +113,41 @@ impl Store {
         old: &OutboxRecord,
         new: &OutboxRecord,
     ) -> Result<bool, StoreError> {
-        let enc = |r: &OutboxRecord| {
-            serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(e.to_string()))
-        };
-        let key = old.id.to_be_bytes();
-        // Compare the decoded record, not bytes: compare against what is stored.
-        let Some(current) = self.outbox.get(key)? else {
-            return Ok(false);
-        };
-        if decode(&current)? != *old {
-            return Ok(false);
+        self.outbox_write(Some(old), new)
+    }
+
+    /// Writes a record and its `outbox_pending` entry in one transaction.
+    fn outbox_write(
+        &self,
+        expect: Option<&OutboxRecord>,
+        new: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let bytes = serde_json::to_vec(new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = new.id.to_be_bytes();
+        let r = (&self.outbox, &self.outbox_pending).transaction(|(outbox, pending)| {
+            if let Some(old) = expect {
+                let same = match outbox.get(key)? {
+                    Some(cur) => decode(&cur).ok().as_ref() == Some(old),
+                    None => false,
+                };
+                if !same {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            outbox.insert(&key, bytes.as_slice())?;
+            if new.state == DeliveryState::Pending {
+                pending.insert(&key, &[])?;
+            } else {
+                pending.remove(&key)?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(())) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
         }
-        Ok(self
-            .outbox
-            .compare_and_swap(key, Some(current), Some(enc(new)?))?
-            .is_ok())
     }
 
     /// Every outbox message, oldest first.
@@ -141,13 +161,21 @@ impl Store {
             .collect()
     }
 
-    /// Pending messages whose next attempt is due at `now`, oldest first.
+    /// Pending messages whose next attempt is due at `now`, oldest first. Reads
+    /// only the `outbox_pending` index, not the (growing) history of sent mail.
     pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError> {
-        Ok(self
-            .outbox_all()?
-            .into_iter()
-            .filter(|m| m.state == DeliveryState::Pending && m.next_attempt_at <= now)
-            .collect())
+        let mut out = Vec::new();
+        for r in self.outbox_pending.iter() {
+            let (k, _) = r?;
+            let Some(v) = self.outbox.get(&k)? else {
+                continue;
+            };
+            let m = decode(&v)?;
+            if m.state == DeliveryState::Pending && m.next_attempt_at <= now {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 }
 
