@@ -331,3 +331,78 @@ fn config_dir(file: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[catalog]
+permissions = ["a"]
+[[catalog.roles]]
+name = "R"
+permissions = ["a"]
+"#;
+
+    fn parse(extra: &str, env: &[(&str, &str)]) -> Result<crate::config::Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        crate::config::parse(
+            Path::new("/etc/rosterd/rosterd.toml"),
+            &format!("{BASE}{extra}"),
+            &env,
+        )
+    }
+
+    use super::*;
+
+    const MAIL: &str = r#"
+[mail]
+host = "smtp.example.com"
+username = "rosterd"
+password_env = "SMTP_PW"
+from = "Acme <no-reply@acme.example>"
+company_name = "Acme"
+base_url = "https://fleet.acme.example/"
+"#;
+
+    #[test]
+    fn mail_is_off_without_the_section_and_accounts_have_defaults() {
+        let c = parse("", &[]).unwrap();
+        assert!(c.mail.is_none());
+        assert_eq!(c.accounts.invite_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.accounts.reset_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn mail_section_validates_into_settings() {
+        let c = parse(MAIL, &[("SMTP_PW", "s3cret")]).unwrap();
+        let m = c.mail.clone().unwrap();
+        assert_eq!((m.port, m.tls), (587, TlsMode::Starttls));
+        assert_eq!(m.base_url, "https://fleet.acme.example");
+        assert_eq!(m.templates_dir, Path::new("/etc/rosterd/templates"));
+        let (user, pw) = m.credentials.unwrap();
+        assert_eq!((user.as_str(), pw.expose()), ("rosterd", "s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn mail_errors_name_the_key() {
+        let e = parse(MAIL, &[]).unwrap_err();
+        assert_eq!(e.key, "mail.password_env");
+        let e = parse(
+            &MAIL.replace("Acme <no-reply@acme.example>", "nobody"),
+            &[("SMTP_PW", "x")],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "mail.from");
+        let e = parse(&format!("{MAIL}tls = \"ssl\"\n"), &[("SMTP_PW", "x")]).unwrap_err();
+        assert!(e.key.contains("tls"), "{e}");
+        let e = parse(&format!("{MAIL}hots = \"x\"\n"), &[("SMTP_PW", "x")]).unwrap_err();
+        assert!(e.to_string().contains("hots"), "{e}");
+        let e = parse("[accounts]\nreset_ttl_secs = 0\n", &[]).unwrap_err();
+        assert_eq!(e.key, "accounts.reset_ttl_secs");
+    }
+}

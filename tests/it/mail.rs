@@ -165,6 +165,21 @@ async fn admin_create_with_invite_mails_a_link_that_works_once_then_sign_in() {
         (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
     );
     assert_eq!(wrong, unknown);
+    // ...after similar work: an unknown login is checked against a dummy hash.
+    let mut known = Duration::MAX;
+    let mut nobody = Duration::MAX;
+    for i in 0..3 {
+        let t = std::time::Instant::now();
+        login(&s, "ina", "still not the password").await;
+        known = known.min(t.elapsed());
+        let t = std::time::Instant::now();
+        login(&s, &format!("nobody{i}@example.com"), PASSWORD).await;
+        nobody = nobody.min(t.elapsed());
+    }
+    assert!(
+        nobody * 3 >= known,
+        "unknown login answered much faster ({nobody:?}) than a wrong password ({known:?})"
+    );
 
     // Deactivated: the right password gets 403 with the reason.
     let (st, _) = s
