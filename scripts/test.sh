@@ -11,6 +11,8 @@ needs=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || needs+=("$2"); }
 need slapd slapd            # the LDAP sync tests run a real OpenLDAP server
 need ldapsearch ldap-utils  # and the LDAP benchmark compares with ldapsearch
+# The mail tests run a real SMTP server: Debian's aiosmtpd for /usr/bin/python3.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || needs+=(python3-aiosmtpd)
 
 if [ "${#needs[@]}" -gt 0 ]; then
   echo "test.sh: installing ${needs[*]}"

@@ -81,6 +81,11 @@ struct FileConfig {
     /// Sync sources (`[[sources]]`).
     #[serde(default)]
     sources: Vec<crate::sync::config::SourceSection>,
+    /// SMTP and message settings; mail is off without this section.
+    mail: Option<crate::mail::config::MailSection>,
+    /// Invite/reset token lifetimes and sign-in rate limits.
+    #[serde(default)]
+    accounts: crate::mail::config::AccountsSection,
 }
 
 fn default_listen() -> String {
@@ -228,6 +233,9 @@ pub struct Config {
     pub scim: ScimConfig,
     pub catalog: Catalog,
     pub sources: Vec<crate::sync::config::LdapSource>,
+    /// `None`: mail is off (messages wait in the outbox).
+    pub mail: Option<crate::mail::config::MailConfig>,
+    pub accounts: crate::mail::config::AccountSettings,
 }
 
 /// A token with the name that the audit log records for it.
@@ -521,6 +529,11 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
     let sources = crate::sync::config::validate_sources(path, f.sources, &catalog, env)?;
+    let mail = match f.mail {
+        Some(m) => Some(crate::mail::config::validate_mail(path, m, env)?),
+        None => None,
+    };
+    let accounts = crate::mail::config::validate_accounts(path, f.accounts)?;
 
     Ok(Config {
         file: path.to_path_buf(),
@@ -540,6 +553,8 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         scim: validate_scim(path, &f.scim, &catalog, env)?,
         catalog,
         sources,
+        mail,
+        accounts,
     })
 }
 

@@ -1,12 +1,13 @@
 //! Wiring: open the store, set up the admin token, build the router, bind the
-//! listener, serve until shutdown (finishing in-flight requests), flush the store.
+//! listener, start the sync schedules and the mail worker, serve until shutdown
+//! (finishing in-flight requests and the message being sent), flush the store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
@@ -14,6 +15,8 @@ use crate::admin::{self, AppState};
 use crate::auth::{self, TokenSet};
 use crate::config::{Config, NamedToken};
 use crate::employee::Roster;
+use crate::mail::Mailer;
+use crate::mail::worker::MailWorker;
 use crate::store::Store;
 use crate::sync::SyncEngine;
 use crate::sync::scheduler::Scheduler;
@@ -28,6 +31,8 @@ pub struct Daemon {
     pub sync: SyncEngine,
     scheduler: Option<Scheduler>,
     notifier: Option<JoinHandle<()>>,
+    /// The mail worker's stop signal and task, when `[mail]` is configured.
+    mail: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     shutdown_tx: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -44,6 +49,12 @@ impl Daemon {
         }
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
+        }
+        if let Some((stop_tx, task)) = self.mail.take() {
+            let _ = stop_tx.send(true);
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "mail worker task failed");
+            }
         }
         self.wait().await
     }
@@ -102,13 +113,15 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         config.catalog.clone(),
         config.password_policy.clone(),
         config.photo_max_bytes,
-    );
+    )
+    .with_accounts(config.accounts.clone());
     let sync = SyncEngine::new(roster.clone(), config.sources.clone())
         .context("while opening the sync run history")?;
     let state = AppState {
         roster: roster.clone(),
         admin_tokens: Arc::new(TokenSet::new(&tokens)),
         sync: sync.clone(),
+        login_limits: Arc::new(crate::ratelimit::LoginLimits::new(&config.accounts)),
     };
     roster
         .load_positions()
@@ -175,15 +188,41 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     let scheduler = Scheduler::start(sync.clone())
         .await
         .context("while starting the sync schedules")?;
+    let mail = match &config.mail {
+        Some(mc) => {
+            let mailer = Mailer::new(mc.clone()).context("while setting up [mail]")?;
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let worker = MailWorker::new(roster.clone(), mailer);
+            Some((stop_tx, tokio::spawn(worker.run(stop_rx))))
+        }
+        None => {
+            let waiting = roster
+                .outbox(false)
+                .map(|m| {
+                    m.iter()
+                        .filter(|m| m.state == crate::store::DeliveryState::Pending)
+                        .count()
+                })
+                .unwrap_or(0);
+            tracing::info!(
+                waiting,
+                "mail is off (no [mail] section); invitations and resets wait in the outbox"
+            );
+            None
+        }
+    };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     crate::notify::ready(&crate::notify::status_line(&roster, &sync));
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-                tracing::info!("shutting down: no new connections, finishing requests");
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = shutdown_rx.await;
+            tracing::info!("shutting down: no new connections, finishing requests");
+        })
+        .await
     });
     let notifier = crate::notify::start(roster.clone(), sync.clone());
     Ok(Daemon {
@@ -193,6 +232,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         roster,
         sync,
         scheduler: Some(scheduler),
+        mail,
         shutdown_tx: Some(shutdown_tx),
         server,
     })

@@ -14,6 +14,10 @@
 //!   `/healthz` and `/readyz`.
 //! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
 //!   through `employee`, run history, cron schedules.
+//! - [`mail`]: the outbox worker (delivers the messages `employee` writes to the
+//!   store's outbox in the same transaction as their change), the lettre SMTP
+//!   transport, templates, and `[mail]`/`[accounts]` config.
+//! - [`ratelimit`]: the in-memory sign-in limiter (per account, per client address).
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the request-tracking layer.
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
@@ -23,7 +27,7 @@
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store.
 //!
-//! Calls point one way: `admin` and `sync` → `employee` → `store`. Nothing calls upward; the
+//! Calls point one way: `admin` and `sync` → `employee` → `store`; `mail` → `employee`/`store`. Nothing calls upward; the
 //! HTTP layer never touches sled directly, so every client of the roster (the admin
 //! API today, SCIM and sync later) goes through the same domain operations.
 
@@ -32,8 +36,10 @@ pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod employee;
+pub mod mail;
 pub mod metrics;
 pub mod notify;
+pub mod ratelimit;
 pub mod scim;
 pub mod secret;
 pub mod store;

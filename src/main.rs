@@ -28,6 +28,12 @@ enum Command {
     Run,
     /// Validate the config and exit: 0 if valid, 1 with the reason if not.
     CheckConfig,
+    /// Send a test message with the [mail] settings to prove they work.
+    SendTestEmail {
+        /// Recipient address.
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +73,16 @@ async fn shutdown_signal() {
     }
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("rosterd: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -84,13 +100,36 @@ fn main() -> ExitCode {
             println!("{}: config is valid", config.file.display());
             ExitCode::SUCCESS
         }
-        Command::Run => {
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("rosterd: cannot start the async runtime: {e}");
-                    return ExitCode::from(1);
+        Command::SendTestEmail { to } => {
+            let Some(mail) = config.mail.clone() else {
+                eprintln!(
+                    "rosterd: {}: no [mail] section; add one (see config/rosterd.toml) to send mail",
+                    config.file.display()
+                );
+                return ExitCode::from(1);
+            };
+            let Some(rt) = runtime() else {
+                return ExitCode::from(1);
+            };
+            let result = rt.block_on(async {
+                let mailer = rosterd::mail::Mailer::new(mail)?;
+                mailer.send_test(&to).await?;
+                anyhow::Ok(())
+            });
+            match result {
+                Ok(()) => {
+                    println!("test message to {to} accepted by the SMTP server");
+                    ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("rosterd: test message not sent: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run => {
+            let Some(rt) = runtime() else {
+                return ExitCode::from(1);
             };
             tracing::info!(config = %config.file.display(), "starting rosterd {}", env!("CARGO_PKG_VERSION"));
             match rt.block_on(rosterd::run(config, shutdown_signal())) {

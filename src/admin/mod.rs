@@ -1,7 +1,9 @@
 //! The admin HTTP API under `/api/v1` (JSON, bearer admin token), used by
-//! `rosterctl`, plus `/healthz` and `/readyz`. Handlers extract, call the domain and
+//! `rosterctl`, plus `/healthz` and `/readyz`, and the public account endpoints
+//! (`/api/v1/account/*`, `/api/v1/auth/login`, see [`account`]). Handlers extract, call the domain and
 //! map the error; [`error::ApiError`] picks every status code.
 
+pub mod account;
 pub mod error;
 pub mod sync;
 pub mod view;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub roster: Roster,
     pub admin_tokens: Arc<TokenSet>,
     pub sync: crate::sync::SyncEngine,
+    /// Sign-in rate limits (per client address, per account).
+    pub login_limits: Arc<crate::ratelimit::LoginLimits>,
 }
 
 /// The admin API and health routes.
@@ -63,6 +67,7 @@ pub fn routes(max_body_bytes: usize, photo_max_bytes: usize) -> Router<AppState>
         )
         .route("/api/v1/audit", get(audit_list))
         .merge(sync::routes())
+        .merge(account::routes())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .merge(photo_routes)
         .fallback(|| async {
@@ -276,6 +281,8 @@ async fn employees_deactivate(
 enum BulkAction {
     Activate,
     Deactivate,
+    SendInvite,
+    SendPasswordReset,
 }
 
 #[derive(Deserialize)]
@@ -292,11 +299,26 @@ async fn employees_bulk(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BulkRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let active = matches!(req.action, BulkAction::Activate);
-    let results = state
-        .roster
-        .bulk_set_active(&actor, &req.ids, active, req.dry_run)
-        .await?;
+    use crate::employee::account::SendKind;
+    let r = &state.roster;
+    let results = match req.action {
+        BulkAction::Activate => {
+            r.bulk_set_active(&actor, &req.ids, true, req.dry_run)
+                .await?
+        }
+        BulkAction::Deactivate => {
+            r.bulk_set_active(&actor, &req.ids, false, req.dry_run)
+                .await?
+        }
+        BulkAction::SendInvite => {
+            r.bulk_send(&actor, &req.ids, SendKind::Invite, req.dry_run)
+                .await?
+        }
+        BulkAction::SendPasswordReset => {
+            r.bulk_send(&actor, &req.ids, SendKind::PasswordReset, req.dry_run)
+                .await?
+        }
+    };
     let succeeded = results.iter().filter(|r| r.ok).count();
     let changed = results.iter().filter(|r| r.changed).count();
     Ok(Json(serde_json::json!({

@@ -3,6 +3,7 @@
 //! "email is unique", "the role comes from the catalog", "inactive cannot sign in"
 //! and "every change is audited" are enforced.
 
+pub mod account;
 pub mod catalog;
 pub mod list;
 pub mod model;
@@ -16,16 +17,17 @@ use serde_json::Value;
 use tracing::instrument;
 
 use crate::config::PasswordPolicy;
+use crate::mail::config::AccountSettings;
 use crate::secret::Secret;
 use crate::store::{
-    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, PhotoChange, RecordWrite, Store,
-    StoreError, Write,
+    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, OutboxRecord, PhotoChange, RecordWrite,
+    Store, StoreError, Write,
 };
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
-    AccountStatus, Employee, EmployeeId, EmployeePatch, Enterprise, NewEmployee, OfficePhone,
-    PasswordHash, PermissionOverrides, Photo,
+    AccountStatus, AccountToken, Employee, EmployeeId, EmployeePatch, Enterprise, NewEmployee,
+    OfficePhone, PasswordHash, PermissionOverrides, Photo, TokenPurpose,
 };
 
 /// Content types accepted for uploaded photos.
@@ -88,6 +90,8 @@ pub struct Roster {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     policy: Arc<PasswordPolicy>,
     photo_max_bytes: usize,
+    /// Token lifetimes (and the sign-in limits the HTTP layer applies).
+    accounts: Arc<AccountSettings>,
 }
 
 impl Roster {
@@ -102,7 +106,14 @@ impl Roster {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             policy: Arc::new(policy),
             photo_max_bytes,
+            accounts: Arc::new(AccountSettings::default()),
         }
+    }
+
+    /// Sets the token lifetimes (`[accounts]`).
+    pub fn with_accounts(mut self, accounts: AccountSettings) -> Self {
+        self.accounts = Arc::new(accounts);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -155,9 +166,8 @@ impl Roster {
             _ => None,
         };
         let e = build_new(&self.catalog(), &input, password_hash, actor)?;
-        let changes = diff(None, Some(&e));
-        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
-        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        let e = self.insert_new(actor, e)?;
+        self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
     }
@@ -176,12 +186,8 @@ impl Roster {
                 (Some(AccountStatus::Credentials), Some(p)) => Some(self.hash_password(p).await?),
                 _ => None,
             };
-            let r = build_new(&self.catalog(), &input, password_hash, actor).and_then(|e| {
-                let audit =
-                    AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
-                self.commit(None, &e, PhotoChange::Keep, audit)?;
-                Ok(e)
-            });
+            let r = build_new(&self.catalog(), &input, password_hash, actor)
+                .and_then(|e| self.insert_new(actor, e));
             match r {
                 Err(Error::Store(e)) => return Err(Error::Store(e)),
                 r => out.push(r),
@@ -202,8 +208,23 @@ impl Roster {
     ) -> Result<Employee, Error> {
         let mut e = build_new(&self.catalog(), input, None, actor)?;
         e.source_keys.insert(source.to_string(), key.to_string());
+        self.insert_new(actor, e)
+    }
+
+    /// Writes a new profile with its audit entry and, for account status `invite`,
+    /// its invitation (token digest on the record, message in the outbox) in one
+    /// transaction. Every create path goes through here. Not flushed.
+    fn insert_new(&self, actor: &Actor, mut e: Employee) -> Result<Employee, Error> {
+        let outbox = if e.account_status == AccountStatus::Invite {
+            vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
+        } else {
+            vec![]
+        };
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
-        self.commit(None, &e, PhotoChange::Keep, audit)?;
+        self.commit_with(None, &e, PhotoChange::Keep, audit, outbox)?;
+        if e.account_status == AccountStatus::Invite {
+            tracing::info!(employee = %e.id, "invitation queued");
+        }
         Ok(e)
     }
 
@@ -226,37 +247,46 @@ impl Roster {
                 Ok(e)
             })
             .collect();
-        let audit_for = |e: &Employee| {
-            AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(e)))
-        };
-        let writes: Result<Vec<Write>, Error> = built
-            .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .map(|e| Self::write_for(None, e, PhotoChange::Keep, audit_for(e)))
-            .collect();
-        let batch_ok = match writes {
-            Ok(ws) => match self.store.commit_many(&ws) {
-                Ok(_) => true,
-                Err(StoreError::Unique { .. } | StoreError::VersionConflict { .. }) => false,
-                Err(e) => {
-                    let msg = e.to_string();
-                    return built
-                        .into_iter()
-                        .map(|_| Err(Error::Store(StoreError::Corrupt(msg.clone()))))
-                        .collect();
-                }
-            },
-            Err(_) => false,
-        };
-        if batch_ok {
-            return built;
+        // Invitations ride in the same transaction, as in `insert_new`.
+        let mut prepared: Vec<Result<(Employee, Write), Error>> = Vec::with_capacity(built.len());
+        for r in built {
+            prepared.push(r.and_then(|mut e| {
+                let outbox = if e.account_status == AccountStatus::Invite {
+                    vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
+                } else {
+                    vec![]
+                };
+                let audit =
+                    AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
+                let w = Self::write_for(None, &e, PhotoChange::Keep, audit, outbox)?;
+                Ok((e, w))
+            }));
         }
-        built
+        let writes: Vec<Write> = prepared
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(_, w)| w.clone()))
+            .collect();
+        match self.store.commit_many(&writes) {
+            Ok(_) => return prepared.into_iter().map(|r| r.map(|(e, _)| e)).collect(),
+            Err(StoreError::Unique { .. } | StoreError::VersionConflict { .. }) => {}
+            Err(e) => {
+                let msg = e.to_string();
+                return prepared
+                    .into_iter()
+                    .map(|_| Err(Error::Store(StoreError::Corrupt(msg.clone()))))
+                    .collect();
+            }
+        }
+        // The batch was refused as a whole: one by one, so each failure is
+        // attributed (nothing of the batch was written).
+        prepared
             .into_iter()
             .map(|r| {
-                r.and_then(|e| {
-                    self.commit(None, &e, PhotoChange::Keep, audit_for(&e))
-                        .map(|_| e)
+                r.and_then(|(e, w)| {
+                    self.store
+                        .commit(&w)
+                        .map_err(|err| self.store_error(&e, err))?;
+                    Ok(e)
                 })
             })
             .collect()
@@ -520,6 +550,7 @@ impl Roster {
             record: None,
             photo: PhotoChange::Remove,
             audit,
+            outbox: vec![],
         })?;
         self.store.flush().await?;
         Ok(())
@@ -566,6 +597,22 @@ impl Roster {
         photo: PhotoChange,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
     ) -> Result<(Employee, bool), Error> {
+        self.modify_with(actor, id, action, expected_version, photo, |e, c| {
+            f(e, c).map(|()| vec![])
+        })
+    }
+
+    /// [`Roster::modify`] whose change also puts messages in the outbox, in the
+    /// same transaction.
+    fn modify_with(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        action: &str,
+        expected_version: Option<u64>,
+        photo: PhotoChange,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<Vec<OutboxRecord>, Error>,
+    ) -> Result<(Employee, bool), Error> {
         let catalog = self.catalog();
         let mut attempts = 0;
         loop {
@@ -580,15 +627,15 @@ impl Roster {
                 });
             }
             let mut next = current.clone();
-            f(&mut next, &catalog)?;
+            let outbox = f(&mut next, &catalog)?;
             let changes = diff(Some(&current), Some(&next));
-            if changes.is_empty() && matches!(photo, PhotoChange::Keep) {
+            if changes.is_empty() && matches!(photo, PhotoChange::Keep) && outbox.is_empty() {
                 return Ok((current, false));
             }
             next.version = current.version + 1;
             next.updated_at = Utc::now();
             let audit = AuditEntry::new(actor.clone(), Some(id.0), action, changes);
-            match self.commit(Some(current.version), &next, photo.clone(), audit) {
+            match self.commit_with(Some(current.version), &next, photo.clone(), audit, outbox) {
                 Ok(()) => return Ok((next, true)),
                 Err(Error::Store(StoreError::VersionConflict { .. })) if attempts < 10 => continue,
                 Err(e) => return Err(e),
@@ -601,6 +648,7 @@ impl Roster {
         e: &Employee,
         photo: PhotoChange,
         audit: AuditEntry,
+        outbox: Vec<OutboxRecord>,
     ) -> Result<Write, Error> {
         let bytes = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         Ok(Write {
@@ -613,34 +661,44 @@ impl Roster {
             }),
             photo,
             audit,
+            outbox,
         })
     }
 
-    fn commit(
+    fn commit_with(
         &self,
         expected_version: Option<u64>,
         e: &Employee,
         photo: PhotoChange,
         audit: AuditEntry,
+        outbox: Vec<OutboxRecord>,
     ) -> Result<(), Error> {
-        let w = Self::write_for(expected_version, e, photo, audit)?;
-        match self.store.commit(&w) {
-            Ok(_) => Ok(()),
-            Err(StoreError::Unique { index, key }) => {
+        let w = Self::write_for(expected_version, e, photo, audit, outbox)?;
+        self.store
+            .commit(&w)
+            .map(|_| ())
+            .map_err(|err| self.store_error(e, err))
+    }
+
+    /// Maps a store refusal to the domain's error (a taken unique key → 409).
+    fn store_error(&self, e: &Employee, err: StoreError) -> Error {
+        match err {
+            StoreError::Unique { index, key } => {
                 let (field, shown) = match &index {
                     IndexKind::Email => ("email", e.email.clone()),
                     IndexKind::Username => ("username", e.username.clone()),
                     IndexKind::ExternalId => ("external_id", key),
                     IndexKind::Source(_) => ("source_keys", key),
+                    IndexKind::AccountToken => ("account_token", "***".into()),
                 };
-                Err(Error::Conflict {
+                Error::Conflict {
                     field: field.into(),
                     message: format!(
                         "`{shown}` is already used by another employee ({field} is unique, ignoring letter case)"
                     ),
-                })
+                }
             }
-            Err(e) => Err(e.into()),
+            other => other.into(),
         }
     }
 
@@ -740,6 +798,7 @@ pub fn build_new(
         enterprise: validate::enterprise(&input.enterprise)?,
         source_keys: Default::default(),
         deactivated_by: (!active).then(|| actor.clone()),
+        account_token: None,
         created_at: now,
         updated_at: now,
     };
@@ -775,6 +834,9 @@ fn index_keys(e: &Employee) -> IndexKeys {
     }
     for (source, key) in &e.source_keys {
         entries.push((IndexKind::Source(source.clone()), key.clone()));
+    }
+    if let Some(t) = &e.account_token {
+        entries.push((IndexKind::AccountToken, t.digest.clone()));
     }
     IndexKeys { entries }
 }
@@ -865,6 +927,8 @@ fn apply_patch(
     }
     if let Some(h) = password_hash {
         e.password_hash = Some(h);
+        // A password set by an admin retires a pending invite or reset link.
+        e.account_token = None;
         if p.account_status.is_none() {
             e.account_status = AccountStatus::Credentials;
         }
@@ -921,6 +985,22 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
         let bv = b.get(k).cloned().unwrap_or(Value::Null);
         let av = a.get(k).cloned().unwrap_or(Value::Null);
         if bv == av {
+            continue;
+        }
+        if k == "account_token" {
+            // The digest stays out of the log: what and until when is enough.
+            let redact = |v: &Value| match v {
+                Value::Object(m) => serde_json::json!({
+                    "purpose": m.get("purpose").cloned().unwrap_or(Value::Null),
+                    "expires_at": m.get("expires_at").cloned().unwrap_or(Value::Null),
+                }),
+                _ => Value::Null,
+            };
+            out.push(FieldChange {
+                field: k.clone(),
+                before: redact(&bv),
+                after: redact(&av),
+            });
             continue;
         }
         if k == "password_hash" {

@@ -127,6 +127,34 @@ impl std::fmt::Debug for PasswordHash {
     }
 }
 
+/// What a pending account token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    Invite,
+    PasswordReset,
+}
+
+/// The pending invite or reset token of a profile: only its SHA-256 digest is kept.
+/// A new token replaces the old one; using it removes it (single use).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountToken {
+    pub purpose: TokenPurpose,
+    /// Hex SHA-256 of the token (also the `account_token` index key).
+    pub digest: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for AccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountToken")
+            .field("purpose", &self.purpose)
+            .field("digest", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// The employee profile as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Employee {
@@ -162,6 +190,9 @@ pub struct Employee {
     /// Who deactivated the profile, while it is inactive.
     #[serde(default)]
     pub deactivated_by: Option<Actor>,
+    /// The pending invite or password-reset token (digest only), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_token: Option<AccountToken>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -13,11 +13,15 @@
 //! - `positions`: position id (16 bytes, UUID v7 so ids sort by creation) → the
 //!   position (JSON, written by `employee`). The catalog's positions with stable ids
 //!   (SCIM Groups); seeded from the config at start.
+//! - `outbox`: message id (u64, big-endian) → [`OutboxRecord`]: mail caused by a
+//!   change, written in the change's transaction (see [`outbox`]).
+//! - `outbox_pending`: message id → `()` while the message is pending.
 //!
 //! Every [`Write`] is one sled transaction over all of these. [`Store::flush`] must
 //! be awaited before a write is acknowledged to a client.
 
 pub mod audit;
+pub mod outbox;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditEntry, FieldChange};
+pub use outbox::{DeliveryState, MessageKind, OutboxRecord, StoredSecret};
 
 /// The on-disk format this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -68,6 +73,8 @@ pub enum IndexKind {
     ExternalId,
     /// The join key of one sync source.
     Source(String),
+    /// The SHA-256 digest (hex) of a pending invite or reset token.
+    AccountToken,
 }
 
 impl std::fmt::Display for IndexKind {
@@ -77,6 +84,7 @@ impl std::fmt::Display for IndexKind {
             IndexKind::Username => f.write_str("username"),
             IndexKind::ExternalId => f.write_str("external_id"),
             IndexKind::Source(s) => write!(f, "source key of `{s}`"),
+            IndexKind::AccountToken => f.write_str("account token"),
         }
     }
 }
@@ -88,6 +96,7 @@ impl IndexKind {
             IndexKind::Username => "username".to_string(),
             IndexKind::ExternalId => "external_id".to_string(),
             IndexKind::Source(s) => format!("source:{s}"),
+            IndexKind::AccountToken => "account_token".to_string(),
         };
         let mut k = prefix.into_bytes();
         k.push(0);
@@ -126,7 +135,8 @@ pub struct RecordWrite {
     pub keys: IndexKeys,
 }
 
-/// One atomic change: the record (or its removal), its photo, and its audit entry.
+/// One atomic change: the record (or its removal), its photo, its audit entry and
+/// the messages it causes.
 #[derive(Debug, Clone)]
 pub struct Write {
     pub id: Uuid,
@@ -136,6 +146,8 @@ pub struct Write {
     pub record: Option<RecordWrite>,
     pub photo: PhotoChange,
     pub audit: AuditEntry,
+    /// Messages to put in the outbox in the same transaction (transactional outbox).
+    pub outbox: Vec<OutboxRecord>,
 }
 
 /// Handle to the store; cheap to clone.
@@ -150,6 +162,8 @@ pub struct Store {
     audit: sled::Tree,
     audit_by_employee: sled::Tree,
     positions: sled::Tree,
+    outbox: sled::Tree,
+    outbox_pending: sled::Tree,
     reads: Arc<AtomicU64>,
 }
 
@@ -194,6 +208,8 @@ impl Store {
             audit: db.open_tree("audit")?,
             audit_by_employee: db.open_tree("audit_by_employee")?,
             positions: db.open_tree("positions")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_pending: db.open_tree("outbox_pending")?,
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),
@@ -342,6 +358,7 @@ impl Store {
             entry: AuditEntry,
             audit_bytes: Vec<u8>,
             meta_bytes: Option<Vec<u8>>,
+            outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
         }
         let mut prepared = Vec::with_capacity(writes.len());
         for w in writes {
@@ -360,12 +377,21 @@ impl Store {
                 ),
                 None => None,
             };
+            let mut outbox_bytes = Vec::with_capacity(w.outbox.len());
+            for m in &w.outbox {
+                outbox_bytes.push((
+                    m.id.to_be_bytes(),
+                    serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    m.state == DeliveryState::Pending,
+                ));
+            }
             prepared.push(Prepared {
                 w,
                 seq,
                 entry,
                 audit_bytes,
                 meta_bytes,
+                outbox_bytes,
             });
         }
         let trees = [
@@ -375,10 +401,12 @@ impl Store {
             &self.photos,
             &self.audit,
             &self.audit_by_employee,
+            &self.outbox,
+            &self.outbox_pending,
         ];
         let result = trees.transaction(|t| {
-            let (employees, keys_tree, index, photos, audit, by_emp) =
-                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
+            let (employees, keys_tree, index, photos, audit, by_emp, outbox, pending) =
+                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]);
             for p in &prepared {
                 let (w, seq) = (p.w, p.seq);
                 let id = *w.id.as_bytes();
@@ -438,6 +466,12 @@ impl Store {
                 let mut k = id.to_vec();
                 k.extend_from_slice(&seq.to_be_bytes());
                 by_emp.insert(k, &[])?;
+                for (k, v, is_pending) in &p.outbox_bytes {
+                    outbox.insert(k, v.as_slice())?;
+                    if *is_pending {
+                        pending.insert(k, &[])?;
+                    }
+                }
             }
             Ok(())
         });
@@ -548,6 +582,7 @@ mod tests {
             }),
             photo: PhotoChange::Keep,
             audit: entry(id),
+            outbox: vec![],
         }
     }
 
@@ -582,6 +617,50 @@ mod tests {
         assert!(s.commit(&write(a, Some(1), 3, "q@x")).is_err());
         assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 2);
         assert_eq!(s.audit_entries(None, None, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn outbox_is_written_with_the_change_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let msg = |id: u64, emp: Uuid| OutboxRecord {
+            id,
+            kind: MessageKind::Invite,
+            employee_id: emp,
+            to: "a@x".into(),
+            name: "A".into(),
+            token: Some(StoredSecret::new("t")),
+            expires_at: chrono::Utc::now(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: chrono::Utc::now(),
+            next_attempt_at: chrono::Utc::now(),
+            last_error: None,
+            sent_at: None,
+        };
+        let a = Uuid::new_v4();
+        let mut w = write(a, None, 1, "a@x");
+        w.outbox.push(msg(1, a));
+        s.commit(&w).unwrap();
+        // A refused change leaves no message behind.
+        let b = Uuid::new_v4();
+        let mut w = write(b, None, 1, "a@x");
+        w.outbox.push(msg(2, b));
+        assert!(s.commit(&w).is_err());
+        let all = s.outbox_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].employee_id, a);
+        assert_eq!(s.outbox_due(chrono::Utc::now()).unwrap().len(), 1);
+        // Sent: off the pending index; a stale compare-and-swap is refused.
+        let mut sent = all[0].clone();
+        sent.state = DeliveryState::Sent;
+        s.outbox_put(&sent).unwrap();
+        assert!(s.outbox_due(chrono::Utc::now()).unwrap().is_empty());
+        let mut retried = all[0].clone();
+        retried.attempts = 0;
+        assert!(!s.outbox_replace(&all[0], &retried).unwrap());
+        assert_eq!(s.outbox_get(1).unwrap().unwrap().state, DeliveryState::Sent);
+        assert_eq!(format!("{:?}", all[0].token), "Some(***)");
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Proc {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("rosterd did not report listening within 30 s");
             });
             if let Some(i) = line.find("listening on http://") {

@@ -15,7 +15,7 @@ struct Setup {
 }
 
 /// Source config for a tree; `port` may be a proxy's.
-fn source_toml(
+pub(crate) fn source_toml(
     tree: &Tree,
     port: u16,
     pw_file: &std::path::Path,
@@ -169,7 +169,7 @@ async fn emp(s: &TestServer, key: &str) -> Value {
 
 async fn audit_count(s: &TestServer) -> usize {
     let (_, v) = s.get("/api/v1/audit?limit=1000").await;
-    v["items"].as_array().unwrap().len()
+    v["items"].as_array().expect("items").len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,7 @@ access to * by * read
     let mut last_err = String::new();
     for _ in 0..5 {
         let port = free_port();
-        let child = Command::new(slapd)
+        let mut child = Command::new(slapd)
             .arg("-f")
             .arg(dir.join("slapd.conf"))
             .arg("-h")
@@ -106,6 +106,7 @@ access to * by * read
         }
         last_err = format!("slapd did not listen on port {port}");
         kill_slapd();
+        let _ = child.wait();
     }
     panic!("{last_err}");
 }

@@ -1,6 +1,7 @@
-//! `rosterctl bulk activate|deactivate`: collect the ids (given, or by filter), ask
-//! the server for a dry run, show it, get a confirmation (or `--yes`), then apply
-//! and report each id. Nothing changes without the confirmation.
+//! `rosterctl bulk activate|deactivate|send-invite|send-password-reset`: collect
+//! the ids (given, or by filter), ask the server for a dry run, show it, get a
+//! confirmation (or `--yes`), then apply and report each id. Nothing changes (and
+//! no mail is queued) without the confirmation.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -19,8 +20,13 @@ const BULK_MAX: usize = 5000;
 
 /// Words for one action.
 struct Words {
+    /// "refusing to {verb} 3 employees", "will {verb}".
     verb: &'static str,
+    /// "2 will be {past}".
     past: &'static str,
+    /// "{done} 2 employees".
+    done: &'static str,
+    /// The row of an id that needed nothing.
     already: &'static str,
 }
 
@@ -29,12 +35,26 @@ fn words(action: BulkAction) -> Words {
         BulkAction::Activate => Words {
             verb: "activate",
             past: "activated",
+            done: "activated",
             already: "already active",
         },
         BulkAction::Deactivate => Words {
             verb: "deactivate",
             past: "deactivated",
+            done: "deactivated",
             already: "already inactive",
+        },
+        BulkAction::SendInvite => Words {
+            verb: "send an invite to",
+            past: "sent an invite",
+            done: "sent an invite to",
+            already: "unchanged",
+        },
+        BulkAction::SendPasswordReset => Words {
+            verb: "send a password reset to",
+            past: "sent a password reset",
+            done: "sent a password reset to",
+            already: "unchanged",
         },
     }
 }
@@ -192,7 +212,7 @@ fn summary(r: &BulkResponse, w: &Words, dry_run: bool) -> String {
     } else {
         format!(
             "{} {}, {} {}, {} failed",
-            w.past,
+            w.done,
             output::count(r.changed, "employee"),
             unchanged,
             w.already,
@@ -244,5 +264,14 @@ mod tests {
         };
         let lines = result_lines(&r, &t, &w, false);
         assert!(lines[0].contains("failed") && lines[0].contains("not an employee id"));
+        let w = words(BulkAction::SendPasswordReset);
+        assert_eq!(
+            summary(&r, &w, false),
+            "sent a password reset to 2 employees, 1 unchanged, 1 failed"
+        );
+        assert_eq!(
+            summary(&r, &w, true),
+            "2 will be sent a password reset, 1 unchanged, 1 would fail"
+        );
     }
 }

@@ -68,8 +68,12 @@ pub enum Command {
     /// List, show, add, edit, activate and deactivate employee profiles.
     #[command(subcommand)]
     Employees(EmployeesCommand),
-    /// Activate or deactivate many employees at once, after a dry run and a confirmation.
+    /// Activate, deactivate, send an invite or a password reset to many employees at
+    /// once, after a dry run and a confirmation.
     Bulk(BulkArgs),
+    /// Show the outbox (invitations and resets waiting, sent, dead) and retry dead ones.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Show the audit log (newest first): who changed what, and when.
     Audit(AuditArgs),
     /// Show the catalogs: roles (with default permissions), positions, business units.
@@ -387,10 +391,14 @@ pub enum PhotoCommand {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum BulkAction {
     Activate,
     Deactivate,
+    /// Email an invitation (refused for accounts already set up, and inactive ones).
+    SendInvite,
+    /// Email a password-reset link (refused for inactive profiles and accounts not set up).
+    SendPasswordReset,
 }
 
 #[derive(Args)]
@@ -425,6 +433,25 @@ pub struct AuditArgs {
     /// Print a JSON array of the entries.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox messages, oldest first (never their links).
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only messages that gave up after the maximum number of attempts.
+        #[arg(long)]
+        dead: bool,
+        /// Print a JSON array of the messages.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a dead (or waiting) message for another round of attempts now.
+    Retry {
+        /// The message id (from `outbox list`).
+        id: u64,
+    },
 }
 
 #[derive(Args)]

@@ -7,7 +7,7 @@
 //! - `client`: the token (flag, variable or `./data/admin.token`) and a JSON client
 //!   that maps transport and API failures to [`error::CtlError`].
 //! - `error`: the error kinds and their exit codes (1 refused, 2 usage, 3 unreachable).
-//! - `employees`, `bulk`, `audit`, `catalog`, `sync`: one handler per command; each reads
+//! - `employees`, `bulk`, `audit`, `catalog`, `sync`, `outbox`: one handler per command; each reads
 //!   its flags, calls the API through `client` and prints through `output`.
 //! - `model`: the API's JSON shapes as read here; `output`: tables and `key: value` text.
 //!
@@ -21,6 +21,7 @@ mod client;
 mod employees;
 mod error;
 mod model;
+mod outbox;
 mod output;
 mod sync;
 
@@ -64,5 +65,6 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), CtlError> {
         Command::Audit(args) => audit::run(&client, args).await,
         Command::Catalog(args) => catalog::run(&client, args).await,
         Command::Sync(cmd) => sync::run(&client, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&client, cmd).await,
     }
 }

@@ -1,0 +1,276 @@
+//! Public account endpoints (no admin token): accept an invitation, reset a
+//! password, sign in. Plus the admin's view of the outbox. Tokens and passwords
+//! arrive in JSON bodies (never in URLs the server logs) and never appear in an
+//! answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Admin, ApiError, ApiJson, AppState};
+use crate::employee::Employee;
+use crate::employee::account::{AccountError, RetryError};
+use crate::secret::Secret;
+use crate::store::OutboxRecord;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/account/accept-invite", post(account_accept_invite))
+        .route(
+            "/api/v1/account/reset-password",
+            post(account_reset_password),
+        )
+        .route("/api/v1/auth/login", post(auth_login))
+        .route("/api/v1/outbox", get(outbox_list))
+        .route("/api/v1/outbox/{id}/retry", post(outbox_retry))
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let message = e.to_string();
+        match e {
+            AccountError::InvalidToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message).with_field("token")
+            }
+            AccountError::Unauthorized => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            AccountError::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            AccountError::Domain(d) => d.into(),
+        }
+    }
+}
+
+impl From<RetryError> for ApiError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::NotFound(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no outbox message {id}"),
+            ),
+            RetryError::AlreadySent(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_sent",
+                format!("outbox message {id} was already sent; send a new invite or reset instead"),
+            ),
+            RetryError::Domain(d) => d.into(),
+        }
+    }
+}
+
+/// The client's address, when the server knows it (not in `oneshot` tests).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptInvite {
+    token: Secret,
+    username: String,
+    password: Secret,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetPassword {
+    token: Secret,
+    password: Secret,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    login: String,
+    password: Secret,
+}
+
+fn account_view(state: &AppState, e: &Employee) -> Value {
+    json!({
+        "id": e.id,
+        "username": e.username,
+        "display_name": e.display_name,
+        "given_name": e.given_name,
+        "family_name": e.family_name,
+        "email": e.email,
+        "role": e.role,
+        "account_status": e.account_status,
+        "effective_permissions": state.roster.effective_permissions(e),
+    })
+}
+
+async fn account_accept_invite(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<AcceptInvite>,
+) -> Result<Json<Value>, ApiError> {
+    let e = state
+        .roster
+        .accept_invite(&req.token, &req.username, &req.password)
+        .await?;
+    Ok(Json(account_view(&state, &e)))
+}
+
+async fn account_reset_password(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ResetPassword>,
+) -> Result<Json<Value>, ApiError> {
+    let e = state
+        .roster
+        .reset_password(&req.token, &req.password)
+        .await?;
+    Ok(Json(account_view(&state, &e)))
+}
+
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many sign-in attempts; try again in {secs} seconds"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// `POST /api/v1/auth/login`: 200 with who the employee is and what they may do;
+/// 401 for wrong credentials (unknown login or wrong password alike); 403 for an
+/// inactive or not enabled profile; 429 past the per-address or per-account limit.
+async fn auth_login(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    ApiJson(req): ApiJson<Login>,
+) -> Result<Response, ApiError> {
+    let now = Instant::now();
+    let addr_key = addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    let account_key = crate::employee::validate::fold(req.login.trim());
+    let limits = &state.login_limits;
+    if let Err(wait) = limits.per_address.check(&addr_key, now) {
+        tracing::warn!(client = %addr_key, "sign-in refused: too many attempts from this address");
+        return Ok(too_many(wait));
+    }
+    limits.per_address.hit(&addr_key, now);
+    if let Err(wait) = limits.per_account.check(&account_key, now) {
+        tracing::warn!(client = %addr_key, "sign-in refused: too many failures for this account");
+        return Ok(too_many(wait));
+    }
+    match state.roster.login(&req.login, &req.password).await {
+        Ok(e) => {
+            limits.per_account.clear(&account_key);
+            tracing::info!(employee = %e.id, client = %addr_key, "signed in");
+            Ok(Json(account_view(&state, &e)).into_response())
+        }
+        Err(AccountError::Unauthorized) => {
+            limits.per_account.hit(&account_key, now);
+            tracing::info!(client = %addr_key, "sign-in failed: wrong login or password");
+            Err(AccountError::Unauthorized.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn outbox_view(m: &OutboxRecord) -> Value {
+    json!({
+        "id": m.id,
+        "kind": m.kind,
+        "employee_id": m.employee_id,
+        "to": m.to,
+        "state": m.state,
+        "attempts": m.attempts,
+        "created_at": m.created_at,
+        "next_attempt_at": m.next_attempt_at,
+        "expires_at": m.expires_at,
+        "last_error": m.last_error,
+        "sent_at": m.sent_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxQuery {
+    #[serde(default)]
+    dead: bool,
+}
+
+async fn outbox_list(
+    _: Admin,
+    State(state): State<AppState>,
+    q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q?;
+    let items: Vec<Value> = state
+        .roster
+        .outbox(q.dead)?
+        .iter()
+        .map(outbox_view)
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn outbox_retry(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("`{id}` is not an outbox message id"),
+        )
+    })?;
+    let m = state.roster.outbox_retry(id).await?;
+    Ok(Json(outbox_view(&m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::employee::Error as DomainError;
+
+    #[test]
+    fn account_errors_map_to_statuses() {
+        let s = |e: AccountError| ApiError::from(e).status;
+        assert_eq!(s(AccountError::InvalidToken), StatusCode::BAD_REQUEST);
+        assert_eq!(s(AccountError::Unauthorized), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            s(AccountError::Forbidden("x".into())),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            s(AccountError::Domain(DomainError::Invalid {
+                field: "password".into(),
+                message: "x".into()
+            })),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ApiError::from(RetryError::AlreadySent(1)).status,
+            StatusCode::CONFLICT
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! The transactional outbox: messages written in the same sled transaction as the
+//! change that causes them (see [`super::Write::outbox`]), then delivered by the mail
+//! worker, which updates their delivery state here.
+//!
+//! Tree `outbox`: id (u64, big-endian) → [`OutboxRecord`] (JSON); tree
+//! `outbox_pending`: id → `()` for each pending message, so the worker's poll
+//! does not read the history of sent mail. A record keeps
+//! the one-time link token only until the message is sent (it is needed to render
+//! the message); after that the token is dropped from the record.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+/// What the message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// An account invitation with an accept-invite link.
+    Invite,
+    /// A password reset with a reset link.
+    PasswordReset,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Invite => "invite",
+            MessageKind::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// Where a message is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Accepted by the SMTP server.
+    Sent,
+    /// Gave up after the maximum number of attempts; `last_error` says why.
+    Dead,
+    /// Not sent: a newer message replaced its link, or the link was used or expired.
+    Skipped,
+}
+
+/// A secret kept in a stored record (the link token of a pending message). Its
+/// `Debug` prints `***`; it is never part of an API view.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredSecret(String);
+
+impl StoredSecret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One message in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Assigned by the domain before the commit (see [`Store::next_id`]).
+    pub id: u64,
+    pub kind: MessageKind,
+    pub employee_id: Uuid,
+    /// Recipient address.
+    pub to: String,
+    /// The employee's display name, for the greeting.
+    pub name: String,
+    /// The link token; `None` once the message is sent.
+    pub token: Option<StoredSecret>,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// One outbox message.
+    pub fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
+        match self.outbox.get(id.to_be_bytes())? {
+            Some(v) => decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces one outbox message's state (the worker, retries). Not flushed.
+    pub fn outbox_put(&self, rec: &OutboxRecord) -> Result<(), StoreError> {
+        self.outbox_write(None, rec).map(|_| ())
+    }
+
+    /// Replaces `old` with `new` only if the stored record still equals `old`
+    /// (compare-and-swap); `false` when it changed meanwhile. Not flushed.
+    pub fn outbox_replace(
+        &self,
+        old: &OutboxRecord,
+        new: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        self.outbox_write(Some(old), new)
+    }
+
+    /// Writes a record and its `outbox_pending` entry in one transaction.
+    fn outbox_write(
+        &self,
+        expect: Option<&OutboxRecord>,
+        new: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let bytes = serde_json::to_vec(new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = new.id.to_be_bytes();
+        let r = (&self.outbox, &self.outbox_pending).transaction(|(outbox, pending)| {
+            if let Some(old) = expect {
+                let same = match outbox.get(key)? {
+                    Some(cur) => decode(&cur).ok().as_ref() == Some(old),
+                    None => false,
+                };
+                if !same {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+            }
+            outbox.insert(&key, bytes.as_slice())?;
+            if new.state == DeliveryState::Pending {
+                pending.insert(&key, &[])?;
+            } else {
+                pending.remove(&key)?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(())) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Every outbox message, oldest first.
+    pub fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|r| {
+                let (_, v) = r?;
+                decode(&v)
+            })
+            .collect()
+    }
+
+    /// Pending messages whose next attempt is due at `now`, oldest first. Reads
+    /// only the `outbox_pending` index, not the (growing) history of sent mail.
+    pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.outbox_pending.iter() {
+            let (k, _) = r?;
+            let Some(v) = self.outbox.get(&k)? else {
+                continue;
+            };
+            let m = decode(&v)?;
+            if m.state == DeliveryState::Pending && m.next_attempt_at <= now {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn decode(v: &[u8]) -> Result<OutboxRecord, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("outbox record: {e}")))
+}
