@@ -185,9 +185,9 @@ struct ScimSection {
     clients: Vec<TokenSection>,
     /// Role of users created over SCIM without one (default: catalog.default_role).
     default_role: Option<String>,
-    /// Account status of users created over SCIM without a password: `later`
-    /// (default while rosterd sends no mail) or `invite`. A password makes it
-    /// `credentials`.
+    /// Account status of users created over SCIM without a password: `invite`
+    /// (the default when `[mail]` is configured) or `later` (the default without
+    /// it). A password makes it `credentials`.
     account_status: Option<AccountStatus>,
     /// Largest page a list request returns (`count` is clamped to it); advertised
     /// in `/ServiceProviderConfig` as `filter.maxResults`.
@@ -529,6 +529,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
     )
     .map_err(|e: CatalogError| err(&format!("catalog.{}", e.key), e.message))?;
     let sources = crate::sync::config::validate_sources(path, f.sources, &catalog, env)?;
+    let mail_on = f.mail.is_some();
     let mail = match f.mail {
         Some(m) => Some(crate::mail::config::validate_mail(path, m, env)?),
         None => None,
@@ -550,7 +551,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         },
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
-        scim: validate_scim(path, &f.scim, &catalog, env)?,
+        scim: validate_scim(path, &f.scim, &catalog, env, mail_on)?,
         catalog,
         sources,
         mail,
@@ -563,6 +564,7 @@ fn validate_scim(
     s: &ScimSection,
     catalog: &Catalog,
     env: &[(String, String)],
+    mail_on: bool,
 ) -> Result<ScimConfig, ConfigError> {
     let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
     let mut clients = Vec::new();
@@ -597,7 +599,12 @@ fn validate_scim(
             token,
         });
     }
-    let account_status = s.account_status.unwrap_or(AccountStatus::Later);
+    // Default: invite when rosterd can send mail, else later.
+    let account_status = s.account_status.unwrap_or(if mail_on {
+        AccountStatus::Invite
+    } else {
+        AccountStatus::Later
+    });
     if account_status == AccountStatus::Credentials {
         return Err(err(
             "scim.account_status",

@@ -25,9 +25,9 @@
 //!   position to the catalog; `DELETE` removes it from the catalog and its holders.
 //! - A user created without a role gets `scim.default_role` (else the catalog
 //!   default); without an email, `userName` if it is an address, else 400
-//!   `invalidValue`. Its account status is `scim.account_status` (default `later`
-//!   until rosterd sends mail; `invite` once invitations exist) or `credentials`
-//!   when a password is given.
+//!   `invalidValue`. Its account status is `scim.account_status` (default `invite`
+//!   when `[mail]` is configured, so the invitation goes out in the same
+//!   transaction, else `later`) or `credentials` when a password is given.
 //!
 //! # Behaviour worth knowing
 //!

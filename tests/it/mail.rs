@@ -809,3 +809,49 @@ async fn send_test_email_proves_the_settings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [mail] section"));
 }
+
+#[tokio::test]
+async fn a_scim_created_user_gets_an_invitation_when_mail_is_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
+    let s = TestServer::start_with(&mail_toml(smtp.port, "")).await;
+    // The shipped config serves SCIM with a generated token in the data dir.
+    let scim_token =
+        std::fs::read_to_string(s.token_file.parent().unwrap().join("scim.token")).unwrap();
+    let resp = s
+        .client
+        .post(s.url("/scim/v2/Users"))
+        .bearer_auth(scim_token.trim())
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "sam.scim@corp.example",
+                "name": {"givenName": "Sam", "familyName": "Scim"},
+                "emails": [{"value": "sam.scim@corp.example", "type": "work", "primary": true}],
+                "active": true
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created: Value = resp.json().await.unwrap();
+    let ext = &created["urn:rosterd:params:scim:schemas:extension:rosterd:2.0:User"];
+    assert_eq!(
+        ext["accountStatus"], "invite",
+        "default with [mail]: {created}"
+    );
+    let m = smtp.wait_for_to("sam.scim@corp.example").await;
+    assert!(m["text"].as_str().unwrap().contains("Hello Sam Scim,"));
+    let (st, v) = public_post(
+        &s,
+        "/api/v1/account/accept-invite",
+        json!({"token": token_of(&m), "username": "sam", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(login(&s, "sam", PASSWORD).await.0, StatusCode::OK);
+    s.stop().await;
+}
