@@ -46,14 +46,16 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ROSTERD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // Under systemd (JOURNAL_STREAM set), journald stamps each line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     match (format, journald) {
         (LogFormat::Human, false) => builder.init(),
-        (LogFormat::Human, true) => builder.without_time().with_ansi(false).init(),
+        (LogFormat::Human, true) => builder.without_time().init(),
         (LogFormat::Json, _) => builder.json().init(),
     }
 }
