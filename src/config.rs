@@ -649,6 +649,21 @@ fn validate_scim(
     })
 }
 
+/// A relative secret file is looked up in systemd's `$CREDENTIALS_DIRECTORY`
+/// first (`LoadCredential=ldap.password:/etc/...` + `bind_password_file =
+/// "ldap.password"`), then relative to the working directory.
+pub fn credential_path(file: &Path, env: &[(String, String)]) -> PathBuf {
+    if file.is_relative()
+        && let Some((_, dir)) = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
+    {
+        let candidate = Path::new(dir).join(file);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    file.to_path_buf()
+}
+
 /// Reads a secret from exactly one of `*_file` / `*_env`.
 pub fn read_secret(
     path: &Path,
@@ -672,13 +687,16 @@ pub fn read_secret(
                 "set token_file (a file holding the token) or token_env (an environment variable)",
             ));
         }
-        (Some(f), None) => std::fs::read_to_string(f).map_err(|e| {
-            ConfigError::new(
-                path,
-                format!("{key}.token_file"),
-                format!("cannot read {}: {e}", f.display()),
-            )
-        })?,
+        (Some(f), None) => {
+            let f = credential_path(f, env);
+            std::fs::read_to_string(&f).map_err(|e| {
+                ConfigError::new(
+                    path,
+                    format!("{key}.token_file"),
+                    format!("cannot read {}: {e}", f.display()),
+                )
+            })?
+        }
         (None, Some(name)) => env
             .iter()
             .find(|(k, _)| k == name)
@@ -809,6 +827,27 @@ permissions = ["a"]
         let e = p(&text, &[]).unwrap_err();
         assert_eq!(e.key, "admin.tokens[0].token_env");
         assert!(!e.to_string().contains("0123456789"));
+    }
+
+    #[test]
+    fn secret_files_are_found_in_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ops.token"),
+            "0123456789abcdef-from-creds\n",
+        )
+        .unwrap();
+        let text =
+            format!("{MINIMAL}\n[[admin.tokens]]\nname = \"ops\"\ntoken_file = \"ops.token\"\n");
+        let creds = dir.path().display().to_string();
+        let c = p(&text, &[("CREDENTIALS_DIRECTORY", creds.as_str())]).unwrap();
+        assert_eq!(
+            c.admin_tokens[0].token.expose(),
+            "0123456789abcdef-from-creds"
+        );
+        // Without the directory, the relative file is not found, and the error says where it looked.
+        let e = p(&text, &[]).unwrap_err();
+        assert_eq!(e.key, "admin.tokens[0].token_file");
     }
 
     #[test]

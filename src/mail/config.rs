@@ -234,6 +234,7 @@ pub fn validate_mail(
             ));
         }
         (Some(u), Some(f), None) => {
+            let f = &crate::config::credential_path(f, env);
             let text = std::fs::read_to_string(f)
                 .map_err(|e| err("password_file", format!("cannot read {}: {e}", f.display())))?;
             Some((u.clone(), Secret::new(text.trim())))
