@@ -180,18 +180,17 @@ impl Roster {
         actor: &Actor,
         inputs: Vec<NewEmployee>,
     ) -> Result<Vec<Result<Employee, Error>>, Error> {
-        let mut out = Vec::with_capacity(inputs.len());
+        let mut built = Vec::with_capacity(inputs.len());
         for input in inputs {
             let password_hash = match (input.account_status, &input.password) {
                 (Some(AccountStatus::Credentials), Some(p)) => Some(self.hash_password(p).await?),
                 _ => None,
             };
-            let r = build_new(&self.catalog(), &input, password_hash, actor)
-                .and_then(|e| self.insert_new(actor, e));
-            match r {
-                Err(Error::Store(e)) => return Err(Error::Store(e)),
-                r => out.push(r),
-            }
+            built.push(build_new(&self.catalog(), &input, password_hash, actor));
+        }
+        let out = self.insert_many(actor, built);
+        if let Some(Err(Error::Store(e))) = out.iter().find(|r| matches!(r, Err(Error::Store(_)))) {
+            return Err(Error::Store(StoreError::Corrupt(e.to_string())));
         }
         self.store.flush().await?;
         Ok(out)
@@ -247,7 +246,18 @@ impl Roster {
                 Ok(e)
             })
             .collect();
-        // Invitations ride in the same transaction, as in `insert_new`.
+        self.insert_many(actor, built)
+    }
+
+    /// Writes new profiles (with invitations, as [`Roster::insert_new`]) in ONE
+    /// store transaction. If the store refuses the batch (a unique key taken, by
+    /// another item or meanwhile), falls back to one by one so that each failure
+    /// is attributed. One result per input, in order. Not flushed.
+    fn insert_many(
+        &self,
+        actor: &Actor,
+        built: Vec<Result<Employee, Error>>,
+    ) -> Vec<Result<Employee, Error>> {
         let mut prepared: Vec<Result<(Employee, Write), Error>> = Vec::with_capacity(built.len());
         for r in built {
             prepared.push(r.and_then(|mut e| {
@@ -277,8 +287,6 @@ impl Roster {
                     .collect();
             }
         }
-        // The batch was refused as a whole: one by one, so each failure is
-        // attributed (nothing of the batch was written).
         prepared
             .into_iter()
             .map(|r| {
