@@ -66,7 +66,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::auth::TokenSet;
+use crate::auth::{SharedTokens, TokenSet};
 use crate::config::ScimConfig;
 use crate::employee::Roster;
 use crate::store::{Actor, ActorKind};
@@ -79,7 +79,8 @@ pub const BASE_PATH: &str = "/scim/v2";
 #[derive(Clone)]
 pub struct ScimState {
     pub roster: Roster,
-    pub tokens: Arc<TokenSet>,
+    /// The clients' tokens; replaced by a config reload.
+    pub tokens: SharedTokens,
     pub settings: Arc<ScimConfig>,
     pub max_body_bytes: usize,
     /// Where unsorted list requests can resume (see [`list`]).
@@ -90,7 +91,7 @@ impl ScimState {
     pub fn new(roster: Roster, settings: &ScimConfig, max_body_bytes: usize) -> Self {
         Self {
             roster,
-            tokens: Arc::new(TokenSet::new(&settings.clients)),
+            tokens: SharedTokens::new(TokenSet::new(&settings.clients)),
             settings: Arc::new(settings.clone()),
             max_body_bytes,
             resume: Arc::new(Mutex::new(HashMap::new())),
@@ -216,7 +217,7 @@ impl FromRequestParts<ScimState> for ScimClient {
             .map(|name| {
                 ScimClient(Actor {
                     kind: ActorKind::Scim,
-                    name: name.to_string(),
+                    name,
                 })
             })
             .ok_or_else(ScimError::unauthorized)
