@@ -5,8 +5,8 @@
 //! A reload ([`Daemon::reload`], on SIGHUP) puts a new validated config in force
 //! without a restart: admin and SCIM client tokens, the catalog, the sync sources
 //! and their schedules, the mail settings. Settings baked into the listener or the
-//! router (listen address, data_dir, body limits, SCIM on/off...) are logged as
-//! needing a restart and otherwise ignored.
+//! router (listen address, data_dir, body limits, turning SCIM on...) are logged
+//! as needing a restart and otherwise ignored.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,8 +38,9 @@ pub struct Daemon {
     /// The config in force (the last one applied).
     config: Config,
     admin_tokens: SharedTokens,
-    /// The SCIM clients' tokens, when SCIM was on at start.
-    scim_tokens: Option<SharedTokens>,
+    /// The SCIM layer's state (settings and client tokens), when SCIM was on at
+    /// start.
+    scim: Option<crate::scim::ScimState>,
     scheduler: Option<Scheduler>,
     notifier: Option<JoinHandle<()>>,
     /// The mail worker's stop signal and task, when `[mail]` is configured.
@@ -102,7 +103,7 @@ impl Daemon {
         crate::notify::ready(&crate::notify::status_line(&self.roster, &self.sync));
     }
 
-    /// Puts `new` in force: admin and SCIM client tokens, the catalog, the sync
+    /// Puts `new` in force: admin tokens, SCIM settings and client tokens, the catalog, the sync
     /// sources and their schedules, the mail settings. Everything that can fail
     /// (token files, mail templates, the store) comes first, so an error there
     /// leaves the old config in force; only restarting the schedules can fail after
@@ -111,7 +112,7 @@ impl Daemon {
         let unchanged = "the config in force is unchanged";
         self.log_needs_restart(&new);
         let (admin, _) = admin_tokens(&new).context(unchanged)?;
-        let scim = match self.scim_tokens {
+        let scim = match self.scim {
             Some(_) => Some(scim_clients(&new).context(unchanged)?),
             None => None,
         };
@@ -130,13 +131,13 @@ impl Daemon {
             .context(unchanged)?;
 
         self.admin_tokens.replace(TokenSet::new(&admin));
-        if let (Some(shared), Some(scim)) = (&self.scim_tokens, &scim) {
+        if let (Some(state), Some(scim)) = (&self.scim, &scim) {
             if scim.clients.is_empty() {
                 tracing::warn!(
                     "no [[scim.clients]] in the reloaded config: every SCIM request is refused until a restart turns SCIM off"
                 );
             }
-            shared.replace(TokenSet::new(&scim.clients));
+            state.reconfigure(scim);
         }
         self.sync.set_sources(new.sources.clone());
         // The worker finishes the message it is sending before it stops.
@@ -188,14 +189,8 @@ impl Daemon {
             keys.push("accounts");
         }
         let scim_on = !new.scim.clients.is_empty() || new.scim.generate_token;
-        if self.scim_tokens.is_none() && scim_on {
+        if self.scim.is_none() && scim_on {
             keys.push("scim.clients (turning SCIM on)");
-        }
-        if old.scim.default_role != new.scim.default_role
-            || old.scim.account_status != new.scim.account_status
-            || old.scim.max_page_size != new.scim.max_page_size
-        {
-            keys.push("scim settings other than clients");
         }
         for key in keys {
             tracing::warn!(key, "config change needs a restart; ignored until then");
@@ -257,13 +252,13 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         .with_state(state)
         .merge(metrics_route);
     let scim_config = scim_clients(&config)?;
-    let scim_tokens = if scim_config.clients.is_empty() {
+    let scim = if scim_config.clients.is_empty() {
         tracing::info!("SCIM is off (no [[scim.clients]] configured)");
         None
     } else {
         let scim_state =
             crate::scim::ScimState::new(roster.clone(), &scim_config, config.max_body_bytes);
-        let tokens = scim_state.tokens.clone();
+        let handle = scim_state.clone();
         app = app.nest(
             crate::scim::BASE_PATH,
             crate::scim::routes(config.max_body_bytes).with_state(scim_state),
@@ -273,7 +268,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             "SCIM on at {}",
             crate::scim::BASE_PATH
         );
-        Some(tokens)
+        Some(handle)
     };
     let app = app
         .layer(axum::middleware::from_fn_with_state(
@@ -339,7 +334,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         sync,
         config,
         admin_tokens,
-        scim_tokens,
+        scim,
         scheduler: Some(scheduler),
         mail,
         shutdown_tx: Some(shutdown_tx),

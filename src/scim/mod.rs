@@ -56,7 +56,7 @@ pub mod user;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
@@ -81,7 +81,8 @@ pub struct ScimState {
     pub roster: Roster,
     /// The clients' tokens; replaced by a config reload.
     pub tokens: SharedTokens,
-    pub settings: Arc<ScimConfig>,
+    /// Replaced by a config reload ([`ScimState::reconfigure`]).
+    settings: Arc<RwLock<Arc<ScimConfig>>>,
     pub max_body_bytes: usize,
     /// Where unsorted list requests can resume (see [`list`]).
     pub resume: Arc<Mutex<HashMap<String, list::Resume>>>,
@@ -92,10 +93,27 @@ impl ScimState {
         Self {
             roster,
             tokens: SharedTokens::new(TokenSet::new(&settings.clients)),
-            settings: Arc::new(settings.clone()),
+            settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
             max_body_bytes,
             resume: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<ScimConfig> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a reloaded config's SCIM settings and client tokens in force.
+    pub fn reconfigure(&self, settings: &ScimConfig) {
+        self.tokens.replace(TokenSet::new(&settings.clients));
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings.clone());
     }
 }
 

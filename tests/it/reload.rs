@@ -205,7 +205,8 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
         200
     );
 
-    // (1) Configured admin and SCIM tokens and a new position come into force;
+    // (1) Configured admin and SCIM tokens, a SCIM setting and a new position come
+    // into force;
     // systemd hears RELOADING=1, then READY=1.
     let ops = "reload-ops-token-0123456789abcdef";
     let ops_file = dir.path().join("ops.token");
@@ -215,8 +216,16 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     std::fs::write(&idp_file, idp).unwrap();
     assert_eq!(status_with(&p.base, "/api/v1/employees", ops).await, 401);
     assert_eq!(status_with(&p.base, "/scim/v2/Users", idp).await, 401);
+    let with_page = shipped.replace(
+        "\ngenerate_token = true\n",
+        "\ngenerate_token = true\nmax_page_size = 7\n",
+    );
+    assert_ne!(
+        with_page, shipped,
+        "the shipped config sets [scim] generate_token"
+    );
     let reloaded = format!(
-        "{shipped}\n[[catalog.positions]]\nname = \"Reload Tester\"\n\n\
+        "{with_page}\n[[catalog.positions]]\nname = \"Reload Tester\"\n\n\
          [[admin.tokens]]\nname = \"ops\"\ntoken_file = \"{}\"\n\n\
          [[scim.clients]]\nname = \"idp\"\ntoken_file = \"{}\"\n",
         ops_file.display(),
@@ -241,7 +250,8 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
             status_with(&base, "/api/v1/employees", ops).await == 200
         })
         .await,
-        "the new admin token works within 5 s of SIGHUP"
+        "the new admin token works within 5 s of SIGHUP; logs:\n{}",
+        p.logs.lock().unwrap().join("\n")
     );
     p.wait_log("config reloaded", Duration::from_secs(5));
     // Configured tokens replace the generated ones, as at start.
@@ -253,6 +263,19 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     assert_eq!(
         status_with(&p.base, "/scim/v2/Users", &generated_scim).await,
         401
+    );
+    let spc: Value = reqwest::Client::new()
+        .get(format!("{}/scim/v2/ServiceProviderConfig", p.base))
+        .bearer_auth(idp)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        spc["filter"]["maxResults"], 7,
+        "the reloaded [scim] settings: {spc}"
     );
     let catalog: Value = reqwest::Client::new()
         .get(format!("{}/api/v1/catalog", p.base))
