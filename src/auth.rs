@@ -2,6 +2,7 @@
 //! with the name the audit log records for changes made with it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use crate::config::NamedToken;
 use crate::secret::{Secret, digest_eq, random_token, token_digest};
@@ -42,6 +43,38 @@ impl TokenSet {
 
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
+    }
+}
+
+/// A [`TokenSet`] that a config reload can replace while requests use it: cheap to
+/// clone; readers take a snapshot and never hold the lock across `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct SharedTokens(Arc<RwLock<Arc<TokenSet>>>);
+
+impl SharedTokens {
+    pub fn new(tokens: TokenSet) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(tokens))))
+    }
+
+    /// The tokens in force.
+    pub fn current(&self) -> Arc<TokenSet> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `tokens` in force for every request that starts afterwards.
+    pub fn replace(&self, tokens: TokenSet) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(tokens);
+    }
+
+    /// The name of the token presented, if it is one of the set in force.
+    pub fn verify(&self, presented: &str) -> Option<String> {
+        self.current().verify(presented).map(str::to_string)
     }
 }
 
@@ -109,6 +142,26 @@ mod tests {
         assert_eq!(set.verify("token-two-0123456789"), Some("ci"));
         assert_eq!(set.verify("token-two-012345678"), None);
         assert_eq!(set.verify(""), None);
+    }
+
+    #[test]
+    fn shared_tokens_are_replaced_for_every_clone() {
+        let named = |name: &str, token: &str| NamedToken {
+            name: name.into(),
+            token: Secret::new(token),
+        };
+        let shared = SharedTokens::new(TokenSet::new(&[named("old", "token-old-0123456789")]));
+        let handle = shared.clone();
+        assert_eq!(
+            handle.verify("token-old-0123456789").as_deref(),
+            Some("old")
+        );
+        shared.replace(TokenSet::new(&[named("new", "token-new-0123456789")]));
+        assert_eq!(handle.verify("token-old-0123456789"), None);
+        assert_eq!(
+            handle.verify("token-new-0123456789").as_deref(),
+            Some("new")
+        );
     }
 
     #[test]

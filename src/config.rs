@@ -246,7 +246,7 @@ pub struct NamedToken {
 }
 
 /// Password rules for accounts with credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PasswordPolicy {
     pub min_length: usize,
     pub max_length: usize,

@@ -1,6 +1,12 @@
 //! Wiring: open the store, set up the admin token, build the router, bind the
 //! listener, start the sync schedules and the mail worker, serve until shutdown
 //! (finishing in-flight requests and the message being sent), flush the store.
+//!
+//! A reload ([`Daemon::reload`], on SIGHUP) puts a new validated config in force
+//! without a restart: admin and SCIM client tokens, the catalog, the sync sources
+//! and their schedules, the mail settings. Settings baked into the listener or the
+//! router (listen address, data_dir, body limits, turning SCIM on...) are logged
+//! as needing a restart and otherwise ignored.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +18,8 @@ use tokio::task::JoinHandle;
 use tower_http::trace::TraceLayer;
 
 use crate::admin::{self, AppState};
-use crate::auth::{self, TokenSet};
-use crate::config::{Config, NamedToken};
+use crate::auth::{self, SharedTokens, TokenSet};
+use crate::config::{Config, NamedToken, ScimConfig};
 use crate::employee::Roster;
 use crate::mail::Mailer;
 use crate::mail::worker::MailWorker;
@@ -29,6 +35,12 @@ pub struct Daemon {
     pub admin_token_file: Option<PathBuf>,
     pub roster: Roster,
     pub sync: SyncEngine,
+    /// The config in force (the last one applied).
+    config: Config,
+    admin_tokens: SharedTokens,
+    /// The SCIM layer's state (settings and client tokens), when SCIM was on at
+    /// start.
+    scim: Option<crate::scim::ScimState>,
     scheduler: Option<Scheduler>,
     notifier: Option<JoinHandle<()>>,
     /// The mail worker's stop signal and task, when `[mail]` is configured.
@@ -50,13 +62,139 @@ impl Daemon {
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
+        self.stop_mail().await;
+        self.wait().await
+    }
+
+    /// Stops the mail worker, letting it finish the message being sent.
+    async fn stop_mail(&mut self) {
         if let Some((stop_tx, task)) = self.mail.take() {
             let _ = stop_tx.send(true);
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "mail worker task failed");
             }
         }
-        self.wait().await
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Re-reads the config file in force and applies it ([`Daemon::reload`]). A file
+    /// that does not validate is logged, naming the key and the file, and the
+    /// config in force stays.
+    pub async fn reload_from_file(&mut self) {
+        crate::notify::reloading();
+        let file = self.config.file.clone();
+        tracing::info!(config = %file.display(), "reloading the config");
+        match crate::config::load(&file) {
+            Ok(new) => {
+                if let Err(e) = self.reload(new).await {
+                    tracing::error!(config = %file.display(), "config reload failed: {e:#}");
+                }
+            }
+            Err(e) => tracing::error!(
+                config = %file.display(),
+                key = %e.key,
+                "config reload rejected, keeping the config in force: {e}"
+            ),
+        }
+        crate::notify::ready(&crate::notify::status_line(&self.roster, &self.sync));
+    }
+
+    /// Puts `new` in force: admin tokens, SCIM settings and client tokens, the catalog, the sync
+    /// sources and their schedules, the mail settings. Everything that can fail
+    /// (token files, mail templates, the store) comes first, so an error there
+    /// leaves the old config in force; only restarting the schedules can fail after
+    /// the swap. Settings that need a restart are logged and ignored.
+    pub async fn reload(&mut self, new: Config) -> anyhow::Result<()> {
+        let unchanged = "the config in force is unchanged";
+        self.log_needs_restart(&new);
+        let (admin, _) = admin_tokens(&new).context(unchanged)?;
+        let scim = match self.scim {
+            Some(_) => Some(scim_clients(&new).context(unchanged)?),
+            None => None,
+        };
+        let mailer = match &new.mail {
+            Some(mc) => Some(
+                Mailer::new(mc.clone())
+                    .context("while setting up [mail]")
+                    .context(unchanged)?,
+            ),
+            None => None,
+        };
+        self.roster
+            .set_catalog(new.catalog.clone())
+            .await
+            .context("while putting the reloaded catalog in force")
+            .context(unchanged)?;
+
+        self.admin_tokens.replace(TokenSet::new(&admin));
+        if let (Some(state), Some(scim)) = (&self.scim, &scim) {
+            if scim.clients.is_empty() {
+                tracing::warn!(
+                    "no [[scim.clients]] in the reloaded config: every SCIM request is refused until a restart turns SCIM off"
+                );
+            }
+            state.reconfigure(scim);
+        }
+        self.sync.set_sources(new.sources.clone());
+        // The worker finishes the message it is sending before it stops.
+        self.stop_mail().await;
+        self.mail = mailer.map(|m| start_mail_worker(&self.roster, m));
+        if self.mail.is_none() {
+            tracing::info!("mail is off (no [mail] section); messages wait in the outbox");
+        }
+        let summary = (admin.len(), new.sources.len(), new.mail.is_some());
+        self.config = new;
+
+        // Scheduled runs already started finish; a tick of the new schedules that
+        // finds one still running is skipped by the engine.
+        if let Some(old) = self.scheduler.take() {
+            old.shutdown().await;
+        }
+        self.scheduler = Some(Scheduler::restart(self.sync.clone()).await.context(
+            "while starting the reloaded sync schedules; the rest of the reloaded config is in force, \
+             no scheduled run happens until the next reload or restart",
+        )?);
+        tracing::info!(
+            admin_tokens = summary.0,
+            sources = summary.1,
+            mail = summary.2,
+            "config reloaded"
+        );
+        Ok(())
+    }
+
+    fn log_needs_restart(&self, new: &Config) {
+        let old = &self.config;
+        let mut keys = Vec::new();
+        if old.listen != new.listen {
+            keys.push("listen");
+        }
+        if old.data_dir != new.data_dir {
+            keys.push("data_dir");
+        }
+        if old.max_body_bytes != new.max_body_bytes {
+            keys.push("http.max_body_bytes");
+        }
+        if old.photo_max_bytes != new.photo_max_bytes {
+            keys.push("photos.max_bytes");
+        }
+        if old.password_policy != new.password_policy {
+            keys.push("password_policy");
+        }
+        if old.accounts != new.accounts {
+            keys.push("accounts");
+        }
+        let scim_on = !new.scim.clients.is_empty() || new.scim.generate_token;
+        if self.scim.is_none() && scim_on {
+            keys.push("scim.clients (turning SCIM on)");
+        }
+        for key in keys {
+            tracing::warn!(key, "config change needs a restart; ignored until then");
+        }
     }
 
     async fn wait(self) -> anyhow::Result<()> {
@@ -84,29 +222,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     })?;
     let store = Store::open(&config.data_dir.join("store")).context("while opening the store")?;
 
-    let (tokens, admin_token_file) = if config.admin_tokens.is_empty() {
-        let (token, path, created) = auth::ensure_generated_admin_token(&config.data_dir)
-            .with_context(|| {
-                format!(
-                    "while setting up the admin token in {}",
-                    config.data_dir.display()
-                )
-            })?;
-        if created {
-            tracing::info!(path = %path.display(), "no admin token configured; generated one (mode 0600)");
-        } else {
-            tracing::info!(path = %path.display(), "using the generated admin token");
-        }
-        (
-            vec![NamedToken {
-                name: auth::GENERATED_TOKEN_NAME.into(),
-                token,
-            }],
-            Some(path),
-        )
-    } else {
-        (config.admin_tokens.clone(), None)
-    };
+    let (tokens, admin_token_file) = admin_tokens(&config)?;
 
     let roster = Roster::new(
         store,
@@ -117,9 +233,10 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     .with_accounts(config.accounts.clone());
     let sync = SyncEngine::new(roster.clone(), config.sources.clone())
         .context("while opening the sync run history")?;
+    let admin_tokens = SharedTokens::new(TokenSet::new(&tokens));
     let state = AppState {
         roster: roster.clone(),
-        admin_tokens: Arc::new(TokenSet::new(&tokens)),
+        admin_tokens: admin_tokens.clone(),
         sync: sync.clone(),
         login_limits: Arc::new(crate::ratelimit::LoginLimits::new(&config.accounts)),
     };
@@ -134,29 +251,14 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     let mut app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
         .with_state(state)
         .merge(metrics_route);
-    let mut scim_config = config.scim.clone();
-    if scim_config.clients.is_empty() && scim_config.generate_token {
-        let (token, path, created) =
-            auth::ensure_generated_token(&config.data_dir, auth::GENERATED_SCIM_TOKEN_FILE)
-                .with_context(|| {
-                    format!(
-                        "while setting up the SCIM token in {}",
-                        config.data_dir.display()
-                    )
-                })?;
-        if created {
-            tracing::info!(path = %path.display(), "scim.generate_token: generated a SCIM token (mode 0600) for client `default`");
-        }
-        scim_config.clients.push(NamedToken {
-            name: "default".into(),
-            token,
-        });
-    }
-    if scim_config.clients.is_empty() {
+    let scim_config = scim_clients(&config)?;
+    let scim = if scim_config.clients.is_empty() {
         tracing::info!("SCIM is off (no [[scim.clients]] configured)");
+        None
     } else {
         let scim_state =
             crate::scim::ScimState::new(roster.clone(), &scim_config, config.max_body_bytes);
+        let handle = scim_state.clone();
         app = app.nest(
             crate::scim::BASE_PATH,
             crate::scim::routes(config.max_body_bytes).with_state(scim_state),
@@ -166,7 +268,8 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             "SCIM on at {}",
             crate::scim::BASE_PATH
         );
-    }
+        Some(handle)
+    };
     let app = app
         .layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -191,9 +294,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     let mail = match &config.mail {
         Some(mc) => {
             let mailer = Mailer::new(mc.clone()).context("while setting up [mail]")?;
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let worker = MailWorker::new(roster.clone(), mailer);
-            Some((stop_tx, tokio::spawn(worker.run(stop_rx))))
+            Some(start_mail_worker(&roster, mailer))
         }
         None => {
             let waiting = roster
@@ -231,6 +332,9 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         admin_token_file,
         roster,
         sync,
+        config,
+        admin_tokens,
+        scim,
         scheduler: Some(scheduler),
         mail,
         shutdown_tx: Some(shutdown_tx),
@@ -238,12 +342,86 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     })
 }
 
+fn start_mail_worker(roster: &Roster, mailer: Mailer) -> (watch::Sender<bool>, JoinHandle<()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = MailWorker::new(roster.clone(), mailer);
+    (stop_tx, tokio::spawn(worker.run(stop_rx)))
+}
+
+/// The admin tokens of `config`: the configured ones, else the generated token
+/// (created in data_dir on first use), with that file's path.
+fn admin_tokens(config: &Config) -> anyhow::Result<(Vec<NamedToken>, Option<PathBuf>)> {
+    if !config.admin_tokens.is_empty() {
+        return Ok((config.admin_tokens.clone(), None));
+    }
+    let (token, path, created) = auth::ensure_generated_admin_token(&config.data_dir)
+        .with_context(|| {
+            format!(
+                "while setting up the admin token in {}",
+                config.data_dir.display()
+            )
+        })?;
+    if created {
+        tracing::info!(path = %path.display(), "no admin token configured; generated one (mode 0600)");
+    } else {
+        tracing::info!(path = %path.display(), "using the generated admin token");
+    }
+    Ok((
+        vec![NamedToken {
+            name: auth::GENERATED_TOKEN_NAME.into(),
+            token,
+        }],
+        Some(path),
+    ))
+}
+
+/// The SCIM settings of `config`, with the generated client token added when
+/// `scim.generate_token` is set and no client is configured.
+fn scim_clients(config: &Config) -> anyhow::Result<ScimConfig> {
+    let mut scim_config = config.scim.clone();
+    if scim_config.clients.is_empty() && scim_config.generate_token {
+        let (token, path, created) =
+            auth::ensure_generated_token(&config.data_dir, auth::GENERATED_SCIM_TOKEN_FILE)
+                .with_context(|| {
+                    format!(
+                        "while setting up the SCIM token in {}",
+                        config.data_dir.display()
+                    )
+                })?;
+        if created {
+            tracing::info!(path = %path.display(), "scim.generate_token: generated a SCIM token (mode 0600) for client `default`");
+        }
+        scim_config.clients.push(NamedToken {
+            name: "default".into(),
+            token,
+        });
+    }
+    Ok(scim_config)
+}
+
 /// Runs the daemon until `shutdown` completes, then stops cleanly.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let daemon = start(config).await?;
-    shutdown.await;
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    run_with_reload(config, shutdown, reload_rx).await
+}
+
+/// Like [`run`]; every message on `reload_rx` (SIGHUP) re-reads the config file
+/// and applies it ([`Daemon::reload_from_file`]).
+pub async fn run_with_reload(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut reload_rx: tokio::sync::mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let mut daemon = start(config).await?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload_rx.recv() => daemon.reload_from_file().await,
+        }
+    }
     daemon.stop().await
 }

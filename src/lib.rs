@@ -25,7 +25,7 @@
 //!   (Users = profiles, Groups = positions), on when `[[scim.clients]]` exist.
 //!   Like `admin`, it calls `employee` only.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
-//!   serves until shutdown, flushes the store.
+//!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
 //! Calls point one way: `admin` and `sync` → `employee` → `store`; `mail` → `employee`/`store`. Nothing calls upward; the
 //! HTTP layer never touches sled directly, so every client of the roster (the admin

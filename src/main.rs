@@ -75,6 +75,30 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP (`systemctl reload`) as reload requests. Registered before the daemon
+/// starts, so an early SIGHUP cannot kill the process; SIGHUPs that arrive while
+/// a reload is pending are merged into it.
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received");
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) =
+                        reload_tx.try_send(())
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP; config reload is off"),
+    }
+    reload_rx
+}
+
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Runtime::new() {
         Ok(rt) => Some(rt),
@@ -134,7 +158,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             };
             tracing::info!(config = %config.file.display(), "starting rosterd {}", env!("CARGO_PKG_VERSION"));
-            match rt.block_on(rosterd::run(config, shutdown_signal())) {
+            let result = rt.block_on(async {
+                let reload_rx = hangups();
+                rosterd::daemon::run_with_reload(config, shutdown_signal(), reload_rx).await
+            });
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

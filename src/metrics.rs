@@ -163,7 +163,7 @@ impl Metrics {
         };
         set("active", active);
         set("inactive", inactive);
-        for src in self.sync.sources() {
+        for src in self.sync.sources().iter() {
             if let Ok(st) = self.sync.runs().state(&src.id)
                 && let Some(t) = st.last_success
             {

@@ -1,6 +1,7 @@
 //! systemd integration: `READY=1` once the store is open and the listener bound,
 //! `STATUS=` lines saying what rosterd is doing, `WATCHDOG=1` pings when
-//! `WatchdogSec=` is set, `STOPPING=1` on shutdown. Without `NOTIFY_SOCKET` every
+//! `WatchdogSec=` is set, `RELOADING=1` … `READY=1` around a config reload,
+//! `STOPPING=1` on shutdown. Without `NOTIFY_SOCKET` every
 //! call is a no-op.
 //!
 //! The watchdog task pings only after checking that the store answers; if the
@@ -23,7 +24,7 @@ fn send(states: &[NotifyState]) {
 /// The status line: employees, and the last run of each source.
 pub fn status_line(roster: &Roster, sync: &SyncEngine) -> String {
     let mut s = format!("serving; {} employees", roster.store().len());
-    for src in sync.sources() {
+    for src in sync.sources().iter() {
         if let Ok(runs) = sync.runs().list(Some(&src.id), 1)
             && let Some(r) = runs.first()
         {
@@ -45,6 +46,19 @@ pub fn status_line(roster: &Roster, sync: &SyncEngine) -> String {
 
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A config reload begins; [`ready`] ends it (whether or not it was applied).
+pub fn reloading() {
+    let mut states = vec![
+        NotifyState::Reloading,
+        NotifyState::Status("reloading the config"),
+    ];
+    // systemd 253+ wants the reload's start time with RELOADING=1.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    send(&states);
 }
 
 pub fn stopping() {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::TokenSet;
+use crate::auth::SharedTokens;
 use crate::employee::list::Filters;
 use crate::employee::{EmployeeId, EmployeePatch, ListQuery, NewEmployee, Roster, StatusFilter};
 use crate::store::Actor;
@@ -32,7 +32,8 @@ use view::EmployeeView;
 #[derive(Clone)]
 pub struct AppState {
     pub roster: Roster,
-    pub admin_tokens: Arc<TokenSet>,
+    /// Replaced by a config reload.
+    pub admin_tokens: SharedTokens,
     pub sync: crate::sync::SyncEngine,
     /// Sign-in rate limits (per client address, per account).
     pub login_limits: Arc<crate::ratelimit::LoginLimits>,

@@ -55,7 +55,7 @@ fn summary(r: &crate::sync::runs::RunRecord) -> Value {
 
 async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
-    for s in state.sync.sources() {
+    for s in state.sync.sources().iter() {
         let last = state.sync.runs().list(Some(&s.id), 1)?;
         let st = state.sync.runs().state(&s.id)?;
         out.push(json!({

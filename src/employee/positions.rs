@@ -53,9 +53,17 @@ impl Roster {
     /// lacks, by case-insensitive name, get a new id) and makes the catalog in force
     /// the stored list. Called once at start.
     pub async fn load_positions(&self) -> Result<(), Error> {
+        let configured = Catalog::clone(&self.catalog());
+        self.set_catalog(configured).await
+    }
+
+    /// Puts a new catalog (a reloaded config's) in force: its positions seed the
+    /// store as at start ([`Roster::load_positions`]), and the positions in force
+    /// are the stored list. Roles, business units and permissions are the new
+    /// ones; profiles keep the values they hold.
+    pub async fn set_catalog(&self, catalog: Catalog) -> Result<(), Error> {
         let mut stored = self.positions()?;
-        let configured: Vec<PositionDef> = self.catalog().positions().cloned().collect();
-        for def in configured {
+        for def in catalog.positions() {
             let known = stored
                 .iter()
                 .any(|p| p.name.to_lowercase() == def.name.to_lowercase());
@@ -70,7 +78,7 @@ impl Roster {
             }
         }
         self.store.flush().await?;
-        self.refresh_catalog()
+        self.put_catalog_in_force(|_| catalog)
     }
 
     /// The stored positions, oldest first.
@@ -246,6 +254,17 @@ impl Roster {
 
     /// Makes the catalog in force list exactly the stored positions.
     fn refresh_catalog(&self) -> Result<(), Error> {
+        self.put_catalog_in_force(|current| current.clone())
+    }
+
+    /// Replaces the catalog in force with `base(current)` carrying the stored
+    /// positions. The store is read under the write lock, so a concurrent position
+    /// change and a reload cannot undo each other.
+    fn put_catalog_in_force(&self, base: impl FnOnce(&Catalog) -> Catalog) -> Result<(), Error> {
+        let mut in_force = self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let defs: Vec<PositionDef> = self
             .positions()?
             .into_iter()
@@ -254,17 +273,13 @@ impl Roster {
                 description: p.description,
             })
             .collect();
-        let next: Catalog = self
-            .catalog()
+        let next: Catalog = base(&in_force)
             .with_positions(defs)
             .map_err(|e| Error::Invalid {
                 field: e.key,
                 message: e.message,
             })?;
-        *self
-            .catalog
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(next);
+        *in_force = std::sync::Arc::new(next);
         Ok(())
     }
 
@@ -283,5 +298,62 @@ impl Roster {
         self.store
             .append_audit(&AuditEntry::new(actor.clone(), None, action, vec![change]))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::employee::catalog::RoleDef;
+
+    fn catalog(positions: &[&str], roles: &[&str]) -> Catalog {
+        Catalog::new(
+            vec!["jobs.view".into()],
+            positions
+                .iter()
+                .map(|p| PositionDef {
+                    name: p.to_string(),
+                    description: String::new(),
+                })
+                .collect(),
+            roles
+                .iter()
+                .map(|r| RoleDef {
+                    name: r.to_string(),
+                    description: String::new(),
+                    permissions: vec!["jobs.view".into()],
+                })
+                .collect(),
+            vec![],
+            None,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn set_catalog_seeds_new_positions_and_keeps_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("store")).unwrap();
+        let roster = Roster::new(
+            store,
+            catalog(&["Driver"], &["Viewer"]),
+            Default::default(),
+            1024,
+        );
+        roster.load_positions().await.unwrap();
+        roster
+            .create_position(&Actor::admin("t"), "Scim Made", "")
+            .await
+            .unwrap();
+
+        roster
+            .set_catalog(catalog(&["Mechanic"], &["Viewer", "Auditor"]))
+            .await
+            .unwrap();
+        let c = roster.catalog();
+        let names: Vec<&str> = c.positions().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["Driver", "Scim Made", "Mechanic"]);
+        assert!(c.role("Auditor").is_some());
+        assert_eq!(roster.positions().unwrap().len(), 3);
     }
 }

@@ -138,7 +138,7 @@ pub struct MailConfig {
 }
 
 /// Validated `[accounts]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountSettings {
     pub invite_ttl: Duration,
     pub reset_ttl: Duration,

@@ -32,7 +32,7 @@ pub async fn service_provider_config(
         "documentationUri": "https://github.com/rosterd/rosterd#scim",
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": state.max_body_bytes},
-        "filter": {"supported": true, "maxResults": state.settings.max_page_size},
+        "filter": {"supported": true, "maxResults": state.settings().max_page_size},
         "changePassword": {"supported": true},
         "sort": {"supported": true},
         "etag": {"supported": true},

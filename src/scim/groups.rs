@@ -233,7 +233,7 @@ pub async fn groups_list(
     BaseUrl(base): BaseUrl,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ScimError> {
-    let p = ListParams::from_query(&q, state.settings.max_page_size)?;
+    let p = ListParams::from_query(&q, state.settings().max_page_size)?;
     Ok(scim_response(
         StatusCode::OK,
         &list_groups(&state, &p, &base)?,
@@ -246,7 +246,7 @@ pub async fn groups_search(
     BaseUrl(base): BaseUrl,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimError> {
-    let p = ListParams::from_body(&body, state.settings.max_page_size)?;
+    let p = ListParams::from_body(&body, state.settings().max_page_size)?;
     Ok(scim_response(
         StatusCode::OK,
         &list_groups(&state, &p, &base)?,

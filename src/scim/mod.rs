@@ -56,7 +56,7 @@ pub mod user;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
@@ -66,7 +66,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::auth::TokenSet;
+use crate::auth::{SharedTokens, TokenSet};
 use crate::config::ScimConfig;
 use crate::employee::Roster;
 use crate::store::{Actor, ActorKind};
@@ -79,8 +79,10 @@ pub const BASE_PATH: &str = "/scim/v2";
 #[derive(Clone)]
 pub struct ScimState {
     pub roster: Roster,
-    pub tokens: Arc<TokenSet>,
-    pub settings: Arc<ScimConfig>,
+    /// The clients' tokens; replaced by a config reload.
+    pub tokens: SharedTokens,
+    /// Replaced by a config reload ([`ScimState::reconfigure`]).
+    settings: Arc<RwLock<Arc<ScimConfig>>>,
     pub max_body_bytes: usize,
     /// Where unsorted list requests can resume (see [`list`]).
     pub resume: Arc<Mutex<HashMap<String, list::Resume>>>,
@@ -90,11 +92,28 @@ impl ScimState {
     pub fn new(roster: Roster, settings: &ScimConfig, max_body_bytes: usize) -> Self {
         Self {
             roster,
-            tokens: Arc::new(TokenSet::new(&settings.clients)),
-            settings: Arc::new(settings.clone()),
+            tokens: SharedTokens::new(TokenSet::new(&settings.clients)),
+            settings: Arc::new(RwLock::new(Arc::new(settings.clone()))),
             max_body_bytes,
             resume: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<ScimConfig> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a reloaded config's SCIM settings and client tokens in force.
+    pub fn reconfigure(&self, settings: &ScimConfig) {
+        self.tokens.replace(TokenSet::new(&settings.clients));
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings.clone());
     }
 }
 
@@ -216,7 +235,7 @@ impl FromRequestParts<ScimState> for ScimClient {
             .map(|name| {
                 ScimClient(Actor {
                     kind: ActorKind::Scim,
-                    name: name.to_string(),
+                    name,
                 })
             })
             .ok_or_else(ScimError::unauthorized)

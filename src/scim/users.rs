@@ -62,7 +62,7 @@ pub async fn users_list(
     BaseUrl(base): BaseUrl,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ScimError> {
-    let p = ListParams::from_query(&q, state.settings.max_page_size)?;
+    let p = ListParams::from_query(&q, state.settings().max_page_size)?;
     Ok(scim_response(
         StatusCode::OK,
         &list::list_users(&state, &p, &base)?,
@@ -75,7 +75,7 @@ pub async fn users_search(
     BaseUrl(base): BaseUrl,
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimError> {
-    let p = ListParams::from_body(&body, state.settings.max_page_size)?;
+    let p = ListParams::from_body(&body, state.settings().max_page_size)?;
     Ok(scim_response(
         StatusCode::OK,
         &list::list_users(&state, &p, &base)?,
@@ -113,8 +113,8 @@ pub async fn users_create(
     let catalog = state.roster.catalog();
     let input = user::parse(&body)?.into_new(
         &catalog,
-        state.settings.default_role.as_deref(),
-        state.settings.account_status,
+        state.settings().default_role.as_deref(),
+        state.settings().account_status,
     )?;
     let e = state.roster.create(&actor, input).await?;
     user_response(&state, StatusCode::CREATED, &e, &base, &q)

@@ -3,7 +3,7 @@
 //! the source id.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::Utc;
 use tracing::instrument;
@@ -35,13 +35,19 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// Per-source run locks: one run of a source at a time. A lock outlives its
+/// source's removal by a reload, so a run in progress keeps excluding others.
+type RunLocks = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
+
 /// The sync engine: cheap to clone.
 #[derive(Clone)]
 pub struct SyncEngine {
     roster: Roster,
     runs: RunStore,
-    sources: Arc<Vec<LdapSource>>,
-    locks: Arc<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The sources in force; [`SyncEngine::set_sources`] replaces them. A run takes
+    /// its own copy of its source at start.
+    sources: Arc<RwLock<Arc<Vec<LdapSource>>>>,
+    locks: Arc<Mutex<RunLocks>>,
     metrics: crate::metrics::SyncMetrics,
 }
 
@@ -55,14 +61,31 @@ impl SyncEngine {
         Ok(Self {
             roster,
             runs,
-            sources: Arc::new(sources),
-            locks: Arc::new(locks),
+            sources: Arc::new(RwLock::new(Arc::new(sources))),
+            locks: Arc::new(Mutex::new(locks)),
             metrics: Default::default(),
         })
     }
 
-    pub fn sources(&self) -> &[LdapSource] {
-        &self.sources
+    /// The sources in force.
+    pub fn sources(&self) -> Arc<Vec<LdapSource>> {
+        self.sources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a reloaded config's sources in force. Runs already in progress finish
+    /// with the settings they started with and still hold their source's lock, so
+    /// a run of the same id cannot start beside them.
+    pub fn set_sources(&self, sources: Vec<LdapSource>) {
+        {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            for s in &sources {
+                locks.entry(s.id.clone()).or_default();
+            }
+        }
+        *self.sources.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(sources);
     }
 
     /// Counters and histograms of runs, for `/metrics`.
@@ -74,10 +97,11 @@ impl SyncEngine {
         &self.runs
     }
 
-    fn source(&self, id: &str) -> Result<&LdapSource, SyncError> {
-        self.sources
+    fn source(&self, id: &str) -> Result<LdapSource, SyncError> {
+        self.sources()
             .iter()
             .find(|s| s.id == id)
+            .cloned()
             .ok_or_else(|| SyncError::UnknownSource(id.to_string()))
     }
 
@@ -99,9 +123,11 @@ impl SyncEngine {
         dry_run: bool,
         trigger: &str,
     ) -> Result<RunRecord, SyncError> {
-        let src = self.source(source_id)?.clone();
+        let src = self.source(source_id)?;
         let lock = self
             .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(source_id)
             .cloned()
             .ok_or_else(|| SyncError::UnknownSource(source_id.to_string()))?;
@@ -405,9 +431,11 @@ impl SyncEngine {
         if rec.outcome != Outcome::Held {
             return Err(SyncError::NotHeld(run_id));
         }
-        let src = self.source(&rec.source)?.clone();
+        let src = self.source(&rec.source)?;
         let lock = self
             .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&src.id)
             .cloned()
             .ok_or_else(|| SyncError::UnknownSource(src.id.clone()))?;

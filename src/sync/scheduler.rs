@@ -13,10 +13,20 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts every source's schedules.
+    /// Starts every source's schedules, and the runs of sources with `run_at_start`.
     pub async fn start(engine: SyncEngine) -> Result<Self, JobSchedulerError> {
+        Self::start_with(engine, true).await
+    }
+
+    /// Starts the schedules of the sources in force after a config reload; no
+    /// `run_at_start` runs (the daemon did not start).
+    pub async fn restart(engine: SyncEngine) -> Result<Self, JobSchedulerError> {
+        Self::start_with(engine, false).await
+    }
+
+    async fn start_with(engine: SyncEngine, at_start: bool) -> Result<Self, JobSchedulerError> {
         let mut jobs = Vec::new();
-        for src in engine.sources() {
+        for src in engine.sources().iter() {
             for (expr, kind) in [
                 (&src.full_schedule, RunKind::Full),
                 (&src.incremental_schedule, RunKind::Incremental),
@@ -33,7 +43,7 @@ impl Scheduler {
                     })
                 })?);
             }
-            if src.run_at_start {
+            if at_start && src.run_at_start {
                 let engine = engine.clone();
                 let id = src.id.clone();
                 tokio::spawn(async move {

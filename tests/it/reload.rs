@@ -1,0 +1,429 @@
+//! The real `rosterd` binary reloading its config on SIGHUP: new admin tokens and
+//! catalog entries are in force afterwards, a new schedule runs, and a file that
+//! does not validate is rejected (logged, naming the key) while the old config
+//! stays in force.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::shipped_config_text;
+use crate::ldap_sync::source_toml;
+use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
+
+/// A rosterd process on a free port; killed on drop if still running.
+struct Proc {
+    child: Child,
+    base: String,
+    config: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts rosterd with `config`; `notify` becomes its NOTIFY_SOCKET.
+    fn start(config: &Path, data_dir: &Path, notify: Option<&Path>) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rosterd"));
+        cmd.arg("--config")
+            .arg(config)
+            .env("ROSTERD_LISTEN", "127.0.0.1:0")
+            .env("ROSTERD_DATA_DIR", data_dir)
+            .env_remove("ROSTERD_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(sock) = notify {
+            cmd.env("NOTIFY_SOCKET", sock);
+        }
+        let mut child = cmd.spawn().expect("spawn rosterd");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut p = Proc {
+            child,
+            base: String::new(),
+            config: config.to_path_buf(),
+            logs,
+        };
+        let line = p.wait_log("listening on http://", Duration::from_secs(30));
+        let i = line.find("listening on http://").unwrap();
+        let addr: String = line[i + "listening on http://".len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        p.base = format!("http://{addr}");
+        p
+    }
+
+    /// The first log line containing `needle` (logged at any time so far or
+    /// within `timeout`).
+    fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                panic!(
+                    "no log line with `{needle}`; logs:\n{}",
+                    self.logs.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child this test started.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    /// Rewrites the config file and sends SIGHUP.
+    fn reload_with(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+        self.signal(libc::SIGHUP);
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "rosterd did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn status_with(base: &str, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Notifications on `sock` until one contains `until` (or 10 s pass).
+fn notifications_until(sock: &UnixDatagram, until: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !out.last().is_some_and(|m| m.contains(until)) {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    out
+}
+
+fn generated_token(data_dir: &Path) -> String {
+    read_token(&data_dir.join("admin.token"))
+}
+
+fn read_token(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("rosterd.toml");
+    let shipped = shipped_config_text();
+    std::fs::write(&config, &shipped).unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut p = Proc::start(&config, &data, Some(&sock_path));
+    let ready = notifications_until(&sock, "READY=1");
+    assert!(ready.iter().any(|m| m.contains("READY=1")), "{ready:?}");
+    let generated = generated_token(&data);
+    assert_eq!(
+        status_with(&p.base, "/api/v1/employees", &generated).await,
+        200
+    );
+    let generated_scim = read_token(&data.join("scim.token"));
+    assert_eq!(
+        status_with(&p.base, "/scim/v2/Users", &generated_scim).await,
+        200
+    );
+
+    // (1) Configured admin and SCIM tokens, a SCIM setting and a new position come
+    // into force;
+    // systemd hears RELOADING=1, then READY=1.
+    let ops = "reload-ops-token-0123456789abcdef";
+    let ops_file = dir.path().join("ops.token");
+    std::fs::write(&ops_file, format!("{ops}\n")).unwrap();
+    let idp = "reload-idp-token-0123456789abcdef";
+    let idp_file = dir.path().join("idp.token");
+    std::fs::write(&idp_file, idp).unwrap();
+    assert_eq!(status_with(&p.base, "/api/v1/employees", ops).await, 401);
+    assert_eq!(status_with(&p.base, "/scim/v2/Users", idp).await, 401);
+    let with_page = shipped.replace(
+        "\ngenerate_token = true\n",
+        "\ngenerate_token = true\nmax_page_size = 7\n",
+    );
+    assert_ne!(
+        with_page, shipped,
+        "the shipped config sets [scim] generate_token"
+    );
+    let reloaded = format!(
+        "{with_page}\n[[catalog.positions]]\nname = \"Reload Tester\"\n\n\
+         [[admin.tokens]]\nname = \"ops\"\ntoken_file = \"{}\"\n\n\
+         [[scim.clients]]\nname = \"idp\"\ntoken_file = \"{}\"\n",
+        ops_file.display(),
+        idp_file.display()
+    );
+    p.reload_with(&reloaded);
+    let msgs = notifications_until(&sock, "READY=1");
+    let reloading = msgs.iter().position(|m| m.contains("RELOADING=1"));
+    let ready = msgs.iter().rposition(|m| m.contains("READY=1"));
+    assert!(
+        matches!((reloading, ready), (Some(a), Some(b)) if a < b),
+        "RELOADING=1 then READY=1: {msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("RELOADING=1") && m.contains("MONOTONIC_USEC=")),
+        "{msgs:?}"
+    );
+    let base = p.base.clone();
+    assert!(
+        eventually(5, || async {
+            status_with(&base, "/api/v1/employees", ops).await == 200
+        })
+        .await,
+        "the new admin token works within 5 s of SIGHUP; logs:\n{}",
+        p.logs.lock().unwrap().join("\n")
+    );
+    p.wait_log("config reloaded", Duration::from_secs(5));
+    // Configured tokens replace the generated ones, as at start.
+    assert_eq!(
+        status_with(&p.base, "/api/v1/employees", &generated).await,
+        401
+    );
+    assert_eq!(status_with(&p.base, "/scim/v2/Users", idp).await, 200);
+    assert_eq!(
+        status_with(&p.base, "/scim/v2/Users", &generated_scim).await,
+        401
+    );
+    let spc: Value = reqwest::Client::new()
+        .get(format!("{}/scim/v2/ServiceProviderConfig", p.base))
+        .bearer_auth(idp)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        spc["filter"]["maxResults"], 7,
+        "the reloaded [scim] settings: {spc}"
+    );
+    let catalog: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/catalog", p.base))
+        .bearer_auth(ops)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        catalog.to_string().contains("Reload Tester"),
+        "the reloaded catalog is in force: {catalog}"
+    );
+
+    // (2) A file that does not validate: logged at error level naming the key,
+    // the process keeps running on the config in force.
+    p.reload_with(&format!("bogus_key = 1\n{reloaded}"));
+    let line = p.wait_log("config reload rejected", Duration::from_secs(5));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("bogus_key"), "{line}");
+    assert!(line.contains(&config.display().to_string()), "{line}");
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "rosterd keeps running"
+    );
+    let msgs = notifications_until(&sock, "READY=1");
+    assert!(
+        msgs.last().is_some_and(|m| m.contains("READY=1")),
+        "READY=1 after a rejected reload too: {msgs:?}"
+    );
+    assert_eq!(status_with(&p.base, "/scim/v2/Users", idp).await, 200);
+    assert_eq!(status_with(&p.base, "/api/v1/employees", ops).await, 200);
+    assert_eq!(
+        status_with(&p.base, "/api/v1/employees", &generated).await,
+        401
+    );
+    assert_eq!(
+        p.count_logs("config reloaded"),
+        1,
+        "{}",
+        p.logs.lock().unwrap().join("\n")
+    );
+
+    // (3) Settings fixed at start are reported, not applied.
+    let moved = reloaded.replace("max_body_bytes = 1048576", "max_body_bytes = 2048");
+    assert_ne!(
+        moved, reloaded,
+        "the shipped config sets http.max_body_bytes"
+    );
+    p.reload_with(&moved);
+    let line = p.wait_log("needs a restart", Duration::from_secs(5));
+    assert!(line.contains("http.max_body_bytes"), "{line}");
+    assert!(
+        eventually(5, || async { p.count_logs("config reloaded") == 2 }).await,
+        "the rest of the file is applied"
+    );
+    assert_eq!(status_with(&p.base, "/api/v1/employees", ops).await, 200);
+    p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_changed_schedule_applies_it() {
+    let s = slapd::slapd().await;
+    let mut ldap = slapd::admin(s.port).await;
+    let tree = Tree::new(&mut ldap, "reload").await;
+    tree.person(
+        &mut ldap,
+        "ana",
+        "Ana",
+        "Alvarez",
+        "ana@reload.example",
+        &[],
+    )
+    .await;
+    let pw_file = s
+        .dir
+        .join(format!("pw-{}", tree.base.replace([',', '='], "_")));
+    std::fs::write(&pw_file, ADMIN_PW).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("rosterd.toml");
+    let shipped = shipped_config_text();
+    let unscheduled = source_toml(&tree, s.port, &pw_file, ADMIN_DN, "");
+    std::fs::write(&config, format!("{shipped}\n{unscheduled}")).unwrap();
+    let mut p = Proc::start(&config, &data, None);
+    let token = generated_token(&data);
+
+    let base = p.base.clone();
+    let runs = || async {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{base}/api/v1/sync/runs?source=corp"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["items"].as_array().unwrap().clone()
+    };
+    // No schedule: nothing runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(runs().await.is_empty());
+
+    let scheduled = source_toml(
+        &tree,
+        s.port,
+        &pw_file,
+        ADMIN_DN,
+        "full_schedule = \"*/1 * * * * *\"",
+    );
+    p.reload_with(&format!("{shipped}\n{scheduled}"));
+    assert!(
+        eventually(5, || async {
+            runs().await.iter().any(|r| r["trigger"] == "schedule")
+        })
+        .await,
+        "a scheduled run within 5 s of SIGHUP; logs:\n{}",
+        p.logs.lock().unwrap().join("\n")
+    );
+    let sources: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/sync/sources", p.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sources["items"][0]["full_schedule"], "*/1 * * * * *");
+
+    // An invalid schedule is rejected; the one in force keeps running.
+    let broken = source_toml(
+        &tree,
+        s.port,
+        &pw_file,
+        ADMIN_DN,
+        "full_schedule = \"every tuesday\"",
+    );
+    p.reload_with(&format!("{shipped}\n{broken}"));
+    let line = p.wait_log("config reload rejected", Duration::from_secs(5));
+    assert!(line.contains("sources[0].full_schedule"), "{line}");
+    let before = runs().await.len();
+    assert!(
+        eventually(5, || async { runs().await.len() > before }).await,
+        "the schedule in force keeps running"
+    );
+    p.stop();
+}
