@@ -57,6 +57,9 @@ struct FileConfig {
     /// Address the HTTP listener binds, e.g. `"127.0.0.1:8080"`.
     #[serde(default = "default_listen")]
     listen: String,
+    /// Also serve the same API on this unix socket (mode 0660), e.g.
+    /// `"/run/rosterd/rosterd.sock"`. A stale socket file is replaced.
+    listen_unix: Option<PathBuf>,
     /// Directory for the sled store and the generated admin token.
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
@@ -224,6 +227,7 @@ pub struct Config {
     /// The file this was read from.
     pub file: PathBuf,
     pub listen: SocketAddr,
+    pub listen_unix: Option<PathBuf>,
     pub data_dir: PathBuf,
     /// Configured admin tokens; empty means "use the generated one".
     pub admin_tokens: Vec<NamedToken>,
@@ -539,6 +543,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
     Ok(Config {
         file: path.to_path_buf(),
         listen,
+        listen_unix: f.listen_unix,
         data_dir: f.data_dir,
         admin_tokens,
         password_policy: PasswordPolicy {

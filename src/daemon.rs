@@ -173,6 +173,9 @@ impl Daemon {
         if old.listen != new.listen {
             keys.push("listen");
         }
+        if old.listen_unix != new.listen_unix {
+            keys.push("listen_unix");
+        }
         if old.data_dir != new.data_dir {
             keys.push("data_dir");
         }
@@ -277,14 +280,24 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         ))
         .layer(TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "while binding {} (set listen or ROSTERD_LISTEN to a free address)",
-                config.listen
-            )
-        })?;
+    let listener = match socket_activated()? {
+        Some(l) => {
+            tracing::info!("using the socket-activated listener (LISTEN_FDS); `listen` is ignored");
+            l
+        }
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "while binding {} (set listen or ROSTERD_LISTEN to a free address)",
+                    config.listen
+                )
+            })?,
+    };
+    let unix_listener = match &config.listen_unix {
+        Some(path) => Some(bind_unix(path)?),
+        None => None,
+    };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, employees = roster.store().len(), "listening on http://{addr}");
 
@@ -314,16 +327,36 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     };
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     crate::notify::ready(&crate::notify::status_line(&roster, &sync));
+    let (unix_stop_tx, unix_stop_rx) = oneshot::channel::<()>();
+    let unix_app = app.clone();
+    let unix_server = unix_listener.map(|l| {
+        tokio::spawn(async move {
+            axum::serve(l, unix_app.into_make_service())
+                .with_graceful_shutdown(async {
+                    let _ = unix_stop_rx.await;
+                })
+                .await
+        })
+    });
     let server = tokio::spawn(async move {
-        axum::serve(
+        let tcp = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = shutdown_rx.await;
             tracing::info!("shutting down: no new connections, finishing requests");
+            let _ = unix_stop_tx.send(());
         })
-        .await
+        .await;
+        if let Some(u) = unix_server {
+            match u.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "unix socket listener"),
+                Err(e) => tracing::error!(error = %e, "unix socket listener task"),
+                Ok(Ok(())) => {}
+            }
+        }
+        tcp
     });
     let notifier = crate::notify::start(roster.clone(), sync.clone());
     Ok(Daemon {
@@ -397,6 +430,53 @@ fn scim_clients(config: &Config) -> anyhow::Result<ScimConfig> {
         });
     }
     Ok(scim_config)
+}
+
+/// The listening socket systemd passed (socket activation: `LISTEN_FDS`), if any.
+fn socket_activated() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let Some(fd) = sd_notify::listen_fds()
+        .context("while reading LISTEN_FDS")?
+        .next()
+    else {
+        return Ok(None);
+    };
+    // SAFETY: systemd hands this fd to us (LISTEN_PID is checked by listen_fds);
+    // nothing else in the process owns it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    std_listener
+        .set_nonblocking(true)
+        .context("while preparing the socket-activated listener")?;
+    Ok(Some(
+        tokio::net::TcpListener::from_std(std_listener)
+            .context("while adopting the socket-activated listener (is it a TCP socket?)")?,
+    ))
+}
+
+/// Binds the unix socket (replacing a stale socket file), mode 0660.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("while removing the stale socket {}", path.display()))?;
+        } else {
+            anyhow::bail!(
+                "listen_unix: {} exists and is not a socket; remove it or choose another path",
+                path.display()
+            );
+        }
+    }
+    let l = tokio::net::UnixListener::bind(path).with_context(|| {
+        format!(
+            "while binding the unix socket {} (listen_unix)",
+            path.display()
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("while setting the mode of {}", path.display()))?;
+    tracing::info!(path = %path.display(), "also listening on unix socket");
+    Ok(l)
 }
 
 /// Runs the daemon until `shutdown` completes, then stops cleanly.
