@@ -476,38 +476,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         return Err(err("data_dir", "must not be empty".into()));
     }
 
-    let mut admin_tokens = Vec::new();
-    let mut names = BTreeSet::new();
-    for (i, t) in f.admin.tokens.iter().enumerate() {
-        let key = format!("admin.tokens[{i}]");
-        if t.name.trim().is_empty() {
-            return Err(err(&format!("{key}.name"), "must not be empty".into()));
-        }
-        if !names.insert(t.name.clone()) {
-            return Err(err(
-                &format!("{key}.name"),
-                format!("`{}` is used twice", t.name),
-            ));
-        }
-        let token = read_secret(
-            path,
-            &key,
-            t.token_file.as_deref(),
-            t.token_env.as_deref(),
-            env,
-        )?;
-        if token.expose().len() < 16 {
-            return Err(err(
-                &key,
-                "token is shorter than 16 characters; generate one with `openssl rand -hex 32`"
-                    .into(),
-            ));
-        }
-        admin_tokens.push(NamedToken {
-            name: t.name.clone(),
-            token,
-        });
-    }
+    let admin_tokens = named_tokens(path, "admin.tokens", &f.admin.tokens, env)?;
 
     let p = &f.password_policy;
     if p.min_length == 0 || p.min_length > p.max_length {
@@ -572,38 +541,7 @@ fn validate_scim(
     mail_on: bool,
 ) -> Result<ScimConfig, ConfigError> {
     let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
-    let mut clients = Vec::new();
-    let mut names = BTreeSet::new();
-    for (i, t) in s.clients.iter().enumerate() {
-        let key = format!("scim.clients[{i}]");
-        if t.name.trim().is_empty() {
-            return Err(err(&format!("{key}.name"), "must not be empty".into()));
-        }
-        if !names.insert(t.name.clone()) {
-            return Err(err(
-                &format!("{key}.name"),
-                format!("`{}` is used twice", t.name),
-            ));
-        }
-        let token = read_secret(
-            path,
-            &key,
-            t.token_file.as_deref(),
-            t.token_env.as_deref(),
-            env,
-        )?;
-        if token.expose().len() < 16 {
-            return Err(err(
-                &key,
-                "token is shorter than 16 characters; generate one with `openssl rand -hex 32`"
-                    .into(),
-            ));
-        }
-        clients.push(NamedToken {
-            name: t.name.clone(),
-            token,
-        });
-    }
+    let clients = named_tokens(path, "scim.clients", &s.clients, env)?;
     // Default: invite when rosterd can send mail, else later.
     let account_status = s.account_status.unwrap_or(if mail_on {
         AccountStatus::Invite
@@ -652,6 +590,50 @@ fn validate_scim(
         max_page_size,
         generate_token: s.generate_token,
     })
+}
+
+/// Validates named tokens (`[[admin.tokens]]`, `[[scim.clients]]`): unique,
+/// non-empty names; each secret read from its file or variable, 16+ characters.
+fn named_tokens(
+    path: &Path,
+    section: &str,
+    tokens: &[TokenSection],
+    env: &[(String, String)],
+) -> Result<Vec<NamedToken>, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
+    let mut out = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let key = format!("{section}[{i}]");
+        if t.name.trim().is_empty() {
+            return Err(err(&format!("{key}.name"), "must not be empty".into()));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("`{}` is used twice", t.name),
+            ));
+        }
+        let token = read_secret(
+            path,
+            &key,
+            t.token_file.as_deref(),
+            t.token_env.as_deref(),
+            env,
+        )?;
+        if token.expose().len() < 16 {
+            return Err(err(
+                &key,
+                "token is shorter than 16 characters; generate one with `openssl rand -hex 32`"
+                    .into(),
+            ));
+        }
+        out.push(NamedToken {
+            name: t.name.clone(),
+            token,
+        });
+    }
+    Ok(out)
 }
 
 /// A relative secret file is looked up in systemd's `$CREDENTIALS_DIRECTORY`
