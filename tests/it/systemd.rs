@@ -9,6 +9,30 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The spawned rosterd; killed and reaped on drop, so a failing assertion does
+/// not leave it running.
+struct Rosterd(std::process::Child);
+
+impl std::ops::Deref for Rosterd {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Rosterd {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Rosterd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn recv_all(sock: &UnixDatagram, until: Instant) -> Vec<String> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -33,18 +57,20 @@ fn notify_ready_watchdog_status_and_stopping() {
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rosterd"))
-        .arg("--config")
-        .arg(&config)
-        .env("ROSTERD_LISTEN", "127.0.0.1:0")
-        .env("ROSTERD_DATA_DIR", dir.path().join("data"))
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "200000")
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Rosterd(
+        Command::new(env!("CARGO_BIN_EXE_rosterd"))
+            .arg("--config")
+            .arg(&config)
+            .env("ROSTERD_LISTEN", "127.0.0.1:0")
+            .env("ROSTERD_DATA_DIR", dir.path().join("data"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -118,7 +144,7 @@ fn spawn_rosterd(
     dir: &Path,
     env: &[(&str, String)],
     pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>>,
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+) -> (Rosterd, std::sync::mpsc::Receiver<String>) {
     use std::os::unix::process::CommandExt;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml");
     // Through `sh -c '... exec'` so that LISTEN_PID can name the final pid ($$).
@@ -148,7 +174,7 @@ fn spawn_rosterd(
             cmd.pre_exec(hook);
         }
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Rosterd(cmd.spawn().unwrap());
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -172,7 +198,7 @@ fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String
     }
 }
 
-fn stop(mut child: std::process::Child) {
+fn stop(mut child: Rosterd) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
