@@ -236,7 +236,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub scim: ScimConfig,
     pub catalog: Catalog,
-    pub sources: Vec<crate::sync::config::LdapSource>,
+    pub sources: Vec<crate::sync::config::Source>,
     /// `None`: mail is off (messages wait in the outbox).
     pub mail: Option<crate::mail::config::MailConfig>,
     pub accounts: crate::mail::config::AccountSettings,

@@ -59,7 +59,8 @@ async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Va
         let last = state.sync.runs().list(Some(&s.id), 1)?;
         let st = state.sync.runs().state(&s.id)?;
         out.push(json!({
-            "id": s.id, "kind": "ldap", "url": s.url, "base_dn": s.base_dn,
+            "id": s.id, "kind": s.kind.name(), "location": s.location(),
+            "priority": s.priority, "lifecycle": s.lifecycle, "provides": s.provides(),
             "full_schedule": s.full_schedule, "incremental_schedule": s.incremental_schedule,
             "high_water_mark": st.high_water_mark, "last_success": st.last_success,
             "last_run": last.first().map(summary),

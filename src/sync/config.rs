@@ -7,18 +7,63 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::hr::{CsvSource, HttpSource};
 use crate::config::{ConfigError, read_secret};
 use crate::employee::{AccountStatus, Catalog};
 use crate::secret::Secret;
 
-/// One `[[sources]]` entry.
+/// One `[[sources]]` entry: the settings every kind shares. The rest of the table
+/// (`rest`) is the kind's own section ([`LdapSection`], [`HttpSection`],
+/// [`CsvSection`]), read with unknown keys refused.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceSection {
     /// Stable id: recorded on linked profiles and in the audit log. Never rename.
     pub id: String,
-    /// `ldap` (more kinds come with the HR sources).
+    /// `ldap`, `http` or `csv`.
     pub kind: String,
+    /// For each profile field, the highest-priority source that maps it wins.
+    /// Every source has its own priority.
+    #[serde(default)]
+    pub priority: i64,
+    /// Whether this source decides who is active: a profile is active only if no
+    /// lifecycle source says the person is gone, disabled, not yet hired or
+    /// terminated. A source with `lifecycle = false` only feeds fields.
+    #[serde(default = "yes")]
+    pub lifecycle: bool,
+    /// A profile field joining entries to profiles after the join key and the
+    /// email: `employee_number`.
+    pub join_attribute: Option<String>,
+    /// IANA time zone in which the source's dates are read (`Europe/Berlin`).
+    pub timezone: Option<String>,
+    /// Cron (6 fields, with seconds) for full runs, which also detect removals.
+    pub full_schedule: Option<String>,
+    /// Cron for incremental runs (changes since the last high-water mark).
+    pub incremental_schedule: Option<String>,
+    /// Run a full sync when the daemon starts.
+    #[serde(default)]
+    pub run_at_start: bool,
+    /// Account status for profiles this source creates: `later` or `invite`.
+    #[serde(default = "default_account_status")]
+    pub account_status: AccountStatus,
+    /// A plan deactivating more than this many profiles is held.
+    #[serde(default = "default_max_deactivations")]
+    pub max_deactivations: usize,
+    /// ...or more than this percentage of the source's linked active profiles.
+    #[serde(default = "default_max_deactivations_percent")]
+    pub max_deactivations_percent: f64,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub rest: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The keys of a `kind = "ldap"` source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSection {
     /// `ldap://host:389` or `ldaps://host:636`.
     pub url: String,
     /// Upgrade `ldap://` with StartTLS.
@@ -50,22 +95,6 @@ pub struct SourceSection {
     /// Immutable attribute joining an entry to its profile (`entryUUID`, `objectGUID`).
     #[serde(default = "default_join_key")]
     pub join_key: String,
-    /// Cron (6 fields, with seconds) for full runs, which also detect removals.
-    pub full_schedule: Option<String>,
-    /// Cron for incremental runs (changes since the last high-water mark).
-    pub incremental_schedule: Option<String>,
-    /// Run a full sync when the daemon starts.
-    #[serde(default)]
-    pub run_at_start: bool,
-    /// Account status for profiles this source creates: `later` or `invite`.
-    #[serde(default = "default_account_status")]
-    pub account_status: AccountStatus,
-    /// A plan deactivating more than this many profiles is held.
-    #[serde(default = "default_max_deactivations")]
-    pub max_deactivations: usize,
-    /// ...or more than this percentage of the source's linked active profiles.
-    #[serde(default = "default_max_deactivations_percent")]
-    pub max_deactivations_percent: f64,
     /// Which attribute feeds which profile field.
     #[serde(default)]
     pub attributes: AttributeMap,
@@ -130,6 +159,8 @@ pub struct AttributeMap {
     pub office_phone_extension: Option<String>,
     /// An attribute holding a photo URL (e.g. `labeledURI`).
     pub photo_url: Option<String>,
+    /// The SCIM enterprise employee number (`employeeNumber`, `employeeID`).
+    pub employee_number: Option<String>,
     /// Timestamp attribute for incremental runs.
     #[serde(default = "some_modify_timestamp")]
     pub modified: Option<String>,
@@ -160,6 +191,7 @@ impl Default for AttributeMap {
             office_phone: None,
             office_phone_extension: None,
             photo_url: None,
+            employee_number: None,
             modified: some_modify_timestamp(),
         }
     }
@@ -268,10 +300,9 @@ pub enum Disabled {
     Filter(String),
 }
 
-/// A validated LDAP source.
+/// A validated LDAP source: the `kind = "ldap"` part of a [`Source`].
 #[derive(Debug, Clone)]
 pub struct LdapSource {
-    pub id: String,
     pub url: String,
     pub starttls: bool,
     pub ca_file: Option<PathBuf>,
@@ -284,12 +315,6 @@ pub struct LdapSource {
     pub page_size: u32,
     pub timeout: Duration,
     pub join_key: String,
-    pub full_schedule: Option<String>,
-    pub incremental_schedule: Option<String>,
-    pub run_at_start: bool,
-    pub account_status: AccountStatus,
-    pub max_deactivations: usize,
-    pub max_deactivations_percent: f64,
     pub attributes: AttributeMap,
     pub disabled: Disabled,
     pub groups: GroupsSection,
@@ -297,6 +322,140 @@ pub struct LdapSource {
     pub roles: Vec<RoleRule>,
     pub default_role: Option<String>,
     pub business_unit: Option<BusinessUnitSection>,
+}
+
+/// The profile field a source may join on after its key and the email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinAttribute {
+    EmployeeNumber,
+}
+
+/// A validated source: the shared settings and the kind's own.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub priority: i64,
+    pub lifecycle: bool,
+    pub join_attribute: Option<JoinAttribute>,
+    pub timezone: chrono_tz::Tz,
+    pub full_schedule: Option<String>,
+    pub incremental_schedule: Option<String>,
+    pub run_at_start: bool,
+    pub account_status: AccountStatus,
+    pub max_deactivations: usize,
+    pub max_deactivations_percent: f64,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Ldap(LdapSource),
+    Http(HttpSource),
+    Csv(CsvSource),
+}
+
+impl SourceKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::Ldap(_) => "ldap",
+            SourceKind::Http(_) => "http",
+            SourceKind::Csv(_) => "csv",
+        }
+    }
+}
+
+impl Source {
+    /// Where the source reads from, for people.
+    pub fn location(&self) -> String {
+        match &self.kind {
+            SourceKind::Ldap(l) => format!("{} {}", l.url, l.base_dn),
+            SourceKind::Http(h) => h.location(),
+            SourceKind::Csv(c) => c.location(),
+        }
+    }
+
+    /// The profile fields this source writes (for precedence between sources).
+    pub fn provides(&self) -> Vec<&'static str> {
+        match &self.kind {
+            SourceKind::Ldap(l) => super::map::ldap_provides(l),
+            SourceKind::Http(h) => h.mapping.provides(),
+            SourceKind::Csv(c) => c.mapping.provides(),
+        }
+    }
+}
+
+/// Where a source's settings are, for error messages.
+pub struct SourceCtx<'a> {
+    pub file: &'a Path,
+    pub index: usize,
+    pub catalog: &'a Catalog,
+    pub env: &'a [(String, String)],
+}
+
+impl SourceCtx<'_> {
+    /// `sources[i].<key>`
+    pub fn key(&self, k: &str) -> String {
+        format!("sources[{}].{k}", self.index)
+    }
+    pub fn err(&self, k: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.display().to_string(),
+            key: self.key(k),
+            message: message.into(),
+        }
+    }
+    /// Reads a kind's section from the keys the shared section did not take.
+    pub fn section<T: serde::de::DeserializeOwned>(
+        &self,
+        rest: toml::Table,
+    ) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(toml::Value::Table(rest)).map_err(|e| {
+            let path = e.path().to_string();
+            self.err(&path, e.into_inner().to_string())
+        })
+    }
+    /// A secret from `<name>_file` or `<name>_env`, if either is set.
+    pub fn secret(
+        &self,
+        name: &str,
+        file: Option<&Path>,
+        env_name: Option<&str>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        if file.is_none() && env_name.is_none() {
+            return Ok(None);
+        }
+        read_secret(self.file, &self.key(name), file, env_name, self.env)
+            .map(Some)
+            .map_err(|mut ce| {
+                ce.message = ce.message.replace("token", name);
+                ce
+            })
+    }
+    /// Checks that a role name is in the catalog.
+    pub fn check_role(&self, k: &str, role: &str) -> Result<(), ConfigError> {
+        match self.catalog.role(role) {
+            Some(_) => Ok(()),
+            None => Err(self.err(k, format!("role `{role}` is not in catalog.roles"))),
+        }
+    }
+    pub fn check_position(&self, k: &str, position: &str) -> Result<(), ConfigError> {
+        match self.catalog.position(position) {
+            Some(_) => Ok(()),
+            None => Err(self.err(
+                k,
+                format!("position `{position}` is not in catalog.positions"),
+            )),
+        }
+    }
+    pub fn check_business_unit(&self, k: &str, unit: &str) -> Result<(), ConfigError> {
+        match self.catalog.business_unit(unit) {
+            Some(_) => Ok(()),
+            None => Err(self.err(
+                k,
+                format!("business unit `{unit}` is not in catalog.business_units"),
+            )),
+        }
+    }
 }
 
 /// Checks a 6-field cron expression the way the scheduler will parse it.
@@ -313,15 +472,16 @@ pub fn validate_sources(
     sections: Vec<SourceSection>,
     catalog: &Catalog,
     env: &[(String, String)],
-) -> Result<Vec<LdapSource>, ConfigError> {
-    let mut out: Vec<LdapSource> = Vec::new();
-    for (i, s) in sections.into_iter().enumerate() {
-        let key = |k: &str| format!("sources[{i}].{k}");
-        let err = |k: &str, m: String| ConfigError {
-            file: file.display().to_string(),
-            key: key(k),
-            message: m,
+) -> Result<Vec<Source>, ConfigError> {
+    let mut out: Vec<Source> = Vec::new();
+    for (index, s) in sections.into_iter().enumerate() {
+        let ctx = SourceCtx {
+            file,
+            index,
+            catalog,
+            env,
         };
+        let err = |k: &str, m: String| ctx.err(k, m);
         if s.id.is_empty()
             || !s
                 .id
@@ -333,49 +493,15 @@ pub fn validate_sources(
         if out.iter().any(|o| o.id == s.id) {
             return Err(err("id", format!("`{}` is used by two sources", s.id)));
         }
-        if s.kind != "ldap" {
+        if let Some(o) = out.iter().find(|o| o.priority == s.priority) {
             return Err(err(
-                "kind",
-                format!("`{}` is not a source kind; use `ldap`", s.kind),
+                "priority",
+                format!(
+                    "source `{}` has priority {} too; give each source its own priority (the higher wins a field both map)",
+                    o.id, s.priority
+                ),
             ));
         }
-        if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
-            return Err(err("url", "must start with ldap:// or ldaps://".into()));
-        }
-        if s.starttls && s.url.starts_with("ldaps://") {
-            return Err(err(
-                "starttls",
-                "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
-            ));
-        }
-        if let Some(ca) = &s.ca_file
-            && !ca.exists()
-        {
-            return Err(err("ca_file", format!("{} does not exist", ca.display())));
-        }
-        let bind_password = match (&s.bind_password_file, &s.bind_password_env) {
-            (None, None) => None,
-            (f, e) => Some(
-                read_secret(file, &key("bind_password"), f.as_deref(), e.as_deref(), env).map_err(
-                    |mut ce| {
-                        ce.message = ce.message.replace("token", "bind_password");
-                        ce
-                    },
-                )?,
-            ),
-        };
-        if bind_password.is_some() && s.bind_dn.is_none() {
-            return Err(err(
-                "bind_dn",
-                "a bind password is set but no bind_dn".into(),
-            ));
-        }
-        let scope = match s.scope.as_str() {
-            "sub" => ldap3::Scope::Subtree,
-            "one" => ldap3::Scope::OneLevel,
-            "base" => ldap3::Scope::Base,
-            other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
-        };
         for (k, v) in [
             ("full_schedule", &s.full_schedule),
             ("incremental_schedule", &s.incremental_schedule),
@@ -393,117 +519,203 @@ pub fn validate_sources(
                 "must be between 0 and 100".into(),
             ));
         }
-        if s.attributes.email.is_none() {
-            return Err(err(
-                "attributes.email",
-                "every profile needs an email: map it".into(),
-            ));
-        }
-        let disabled = match s.disabled.kind.as_str() {
-            "none" => Disabled::None,
-            "ad_user_account_control" => Disabled::AdUserAccountControl,
-            "ns_account_lock" => Disabled::NsAccountLock,
-            "pwd_account_locked_time" => Disabled::PwdAccountLockedTime,
-            "attribute" => Disabled::Attribute {
-                attribute: s.disabled.attribute.clone().ok_or_else(|| {
-                    err(
-                        "disabled.attribute",
-                        "required with kind = \"attribute\"".into(),
-                    )
-                })?,
-                values: s.disabled.values.clone(),
-            },
-            "filter" => {
-                Disabled::Filter(s.disabled.filter.clone().ok_or_else(|| {
-                    err("disabled.filter", "required with kind = \"filter\"".into())
-                })?)
-            }
-            other => {
+        let join_attribute = match s.join_attribute.as_deref() {
+            None => None,
+            Some("employee_number") => Some(JoinAttribute::EmployeeNumber),
+            Some(other) => {
                 return Err(err(
-                    "disabled.kind",
-                    format!(
-                        "`{other}`: use none, ad_user_account_control, ns_account_lock, pwd_account_locked_time, attribute or filter"
-                    ),
+                    "join_attribute",
+                    format!("`{other}` cannot join profiles; use employee_number"),
                 ));
             }
         };
-        for (j, r) in s.positions.iter().enumerate() {
-            if catalog.position(&r.position).is_none() {
+        let timezone = match s.timezone.as_deref() {
+            None => chrono_tz::Tz::UTC,
+            Some(tz) => tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                err(
+                    "timezone",
+                    format!(
+                        "`{tz}` is not an IANA time zone (e.g. Europe/Berlin, America/Chicago, UTC)"
+                    ),
+                )
+            })?,
+        };
+        let kind = match s.kind.as_str() {
+            "ldap" => SourceKind::Ldap(validate_ldap(&ctx, ctx.section(s.rest)?)?),
+            "http" => SourceKind::Http(super::hr::validate_http(&ctx, ctx.section(s.rest)?)?),
+            "csv" => SourceKind::Csv(super::hr::validate_csv(&ctx, ctx.section(s.rest)?)?),
+            other => {
                 return Err(err(
-                    &format!("positions[{j}].position"),
-                    format!("position `{}` is not in catalog.positions", r.position),
+                    "kind",
+                    format!("`{other}` is not a source kind; use ldap, http or csv"),
                 ));
             }
-        }
-        for (j, r) in s.roles.iter().enumerate() {
-            if catalog.role(&r.role).is_none() {
-                return Err(err(
-                    &format!("roles[{j}].role"),
-                    format!("role `{}` is not in catalog.roles", r.role),
-                ));
-            }
-            match (&r.group, &r.attribute, &r.value) {
-                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
-                _ => {
-                    return Err(err(
-                        &format!("roles[{j}]"),
-                        "set either `group`, or `attribute` and `value`".into(),
-                    ));
-                }
-            }
-        }
-        if let Some(r) = &s.default_role
-            && catalog.role(r).is_none()
-        {
-            return Err(err(
-                "default_role",
-                format!("role `{r}` is not in catalog.roles"),
-            ));
-        }
-        if s.default_role.is_none() && catalog.default_role().is_none() {
-            return Err(err(
-                "default_role",
-                "set a default role here or catalog.default_role: profiles need a role".into(),
-            ));
-        }
-        if let Some(bu) = &s.business_unit {
-            for (v, name) in &bu.map {
-                if catalog.business_unit(name).is_none() {
-                    return Err(err(
-                        "business_unit.map",
-                        format!("`{v}` maps to `{name}`, which is not in catalog.business_units"),
-                    ));
-                }
-            }
-        }
-        out.push(LdapSource {
+        };
+        out.push(Source {
             id: s.id,
-            url: s.url,
-            starttls: s.starttls,
-            ca_file: s.ca_file,
-            tls_insecure_skip_verify: s.tls_insecure_skip_verify,
-            bind_dn: s.bind_dn,
-            bind_password,
-            base_dn: s.base_dn,
-            scope,
-            filter: s.filter,
-            page_size: s.page_size,
-            timeout: Duration::from_secs(s.timeout_secs.max(1)),
-            join_key: s.join_key,
+            priority: s.priority,
+            lifecycle: s.lifecycle,
+            join_attribute,
+            timezone,
             full_schedule: s.full_schedule,
             incremental_schedule: s.incremental_schedule,
             run_at_start: s.run_at_start,
             account_status: s.account_status,
             max_deactivations: s.max_deactivations,
             max_deactivations_percent: s.max_deactivations_percent,
-            attributes: s.attributes,
-            disabled,
-            groups: s.groups,
-            positions: s.positions,
-            roles: s.roles,
-            default_role: s.default_role,
-            business_unit: s.business_unit,
+            kind,
         });
     }
     Ok(out)
+}
+
+fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, ConfigError> {
+    let err = |k: &str, m: String| ctx.err(k, m);
+    if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
+        return Err(err("url", "must start with ldap:// or ldaps://".into()));
+    }
+    if s.starttls && s.url.starts_with("ldaps://") {
+        return Err(err(
+            "starttls",
+            "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
+        ));
+    }
+    if let Some(ca) = &s.ca_file
+        && !ca.exists()
+    {
+        return Err(err("ca_file", format!("{} does not exist", ca.display())));
+    }
+    let bind_password = match (&s.bind_password_file, &s.bind_password_env) {
+        (None, None) => None,
+        (f, e) => Some(
+            read_secret(
+                ctx.file,
+                &ctx.key("bind_password"),
+                f.as_deref(),
+                e.as_deref(),
+                ctx.env,
+            )
+            .map_err(|mut ce| {
+                ce.message = ce.message.replace("token", "bind_password");
+                ce
+            })?,
+        ),
+    };
+    if bind_password.is_some() && s.bind_dn.is_none() {
+        return Err(err(
+            "bind_dn",
+            "a bind password is set but no bind_dn".into(),
+        ));
+    }
+    let scope = match s.scope.as_str() {
+        "sub" => ldap3::Scope::Subtree,
+        "one" => ldap3::Scope::OneLevel,
+        "base" => ldap3::Scope::Base,
+        other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
+    };
+    if s.attributes.email.is_none() {
+        return Err(err(
+            "attributes.email",
+            "every profile needs an email: map it".into(),
+        ));
+    }
+    let disabled = match s.disabled.kind.as_str() {
+        "none" => Disabled::None,
+        "ad_user_account_control" => Disabled::AdUserAccountControl,
+        "ns_account_lock" => Disabled::NsAccountLock,
+        "pwd_account_locked_time" => Disabled::PwdAccountLockedTime,
+        "attribute" => Disabled::Attribute {
+            attribute: s.disabled.attribute.clone().ok_or_else(|| {
+                err(
+                    "disabled.attribute",
+                    "required with kind = \"attribute\"".into(),
+                )
+            })?,
+            values: s.disabled.values.clone(),
+        },
+        "filter" => Disabled::Filter(
+            s.disabled
+                .filter
+                .clone()
+                .ok_or_else(|| err("disabled.filter", "required with kind = \"filter\"".into()))?,
+        ),
+        other => {
+            return Err(err(
+                "disabled.kind",
+                format!(
+                    "`{other}`: use none, ad_user_account_control, ns_account_lock, pwd_account_locked_time, attribute or filter"
+                ),
+            ));
+        }
+    };
+    for (j, r) in s.positions.iter().enumerate() {
+        if ctx.catalog.position(&r.position).is_none() {
+            return Err(err(
+                &format!("positions[{j}].position"),
+                format!("position `{}` is not in ctx.catalog.positions", r.position),
+            ));
+        }
+    }
+    for (j, r) in s.roles.iter().enumerate() {
+        if ctx.catalog.role(&r.role).is_none() {
+            return Err(err(
+                &format!("roles[{j}].role"),
+                format!("role `{}` is not in ctx.catalog.roles", r.role),
+            ));
+        }
+        match (&r.group, &r.attribute, &r.value) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            _ => {
+                return Err(err(
+                    &format!("roles[{j}]"),
+                    "set either `group`, or `attribute` and `value`".into(),
+                ));
+            }
+        }
+    }
+    if let Some(r) = &s.default_role
+        && ctx.catalog.role(r).is_none()
+    {
+        return Err(err(
+            "default_role",
+            format!("role `{r}` is not in ctx.catalog.roles"),
+        ));
+    }
+    if s.default_role.is_none() && ctx.catalog.default_role().is_none() {
+        return Err(err(
+            "default_role",
+            "set a default role here or ctx.catalog.default_role: profiles need a role".into(),
+        ));
+    }
+    if let Some(bu) = &s.business_unit {
+        for (v, name) in &bu.map {
+            if ctx.catalog.business_unit(name).is_none() {
+                return Err(err(
+                    "business_unit.map",
+                    format!("`{v}` maps to `{name}`, which is not in ctx.catalog.business_units"),
+                ));
+            }
+        }
+    }
+    Ok(LdapSource {
+        url: s.url,
+        starttls: s.starttls,
+        ca_file: s.ca_file,
+        tls_insecure_skip_verify: s.tls_insecure_skip_verify,
+        bind_dn: s.bind_dn,
+        bind_password,
+        base_dn: s.base_dn,
+        scope,
+        filter: s.filter,
+        page_size: s.page_size,
+        timeout: Duration::from_secs(s.timeout_secs.max(1)),
+        join_key: s.join_key,
+        attributes: s.attributes,
+        disabled,
+        groups: s.groups,
+        positions: s.positions,
+        roles: s.roles,
+        default_role: s.default_role,
+        business_unit: s.business_unit,
+    })
 }

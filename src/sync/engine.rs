@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use chrono::Utc;
 use tracing::instrument;
 
-use super::config::LdapSource;
+use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, Outcome, RunId, RunRecord, RunStore, SourceState};
-use super::{RunKind, ldap};
+use super::{RunKind, hr, ldap};
 use crate::employee::{self, EmployeePatch, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
 
@@ -35,6 +35,26 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// A source's entries, fetched and mapped.
+#[derive(Default)]
+struct Fetched {
+    /// Entries the source returned (mapped or not).
+    seen: usize,
+    mapped: Vec<MappedEntry>,
+    map_errors: Vec<map::MapError>,
+    high_water_mark: Option<String>,
+}
+
+fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, String> {
+    let f = r.map_err(|e| e.to_string())?;
+    Ok(Fetched {
+        seen: f.entries.len() + f.errors.len(),
+        mapped: f.entries,
+        map_errors: f.errors,
+        high_water_mark: None,
+    })
+}
+
 /// Per-source run locks: one run of a source at a time. A lock outlives its
 /// source's removal by a reload, so a run in progress keeps excluding others.
 type RunLocks = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
@@ -46,13 +66,13 @@ pub struct SyncEngine {
     runs: RunStore,
     /// The sources in force; [`SyncEngine::set_sources`] replaces them. A run takes
     /// its own copy of its source at start.
-    sources: Arc<RwLock<Arc<Vec<LdapSource>>>>,
+    sources: Arc<RwLock<Arc<Vec<Source>>>>,
     locks: Arc<Mutex<RunLocks>>,
     metrics: crate::metrics::SyncMetrics,
 }
 
 impl SyncEngine {
-    pub fn new(roster: Roster, sources: Vec<LdapSource>) -> Result<Self, StoreError> {
+    pub fn new(roster: Roster, sources: Vec<Source>) -> Result<Self, StoreError> {
         let runs = RunStore::open(roster.store())?;
         let locks = sources
             .iter()
@@ -68,7 +88,7 @@ impl SyncEngine {
     }
 
     /// The sources in force.
-    pub fn sources(&self) -> Arc<Vec<LdapSource>> {
+    pub fn sources(&self) -> Arc<Vec<Source>> {
         self.sources
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -78,7 +98,7 @@ impl SyncEngine {
     /// Puts a reloaded config's sources in force. Runs already in progress finish
     /// with the settings they started with and still hold their source's lock, so
     /// a run of the same id cannot start beside them.
-    pub fn set_sources(&self, sources: Vec<LdapSource>) {
+    pub fn set_sources(&self, sources: Vec<Source>) {
         {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             for s in &sources {
@@ -97,7 +117,7 @@ impl SyncEngine {
         &self.runs
     }
 
-    fn source(&self, id: &str) -> Result<LdapSource, SyncError> {
+    fn source(&self, id: &str) -> Result<Source, SyncError> {
         self.sources()
             .iter()
             .find(|s| s.id == id)
@@ -211,7 +231,7 @@ impl SyncEngine {
 
     async fn run_inner(
         &self,
-        src: &LdapSource,
+        src: &Source,
         kind: RunKind,
         dry_run: bool,
         rec: &mut RunRecord,
@@ -223,18 +243,18 @@ impl SyncEngine {
         };
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let t = std::time::Instant::now();
-        let fetched = ldap::fetch(src, since.as_deref()).await;
+        let fetched = self.fetch(src, since.as_deref()).await;
         rec.timings_ms.fetch = ms(t);
         let fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
                 rec.outcome = Outcome::Failed;
-                rec.message = Some(e.to_string());
+                rec.message = Some(e);
                 return Ok(());
             }
         };
-        rec.entries_seen = fetched.entries.len();
-        if kind == RunKind::Full && fetched.entries.is_empty() {
+        rec.entries_seen = fetched.seen;
+        if kind == RunKind::Full && fetched.seen == 0 {
             rec.outcome = Outcome::Failed;
             rec.message = Some(
                 "the source returned no entries; a full run that sees nobody deactivates nobody"
@@ -243,14 +263,12 @@ impl SyncEngine {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let mut mapped = Vec::with_capacity(fetched.entries.len());
-        let mut map_errors = Vec::new();
-        for e in &fetched.entries {
-            match map::map_entry(src, e) {
-                Ok(m) => mapped.push(m),
-                Err(err) => map_errors.push(err),
-            }
-        }
+        let Fetched {
+            mapped,
+            map_errors,
+            high_water_mark,
+            ..
+        } = fetched;
         let catalog = self.roster.catalog();
         let psrc = PlanSource {
             id: &src.id,
@@ -303,13 +321,36 @@ impl SyncEngine {
         self.apply(src, &plan.items, &mapped, rec).await?;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
-        self.advance_mark(src, state, fetched.high_water_mark)?;
+        self.advance_mark(src, state, high_water_mark)?;
         Ok(())
+    }
+
+    /// Fetches and maps the source's entries. `Err` is the reason the run fails.
+    async fn fetch(&self, src: &Source, since: Option<&str>) -> Result<Fetched, String> {
+        match &src.kind {
+            SourceKind::Ldap(l) => {
+                let f = ldap::fetch(l, since).await.map_err(|e| e.to_string())?;
+                let mut out = Fetched {
+                    seen: f.entries.len(),
+                    high_water_mark: f.high_water_mark,
+                    ..Default::default()
+                };
+                for e in &f.entries {
+                    match map::map_entry(l, e) {
+                        Ok(m) => out.mapped.push(m),
+                        Err(err) => out.map_errors.push(err),
+                    }
+                }
+                Ok(out)
+            }
+            SourceKind::Http(h) => hr_fetched(hr::fetch_http(h, src.timezone).await),
+            SourceKind::Csv(c) => hr_fetched(hr::fetch_csv(c, src.timezone).await),
+        }
     }
 
     fn advance_mark(
         &self,
-        src: &LdapSource,
+        src: &Source,
         mut state: SourceState,
         mark: Option<String>,
     ) -> Result<(), SyncError> {
@@ -330,7 +371,7 @@ impl SyncEngine {
     /// (e.g. its email is taken meanwhile) is reported; the rest goes on.
     async fn apply(
         &self,
-        src: &LdapSource,
+        src: &Source,
         items: &[PlanItem],
         mapped: &[MappedEntry],
         rec: &mut RunRecord,

@@ -24,6 +24,9 @@ pub struct SourceFields {
     pub positions: Option<Vec<String>>,
     pub role: Option<String>,
     pub business_unit: Option<Option<String>>,
+    /// The SCIM enterprise `employeeNumber`.
+    #[serde(default)]
+    pub employee_number: Option<Option<String>>,
 }
 
 impl SourceFields {
@@ -66,17 +69,56 @@ impl SourceFields {
     }
 }
 
+/// A calendar date from a source and the instant it takes effect: local midnight
+/// at the start of that date in the source's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectiveDate {
+    pub date: chrono::NaiveDate,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl EffectiveDate {
+    /// `date` at local midnight in `tz` (on a day that starts in a DST gap, the
+    /// first instant of the day).
+    pub fn new(date: chrono::NaiveDate, tz: chrono_tz::Tz) -> Self {
+        use chrono::TimeZone;
+        let mut t = date.and_time(chrono::NaiveTime::MIN);
+        let at = loop {
+            match tz.from_local_datetime(&t) {
+                chrono::LocalResult::Single(x) => break x,
+                chrono::LocalResult::Ambiguous(x, _) => break x,
+                chrono::LocalResult::None => t += chrono::Duration::minutes(15),
+            }
+        };
+        Self {
+            date,
+            at: at.with_timezone(&chrono::Utc),
+        }
+    }
+}
+
 /// An entry mapped to profile fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MappedEntry {
     /// The join key (immutable in the directory).
     pub key: String,
+    /// Where the entry is: its DN, or the HR record's place (`line 7`, `record 12`).
     pub dn: String,
     pub fields: SourceFields,
     /// Why the entry counts as disabled, if it does.
     pub disabled: Option<String>,
     /// Problems that did not stop the mapping (e.g. an unmapped business unit value).
     pub warnings: Vec<String>,
+    /// First working day: before it the profile is inactive.
+    #[serde(default)]
+    pub hire: Option<EffectiveDate>,
+    /// Termination: from this date on the profile is inactive.
+    #[serde(default)]
+    pub termination: Option<EffectiveDate>,
+    /// The manager as the source names them: the manager's key in this source,
+    /// their email, or their employee number.
+    #[serde(default)]
+    pub manager: Option<String>,
 }
 
 /// An entry that cannot be mapped (no join key, no email...): skipped and reported.
@@ -96,6 +138,36 @@ fn first(e: &Entry, attr: &Option<String>) -> Option<Option<String>> {
     })
 }
 
+/// The profile fields an LDAP mapping writes.
+pub fn ldap_provides(src: &LdapSource) -> Vec<&'static str> {
+    let a = &src.attributes;
+    let mut out = vec!["email"];
+    for (name, attr) in [
+        ("given_name", &a.given_name),
+        ("family_name", &a.family_name),
+        ("display_name", &a.display_name),
+        ("username", &a.username),
+        ("mobile_phone", &a.mobile_phone),
+        ("office_phone", &a.office_phone),
+        ("photo", &a.photo_url),
+        ("employee_number", &a.employee_number),
+    ] {
+        if attr.is_some() {
+            out.push(name);
+        }
+    }
+    if !src.positions.is_empty() {
+        out.push("positions");
+    }
+    if !src.roles.is_empty() || src.default_role.is_some() {
+        out.push("role");
+    }
+    if src.business_unit.is_some() {
+        out.push("business_unit");
+    }
+    out
+}
+
 /// Every attribute the mapping reads (for the search's attribute list).
 pub fn wanted_attributes(src: &LdapSource) -> Vec<String> {
     let a = &src.attributes;
@@ -109,6 +181,7 @@ pub fn wanted_attributes(src: &LdapSource) -> Vec<String> {
         &a.office_phone,
         &a.office_phone_extension,
         &a.photo_url,
+        &a.employee_number,
         &a.modified,
     ]
     .into_iter()
@@ -247,8 +320,12 @@ pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
             positions,
             role,
             business_unit,
+            employee_number: first(e, &a.employee_number),
         },
         disabled: disabled_reason(src, e),
         warnings,
+        hire: None,
+        termination: None,
+        manager: None,
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod hr;
 pub mod ldap;
 pub mod map;
 pub mod plan;
