@@ -26,8 +26,8 @@ use crate::store::{
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
-    AccountStatus, AccountToken, Employee, EmployeeId, EmployeePatch, Enterprise, NewEmployee,
-    OfficePhone, PasswordHash, PermissionOverrides, Photo, TokenPurpose,
+    AccountStatus, AccountToken, EffectiveDate, Employee, EmployeeId, EmployeePatch, Enterprise,
+    NewEmployee, OfficePhone, PasswordHash, PermissionOverrides, Photo, SourceFacts, TokenPurpose,
 };
 
 /// Content types accepted for uploaded photos.
@@ -300,30 +300,27 @@ impl Roster {
             .collect()
     }
 
-    /// Applies a source's fields (and optionally a lifecycle change) to a profile
-    /// and records the source key, without flushing. Changes nothing, and writes
-    /// no audit entry, when everything already matches.
-    pub fn update_linked(
+    /// Applies a sync source's change to a profile and records the source key,
+    /// without flushing. `f` computes the change from the profile as it is at
+    /// write time (it may run again if another write got in first). Changes
+    /// nothing, and writes no audit entry, when everything already matches.
+    pub fn update_synced(
         &self,
         actor: &Actor,
         id: EmployeeId,
-        patch: &EmployeePatch,
         source: &str,
         key: &str,
-        active: Option<bool>,
+        f: impl Fn(&Employee, &Catalog) -> Result<SyncChange, Error>,
     ) -> Result<(Employee, bool), Error> {
-        let action = match active {
-            Some(true) => "activate",
-            Some(false) => "deactivate",
+        let current = self.get(id)?;
+        let action = match f(&current, &self.catalog())?.active {
+            Some((true, _)) => "activate",
+            Some((false, _)) => "deactivate",
             None => "update",
         };
         self.modify(actor, id, action, None, PhotoChange::Keep, |e, catalog| {
-            apply_patch(e, patch, None, catalog, actor)?;
-            e.source_keys.insert(source.to_string(), key.to_string());
-            if let Some(a) = active {
-                set_active_fields(e, a, actor);
-            }
-            Ok(())
+            let change = f(e, catalog)?;
+            apply_sync(e, &change, source, key, catalog, actor)
         })
     }
 
@@ -357,6 +354,19 @@ impl Roster {
             Some(id) => self.get(EmployeeId(id)).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Every profile for which `keep` holds on its stored bytes (a cheap
+    /// pre-filter), decoded. Reads the whole store: for occasional passes only.
+    pub fn scan_where(&self, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Employee>, Error> {
+        let mut out = Vec::new();
+        for r in self.store.scan() {
+            let (_, bytes) = r?;
+            if keep(&bytes) {
+                out.push(decode(&bytes)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Makes every write so far durable.
@@ -806,11 +816,57 @@ pub fn build_new(
         enterprise: validate::enterprise(&input.enterprise)?,
         source_keys: Default::default(),
         deactivated_by: (!active).then(|| actor.clone()),
+        source_facts: input
+            .source_facts
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect(),
         account_token: None,
         created_at: now,
         updated_at: now,
     };
     Ok(e)
+}
+
+/// What a sync does to one profile: its fields, and possibly its lifecycle
+/// (`(active, who)`: `who` is recorded as `deactivated_by` on a deactivation).
+#[derive(Debug, Clone, Default)]
+pub struct SyncChange {
+    pub patch: EmployeePatch,
+    pub active: Option<(bool, Actor)>,
+}
+
+fn apply_sync(
+    e: &mut Employee,
+    change: &SyncChange,
+    source: &str,
+    key: &str,
+    catalog: &Catalog,
+    actor: &Actor,
+) -> Result<(), Error> {
+    apply_patch(e, &change.patch, None, catalog, actor)?;
+    if !key.is_empty() {
+        e.source_keys.insert(source.to_string(), key.to_string());
+    }
+    if let Some((active, by)) = &change.active {
+        set_active_fields(e, *active, by);
+    }
+    Ok(())
+}
+
+/// The profile as it would be after a sync change (nothing written).
+pub fn preview_sync(
+    current: &Employee,
+    change: &SyncChange,
+    source: &str,
+    key: &str,
+    catalog: &Catalog,
+    actor: &Actor,
+) -> Result<Employee, Error> {
+    let mut next = current.clone();
+    apply_sync(&mut next, change, source, key, catalog, actor)?;
+    Ok(next)
 }
 
 /// The profile as it would be after `patch` (every rule applied, nothing written).
@@ -967,6 +1023,25 @@ fn apply_patch(
     }
     if let Some(v) = &p.enterprise {
         e.enterprise = validate::enterprise(v)?;
+    }
+    if let Some(v) = &p.employee_number {
+        e.enterprise.employee_number = match v {
+            Some(x) => validate::optional_text("employee_number", x, 256)?,
+            None => None,
+        };
+    }
+    if let Some(v) = &p.manager {
+        e.enterprise.manager = v.clone();
+    }
+    if let Some((source, facts)) = &p.source_facts {
+        match facts {
+            Some(f) if !f.is_empty() => {
+                e.source_facts.insert(source.clone(), f.clone());
+            }
+            _ => {
+                e.source_facts.remove(source);
+            }
+        }
     }
     Ok(())
 }

@@ -116,6 +116,89 @@ impl Enterprise {
     }
 }
 
+/// A calendar date from a source and the instant it takes effect: local midnight
+/// at the start of that date in the source's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectiveDate {
+    pub date: chrono::NaiveDate,
+    pub at: DateTime<Utc>,
+}
+
+impl EffectiveDate {
+    /// `date` at local midnight in `tz` (on a day that starts in a DST gap, the
+    /// first instant of the day).
+    pub fn new(date: chrono::NaiveDate, tz: chrono_tz::Tz) -> Self {
+        use chrono::TimeZone;
+        let mut t = date.and_time(chrono::NaiveTime::MIN);
+        let at = loop {
+            match tz.from_local_datetime(&t) {
+                chrono::LocalResult::Single(x) | chrono::LocalResult::Ambiguous(x, _) => break x,
+                chrono::LocalResult::None => t += chrono::Duration::minutes(15),
+            }
+        };
+        Self {
+            date,
+            at: at.with_timezone(&Utc),
+        }
+    }
+}
+
+/// What a sync source that decides the lifecycle last said about the person: kept
+/// per source, so that a profile is active only while none of them says otherwise
+/// and dated changes (a hire, a termination) take effect on their day without
+/// waiting for the next fetch. Also holds a manager reference not resolved yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFacts {
+    /// The source says the person is disabled or gone (why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
+    /// Not active before this date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hire: Option<EffectiveDate>,
+    /// Not active from this date on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination: Option<EffectiveDate>,
+    /// The manager as the source names them, while no profile matches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unresolved_manager: Option<String>,
+}
+
+impl SourceFacts {
+    pub fn is_empty(&self) -> bool {
+        self == &SourceFacts::default()
+    }
+
+    /// Why the person is not active at `now` according to this source, if so.
+    pub fn inactive_reason(&self, now: DateTime<Utc>) -> Option<String> {
+        if let Some(why) = &self.disabled {
+            return Some(why.clone());
+        }
+        if let Some(t) = &self.termination
+            && t.at <= now
+        {
+            return Some(format!("terminated on {}", t.date));
+        }
+        if let Some(h) = &self.hire
+            && h.at > now
+        {
+            return Some(format!("starts on {}", h.date));
+        }
+        None
+    }
+
+    /// The next instant after `now` at which [`SourceFacts::inactive_reason`]
+    /// changes, if any.
+    pub fn next_transition(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [self.hire, self.termination]
+            .into_iter()
+            .flatten()
+            .map(|d| d.at)
+            .filter(|at| *at > now)
+            .min()
+    }
+}
+
 /// An argon2id PHC string. Never printed, never sent to a client.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -190,6 +273,9 @@ pub struct Employee {
     /// Who deactivated the profile, while it is inactive.
     #[serde(default)]
     pub deactivated_by: Option<Actor>,
+    /// What lifecycle sources say about the person (source id → facts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_facts: BTreeMap<String, SourceFacts>,
     /// The pending invite or password-reset token (digest only), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_token: Option<AccountToken>,
@@ -224,6 +310,9 @@ pub struct NewEmployee {
     pub external_id: Option<String>,
     #[serde(default)]
     pub enterprise: Enterprise,
+    /// Sync only (never read from clients): what lifecycle sources say.
+    #[serde(skip)]
+    pub source_facts: BTreeMap<String, SourceFacts>,
 }
 
 /// A partial update. Absent fields are kept; `null` clears an optional field.
@@ -263,6 +352,15 @@ pub struct EmployeePatch {
     pub enterprise: Option<Enterprise>,
     /// Optimistic concurrency: the version the client last read.
     pub version: Option<u64>,
+    /// Sync only (never read from clients): the enterprise employee number.
+    #[serde(skip)]
+    pub employee_number: Option<Option<String>>,
+    /// Sync only: the enterprise manager (a rosterd employee id).
+    #[serde(skip)]
+    pub manager: Option<Option<String>>,
+    /// Sync only: what a source says about the lifecycle (`None` forgets it).
+    #[serde(skip)]
+    pub source_facts: Option<(String, Option<SourceFacts>)>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

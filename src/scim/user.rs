@@ -401,6 +401,7 @@ impl UserInput {
             permissions: self.permissions,
             external_id: self.external_id,
             enterprise: self.enterprise,
+            source_facts: Default::default(),
         })
     }
 

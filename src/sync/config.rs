@@ -348,6 +348,7 @@ pub struct Source {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per config, cloned rarely
 pub enum SourceKind {
     Ldap(LdapSource),
     Http(HttpSource),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::instrument;
 
 use super::config::{Source, SourceKind};
@@ -13,7 +13,8 @@ use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::{RunKind, hr, ldap};
-use crate::employee::{self, EmployeePatch, Roster};
+use crate::employee::EmployeePatch;
+use crate::employee::{self, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
 
 /// Profiles created per store transaction while applying.
@@ -33,6 +34,100 @@ pub enum SyncError {
     Domain(#[from] employee::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The lifecycle sources, highest priority first.
+fn lifecycle_order(sources: &[Source]) -> Vec<String> {
+    let mut l: Vec<&Source> = sources.iter().filter(|s| s.lifecycle).collect();
+    l.sort_by_key(|s| std::cmp::Reverse(s.priority));
+    l.into_iter().map(|s| s.id.clone()).collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Owned inputs of a [`PlanSource`].
+struct PlanContext {
+    provides: Vec<&'static str>,
+    higher: Vec<(String, Vec<&'static str>)>,
+    lifecycle: Vec<String>,
+    catalog: std::sync::Arc<employee::Catalog>,
+    now: DateTime<Utc>,
+}
+
+impl PlanContext {
+    fn plan_source<'a>(&'a self, src: &'a Source) -> PlanSource<'a> {
+        PlanSource {
+            id: &src.id,
+            account_status: src.account_status,
+            catalog: &self.catalog,
+            lifecycle: src.lifecycle,
+            join_attribute: src.join_attribute,
+            provides: &self.provides,
+            higher: &self.higher,
+            lifecycle_sources: &self.lifecycle,
+            now: self.now,
+        }
+    }
+}
+
+/// The manager and the unresolved reference `source` gives a profile.
+fn manager_change(
+    source: &str,
+    cur: &employee::Employee,
+    manager: &Option<String>,
+    unresolved: &Option<String>,
+) -> employee::SyncChange {
+    let mut facts = cur.source_facts.get(source).cloned().unwrap_or_default();
+    facts.unresolved_manager = unresolved.clone();
+    employee::SyncChange {
+        patch: EmployeePatch {
+            manager: Some(manager.clone()),
+            source_facts: Some((source.to_string(), Some(facts))),
+            ..Default::default()
+        },
+        active: None,
+    }
+}
+
+/// Finds a manager named by a source: by the source's key, else by email, else
+/// by employee number.
+struct ManagerResolver<'a> {
+    roster: &'a Roster,
+    source: &'a str,
+    by_number: Option<HashMap<String, employee::EmployeeId>>,
+}
+
+impl<'a> ManagerResolver<'a> {
+    fn new(roster: &'a Roster, source: &'a str) -> Self {
+        Self {
+            roster,
+            source,
+            by_number: None,
+        }
+    }
+
+    fn resolve(&mut self, r: &str) -> Result<Option<employee::EmployeeId>, employee::Error> {
+        if let Some(e) = self.roster.by_source_key(self.source, r)? {
+            return Ok(Some(e.id));
+        }
+        if r.contains('@')
+            && let Some(e) = self.roster.by_email(r)?
+        {
+            return Ok(Some(e.id));
+        }
+        if self.by_number.is_none() {
+            let map = self
+                .roster
+                .scan_where(|b| contains(b, b"\"employee_number\""))?
+                .into_iter()
+                .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e.id)))
+                .collect();
+            self.by_number = Some(map);
+        }
+        Ok(self.by_number.as_ref().and_then(|m| m.get(r).copied()))
+    }
 }
 
 /// A source's entries, fetched and mapped.
@@ -69,6 +164,8 @@ pub struct SyncEngine {
     sources: Arc<RwLock<Arc<Vec<Source>>>>,
     locks: Arc<Mutex<RunLocks>>,
     metrics: crate::metrics::SyncMetrics,
+    /// A fixed clock (tests); the real time when `None`.
+    clock: Arc<RwLock<Option<DateTime<Utc>>>>,
 }
 
 impl SyncEngine {
@@ -84,6 +181,7 @@ impl SyncEngine {
             sources: Arc::new(RwLock::new(Arc::new(sources))),
             locks: Arc::new(Mutex::new(locks)),
             metrics: Default::default(),
+            clock: Default::default(),
         })
     }
 
@@ -269,13 +367,14 @@ impl SyncEngine {
             high_water_mark,
             ..
         } = fetched;
-        let catalog = self.roster.catalog();
-        let psrc = PlanSource {
-            id: &src.id,
-            account_status: src.account_status,
-            catalog: &catalog,
-        };
-        let plan = plan::plan(&psrc, kind, &mapped, &map_errors, &self.roster)?;
+        let ctx = self.context(src);
+        let plan = plan::plan(
+            &ctx.plan_source(src),
+            kind,
+            &mapped,
+            &map_errors,
+            &self.roster,
+        )?;
         rec.counts = plan.counts.clone();
         rec.errors = plan
             .items
@@ -367,7 +466,8 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// Applies plan items through the domain. An item that the domain refuses
+    /// Applies plan items through the domain. Each change is worked out again
+    /// from the profile as it is at write time. An item that the domain refuses
     /// (e.g. its email is taken meanwhile) is reported; the rest goes on.
     async fn apply(
         &self,
@@ -377,6 +477,8 @@ impl SyncEngine {
         rec: &mut RunRecord,
     ) -> Result<(), SyncError> {
         let actor = Self::actor(&src.id);
+        let ctx = self.context(src);
+        let psrc = ctx.plan_source(src);
         let by_key: HashMap<&str, &MappedEntry> =
             mapped.iter().map(|m| (m.key.as_str(), m)).collect();
         let report = |rec: &mut RunRecord, item: &PlanItem, e: &employee::Error| {
@@ -390,43 +492,22 @@ impl SyncEngine {
         for item in items {
             let entry = by_key.get(item.key.as_str());
             let result = match (item.action, item.employee_id, entry) {
-                (Action::Update | Action::Held, Some(id), Some(m)) => self
+                (
+                    Action::Update | Action::Held | Action::Activate | Action::Deactivate,
+                    Some(id),
+                    Some(m),
+                ) => self
                     .roster
-                    .update_linked(&actor, id, &m.fields.to_patch(), &src.id, &m.key, None)
+                    .update_synced(&actor, id, &src.id, &m.key, |cur, _| {
+                        plan::decide(&psrc, m, cur).map(|d| d.change)
+                    })
                     .map(|_| ()),
-                (Action::Activate, Some(id), Some(m)) => self
-                    .roster
-                    .update_linked(
-                        &actor,
-                        id,
-                        &m.fields.to_patch(),
-                        &src.id,
-                        &m.key,
-                        Some(true),
-                    )
-                    .map(|_| ()),
-                (Action::Deactivate, Some(id), Some(m)) => self
-                    .roster
-                    .update_linked(
-                        &actor,
-                        id,
-                        &m.fields.to_patch(),
-                        &src.id,
-                        &m.key,
-                        Some(false),
-                    )
-                    .map(|_| ()),
-                // Gone from the source: deactivate only, fields stay as they were.
+                // Gone from the source: deactivated, fields stay as they were.
                 (Action::Deactivate, Some(id), None) => self
                     .roster
-                    .update_linked(
-                        &actor,
-                        id,
-                        &EmployeePatch::default(),
-                        &src.id,
-                        &item.key,
-                        Some(false),
-                    )
+                    .update_synced(&actor, id, &src.id, &item.key, |cur, _| {
+                        Ok(plan::decide_absent(&psrc, cur))
+                    })
                     .map(|_| ()),
                 _ => continue,
             };
@@ -446,7 +527,7 @@ impl SyncEngine {
         for chunk in creates.chunks(BATCH) {
             let inputs: Vec<(employee::NewEmployee, String)> = chunk
                 .iter()
-                .map(|(_, m)| (m.fields.to_new(src.account_status, true), m.key.clone()))
+                .map(|(_, m)| (plan::new_input(&psrc, m), m.key.clone()))
                 .collect();
             let results = self.roster.create_linked_many(&actor, &src.id, &inputs);
             for ((item, _), r) in chunk.iter().zip(results) {
@@ -457,10 +538,175 @@ impl SyncEngine {
                 }
             }
         }
+        self.resolve_managers(src, &psrc, mapped, rec)?;
         // One flush at the end: a run is not acknowledged item by item, and a
         // crash mid-apply is repaired by the next run.
         self.roster.flush().await?;
         Ok(())
+    }
+
+    /// Sets each entry's manager (SCIM enterprise `manager`: the manager's
+    /// profile id) once every profile of the run exists. A manager not on the
+    /// roster yet is kept as unresolved on the profile and tried again at the
+    /// next run and at every tick.
+    fn resolve_managers(
+        &self,
+        src: &Source,
+        psrc: &PlanSource<'_>,
+        mapped: &[MappedEntry],
+        rec: &mut RunRecord,
+    ) -> Result<(), SyncError> {
+        if !psrc.provides.contains(&"manager") {
+            return Ok(());
+        }
+        let actor = Self::actor(&src.id);
+        let mut resolver = ManagerResolver::new(&self.roster, &src.id);
+        for m in mapped {
+            let Some(me) = self.roster.by_source_key(&src.id, &m.key)? else {
+                continue;
+            };
+            if psrc.owned_elsewhere(&me).contains(&"manager") {
+                continue;
+            }
+            let (manager, unresolved) = match &m.manager {
+                None => (None, None),
+                Some(r) => match resolver.resolve(r)? {
+                    Some(id) if id != me.id => (Some(id.to_string()), None),
+                    _ => {
+                        rec.errors.push(EntryError {
+                            key: m.key.clone(),
+                            dn: m.dn.clone(),
+                            message: format!(
+                                "manager `{r}` is not on the roster yet; kept unresolved and tried again at the next run"
+                            ),
+                        });
+                        (None, Some(r.clone()))
+                    }
+                },
+            };
+            let r = self
+                .roster
+                .update_synced(&actor, me.id, &src.id, &m.key, |cur, _| {
+                    Ok(manager_change(&src.id, cur, &manager, &unresolved))
+                });
+            match r {
+                Ok(_) => {}
+                Err(employee::Error::Store(se)) => return Err(se.into()),
+                Err(e) => rec.errors.push(EntryError {
+                    key: m.key.clone(),
+                    dn: m.dn.clone(),
+                    message: format!("manager not set: {e}"),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies what has fallen due since the last look, without fetching: hire
+    /// and termination dates passed at [`SyncEngine::now`], and managers that
+    /// can be resolved now. Returns how many profiles changed.
+    pub async fn tick(&self) -> Result<usize, SyncError> {
+        let now = self.now();
+        let sources = self.sources();
+        let lifecycle = lifecycle_order(&sources);
+        let candidates = self
+            .roster
+            .scan_where(|b| contains(b, b"\"source_facts\""))?;
+        let mut changed = 0;
+        for e in candidates {
+            // Lifecycle: the same verdict a sync run would reach.
+            let verdict = plan::verdict(&lifecycle, &e, now, None);
+            let by = match (&verdict, e.active, &e.deactivated_by) {
+                (Some((by, _)), true, _) => Some(by.clone()),
+                (None, false, Some(a)) if a.kind == ActorKind::Sync => Some(a.name.clone()),
+                _ => None,
+            };
+            if let Some(by) = by {
+                let lc = &lifecycle;
+                let r = self
+                    .roster
+                    .update_synced(&Self::actor(&by), e.id, &by, "", |cur, _| {
+                        let active = match (plan::verdict(lc, cur, now, None), cur.active) {
+                            (Some((who, _)), true) => Some((false, Self::actor(&who))),
+                            (None, false)
+                                if cur
+                                    .deactivated_by
+                                    .as_ref()
+                                    .is_some_and(|a| a.kind == ActorKind::Sync) =>
+                            {
+                                Some((true, Self::actor(&by)))
+                            }
+                            _ => None,
+                        };
+                        Ok(employee::SyncChange {
+                            patch: Default::default(),
+                            active,
+                        })
+                    });
+                match r {
+                    Ok((_, true)) => {
+                        changed += 1;
+                        tracing::info!(employee = %e.id, reason = verdict.map(|v| v.1).unwrap_or_else(|| "no source says otherwise any more".into()), "lifecycle date reached");
+                    }
+                    Ok(_) => {}
+                    Err(employee::Error::Store(se)) => return Err(se.into()),
+                    Err(err) => {
+                        tracing::warn!(employee = %e.id, error = %err, "lifecycle change not applied")
+                    }
+                }
+            }
+            // Managers named by a source and not on the roster before.
+            for (source, facts) in &e.source_facts {
+                let Some(r) = &facts.unresolved_manager else {
+                    continue;
+                };
+                let mut resolver = ManagerResolver::new(&self.roster, source);
+                if let Some(id) = resolver.resolve(r)?
+                    && id != e.id
+                {
+                    let manager = Some(id.to_string());
+                    self.roster.update_synced(
+                        &Self::actor(source),
+                        e.id,
+                        source,
+                        "",
+                        |cur, _| Ok(manager_change(source, cur, &manager, &None)),
+                    )?;
+                    changed += 1;
+                }
+            }
+        }
+        self.roster.flush().await?;
+        Ok(changed)
+    }
+
+    /// The clock of the engine: the real time, unless set by [`SyncEngine::set_clock`].
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(Utc::now)
+    }
+
+    /// Fixes the engine's clock (tests), or gives it back to the real time (`None`).
+    pub fn set_clock(&self, now: Option<DateTime<Utc>>) {
+        *self.clock.write().unwrap_or_else(PoisonError::into_inner) = now;
+    }
+
+    /// What planning a run of `src` needs to know about the other sources.
+    fn context(&self, src: &Source) -> PlanContext {
+        let sources = self.sources();
+        PlanContext {
+            provides: src.provides(),
+            higher: sources
+                .iter()
+                .filter(|o| o.priority > src.priority)
+                .map(|o| (o.id.clone(), o.provides()))
+                .collect(),
+            lifecycle: lifecycle_order(&sources),
+            catalog: self.roster.catalog(),
+            now: self.now(),
+        }
     }
 
     /// Applies a held run's plan as it was shown, without the threshold.

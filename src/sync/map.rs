@@ -69,33 +69,7 @@ impl SourceFields {
     }
 }
 
-/// A calendar date from a source and the instant it takes effect: local midnight
-/// at the start of that date in the source's time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EffectiveDate {
-    pub date: chrono::NaiveDate,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-impl EffectiveDate {
-    /// `date` at local midnight in `tz` (on a day that starts in a DST gap, the
-    /// first instant of the day).
-    pub fn new(date: chrono::NaiveDate, tz: chrono_tz::Tz) -> Self {
-        use chrono::TimeZone;
-        let mut t = date.and_time(chrono::NaiveTime::MIN);
-        let at = loop {
-            match tz.from_local_datetime(&t) {
-                chrono::LocalResult::Single(x) => break x,
-                chrono::LocalResult::Ambiguous(x, _) => break x,
-                chrono::LocalResult::None => t += chrono::Duration::minutes(15),
-            }
-        };
-        Self {
-            date,
-            at: at.with_timezone(&chrono::Utc),
-        }
-    }
-}
+pub use crate::employee::EffectiveDate;
 
 /// An entry mapped to profile fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

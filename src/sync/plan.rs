@@ -4,11 +4,16 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::RunKind;
+use super::config::JoinAttribute;
 use super::map::{MapError, MappedEntry};
-use crate::employee::{self, AccountStatus, Catalog, Employee, EmployeeId, Error};
+use crate::employee::{
+    self, AccountStatus, Catalog, Employee, EmployeeId, EmployeePatch, Error, SourceFacts,
+    SyncChange,
+};
 use crate::store::{Actor, ActorKind, FieldChange};
 
 /// What the roster looks like to the planner. [`employee::Roster`] implements it;
@@ -17,11 +22,23 @@ pub trait RosterView {
     fn by_email(&self, email: &str) -> Result<Option<Employee>, Error>;
     /// Every profile linked to the source, as (key, profile).
     fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error>;
+    /// Profiles by enterprise employee number (read once per plan, when a source
+    /// joins on it).
+    fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error>;
 }
 
 impl RosterView for employee::Roster {
     fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
         employee::Roster::by_email(self, email)
+    }
+    fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error> {
+        let mut out = HashMap::new();
+        for e in self.scan_where(|_| true)? {
+            if let Some(n) = &e.enterprise.employee_number {
+                out.insert(n.clone(), e);
+            }
+        }
+        Ok(out)
     }
     fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error> {
         employee::Roster::linked(self, source)?
@@ -122,11 +139,241 @@ impl Plan {
     }
 }
 
-/// What the planner needs to know about the source.
+/// What the planner needs to know about the source and the others.
 pub struct PlanSource<'a> {
     pub id: &'a str,
     pub account_status: AccountStatus,
     pub catalog: &'a Catalog,
+    /// Whether this source decides who is active.
+    pub lifecycle: bool,
+    pub join_attribute: Option<JoinAttribute>,
+    /// The fields this source writes.
+    pub provides: &'a [&'static str],
+    /// Sources of higher priority and the fields they write: on a profile linked
+    /// to one of them, this source leaves those fields alone.
+    pub higher: &'a [(String, Vec<&'static str>)],
+    /// The sources that decide the lifecycle, in priority order.
+    pub lifecycle_sources: &'a [String],
+    /// The clock: dates are compared with it.
+    pub now: DateTime<Utc>,
+}
+
+impl PlanSource<'_> {
+    fn actor(&self) -> Actor {
+        sync_actor(self.id)
+    }
+
+    /// Fields a higher-priority source linked to `e` owns.
+    pub fn owned_elsewhere(&self, e: &Employee) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (id, fields) in self.higher {
+            if e.source_keys.contains_key(id) {
+                out.extend(fields.iter().copied());
+            }
+        }
+        out
+    }
+}
+
+pub fn sync_actor(source: &str) -> Actor {
+    Actor {
+        kind: ActorKind::Sync,
+        name: source.to_string(),
+    }
+}
+
+/// Leaves out of `patch` the fields in `owned` (written by another source).
+fn mask(patch: &mut EmployeePatch, owned: &[&str]) {
+    for f in owned {
+        match *f {
+            "email" => patch.email = None,
+            "given_name" => patch.given_name = None,
+            "family_name" => patch.family_name = None,
+            "display_name" => patch.display_name = None,
+            "username" => patch.username = None,
+            "mobile_phone" => patch.mobile_phone = None,
+            "office_phone" => patch.office_phone = None,
+            "photo" => patch.photo_url = None,
+            "positions" => patch.positions = None,
+            "role" => patch.role = None,
+            "business_unit" => patch.business_unit = None,
+            "employee_number" => patch.employee_number = None,
+            "manager" => patch.manager = None,
+            _ => {}
+        }
+    }
+}
+
+/// What the source says about the person's lifecycle.
+fn facts_of(src: &PlanSource<'_>, m: &MappedEntry, current: Option<&Employee>) -> SourceFacts {
+    let mut f = SourceFacts::default();
+    if src.lifecycle {
+        f.disabled = m
+            .disabled
+            .as_ref()
+            .map(|why| format!("disabled in {} ({why})", src.id));
+        f.hire = m.hire;
+        f.termination = m.termination;
+    }
+    // The manager pass keeps this one; a plan does not touch it.
+    f.unresolved_manager = current
+        .and_then(|c| c.source_facts.get(src.id))
+        .and_then(|x| x.unresolved_manager.clone());
+    f
+}
+
+/// Why a profile should be inactive, and because of which source: the first
+/// lifecycle source (in priority order) whose facts say so at `now`.
+/// `deciding`: the source whose run asks; its own missing facts mean it has
+/// nothing against the profile.
+pub fn verdict(
+    lifecycle_sources: &[String],
+    e: &Employee,
+    now: DateTime<Utc>,
+    deciding: Option<&str>,
+) -> Option<(String, String)> {
+    for s in lifecycle_sources {
+        if let Some(why) = e.source_facts.get(s).and_then(|f| f.inactive_reason(now)) {
+            return Some((s.clone(), why));
+        }
+    }
+    // Deactivated by a lifecycle source that recorded no facts (a profile from
+    // before facts were kept): that source has to bring it back.
+    if !e.active
+        && let Some(by) = &e.deactivated_by
+        && by.kind == ActorKind::Sync
+        && lifecycle_sources.contains(&by.name)
+        && !e.source_facts.contains_key(&by.name)
+        && deciding != Some(by.name.as_str())
+    {
+        return Some((by.name.clone(), format!("deactivated by {by}")));
+    }
+    None
+}
+
+/// The lifecycle move for a profile whose facts are now those of `next`.
+fn lifecycle_move(
+    src: &PlanSource<'_>,
+    current: &Employee,
+    next: &Employee,
+) -> (Action, String, Option<(bool, Actor)>) {
+    let (src_lifecycle, now) = (src.lifecycle_sources, src.now);
+    match (
+        verdict(src_lifecycle, next, now, Some(src.id)),
+        current.active,
+    ) {
+        (Some((by, why)), true) => (Action::Deactivate, why, Some((false, sync_actor(&by)))),
+        (None, false) => match &current.deactivated_by {
+            Some(by) if by.kind == ActorKind::Sync => {
+                let why = match verdict(src_lifecycle, current, now, None) {
+                    Some((_, before)) => format!("no longer inactive ({before})"),
+                    None => "enabled in the source again".to_string(),
+                };
+                (Action::Activate, why, Some((true, by.clone())))
+            }
+            Some(by) => (
+                Action::Held,
+                format!("deactivated by {by}; the sync does not reactivate it until an admin does"),
+                None,
+            ),
+            None => (
+                Action::Held,
+                "inactive on the roster; the sync does not reactivate it until an admin does"
+                    .to_string(),
+                None,
+            ),
+        },
+        _ => (Action::Unchanged, String::new(), None),
+    }
+}
+
+/// One entry's decision about an existing profile.
+pub struct Decision {
+    pub action: Action,
+    pub reason: String,
+    pub change: SyncChange,
+    pub changes: Vec<FieldChange>,
+}
+
+/// Decides what the entry does to the existing profile `current`. Pure. The
+/// engine calls it again at apply time with the profile as it is then.
+pub fn decide(
+    src: &PlanSource<'_>,
+    m: &MappedEntry,
+    current: &Employee,
+) -> Result<Decision, Error> {
+    let mut patch = m.fields.to_patch();
+    mask(&mut patch, &src.owned_elsewhere(current));
+    patch.source_facts = Some((src.id.to_string(), Some(facts_of(src, m, Some(current)))));
+    let change = SyncChange {
+        patch,
+        active: None,
+    };
+    let actor = src.actor();
+    let next = employee::preview_sync(current, &change, src.id, &m.key, src.catalog, &actor)?;
+    let linking = current.source_keys.get(src.id) != Some(&m.key);
+    let (action, reason, active) = lifecycle_move(src, current, &next);
+    let change = SyncChange {
+        patch: change.patch,
+        active,
+    };
+    let (action, reason) = match action {
+        Action::Unchanged | Action::Held if next != *current => {
+            let why = if linking {
+                "linked".to_string()
+            } else {
+                "changed in the source".to_string()
+            };
+            if action == Action::Held {
+                (Action::Held, reason)
+            } else {
+                (Action::Update, why)
+            }
+        }
+        a => (a, reason),
+    };
+    let after = employee::preview_sync(current, &change, src.id, &m.key, src.catalog, &actor)?;
+    let changes = if after == *current {
+        Vec::new()
+    } else {
+        employee::diff(Some(current), Some(&after))
+    };
+    Ok(Decision {
+        action,
+        reason,
+        change,
+        changes,
+    })
+}
+
+/// The change for a linked profile missing from a full run: the source says
+/// the person is gone.
+pub fn decide_absent(src: &PlanSource<'_>, current: &Employee) -> SyncChange {
+    let mut facts = current
+        .source_facts
+        .get(src.id)
+        .cloned()
+        .unwrap_or_default();
+    facts.disabled = Some(format!("no longer in {} (full run)", src.id));
+    SyncChange {
+        patch: EmployeePatch {
+            source_facts: Some((src.id.to_string(), Some(facts))),
+            ..Default::default()
+        },
+        active: current.active.then(|| (false, src.actor())),
+    }
+}
+
+/// The new profile an entry makes (inactive before its hire date).
+pub fn new_input(src: &PlanSource<'_>, m: &MappedEntry) -> employee::NewEmployee {
+    let facts = facts_of(src, m, None);
+    let mut input = m
+        .fields
+        .to_new(src.account_status, facts.inactive_reason(src.now).is_none());
+    if !facts.is_empty() {
+        input.source_facts.insert(src.id.to_string(), facts);
+    }
+    input
 }
 
 fn label(e: &MappedEntry) -> String {
@@ -141,10 +388,7 @@ pub fn plan(
     map_errors: &[MapError],
     view: &impl RosterView,
 ) -> Result<Plan, Error> {
-    let actor = Actor {
-        kind: ActorKind::Sync,
-        name: src.id.to_string(),
-    };
+    let actor = src.actor();
     let mut plan = Plan::default();
     let linked = view.linked(src.id)?;
     plan.linked_active = linked.iter().filter(|(_, e)| e.active).count();
@@ -165,6 +409,11 @@ pub fn plan(
     // Every linked profile is loaded once; entries join by key from here.
     let linked_by_key: HashMap<&str, &Employee> =
         linked.iter().map(|(k, e)| (k.as_str(), e)).collect();
+    let by_number = match src.join_attribute {
+        Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
+        None => HashMap::new(),
+    };
+    let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
     let mut claimed: HashMap<EmployeeId, String> = HashMap::new();
     let mut seen_keys: HashSet<&str> = HashSet::new();
     for m in entries {
@@ -188,7 +437,15 @@ pub fn plan(
         }
         let existing = match linked_by_key.get(m.key.as_str()) {
             Some(e) => Some((*e).clone()),
-            None => view.by_email(&m.fields.email)?,
+            None => match view.by_email(&m.fields.email)? {
+                Some(e) => Some(e),
+                None => m
+                    .fields
+                    .employee_number
+                    .clone()
+                    .flatten()
+                    .and_then(|n| by_number.get(&n).cloned()),
+            },
         };
         let Some(current) = existing else {
             if let Some(why) = &m.disabled {
@@ -199,7 +456,18 @@ pub fn plan(
                 ));
                 continue;
             }
-            let input = m.fields.to_new(src.account_status, true);
+            if let Some(t) = &m.termination
+                && t.at <= src.now
+            {
+                plan.push(skip(
+                    format!("terminated on {}; not imported", t.date),
+                    false,
+                    None,
+                ));
+                continue;
+            }
+            let not_yet = facts_of(src, m, None).inactive_reason(src.now);
+            let input = new_input(src, m);
             match employee::build_new(src.catalog, &input, None, &actor) {
                 Ok(new) => plan.push(PlanItem {
                     action: Action::Create,
@@ -208,7 +476,10 @@ pub fn plan(
                     employee_id: None,
                     label: label(m),
                     changes: employee::diff(None, Some(&new)),
-                    reason: "new in the source".into(),
+                    reason: match not_yet {
+                        Some(why) => format!("new in the source; inactive: {why}"),
+                        None => "new in the source".into(),
+                    },
                     error: false,
                 }),
                 Err(e) => plan.push(skip(e.to_string(), true, None)),
@@ -227,7 +498,7 @@ pub fn plan(
         // second person with the same email.
         if let Some(old_key) = current.source_keys.get(src.id)
             && old_key != &m.key
-            && entries.iter().any(|x| &x.key == old_key)
+            && entry_keys.contains(old_key.as_str())
         {
             plan.push(skip(
                 format!(
@@ -239,93 +510,36 @@ pub fn plan(
             ));
             continue;
         }
-        let next =
-            match employee::preview_patch(&current, &m.fields.to_patch(), src.catalog, &actor) {
-                Ok(n) => n,
-                Err(e) => {
-                    plan.push(skip(e.to_string(), true, Some(current.id)));
-                    continue;
-                }
-            };
-        let mut changes = if next == current {
-            Vec::new()
-        } else {
-            employee::diff(Some(&current), Some(&next))
-        };
-        let linking = current.source_keys.get(src.id) != Some(&m.key);
-        if linking {
-            changes.push(FieldChange {
-                field: format!("source_keys.{}", src.id),
-                before: current
-                    .source_keys
-                    .get(src.id)
-                    .map(|k| serde_json::Value::String(k.clone()))
-                    .unwrap_or(serde_json::Value::Null),
-                after: serde_json::Value::String(m.key.clone()),
-            });
+        match decide(src, m, &current) {
+            Ok(d) => plan.push(PlanItem {
+                action: d.action,
+                key: m.key.clone(),
+                dn: m.dn.clone(),
+                employee_id: Some(current.id),
+                label: label(m),
+                changes: d.changes,
+                reason: d.reason,
+                error: false,
+            }),
+            Err(e) => plan.push(skip(e.to_string(), true, Some(current.id))),
         }
-        let (action, reason) = match (&m.disabled, current.active) {
-            (Some(why), true) => (
-                Action::Deactivate,
-                format!("disabled in the source ({why})"),
-            ),
-            (None, false) => match &current.deactivated_by {
-                Some(by) if by.kind == ActorKind::Sync && by.name == src.id => {
-                    (Action::Activate, "enabled in the source again".to_string())
-                }
-                Some(by) => (
-                    Action::Held,
-                    format!(
-                        "deactivated by {by}; the sync does not reactivate it until an admin does"
-                    ),
-                ),
-                None => (
-                    Action::Held,
-                    "inactive on the roster; the sync does not reactivate it until an admin does"
-                        .to_string(),
-                ),
-            },
-            _ if linking && changes.len() == 1 => (Action::Update, "linked by email".to_string()),
-            _ if linking => (Action::Update, "linked by email; fields differ".to_string()),
-            _ if !changes.is_empty() => (Action::Update, "changed in the source".to_string()),
-            _ => (Action::Unchanged, String::new()),
-        };
-        if matches!(action, Action::Activate | Action::Deactivate) {
-            changes.push(FieldChange {
-                field: "active".into(),
-                before: current.active.into(),
-                after: (action == Action::Activate).into(),
-            });
-        }
-        plan.push(PlanItem {
-            action,
-            key: m.key.clone(),
-            dn: m.dn.clone(),
-            employee_id: Some(current.id),
-            label: label(m),
-            changes,
-            reason,
-            error: false,
-        });
     }
 
-    if kind == RunKind::Full {
+    if kind == RunKind::Full && src.lifecycle {
         for (key, e) in &linked {
             if claimed.contains_key(&e.id) || seen_keys.contains(key.as_str()) || !e.active {
                 continue;
             }
+            let change = decide_absent(src, e);
+            let after = employee::preview_sync(e, &change, src.id, key, src.catalog, &actor)?;
             plan.push(PlanItem {
                 action: Action::Deactivate,
                 key: key.clone(),
                 dn: String::new(),
                 employee_id: Some(e.id),
                 label: e.email.clone(),
-                changes: vec![FieldChange {
-                    field: "active".into(),
-                    before: true.into(),
-                    after: false.into(),
-                }],
-                reason: "no longer in the source (full run)".into(),
+                changes: employee::diff(Some(e), Some(&after)),
+                reason: format!("no longer in {} (full run)", src.id),
                 error: false,
             });
         }

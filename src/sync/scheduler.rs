@@ -2,10 +2,17 @@
 //! `incremental_schedule`, plus an optional full run at start. A tick that finds a
 //! run of the same source in progress is skipped and logged by the engine; a
 //! failing source is simply tried again at its next tick, its failures recorded.
+//!
+//! While any source is configured, a lifecycle tick runs every quarter hour
+//! ([`TICK_SCHEDULE`]): hire and termination dates that fall due between runs
+//! take effect within 15 minutes of local midnight, without a fetch.
 
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::{RunKind, SyncEngine};
+
+/// When the lifecycle tick runs (sec min hour day month weekday).
+pub const TICK_SCHEDULE: &str = "0 */15 * * * *";
 
 /// The running schedules; [`Scheduler::shutdown`] stops them.
 pub struct Scheduler {
@@ -50,6 +57,19 @@ impl Scheduler {
                     let _ = engine.run(&id, RunKind::Full, false, "start").await;
                 });
             }
+        }
+        if !engine.sources().is_empty() {
+            let e = engine.clone();
+            jobs.push(Job::new_async(TICK_SCHEDULE, move |_, _| {
+                let engine = e.clone();
+                Box::pin(async move {
+                    match engine.tick().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(changed = n, "lifecycle tick applied due changes"),
+                        Err(err) => tracing::error!(error = %err, "lifecycle tick failed"),
+                    }
+                })
+            })?);
         }
         if jobs.is_empty() {
             return Ok(Self { inner: None });
