@@ -180,10 +180,55 @@ async fn employees_explain(
             _ => break,
         }
     }
+    // Which linked source writes each field: highest priority first, the first wins.
+    let sources = state.sync.sources();
+    let mut linked: Vec<&crate::sync::config::Source> = sources
+        .iter()
+        .filter(|s| e.source_keys.contains_key(&s.id))
+        .collect();
+    linked.sort_by_key(|s| std::cmp::Reverse(s.priority));
+    let mut owners = serde_json::Map::new();
+    for s in &linked {
+        for f in s.provides() {
+            if let Value::Array(a) = owners.entry(f).or_insert_with(|| json!([])) {
+                a.push(json!({ "source": s.id, "priority": s.priority }));
+            }
+        }
+    }
+    let now = state.sync.now();
+    let lifecycle_sources: Vec<String> = {
+        let mut l: Vec<&crate::sync::config::Source> =
+            sources.iter().filter(|s| s.lifecycle).collect();
+        l.sort_by_key(|s| std::cmp::Reverse(s.priority));
+        l.into_iter().map(|s| s.id.clone()).collect()
+    };
+    let says: serde_json::Map<String, Value> = e
+        .source_facts
+        .iter()
+        .map(|(id, f)| {
+            (
+                id.clone(),
+                json!({
+                    "facts": f,
+                    "lifecycle": lifecycle_sources.contains(id),
+                    "inactive_reason": f.inactive_reason(now),
+                    "next_change": f.next_transition(now),
+                }),
+            )
+        })
+        .collect();
+    let verdict = crate::sync::plan::verdict(&lifecycle_sources, &e, now, None);
     Ok(Json(json!({
         "id": e.id,
         "email": e.email,
         "sources": e.source_keys,
         "fields": fields,
+        "owners": owners,
+        "lifecycle": {
+            "active": e.active,
+            "deactivated_by": e.deactivated_by,
+            "sources": says,
+            "inactive_because": verdict.map(|(source, reason)| json!({ "source": source, "reason": reason })),
+        },
     })))
 }

@@ -546,3 +546,259 @@ pub fn plan(
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::employee::catalog::RoleDef;
+    use crate::employee::{EffectiveDate, NewEmployee};
+    use crate::sync::map::SourceFields;
+    use chrono::{NaiveDate, TimeZone};
+
+    struct Mem(Vec<Employee>);
+
+    impl RosterView for Mem {
+        fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
+            Ok(self
+                .0
+                .iter()
+                .find(|e| e.email.eq_ignore_ascii_case(email))
+                .cloned())
+        }
+        fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error> {
+            Ok(self
+                .0
+                .iter()
+                .filter_map(|e| e.source_keys.get(source).map(|k| (k.clone(), e.clone())))
+                .collect())
+        }
+        fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error> {
+            Ok(self
+                .0
+                .iter()
+                .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e.clone())))
+                .collect())
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::new(
+            vec![],
+            vec![],
+            vec![RoleDef {
+                name: "Driver".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("Driver".into()),
+        )
+        .unwrap()
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn entry(key: &str, email: &str, given: &str) -> MappedEntry {
+        MappedEntry {
+            key: key.into(),
+            dn: format!("line {key}"),
+            fields: SourceFields {
+                email: email.into(),
+                given_name: Some(given.into()),
+                family_name: Some("Doe".into()),
+                mobile_phone: Some(Some("+15550100".into())),
+                ..Default::default()
+            },
+            disabled: None,
+            warnings: vec![],
+            hire: None,
+            termination: None,
+            manager: None,
+        }
+    }
+
+    fn profile(email: &str, given: &str, links: &[(&str, &str)]) -> Employee {
+        let input = NewEmployee {
+            given_name: given.into(),
+            family_name: "Doe".into(),
+            email: email.into(),
+            ..Default::default()
+        };
+        let mut e = employee::build_new(&catalog(), &input, None, &sync_actor("x")).unwrap();
+        for (s, k) in links {
+            e.source_keys.insert(s.to_string(), k.to_string());
+        }
+        e
+    }
+
+    struct Setup {
+        catalog: Catalog,
+        higher: Vec<(String, Vec<&'static str>)>,
+        lifecycle: Vec<String>,
+        provides: Vec<&'static str>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            Self {
+                catalog: catalog(),
+                higher: vec![],
+                lifecycle: vec!["hr".into()],
+                provides: vec!["email", "given_name", "family_name", "mobile_phone"],
+            }
+        }
+        fn src(&self, id: &'static str, now: DateTime<Utc>) -> PlanSource<'_> {
+            PlanSource {
+                id,
+                account_status: AccountStatus::Later,
+                catalog: &self.catalog,
+                lifecycle: self.lifecycle.iter().any(|l| l == id),
+                join_attribute: Some(JoinAttribute::EmployeeNumber),
+                provides: &self.provides,
+                higher: &self.higher,
+                lifecycle_sources: &self.lifecycle,
+                now,
+            }
+        }
+    }
+
+    fn berlin() -> chrono_tz::Tz {
+        "Europe/Berlin".parse().unwrap()
+    }
+
+    #[test]
+    fn a_future_hire_is_created_inactive_and_is_due_at_local_midnight() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let mut m = entry("E1", "ann@example.com", "Ann");
+        m.hire = Some(EffectiveDate::new(day(2026, 12, 1), berlin()));
+        let src = s.src("hr", now);
+        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &Mem(vec![])).unwrap();
+        assert_eq!(p.items[0].action, Action::Create);
+        assert!(
+            p.items[0].reason.contains("starts on 2026-12-01"),
+            "{:?}",
+            p.items[0]
+        );
+        let input = new_input(&src, &m);
+        assert_eq!(input.active, Some(false));
+        let facts = &input.source_facts["hr"];
+        // Midnight in Berlin is 23:00 UTC the day before.
+        let due = Utc.with_ymd_and_hms(2026, 11, 30, 23, 0, 0).unwrap();
+        assert_eq!(facts.next_transition(now), Some(due));
+        assert!(
+            facts
+                .inactive_reason(due - chrono::Duration::seconds(1))
+                .is_some()
+        );
+        assert_eq!(facts.inactive_reason(due), None);
+    }
+
+    #[test]
+    fn termination_deactivates_at_once_when_due_and_leavers_are_not_imported() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let current = profile("bob@example.com", "Bob", &[("hr", "E2")]);
+        let mut m = entry("E2", "bob@example.com", "Bob");
+        m.termination = Some(EffectiveDate::new(day(2026, 11, 27), berlin()));
+        let mut gone = entry("E3", "cy@example.com", "Cy");
+        gone.termination = Some(EffectiveDate::new(day(2026, 10, 31), berlin()));
+        let src = s.src("hr", now);
+        let p = plan(
+            &src,
+            RunKind::Full,
+            &[m.clone(), gone],
+            &[],
+            &Mem(vec![current.clone()]),
+        )
+        .unwrap();
+        assert_eq!(p.items[0].action, Action::Deactivate, "{:?}", p.items[0]);
+        assert_eq!(p.items[0].reason, "terminated on 2026-11-27");
+        assert_eq!(p.items[1].action, Action::Skip);
+        assert!(p.items[1].reason.contains("not imported"));
+        // A termination later this month: still active today.
+        m.termination = Some(EffectiveDate::new(day(2026, 11, 30), berlin()));
+        let d = decide(&src, &m, &current).unwrap();
+        assert_eq!(d.action, Action::Update, "the termination is recorded");
+        assert!(d.change.active.is_none());
+    }
+
+    #[test]
+    fn a_higher_priority_source_keeps_its_fields() {
+        let mut s = Setup::new();
+        s.higher = vec![("hr".into(), vec!["email", "given_name"])];
+        let now = Utc::now();
+        let current = profile(
+            "ann@example.com",
+            "Annabel",
+            &[("hr", "E1"), ("ldap", "u1")],
+        );
+        let m = entry("u1", "ann@example.com", "Ann");
+        let d = decide(&s.src("ldap", now), &m, &current).unwrap();
+        assert!(
+            d.changes.iter().all(|c| c.field != "given_name"),
+            "hr owns given_name: {:?}",
+            d.changes
+        );
+        assert!(d.changes.iter().any(|c| c.field == "mobile_phone"));
+        // Not linked to hr: ldap writes the name.
+        let alone = profile("ann@example.com", "Annabel", &[("ldap", "u1")]);
+        let d = decide(&s.src("ldap", now), &m, &alone).unwrap();
+        assert!(d.changes.iter().any(|c| c.field == "given_name"));
+    }
+
+    #[test]
+    fn an_admin_deactivation_holds_and_another_source_cannot_reactivate() {
+        let s = Setup::new();
+        let now = Utc::now();
+        let mut current = profile("ann@example.com", "Ann", &[("hr", "E1")]);
+        current.active = false;
+        current.deactivated_by = Some(Actor {
+            kind: ActorKind::Admin,
+            name: "admin".into(),
+        });
+        let m = entry("E1", "ann@example.com", "Ann");
+        let d = decide(&s.src("hr", now), &m, &current).unwrap();
+        assert_eq!(d.action, Action::Held);
+        // Deactivated by the hr source because of a termination that was withdrawn.
+        current.deactivated_by = Some(sync_actor("hr"));
+        current.source_facts.insert(
+            "hr".into(),
+            SourceFacts {
+                termination: Some(EffectiveDate::new(day(2026, 1, 1), berlin())),
+                ..Default::default()
+            },
+        );
+        let d = decide(&s.src("hr", now), &m, &current).unwrap();
+        assert_eq!(d.action, Action::Activate, "{}", d.reason);
+        // ...but a non-lifecycle source's run does not lift hr's termination.
+        let d = decide(
+            &s.src("ldap", now),
+            &entry("u1", "ann@example.com", "Ann"),
+            &current,
+        )
+        .unwrap();
+        assert_ne!(d.action, Action::Activate);
+    }
+
+    #[test]
+    fn entries_join_by_employee_number_after_key_and_email() {
+        let s = Setup::new();
+        let mut current = profile("ann.old@example.com", "Ann", &[("ldap", "u1")]);
+        current.enterprise.employee_number = Some("1001".into());
+        let mut m = entry("E1", "ann@example.com", "Ann");
+        m.fields.employee_number = Some(Some("1001".into()));
+        let p = plan(
+            &s.src("hr", Utc::now()),
+            RunKind::Full,
+            &[m],
+            &[],
+            &Mem(vec![current.clone()]),
+        )
+        .unwrap();
+        assert_eq!(p.items[0].employee_id, Some(current.id), "{:?}", p.items[0]);
+        assert_eq!(p.items[0].action, Action::Update);
+    }
+}

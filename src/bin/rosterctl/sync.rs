@@ -35,10 +35,16 @@ async fn sources(client: &Client, json: bool) -> Result<(), CtlError> {
     let mut lines = Vec::new();
     for src in v["items"].as_array().into_iter().flatten() {
         lines.push(format!(
-            "{}  {}  base {}",
+            "{}  {} {}  priority {}{}",
             s(&src["id"]),
-            s(&src["url"]),
-            s(&src["base_dn"])
+            s(&src["kind"]),
+            s(&src["location"]),
+            s(&src["priority"]),
+            if src["lifecycle"] == Value::Bool(true) {
+                ", decides the lifecycle"
+            } else {
+                ""
+            }
         ));
         lines.push(format!(
             "  schedules: full {}, incremental {}; last success {}",
@@ -208,6 +214,72 @@ pub async fn explain(client: &Client, a: ShowArgs) -> Result<(), CtlError> {
             "fields a source maps are overwritten at its next run; edits to them do not last"
                 .into(),
         );
+    }
+    if let Some(owners) = v["owners"].as_object().filter(|m| !m.is_empty()) {
+        lines.push("field owners (the highest priority wins):".into());
+        let mut names: Vec<&String> = owners.keys().collect();
+        names.sort();
+        for name in names {
+            let list: Vec<String> = owners[name]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| format!("{} (priority {})", s(&o["source"]), s(&o["priority"])))
+                .collect();
+            let (winner, rest) = list
+                .split_first()
+                .map_or(("-".to_string(), &[][..]), |(w, r)| (w.clone(), r));
+            if rest.is_empty() {
+                lines.push(format!("  {name:<18} {winner}"));
+            } else {
+                lines.push(format!("  {name:<18} {winner}, over {}", rest.join(", ")));
+            }
+        }
+    }
+    let life = &v["lifecycle"];
+    if life.is_object() {
+        let state = if life["active"] == Value::Bool(true) {
+            "active".to_string()
+        } else {
+            match &life["inactive_because"] {
+                Value::Object(w) => {
+                    format!("inactive: {} says {}", s(&w["source"]), s(&w["reason"]))
+                }
+                _ => match &life["deactivated_by"] {
+                    Value::Object(by) => format!(
+                        "inactive: deactivated by {}:{} (an admin reactivates it)",
+                        s(&by["kind"]),
+                        s(&by["name"])
+                    ),
+                    _ => "inactive".to_string(),
+                },
+            }
+        };
+        lines.push(format!("lifecycle: {state}"));
+        if let Some(src) = life["sources"].as_object() {
+            for (id, f) in src {
+                let mut parts = Vec::new();
+                if let Some(h) = f["facts"]["hire"]["date"].as_str() {
+                    parts.push(format!("hire {h}"));
+                }
+                if let Some(t) = f["facts"]["termination"]["date"].as_str() {
+                    parts.push(format!("termination {t}"));
+                }
+                if let Some(d) = f["facts"]["disabled"].as_str() {
+                    parts.push(d.to_string());
+                }
+                if let Some(m) = f["facts"]["unresolved_manager"].as_str() {
+                    parts.push(format!("manager `{m}` not on the roster yet"));
+                }
+                if f["lifecycle"] != Value::Bool(true) {
+                    parts.push("(not a lifecycle source)".into());
+                }
+                if let Some(n) = f["next_change"].as_str() {
+                    parts.push(format!("next change {n}"));
+                }
+                lines.push(format!("  {id}: {}", parts.join("; ")));
+            }
+        }
     }
     let mut fields: Vec<(&String, &Value)> = v["fields"]
         .as_object()
