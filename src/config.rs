@@ -862,6 +862,44 @@ permissions = ["a"]
         assert!(pol.check("long enough passphrase 7").is_ok());
     }
 
+    fn source_error(source: &str) -> ConfigError {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let base = std::fs::read_to_string(dir.join("rosterd.toml")).unwrap();
+        parse(Path::new("t.toml"), &format!("{base}\n{source}"), &[]).unwrap_err()
+    }
+
+    const LDAP: &str = "[[sources]]\nid = \"corp\"\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbase_dn = \"dc=x\"\n";
+
+    #[test]
+    fn bad_sources_are_refused_naming_the_key() {
+        let e = source_error("[[sources]]\nid = \"x\"\nkind = \"ftp\"\n");
+        assert_eq!(e.key, "sources[0].kind", "{e}");
+        assert!(e.message.contains("ldap, http or csv"), "{e}");
+
+        let e = source_error(&format!("{LDAP}full_schedule = \"every day\"\n"));
+        assert_eq!(e.key, "sources[0].full_schedule", "{e}");
+
+        let e = source_error(&format!("{LDAP}timezone = \"Mars/Olympus\"\n"));
+        assert_eq!(e.key, "sources[0].timezone", "{e}");
+
+        let e = source_error(&format!(
+            "{LDAP}bind_dn = \"cn=a\"\nbind_password_file = \"/nonexistent/pw\"\n"
+        ));
+        assert_eq!(e.key, "sources[0].bind_password_file", "{e}");
+        assert!(e.message.contains("/nonexistent/pw"), "{e}");
+
+        let e = source_error(&format!("{LDAP}base_dnn = \"typo\"\n"));
+        assert_eq!(e.key, "sources[0]", "{e}");
+        assert!(e.message.contains("base_dnn"), "{e}");
+
+        let two = format!("{LDAP}{}", LDAP.replace("\"corp\"", "\"other\""));
+        let e = source_error(&two);
+        assert_eq!(e.key, "sources[1].priority", "{e}");
+
+        let e = source_error(&format!("{LDAP}join_attribute = \"shoe_size\"\n"));
+        assert_eq!(e.key, "sources[0].join_attribute", "{e}");
+    }
+
     #[test]
     fn example_source_configs_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

@@ -396,7 +396,10 @@ pub struct SourceCtx<'a> {
 impl SourceCtx<'_> {
     /// `sources[i].<key>`
     pub fn key(&self, k: &str) -> String {
-        format!("sources[{}].{k}", self.index)
+        match k.trim_matches('.') {
+            "" => format!("sources[{}]", self.index),
+            k => format!("sources[{}].{k}", self.index),
+        }
     }
     pub fn err(&self, k: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
@@ -429,6 +432,10 @@ impl SourceCtx<'_> {
             .map(Some)
             .map_err(|mut ce| {
                 ce.message = ce.message.replace("token", name);
+                ce.key = ce
+                    .key
+                    .replace(".token_file", "_file")
+                    .replace(".token_env", "_env");
                 ce
             })
     }
@@ -586,22 +593,11 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
     {
         return Err(err("ca_file", format!("{} does not exist", ca.display())));
     }
-    let bind_password = match (&s.bind_password_file, &s.bind_password_env) {
-        (None, None) => None,
-        (f, e) => Some(
-            read_secret(
-                ctx.file,
-                &ctx.key("bind_password"),
-                f.as_deref(),
-                e.as_deref(),
-                ctx.env,
-            )
-            .map_err(|mut ce| {
-                ce.message = ce.message.replace("token", "bind_password");
-                ce
-            })?,
-        ),
-    };
+    let bind_password = ctx.secret(
+        "bind_password",
+        s.bind_password_file.as_deref(),
+        s.bind_password_env.as_deref(),
+    )?;
     if bind_password.is_some() && s.bind_dn.is_none() {
         return Err(err(
             "bind_dn",
