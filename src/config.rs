@@ -889,7 +889,7 @@ permissions = ["a"]
         assert!(e.message.contains("/nonexistent/pw"), "{e}");
 
         let e = source_error(&format!("{LDAP}base_dnn = \"typo\"\n"));
-        assert_eq!(e.key, "sources[0]", "{e}");
+        assert_eq!(e.key, "sources[0].base_dnn", "{e}");
         assert!(e.message.contains("base_dnn"), "{e}");
 
         let two = format!("{LDAP}{}", LDAP.replace("\"corp\"", "\"other\""));
