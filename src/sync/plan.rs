@@ -332,7 +332,10 @@ pub fn decide(
         }
         a => (a, reason),
     };
-    let after = employee::preview_sync(current, &change, src.id, &m.key, src.catalog, &actor)?;
+    let after = match change.active {
+        None => next,
+        Some(_) => employee::preview_sync(current, &change, src.id, &m.key, src.catalog, &actor)?,
+    };
     let changes = if after == *current {
         Vec::new()
     } else {

@@ -8,10 +8,19 @@ use serde_json::Value;
 
 use rosterd::daemon::{self, Daemon};
 
-/// The shipped config, so tests run against the same catalogs as the README.
+/// The line in `config/rosterd.toml` where the demo HR source starts.
+pub const DEMO_MARKER: &str = "# ---- demo HR source";
+
+/// The shipped config without its demo HR source (so a test starts with an
+/// empty roster), so tests run against the same catalogs as the README.
 pub fn shipped_config_text() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
-        .expect("config/rosterd.toml")
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
+            .expect("config/rosterd.toml");
+    match text.find(DEMO_MARKER) {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 /// The shipped config with the test's data dir and port 0.
@@ -66,6 +75,11 @@ impl TestServer {
                 .build()
                 .expect("client"),
         }
+    }
+
+    /// The sync engine (to fix its clock, to tick).
+    pub fn sync(&self) -> &rosterd::sync::SyncEngine {
+        &self.daemon.as_ref().expect("running").sync
     }
 
     pub fn roster(&self) -> &rosterd::employee::Roster {

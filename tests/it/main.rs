@@ -11,6 +11,7 @@ mod durability;
 mod ldap_sync;
 mod mail;
 mod metrics;
+mod multi_source;
 mod reload;
 mod rosterctl;
 mod slapd;
