@@ -146,3 +146,150 @@ pub fn employee(given: &str, family: &str, email: &str) -> Value {
         "role": "Technician",
     })
 }
+
+/// The real `rosterd` binary on a free port with its own data directory; its
+/// log lines are collected; killed and reaped on drop if still running.
+pub struct Rosterd {
+    pub child: std::process::Child,
+    pub base: String,
+    pub config: PathBuf,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rosterd {
+    /// Starts `rosterd --config CONFIG` and waits for "listening on".
+    pub fn start(config: &Path, data_dir: &Path) -> Self {
+        Self::start_with(config, data_dir, &[])
+    }
+
+    /// Like [`Rosterd::start`], with extra environment variables.
+    pub fn start_with(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"));
+        cmd.arg("--config")
+            .arg(config)
+            .env("ROSTERD_LISTEN", "127.0.0.1:0")
+            .env("ROSTERD_DATA_DIR", data_dir)
+            .env_remove("ROSTERD_LOG")
+            .env_remove("ROSTERD_URL")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn rosterd");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut p = Rosterd {
+            child,
+            base: String::new(),
+            config: config.to_path_buf(),
+            logs,
+            reader: Some(reader),
+        };
+        let line = p.wait_log("listening on http://", std::time::Duration::from_secs(30));
+        let i = line.find("listening on http://").unwrap();
+        let addr: String = line[i + "listening on http://".len()..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        p.base = format!("http://{addr}");
+        p
+    }
+
+    /// The first log line containing `needle` (logged so far or within `timeout`).
+    pub fn wait_log(&mut self, needle: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            if std::time::Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                panic!("no log line with `{needle}`; logs:\n{}", self.logs_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Everything logged so far.
+    pub fn logs_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Rewrites the config file and sends SIGHUP.
+    pub fn reload_with(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+        self.signal(libc::SIGHUP);
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child this test started.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    /// Waits (at most 20 s) for the process to exit, then for its last log lines.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "rosterd did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+
+    /// SIGKILL: no chance to flush. Returns everything it logged.
+    pub fn kill_9(&mut self) -> String {
+        self.child.kill().unwrap();
+        self.wait_exit();
+        self.logs_text()
+    }
+
+    /// SIGTERM, waits for exit code 0; returns everything it logged.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit();
+        assert_eq!(status.code(), Some(0), "rosterd exited with {status}");
+        self.logs_text()
+    }
+}
+
+impl Drop for Rosterd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,10 +3,8 @@
 //! (single use, expiring, superseded), the outbox surviving an SMTP outage and a
 //! daemon restart, and no secret in logs, audit entries or API answers.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -531,78 +529,6 @@ async fn rosterctl_bulk_send_invite_previews_then_queues() {
 // The real binary: SMTP down, daemon restarted, SMTP up → each message once.
 // ---------------------------------------------------------------------------
 
-struct Proc {
-    child: Child,
-    base: String,
-    logs: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(config: &Path, data_dir: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rosterd"))
-            .arg("--config")
-            .arg(config)
-            .env("ROSTERD_LISTEN", "127.0.0.1:0")
-            .env("ROSTERD_DATA_DIR", data_dir)
-            .env("ROSTERD_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rosterd");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("rosterd did not report listening within 30 s");
-                });
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on http://".len()..];
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                return Proc {
-                    child,
-                    base: format!("http://{addr}"),
-                    logs: rx,
-                };
-            }
-        }
-    }
-
-    /// SIGTERM, wait for exit 0; returns everything it logged.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let st = self.child.wait().expect("wait");
-        assert!(st.success(), "rosterd exited with {st}");
-        let mut out = String::new();
-        while let Ok(l) = self.logs.recv_timeout(Duration::from_millis(300)) {
-            out.push_str(&l);
-            out.push('\n');
-        }
-        out
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -622,7 +548,7 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let people = ["ann@example.com", "bob@example.com", "cat@example.com"];
 
     // SMTP is down: the invitations wait in the outbox.
-    let p = Proc::start(&config, &data);
+    let p = crate::common::Rosterd::start_with(&config, &data, &[("ROSTERD_LOG", "debug")]);
     let token = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
@@ -657,7 +583,7 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let mut logs = p.stop();
 
     // Restarted, then SMTP comes up: each message arrives exactly once.
-    let p = Proc::start(&config, &data);
+    let p = crate::common::Rosterd::start_with(&config, &data, &[("ROSTERD_LOG", "debug")]);
     let smtp = Smtp::start(port, &tmp.path().join("mail"));
     smtp.wait_for("three invitations", |m| m.len() >= 3).await;
     for _ in 0..100 {

@@ -3,134 +3,15 @@
 //! does not validate is rejected (logged, naming the key) while the old config
 //! stays in force.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::shipped_config_text;
+use crate::common::{Rosterd, shipped_config_text};
 use crate::ldap_sync::source_toml;
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
-
-/// A rosterd process on a free port; killed on drop if still running.
-struct Proc {
-    child: Child,
-    base: String,
-    config: PathBuf,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    /// Starts rosterd with `config`; `notify` becomes its NOTIFY_SOCKET.
-    fn start(config: &Path, data_dir: &Path, notify: Option<&Path>) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rosterd"));
-        cmd.arg("--config")
-            .arg(config)
-            .env("ROSTERD_LISTEN", "127.0.0.1:0")
-            .env("ROSTERD_DATA_DIR", data_dir)
-            .env_remove("ROSTERD_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(sock) = notify {
-            cmd.env("NOTIFY_SOCKET", sock);
-        }
-        let mut child = cmd.spawn().expect("spawn rosterd");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut p = Proc {
-            child,
-            base: String::new(),
-            config: config.to_path_buf(),
-            logs,
-        };
-        let line = p.wait_log("listening on http://", Duration::from_secs(30));
-        let i = line.find("listening on http://").unwrap();
-        let addr: String = line[i + "listening on http://".len()..]
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
-        p.base = format!("http://{addr}");
-        p
-    }
-
-    /// The first log line containing `needle` (logged at any time so far or
-    /// within `timeout`).
-    fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(l) = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
-                panic!(
-                    "no log line with `{needle}`; logs:\n{}",
-                    self.logs.lock().unwrap().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn count_logs(&self, needle: &str) -> usize {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: signalling the child this test started.
-        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
-        assert_eq!(rc, 0, "kill({sig})");
-    }
-
-    /// Rewrites the config file and sends SIGHUP.
-    fn reload_with(&self, text: &str) {
-        std::fs::write(&self.config, text).unwrap();
-        self.signal(libc::SIGHUP);
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "rosterd did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert_eq!(status.code(), Some(0));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn status_with(base: &str, path: &str, token: &str) -> u16 {
     reqwest::Client::new()
@@ -191,7 +72,8 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     std::fs::write(&config, &shipped).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut p = Proc::start(&config, &data, Some(&sock_path));
+    let sock_env = sock_path.display().to_string();
+    let mut p = Rosterd::start_with(&config, &data, &[("NOTIFY_SOCKET", &sock_env)]);
     let ready = notifications_until(&sock, "READY=1");
     assert!(ready.iter().any(|m| m.contains("READY=1")), "{ready:?}");
     let generated = generated_token(&data);
@@ -251,7 +133,7 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
         })
         .await,
         "the new admin token works within 5 s of SIGHUP; logs:\n{}",
-        p.logs.lock().unwrap().join("\n")
+        p.logs_text()
     );
     p.wait_log("config reloaded", Duration::from_secs(5));
     // Configured tokens replace the generated ones, as at start.
@@ -313,12 +195,7 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
         status_with(&p.base, "/api/v1/employees", &generated).await,
         401
     );
-    assert_eq!(
-        p.count_logs("config reloaded"),
-        1,
-        "{}",
-        p.logs.lock().unwrap().join("\n")
-    );
+    assert_eq!(p.count_logs("config reloaded"), 1, "{}", p.logs_text());
 
     // (3) Settings fixed at start are reported, not applied.
     let moved = reloaded.replace("max_body_bytes = 1048576", "max_body_bytes = 2048");
@@ -362,7 +239,7 @@ async fn sighup_with_a_changed_schedule_applies_it() {
     let shipped = shipped_config_text();
     let unscheduled = source_toml(&tree, s.port, &pw_file, ADMIN_DN, "");
     std::fs::write(&config, format!("{shipped}\n{unscheduled}")).unwrap();
-    let mut p = Proc::start(&config, &data, None);
+    let mut p = Rosterd::start(&config, &data);
     let token = generated_token(&data);
 
     let base = p.base.clone();
@@ -396,7 +273,7 @@ async fn sighup_with_a_changed_schedule_applies_it() {
         })
         .await,
         "a scheduled run within 5 s of SIGHUP; logs:\n{}",
-        p.logs.lock().unwrap().join("\n")
+        p.logs_text()
     );
     let sources: Value = reqwest::Client::new()
         .get(format!("{}/api/v1/sync/sources", p.base))
