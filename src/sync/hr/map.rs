@@ -242,13 +242,14 @@ impl DateRule {
     }
 }
 
-/// Parses a date: `None` when empty, `Some(Err)` when unreadable. A value with no digit other than 0 (`0000-00-00`, as some HR
+/// Parses a date: `None` when empty, `Some(Err)` when unreadable. A value of
+/// zeros and separators only (`0000-00-00`, as some HR
 /// systems write "no date") is empty. A time or UTC offset after the date
 /// (`2024-05-01T00:00:00Z`, `2024-05-01-07:00`) is ignored: the calendar date is
 /// what counts.
 pub fn parse_date(v: &str, format: &str) -> Option<Result<NaiveDate, ()>> {
     let v = v.trim();
-    if !v.chars().any(|c| c.is_ascii_digit() && c != '0') {
+    if v.chars().all(|c| c == '0' || !c.is_alphanumeric()) {
         return None;
     }
     if let Ok(d) = NaiveDate::parse_from_str(v, format) {
