@@ -1,0 +1,175 @@
+//! CSV exports: read the bytes (file or URL), decode them, check the header row
+//! against the mapping, and map each row. A row that cannot be read or mapped is
+//! reported with its line number; a file that cannot be read or decoded, or whose
+//! header row lacks a mapped column, fails the fetch.
+
+use std::collections::HashMap;
+
+use super::map::{HrMapping, Record};
+use super::{CsvInput, CsvSource, FetchError, HrFetched};
+use crate::sync::map::MapError;
+
+/// One row: selectors are column headers (matched case-insensitively).
+struct Row<'a> {
+    columns: &'a HashMap<String, usize>,
+    row: &'a ::csv::StringRecord,
+}
+
+impl Record for Row<'_> {
+    fn values(&self, selector: &str) -> Result<Vec<String>, String> {
+        let idx = self
+            .columns
+            .get(&selector.trim().to_lowercase())
+            .ok_or_else(|| format!("no column `{selector}`"))?;
+        Ok(self
+            .row
+            .get(*idx)
+            .map(|v| vec![v.to_string()])
+            .unwrap_or_default())
+    }
+}
+
+/// Decodes the export. A byte-order mark wins over the configured encoding and
+/// is dropped; bytes that are not valid in the encoding fail the fetch (a wrong
+/// `encoding` would otherwise garble every accented name).
+pub fn decode(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> Result<String, String> {
+    let (text, used, had_errors) = encoding.decode(bytes);
+    if had_errors {
+        if used == encoding_rs::UTF_8 {
+            let at = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
+                .err()
+                .map(|e| e.valid_up_to())
+                .unwrap_or(0);
+            let line = bytes[..at.min(bytes.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            return Err(format!(
+                "line {line} is not valid UTF-8; if the export is Windows-1252 / Latin-1, set encoding = \"windows-1252\""
+            ));
+        }
+        return Err(format!(
+            "the file is not valid {}; check `encoding`",
+            used.name()
+        ));
+    }
+    Ok(text.into_owned())
+}
+
+/// The 1-based line a record starts on. The csv crate's position of a record
+/// that follows blank lines is the first blank line; skip them.
+fn line_of(text: &str, pos: Option<&::csv::Position>) -> u64 {
+    let Some(pos) = pos else {
+        return 0;
+    };
+    let start = usize::try_from(pos.byte())
+        .unwrap_or(usize::MAX)
+        .min(text.len());
+    let blank = text[start..]
+        .bytes()
+        .take_while(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|b| *b == b'\n')
+        .count() as u64;
+    pos.line() + blank
+}
+
+/// Parses decoded CSV text and maps every row. Pure.
+pub fn parse(
+    text: &str,
+    delimiter: u8,
+    mapping: &HrMapping,
+    tz: chrono_tz::Tz,
+) -> Result<HrFetched, String> {
+    let mut reader = ::csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("cannot read the header row: {e}"))?
+        .clone();
+    if headers.iter().all(|h| h.trim().is_empty()) {
+        return Err("the file is empty: a header row naming the columns is required".into());
+    }
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut twice = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.trim().to_lowercase();
+        if columns.insert(name.clone(), i).is_some() {
+            twice.push(name);
+        }
+    }
+    for (sel, key) in mapping.selectors() {
+        let lower = sel.trim().to_lowercase();
+        if twice.contains(&lower) {
+            return Err(format!(
+                "column `{sel}` ({key}) appears more than once in the header row"
+            ));
+        }
+        if !columns.contains_key(&lower) {
+            let names: Vec<&str> = headers.iter().map(str::trim).collect();
+            let hint = if delimiter != b';' && names.len() == 1 && names[0].contains(';') {
+                " (the file looks `;`-separated: set delimiter = \";\")"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "no column `{sel}` ({key}) in the header row; the columns are: {}{hint}",
+                names.join(", ")
+            ));
+        }
+    }
+    let width = headers.len();
+    let mut out = HrFetched::default();
+    for result in reader.records() {
+        let row = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let line = line_of(text, e.position());
+                out.errors.push(MapError {
+                    dn: format!("line {line}"),
+                    message: format!("cannot be read: {e}"),
+                });
+                continue;
+            }
+        };
+        let dn = format!("line {}", line_of(text, row.position()));
+        if row.len() != width {
+            out.errors.push(MapError {
+                dn,
+                message: format!(
+                    "has {} fields, the header row has {width}; row skipped",
+                    row.len()
+                ),
+            });
+            continue;
+        }
+        match mapping.map(
+            &Row {
+                columns: &columns,
+                row: &row,
+            },
+            &dn,
+            tz,
+        ) {
+            Ok(m) => out.entries.push(m),
+            Err(message) => out.errors.push(MapError { dn, message }),
+        }
+    }
+    Ok(out)
+}
+
+pub async fn fetch(src: &CsvSource, tz: chrono_tz::Tz) -> Result<HrFetched, FetchError> {
+    let where_ = src.location();
+    let bytes = match &src.input {
+        CsvInput::File(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| FetchError(format!("cannot read {}: {e}", path.display())))?
+            .into(),
+        CsvInput::Url(spec) => super::http::get_bytes(spec).await?,
+    };
+    let text = decode(&bytes, src.encoding).map_err(|m| FetchError(format!("{where_}: {m}")))?;
+    parse(&text, src.delimiter, &src.mapping, tz).map_err(|m| FetchError(format!("{where_}: {m}")))
+}

@@ -1,0 +1,1136 @@
+//! The HTTP edge of HR sources: one request with auth, timeout and retries
+//! ([`send`]), and reading every page of a REST/JSON API ([`fetch`]) with the
+//! next page worked out by a pure [`Pager`]. A page that still fails after its
+//! retries fails the whole fetch: a partial read never reaches the planner.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName};
+use serde_json::Value;
+use url::Url;
+
+use super::map::JsonRecord;
+use super::{FetchError, HrFetched, HttpSource};
+use crate::secret::Secret;
+use crate::sync::map::MapError;
+
+/// A secret and, when it came from a file, the file (re-read at every run).
+#[derive(Debug, Clone)]
+pub struct SecretRef {
+    pub value: Secret,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretRef {
+    /// The current value: the file's content now, else the value read at start.
+    async fn current(&self, what: &str) -> Result<Secret, FetchError> {
+        let Some(f) = &self.file else {
+            return Ok(self.value.clone());
+        };
+        let text = tokio::fs::read_to_string(f)
+            .await
+            .map_err(|e| FetchError(format!("cannot read the {what} file {}: {e}", f.display())))?;
+        let v = text.trim();
+        if v.is_empty() {
+            return Err(FetchError(format!(
+                "the {what} file {} is empty",
+                f.display()
+            )));
+        }
+        Ok(Secret::new(v))
+    }
+}
+
+/// How requests authenticate (validated).
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Bearer(SecretRef),
+    Basic {
+        username: SecretRef,
+        password: Option<SecretRef>,
+    },
+    Header {
+        name: HeaderName,
+        prefix: String,
+        token: SecretRef,
+    },
+    Query {
+        param: String,
+        token: SecretRef,
+    },
+}
+
+/// [`Auth`] with its secrets read for one fetch.
+enum LoadedAuth {
+    None,
+    Bearer(Secret),
+    Basic(Secret, Option<Secret>),
+    Header(HeaderName, Secret),
+    Query(String, Secret),
+}
+
+impl LoadedAuth {
+    async fn load(a: Option<&Auth>) -> Result<Self, FetchError> {
+        Ok(match a {
+            None => Self::None,
+            Some(Auth::Bearer(t)) => Self::Bearer(t.current("token").await?),
+            Some(Auth::Basic { username, password }) => Self::Basic(
+                username.current("username").await?,
+                match password {
+                    Some(p) => Some(p.current("password").await?),
+                    None => None,
+                },
+            ),
+            Some(Auth::Header {
+                name,
+                prefix,
+                token,
+            }) => Self::Header(
+                name.clone(),
+                Secret::new(format!(
+                    "{prefix}{}",
+                    token.current("token").await?.expose()
+                )),
+            ),
+            Some(Auth::Query { param, token }) => {
+                Self::Query(param.clone(), token.current("token").await?)
+            }
+        })
+    }
+
+    /// The secret values, to scrub from any message.
+    fn secrets(&self) -> Vec<String> {
+        let v: Vec<&Secret> = match self {
+            Self::None => vec![],
+            Self::Bearer(t) | Self::Header(_, t) | Self::Query(_, t) => vec![t],
+            Self::Basic(u, p) => std::iter::once(u).chain(p.as_ref()).collect(),
+        };
+        v.into_iter()
+            .map(|s| s.expose().to_string())
+            .filter(|s| s.len() >= 3)
+            .collect()
+    }
+
+    fn apply(&self, mut rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::None => {}
+            Self::Bearer(t) => rb = rb.bearer_auth(t.expose()),
+            Self::Basic(u, p) => rb = rb.basic_auth(u.expose(), p.as_ref().map(|p| p.expose())),
+            Self::Header(name, v) => rb = rb.header(name.clone(), v.expose()),
+            Self::Query(param, t) => rb = rb.query(&[(param.as_str(), t.expose())]),
+        }
+        rb
+    }
+}
+
+/// Retry policy (validated).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Retry {
+    /// The wait after failed attempt `n` (1-based): `Retry-After` if the server
+    /// sent one, else exponential backoff; never more than `max_backoff`.
+    pub fn delay(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)));
+        retry_after.unwrap_or(backoff).min(self.max_backoff)
+    }
+}
+
+/// What a request is, apart from its URL's paging parameters (validated).
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub url: Url,
+    pub method: reqwest::Method,
+    pub body: Option<Value>,
+    /// Static query parameters.
+    pub query: Vec<(String, String)>,
+    /// Static headers (values held as secrets so `Debug` never shows them).
+    pub headers: Vec<(HeaderName, Secret)>,
+    pub auth: Option<Auth>,
+    pub timeout: Duration,
+    pub retry: Retry,
+}
+
+/// A URL for people: no query string (it may hold cursors or keys).
+pub fn redact(u: &Url) -> String {
+    let mut u = u.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// The `rel="next"` target of RFC 8288 `Link` header values.
+pub fn link_next<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    for value in values {
+        // Split on commas that separate links (not those inside <...>).
+        let mut links = Vec::new();
+        let mut depth = false;
+        let mut start = 0;
+        for (i, c) in value.char_indices() {
+            match c {
+                '<' => depth = true,
+                '>' => depth = false,
+                ',' if !depth => {
+                    links.push(&value[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        links.push(&value[start..]);
+        for link in links {
+            let link = link.trim();
+            let Some(rest) = link.strip_prefix('<') else {
+                continue;
+            };
+            let Some((target, params)) = rest.split_once('>') else {
+                continue;
+            };
+            let is_next = params.split(';').any(|p| {
+                let Some((k, v)) = p.split_once('=') else {
+                    return false;
+                };
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Pagination style (validated).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Paging {
+    None,
+    NextLink {
+        next: String,
+    },
+    LinkHeader,
+    Page {
+        page_param: String,
+        size_param: Option<String>,
+        size: u32,
+        start: u64,
+    },
+    Offset {
+        offset_param: String,
+        limit_param: String,
+        limit: u32,
+    },
+    Cursor {
+        cursor: String,
+        cursor_param: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pagination {
+    pub paging: Paging,
+    /// JSON pointer to the total record count.
+    pub total: Option<String>,
+    pub max_pages: u32,
+}
+
+/// `base` with the static query and `set` parameters (replacing same-named ones).
+fn with_params(base: &Url, fixed: &[(String, String)], set: &[(&str, String)]) -> Url {
+    let mut u = base.clone();
+    let names: Vec<&str> = fixed
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(set.iter().map(|(k, _)| *k))
+        .collect();
+    let kept: Vec<(String, String)> = base
+        .query_pairs()
+        .filter(|(k, _)| !names.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.set_query(None);
+    if kept.is_empty() && fixed.is_empty() && set.is_empty() {
+        return u;
+    }
+    {
+        let mut q = u.query_pairs_mut();
+        for (k, v) in &kept {
+            q.append_pair(k, v);
+        }
+        for (k, v) in fixed {
+            q.append_pair(k, v);
+        }
+        for (k, v) in set {
+            q.append_pair(k, v);
+        }
+    }
+    u
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.origin() == b.origin()
+}
+
+/// What comes after a page.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    Done,
+    Fetch(Url),
+}
+
+/// Works out the page requests (pure: pages in, next URL out).
+pub struct Pager<'a> {
+    cfg: &'a Pagination,
+    base: &'a Url,
+    fixed: &'a [(String, String)],
+    /// Pages read so far.
+    pages: u32,
+    /// Records read so far.
+    seen: u64,
+    /// The longest page so far (a shorter one is the last).
+    longest: usize,
+    total: Option<u64>,
+    visited: HashSet<String>,
+    previous: Option<Vec<Value>>,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(cfg: &'a Pagination, base: &'a Url, fixed: &'a [(String, String)]) -> Self {
+        Self {
+            cfg,
+            base,
+            fixed,
+            pages: 0,
+            seen: 0,
+            longest: 0,
+            total: None,
+            visited: HashSet::new(),
+            previous: None,
+        }
+    }
+
+    /// Records read so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The first request.
+    pub fn first(&mut self) -> Url {
+        let url = match &self.cfg.paging {
+            Paging::Page {
+                page_param,
+                size_param,
+                size,
+                start,
+            } => {
+                let mut set = vec![(page_param.as_str(), start.to_string())];
+                if let Some(sp) = size_param {
+                    set.push((sp.as_str(), size.to_string()));
+                }
+                with_params(self.base, self.fixed, &set)
+            }
+            Paging::Offset {
+                offset_param,
+                limit_param,
+                limit,
+            } => with_params(
+                self.base,
+                self.fixed,
+                &[
+                    (offset_param.as_str(), "0".into()),
+                    (limit_param.as_str(), limit.to_string()),
+                ],
+            ),
+            _ => with_params(self.base, self.fixed, &[]),
+        };
+        self.visited.insert(url.to_string());
+        url
+    }
+
+    fn follow(&mut self, current: &Url, target: &str, what: &str) -> Result<Next, String> {
+        let next = current
+            .join(target)
+            .map_err(|e| format!("the {what} `{target}` is not a URL: {e}"))?;
+        if !same_origin(&next, self.base) {
+            return Err(format!(
+                "the {what} points to {}, another site than {}; refusing to send credentials there",
+                redact(&next),
+                redact(self.base)
+            ));
+        }
+        if !self.visited.insert(next.to_string()) {
+            return Err(format!(
+                "the {what} of page {} points to a page already read; stopping an endless loop",
+                self.pages
+            ));
+        }
+        Ok(Next::Fetch(next))
+    }
+
+    /// After page `self.pages + 1`, read from `current`: its body, its records
+    /// and its `Link` header values.
+    pub fn advance(
+        &mut self,
+        current: &Url,
+        body: &Value,
+        records: &[Value],
+        links: &[&str],
+    ) -> Result<Next, String> {
+        self.pages += 1;
+        self.seen += records.len() as u64;
+        if let Some(ptr) = &self.cfg.total {
+            let t = match body.pointer(ptr) {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(s)) => s.trim().parse().ok(),
+                _ => None,
+            };
+            match t {
+                Some(t) => self.total = Some(t),
+                None if self.total.is_none() => {
+                    return Err(format!(
+                        "page {} has no record count at {ptr} (pagination.total)",
+                        self.pages
+                    ));
+                }
+                None => {}
+            }
+        }
+        let repeated = !records.is_empty() && self.previous.as_deref() == Some(records);
+        let shorter = records.len() < self.longest;
+        self.longest = self.longest.max(records.len());
+        let next = match &self.cfg.paging {
+            Paging::None => Next::Done,
+            Paging::NextLink { next } => match body.pointer(next) {
+                None | Some(Value::Null) => Next::Done,
+                Some(Value::String(s)) if s.trim().is_empty() => Next::Done,
+                Some(Value::String(s)) => self.follow(current, s.trim(), "next link")?,
+                Some(other) => {
+                    return Err(format!(
+                        "the next link at {next} is not a string: {}",
+                        kind_of(other)
+                    ));
+                }
+            },
+            Paging::LinkHeader => match link_next(links.iter().copied()) {
+                None => Next::Done,
+                Some(target) => self.follow(current, &target, "Link header's next page")?,
+            },
+            Paging::Page {
+                page_param,
+                size_param,
+                size,
+                start,
+            } => {
+                if repeated {
+                    return Err(self.repeated(page_param));
+                }
+                if records.is_empty() || shorter || self.reached_total() {
+                    Next::Done
+                } else {
+                    let mut set = vec![(
+                        page_param.as_str(),
+                        (start + u64::from(self.pages)).to_string(),
+                    )];
+                    if let Some(sp) = size_param {
+                        set.push((sp.as_str(), size.to_string()));
+                    }
+                    Next::Fetch(with_params(self.base, self.fixed, &set))
+                }
+            }
+            Paging::Offset {
+                offset_param,
+                limit_param,
+                limit,
+            } => {
+                if repeated {
+                    return Err(self.repeated(offset_param));
+                }
+                if records.is_empty() || shorter || self.reached_total() {
+                    Next::Done
+                } else {
+                    Next::Fetch(with_params(
+                        self.base,
+                        self.fixed,
+                        &[
+                            (offset_param.as_str(), self.seen.to_string()),
+                            (limit_param.as_str(), limit.to_string()),
+                        ],
+                    ))
+                }
+            }
+            Paging::Cursor {
+                cursor,
+                cursor_param,
+            } => {
+                let c = match body.pointer(cursor) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()).filter(|s| !s.is_empty()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    Some(other) => {
+                        return Err(format!(
+                            "the cursor at {cursor} is not a string: {}",
+                            kind_of(other)
+                        ));
+                    }
+                };
+                match c {
+                    None => Next::Done,
+                    Some(c) => {
+                        let u = with_params(self.base, self.fixed, &[(cursor_param.as_str(), c)]);
+                        if !self.visited.insert(u.to_string()) {
+                            return Err(format!(
+                                "page {} returned a cursor already used; stopping an endless loop",
+                                self.pages
+                            ));
+                        }
+                        Next::Fetch(u)
+                    }
+                }
+            }
+        };
+        self.previous = Some(records.to_vec());
+        if let Next::Fetch(_) = next
+            && self.pages >= self.cfg.max_pages
+        {
+            return Err(format!(
+                "more than {} pages (pagination.max_pages); raise it if the directory is that large",
+                self.cfg.max_pages
+            ));
+        }
+        if next == Next::Done
+            && let Some(t) = self.total
+            && self.seen < t
+        {
+            return Err(format!(
+                "the read is incomplete: the API announced {t} records, {} were read",
+                self.seen
+            ));
+        }
+        Ok(next)
+    }
+
+    fn reached_total(&self) -> bool {
+        self.total.is_some_and(|t| self.seen >= t)
+    }
+
+    fn repeated(&self, param: &str) -> String {
+        format!(
+            "page {} repeats page {}: the API seems to ignore `{param}`; check pagination (or set pagination.total)",
+            self.pages,
+            self.pages - 1
+        )
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The HTTP client for a source: timeouts, no redirects to another site.
+fn client(spec: &RequestSpec) -> Result<reqwest::Client, FetchError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let cross = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| !same_origin(first, attempt.url()));
+        if cross {
+            attempt.error("redirect to another site refused (credentials would follow)")
+        } else if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .timeout(spec.timeout)
+        .connect_timeout(spec.timeout.min(Duration::from_secs(10)))
+        .redirect(policy)
+        .user_agent(concat!("rosterd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| FetchError(format!("cannot build the HTTP client: {e}")))
+}
+
+/// A request failure: worth retrying or not, and when the server says to.
+enum Failure {
+    Retry(String, Option<Duration>),
+    Fatal(String),
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {}s (timeout_secs)", timeout.as_secs());
+    }
+    let mut msg = if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let t: String = text.trim().chars().take(200).collect();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {t}")
+    }
+}
+
+/// A page as received.
+pub struct Response {
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+/// One attempt.
+async fn attempt(
+    client: &reqwest::Client,
+    spec: &RequestSpec,
+    auth: &LoadedAuth,
+    url: &Url,
+) -> Result<Response, Failure> {
+    let mut rb = client.request(spec.method.clone(), url.clone()).header(
+        reqwest::header::ACCEPT,
+        "application/json, text/csv;q=0.9, */*;q=0.1",
+    );
+    for (name, value) in &spec.headers {
+        rb = rb.header(name.clone(), value.expose());
+    }
+    if let Some(b) = &spec.body {
+        rb = rb.json(b);
+    }
+    rb = auth.apply(rb);
+    let resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => return Err(Failure::Retry(describe(&e, spec.timeout), None)),
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(Failure::Retry(
+                format!("reading the body failed: {}", describe(&e, spec.timeout)),
+                None,
+            ));
+        }
+    };
+    if status.is_success() {
+        return Ok(Response { headers, body });
+    }
+    let code = format!(
+        "HTTP {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        return Err(Failure::Retry(code, after));
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(Failure::Fatal(format!(
+            "{code}: the server refused the credentials; check [sources.auth] and the account's permissions"
+        )));
+    }
+    Err(Failure::Fatal(format!("{code}{}", snippet(&body))))
+}
+
+/// Sends a request with retries. `what` names it in messages (`page 2 of
+/// https://...`).
+async fn send(
+    client: &reqwest::Client,
+    spec: &RequestSpec,
+    auth: &LoadedAuth,
+    url: &Url,
+    what: &str,
+) -> Result<Response, FetchError> {
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt(client, spec, auth, url).await {
+            Ok(r) => return Ok(r),
+            Err(Failure::Fatal(m)) => return Err(FetchError(format!("{what}: {m}"))),
+            Err(Failure::Retry(m, after)) => {
+                if n >= spec.retry.attempts {
+                    return Err(FetchError(format!(
+                        "{what} failed after {n} attempt{}: {m}",
+                        if n == 1 { "" } else { "s" }
+                    )));
+                }
+                let wait = spec.retry.delay(n, after);
+                tracing::warn!(request = what, attempt = n, error = %m, wait_ms = wait.as_millis() as u64, "HR request failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Replaces any secret value in an error message by `***`.
+fn scrub(mut e: FetchError, secrets: &[String]) -> FetchError {
+    for s in secrets {
+        e.0 = e.0.replace(s.as_str(), "***");
+    }
+    e
+}
+
+/// GETs one document (a CSV export) with auth and retries.
+pub async fn get_bytes(spec: &RequestSpec) -> Result<bytes::Bytes, FetchError> {
+    let auth = LoadedAuth::load(spec.auth.as_ref()).await?;
+    let secrets = auth.secrets();
+    let run = async {
+        let client = client(spec)?;
+        let url = with_params(&spec.url, &spec.query, &[]);
+        let what = format!("GET {}", redact(&url));
+        send(&client, spec, &auth, &url, &what)
+            .await
+            .map(|r| r.body)
+    };
+    run.await.map_err(|e| scrub(e, &secrets))
+}
+
+/// Reads every page and maps every record.
+pub async fn fetch(src: &HttpSource, tz: chrono_tz::Tz) -> Result<HrFetched, FetchError> {
+    let spec = &src.request;
+    let auth = LoadedAuth::load(spec.auth.as_ref()).await?;
+    let secrets = auth.secrets();
+    fetch_pages(src, spec, &auth, tz)
+        .await
+        .map_err(|e| scrub(e, &secrets))
+}
+
+async fn fetch_pages(
+    src: &HttpSource,
+    spec: &RequestSpec,
+    auth: &LoadedAuth,
+    tz: chrono_tz::Tz,
+) -> Result<HrFetched, FetchError> {
+    let client = client(spec)?;
+    let mut pager = Pager::new(&src.pagination, &spec.url, &spec.query);
+    let mut url = pager.first();
+    let mut out = HrFetched::default();
+    let mut page = 0u32;
+    let base = redact(&spec.url);
+    loop {
+        page += 1;
+        let what = format!("page {page} of {base}");
+        let resp = send(&client, spec, auth, &url, &what).await?;
+        let body: Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| FetchError(format!("{what} is not JSON: {e}")))?;
+        let records = match body.pointer(&src.records) {
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(other) => {
+                return Err(FetchError(format!(
+                    "{what}: the records at `{}` are {}, not an array (check `records`)",
+                    src.records,
+                    kind_of(other)
+                )));
+            }
+            None => {
+                return Err(FetchError(format!(
+                    "{what} has no record array at `{}` (check `records`)",
+                    src.records
+                )));
+            }
+        };
+        let first_no = pager.seen();
+        for (i, r) in records.iter().enumerate() {
+            let dn = format!("record {} (page {page})", first_no + i as u64 + 1);
+            let mapped = if r.is_object() {
+                src.mapping.map(&JsonRecord(r), &dn, tz)
+            } else {
+                Err(format!("is {}, not a JSON object", kind_of(r)))
+            };
+            match mapped {
+                Ok(m) => out.entries.push(m),
+                Err(message) => out.errors.push(MapError { dn, message }),
+            }
+        }
+        let links: Vec<&str> = resp
+            .headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        match pager
+            .advance(&url, &body, records, &links)
+            .map_err(|m| FetchError(format!("{base}: {m}")))?
+        {
+            Next::Done => break,
+            Next::Fetch(next) => url = next,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pag(paging: Paging, total: Option<&str>) -> Pagination {
+        Pagination {
+            paging,
+            total: total.map(str::to_string),
+            max_pages: 50,
+        }
+    }
+
+    fn recs(n: usize, from: usize) -> Vec<Value> {
+        (from..from + n).map(|i| json!({ "id": i })).collect()
+    }
+
+    fn base() -> Url {
+        Url::parse("https://hr.example.com/api/people?fixed=1").unwrap()
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        let r = Retry {
+            attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        assert_eq!(r.delay(1, None), Duration::from_millis(100));
+        assert_eq!(r.delay(2, None), Duration::from_millis(200));
+        assert_eq!(r.delay(3, None), Duration::from_millis(400));
+        assert_eq!(r.delay(5, None), Duration::from_secs(1));
+        assert_eq!(r.delay(40, None), Duration::from_secs(1));
+        assert_eq!(
+            r.delay(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(r.delay(1, Some(Duration::ZERO)), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn link_header_next() {
+        assert_eq!(
+            link_next([r#"<https://x/p?page=2>; rel="next", <https://x/p?page=9>; rel="last""#]),
+            Some("https://x/p?page=2".into())
+        );
+        assert_eq!(
+            link_next([
+                r#"<https://x/p?page=1>; rel="prev""#,
+                r#"</p?a=1,2>; rel="next last""#
+            ]),
+            Some("/p?a=1,2".into())
+        );
+        assert_eq!(link_next([r#"<https://x/p?page=9>; rel=last"#]), None);
+        assert_eq!(
+            link_next([r#"<https://x/p?page=3>;rel=next"#]),
+            Some("https://x/p?page=3".into())
+        );
+    }
+
+    #[test]
+    fn page_style_stops_at_a_short_page() {
+        let cfg = pag(
+            Paging::Page {
+                page_param: "page".into(),
+                size_param: Some("per_page".into()),
+                size: 2,
+                start: 1,
+            },
+            None,
+        );
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        assert_eq!(
+            u.as_str(),
+            "https://hr.example.com/api/people?fixed=1&page=1&per_page=2"
+        );
+        let n = p.advance(&u, &json!([]), &recs(2, 0), &[]).unwrap();
+        let Next::Fetch(u2) = n else { panic!("{n:?}") };
+        assert_eq!(
+            u2.as_str(),
+            "https://hr.example.com/api/people?fixed=1&page=2&per_page=2"
+        );
+        assert_eq!(
+            p.advance(&u2, &json!([]), &recs(1, 2), &[]).unwrap(),
+            Next::Done
+        );
+    }
+
+    #[test]
+    fn page_style_checks_the_total() {
+        let cfg = pag(
+            Paging::Page {
+                page_param: "p".into(),
+                size_param: None,
+                size: 100,
+                start: 0,
+            },
+            Some("/total"),
+        );
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        assert!(u.as_str().ends_with("p=0"), "{u}");
+        let n = p
+            .advance(&u, &json!({"total": 4}), &recs(2, 0), &[])
+            .unwrap();
+        let Next::Fetch(u) = n else { panic!() };
+        assert!(u.as_str().ends_with("p=1"), "{u}");
+        assert_eq!(
+            p.advance(&u, &json!({"total": "4"}), &recs(2, 2), &[])
+                .unwrap(),
+            Next::Done
+        );
+
+        // An empty page before the announced total: incomplete.
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        p.advance(&u, &json!({"total": 5}), &recs(2, 0), &[])
+            .unwrap();
+        let e = p.advance(&u, &json!({"total": 5}), &[], &[]).unwrap_err();
+        assert!(e.contains("incomplete") && e.contains('5'), "{e}");
+        // No count where one is configured.
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let e = p.advance(&u, &json!({}), &recs(2, 0), &[]).unwrap_err();
+        assert!(e.contains("/total"), "{e}");
+    }
+
+    #[test]
+    fn a_repeated_page_fails_instead_of_looping() {
+        let cfg = pag(
+            Paging::Page {
+                page_param: "page".into(),
+                size_param: None,
+                size: 2,
+                start: 1,
+            },
+            None,
+        );
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        p.advance(&u, &json!([]), &recs(2, 0), &[]).unwrap();
+        let e = p.advance(&u, &json!([]), &recs(2, 0), &[]).unwrap_err();
+        assert!(e.contains("repeats"), "{e}");
+    }
+
+    #[test]
+    fn offset_advances_by_records_received() {
+        let cfg = pag(
+            Paging::Offset {
+                offset_param: "offset".into(),
+                limit_param: "limit".into(),
+                limit: 100,
+            },
+            None,
+        );
+        let b = base();
+        let fixed = vec![("status".to_string(), "all".to_string())];
+        let mut p = Pager::new(&cfg, &b, &fixed);
+        let u = p.first();
+        assert_eq!(
+            u.as_str(),
+            "https://hr.example.com/api/people?fixed=1&status=all&offset=0&limit=100"
+        );
+        // The server caps pages at 3: the pager follows.
+        let Next::Fetch(u) = p.advance(&u, &json!({}), &recs(3, 0), &[]).unwrap() else {
+            panic!()
+        };
+        assert!(u.as_str().ends_with("offset=3&limit=100"), "{u}");
+        let Next::Fetch(u) = p.advance(&u, &json!({}), &recs(3, 3), &[]).unwrap() else {
+            panic!()
+        };
+        assert!(u.as_str().ends_with("offset=6&limit=100"), "{u}");
+        assert_eq!(
+            p.advance(&u, &json!({}), &recs(1, 6), &[]).unwrap(),
+            Next::Done
+        );
+        assert_eq!(p.seen(), 7);
+    }
+
+    #[test]
+    fn next_link_relative_absolute_foreign_and_loop() {
+        let cfg = pag(
+            Paging::NextLink {
+                next: "/links/next".into(),
+            },
+            None,
+        );
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        let Next::Fetch(u2) = p
+            .advance(
+                &u,
+                &json!({"links": {"next": "/api/people?after=abc"}}),
+                &recs(1, 0),
+                &[],
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(u2.as_str(), "https://hr.example.com/api/people?after=abc");
+        let e = p
+            .advance(
+                &u2,
+                &json!({"links": {"next": "https://evil.example/x"}}),
+                &recs(1, 1),
+                &[],
+            )
+            .unwrap_err();
+        assert!(e.contains("another site"), "{e}");
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        let e = p
+            .advance(
+                &u,
+                &json!({"links": {"next": u.as_str()}}),
+                &recs(1, 0),
+                &[],
+            )
+            .unwrap_err();
+        assert!(e.contains("already read"), "{e}");
+        let mut p = Pager::new(&cfg, &b, &[]);
+        assert_eq!(
+            p.advance(&u, &json!({"links": {"next": null}}), &recs(1, 0), &[])
+                .unwrap(),
+            Next::Done
+        );
+    }
+
+    #[test]
+    fn cursor_stops_when_absent_and_refuses_a_repeat() {
+        let cfg = pag(
+            Paging::Cursor {
+                cursor: "/meta/next".into(),
+                cursor_param: "cursor".into(),
+            },
+            None,
+        );
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        let Next::Fetch(u2) = p
+            .advance(&u, &json!({"meta": {"next": "c1"}}), &recs(1, 0), &[])
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            u2.as_str(),
+            "https://hr.example.com/api/people?fixed=1&cursor=c1"
+        );
+        let e = p
+            .advance(&u2, &json!({"meta": {"next": "c1"}}), &recs(1, 1), &[])
+            .unwrap_err();
+        assert!(e.contains("cursor already used"), "{e}");
+        let mut p = Pager::new(&cfg, &b, &[]);
+        assert_eq!(
+            p.advance(&u, &json!({"meta": {"next": ""}}), &[], &[])
+                .unwrap(),
+            Next::Done
+        );
+    }
+
+    #[test]
+    fn max_pages_bounds_the_read() {
+        let mut cfg = pag(
+            Paging::Cursor {
+                cursor: "/next".into(),
+                cursor_param: "c".into(),
+            },
+            None,
+        );
+        cfg.max_pages = 3;
+        let b = base();
+        let mut p = Pager::new(&cfg, &b, &[]);
+        let u = p.first();
+        for i in 0..2 {
+            assert!(matches!(
+                p.advance(&u, &json!({"next": format!("c{i}")}), &recs(1, i), &[])
+                    .unwrap(),
+                Next::Fetch(_)
+            ));
+        }
+        let e = p
+            .advance(&u, &json!({"next": "c9"}), &recs(1, 5), &[])
+            .unwrap_err();
+        assert!(e.contains("max_pages"), "{e}");
+    }
+
+    #[test]
+    fn redacted_urls_have_no_query() {
+        let u = Url::parse("https://hr.example.com/a/b?api_key=s3cret&x=1").unwrap();
+        assert_eq!(redact(&u), "https://hr.example.com/a/b");
+    }
+
+    #[test]
+    fn scrub_hides_secrets() {
+        let e = scrub(
+            FetchError("bad token abc123xyz".into()),
+            &["abc123xyz".into()],
+        );
+        assert_eq!(e.0, "bad token ***");
+    }
+}
