@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::employee::{
-    AccountStatus, Catalog, Employee, EmployeeId, OfficePhone, PermissionOverrides, Photo,
+    AccountStatus, Catalog, Employee, EmployeeId, Enterprise, OfficePhone, PermissionOverrides,
+    Photo, SourceFacts,
 };
 use crate::store::Actor;
 
@@ -41,6 +42,13 @@ pub struct EmployeeView {
     pub source_keys: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deactivated_by: Option<Actor>,
+    /// Organisational fields (SCIM Enterprise User extension): employee number,
+    /// manager (the manager's profile id), department...
+    #[serde(skip_serializing_if = "Enterprise::is_empty")]
+    pub enterprise: Enterprise,
+    /// What lifecycle sources say (disabled, hire and termination dates).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_facts: BTreeMap<String, SourceFacts>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -79,6 +87,8 @@ impl EmployeeView {
             external_id: e.external_id.clone(),
             source_keys: e.source_keys.clone(),
             deactivated_by: e.deactivated_by.clone(),
+            enterprise: e.enterprise.clone(),
+            source_facts: e.source_facts.clone(),
             created_at: e.created_at,
             updated_at: e.updated_at,
         }

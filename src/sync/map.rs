@@ -44,6 +44,7 @@ impl SourceFields {
             photo_url: self.photo_url.clone(),
             mobile_phone: self.mobile_phone.clone(),
             office_phone: self.office_phone.clone(),
+            employee_number: self.employee_number.clone(),
             ..Default::default()
         }
     }
@@ -64,6 +65,10 @@ impl SourceFields {
             office_phone: self.office_phone.clone().flatten(),
             account_status: Some(account_status),
             active: Some(active),
+            enterprise: crate::employee::Enterprise {
+                employee_number: self.employee_number.clone().flatten(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

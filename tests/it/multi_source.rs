@@ -86,8 +86,6 @@ async fn ldap_and_hr_on_one_roster() {
     .await;
     tree.group(&mut ldap, "drivers", &[tree.person_dn("ana")])
         .await;
-    tree.group(&mut ldap, "mechanics", &[]).await;
-    tree.group(&mut ldap, "dispatch", &[]).await;
     let pw_file = sl.dir.join("pw-multi");
     std::fs::write(&pw_file, ADMIN_PW).unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -391,6 +391,9 @@ impl Rules {
         if self.employee_number.is_some() {
             out.push("employee_number");
         }
+        if self.manager.is_some() {
+            out.push("manager");
+        }
         out
     }
 
