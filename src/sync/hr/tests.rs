@@ -149,7 +149,8 @@ fn http_record_maps_to_profile_fields() {
             "positions",
             "role",
             "business_unit",
-            "employee_number"
+            "employee_number",
+            "manager"
         ]
     );
     assert_eq!(h.location(), "https://hr.example.com/api/v1/employees");
