@@ -648,6 +648,9 @@ async fn attempt(
     rb = auth.apply(rb);
     let resp = match rb.send().await {
         Ok(r) => r,
+        Err(e) if e.is_redirect() || e.is_builder() => {
+            return Err(Failure::Fatal(describe(&e, spec.timeout)));
+        }
         Err(e) => return Err(Failure::Retry(describe(&e, spec.timeout), None)),
     };
     let status = resp.status();
@@ -782,6 +785,7 @@ async fn fetch_pages(
                 )));
             }
         };
+        tracing::debug!(page, records = records.len(), source = %base, "HR page read");
         let first_no = pager.seen();
         for (i, r) in records.iter().enumerate() {
             let dn = format!("record {} (page {page})", first_no + i as u64 + 1);

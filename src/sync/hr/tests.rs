@@ -386,6 +386,16 @@ fn bad_http_config_names_the_key() {
 }
 
 #[test]
+fn unknown_key_in_a_field_table_is_refused() {
+    let e = err_key(&HTTP.replace(
+        r#"email = { from = "/workEmail", transform = ["lowercase"] }"#,
+        r#"email = { frm = "/workEmail" }"#,
+    ));
+    assert!(e.key.starts_with("sources[0].fields.email"), "{e}");
+    assert!(e.message.contains("frm"), "{e}");
+}
+
+#[test]
 fn http_to_loopback_and_auth_kinds() {
     let h = http(&HTTP.replace("https://hr.example.com", "http://127.0.0.1:8099"));
     assert_eq!(h.location(), "http://127.0.0.1:8099/api/v1/employees");
