@@ -908,11 +908,15 @@ permissions = ["a"]
         for example in [
             "sources-openldap.example.toml",
             "sources-activedirectory.example.toml",
+            "sources-bamboohr.example.toml",
+            "sources-workday.example.toml",
         ] {
             let text = std::fs::read_to_string(dir.join(example))
                 .unwrap()
                 .replace("/etc/rosterd/ldap.password", &pw.display().to_string())
                 .replace("/etc/rosterd/ad.password", &pw.display().to_string())
+                .replace("/etc/rosterd/bamboohr.key", &pw.display().to_string())
+                .replace("/etc/rosterd/workday.token", &pw.display().to_string())
                 .replace("ca_file = \"/etc/rosterd/corp-root-ca.pem\"", "");
             let c = parse(Path::new(example), &format!("{base}\n{text}"), &[])
                 .unwrap_or_else(|e| panic!("{example}: {e}"));

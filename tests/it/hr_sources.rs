@@ -285,8 +285,42 @@ async fn serve(
             axum::Json(json!({ "items": slice(at, 2), "meta": { "nextCursor": next } }))
                 .into_response()
         }
+        // A redirect to wherever `to` says.
+        "moved" => (
+            StatusCode::FOUND,
+            [(header::LOCATION, q.get("to").cloned().unwrap_or_default())],
+        )
+            .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// A BambooHR-style custom report: POST, JSON body (exact content type), all
+/// employees in one response.
+async fn report(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    app.state.lock().unwrap().requests += 1;
+    if !authorized(&app.expect, &headers, &q) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if ct != Some("application/json")
+        || q.get("format").map(String::as_str) != Some("JSON")
+        || !req["fields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("workEmail")))
+    {
+        return (StatusCode::BAD_REQUEST, "Malformed XML").into_response();
+    }
+    axum::Json(json!({ "title": req["title"], "fields": req["fields"], "employees": employees() }))
+        .into_response()
 }
 
 /// A CSV export (Windows-1252, `;`-separated) behind basic auth.
@@ -311,6 +345,7 @@ async fn start(expect: Expect) -> Api {
     let app = axum::Router::new()
         .route("/v1/{style}", axum::routing::get(serve))
         .route("/export.csv", axum::routing::get(export))
+        .route("/v1/reports/custom", axum::routing::post(report))
         .with_state(AppState {
             expect,
             state: state.clone(),
@@ -523,6 +558,29 @@ cursor_param = "cursor"
 }
 
 #[tokio::test]
+async fn a_custom_report_by_post_with_a_json_body() {
+    let api = start(Expect::Basic(TOKEN, "x")).await;
+    let (src, _dir) = http_source(
+        &format!("{}/v1/reports/custom", api.base),
+        r#"method = "POST"
+query = { format = "JSON", onlyCurrent = false }
+records = "/employees""#,
+        r#"
+[sources.body]
+title = "rosterd"
+fields = ["id", "workEmail", "firstName", "lastName", "jobTitle", "department", "status"]
+[sources.auth]
+kind = "basic"
+username_file = "{dir}/hr.token"
+password = "x"
+"#,
+        TOKEN,
+    );
+    assert_all(&fetch(&src).await.unwrap());
+    assert_eq!(api.requests(), 1);
+}
+
+#[tokio::test]
 async fn a_429_and_a_500_on_the_way_are_retried() {
     let api = start(Expect::Bearer(TOKEN)).await;
     api.state.lock().unwrap().faults = HashMap::from([(2, 429), (3, 500)]);
@@ -591,6 +649,30 @@ async fn refused_credentials_fail_at_once_without_the_secret() {
     );
     assert!(fetch(&src).await.is_err());
     std::fs::write(dir.path().join("hr.token"), TOKEN).unwrap();
+    assert_all(&fetch(&src).await.unwrap());
+}
+
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_to_another_site() {
+    let api = start(Expect::Bearer(TOKEN)).await;
+    let other = start(Expect::Bearer(TOKEN)).await;
+    let (src, _dir) = http_source(
+        &format!("{}/v1/moved?to={}/v1/page", api.base, other.base),
+        "records = \"/data\"",
+        BEARER,
+        TOKEN,
+    );
+    let e = fetch(&src).await.unwrap_err().to_string();
+    assert!(e.contains("another site"), "{e}");
+    assert_eq!(other.requests(), 0);
+    assert_eq!(api.requests(), 1, "not retried");
+    // Same site: followed.
+    let (src, _dir) = http_source(
+        &format!("{}/v1/moved?to=/v1/page", api.base),
+        "records = \"/data\"",
+        BEARER,
+        TOKEN,
+    );
     assert_all(&fetch(&src).await.unwrap());
 }
 

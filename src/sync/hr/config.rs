@@ -129,9 +129,10 @@ pub struct FieldsSection {
     /// The catalog role (through `map`), else `default_role`.
     pub role: Option<FieldSpec>,
     pub business_unit: Option<FieldSpec>,
-    /// Role for records whose role is empty or unknown, and for every record
-    /// when `role` is not mapped. Default: `catalog.default_role` (only when
-    /// `role` is mapped).
+    /// Role for records whose role value is empty or not in `role.map` (no
+    /// report: the map lists the exceptions), and for every record when `role`
+    /// is not mapped. Without it, `catalog.default_role` is used and unmapped
+    /// values are reported.
     pub default_role: Option<String>,
 }
 
@@ -288,7 +289,7 @@ pub struct HttpSection {
     /// Extra query parameters sent with every request (`{ onlyCurrent = false }`).
     #[serde(default)]
     pub query: BTreeMap<String, toml::Value>,
-    /// Extra request headers (`Accept: application/json` is sent by default).
+    /// Extra request headers (`Accept: application/json` is sent unless set here).
     /// Not for secrets: use `[sources.auth]`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

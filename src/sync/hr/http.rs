@@ -629,11 +629,16 @@ async fn attempt(
     spec: &RequestSpec,
     auth: &LoadedAuth,
     url: &Url,
+    accept: &str,
 ) -> Result<Response, Failure> {
-    let mut rb = client.request(spec.method.clone(), url.clone()).header(
-        reqwest::header::ACCEPT,
-        "application/json, text/csv;q=0.9, */*;q=0.1",
-    );
+    let mut rb = client.request(spec.method.clone(), url.clone());
+    if !spec
+        .headers
+        .iter()
+        .any(|(n, _)| n == reqwest::header::ACCEPT)
+    {
+        rb = rb.header(reqwest::header::ACCEPT, accept);
+    }
     for (name, value) in &spec.headers {
         rb = rb.header(name.clone(), value.expose());
     }
@@ -643,6 +648,9 @@ async fn attempt(
     rb = auth.apply(rb);
     let resp = match rb.send().await {
         Ok(r) => r,
+        Err(e) if e.is_redirect() || e.is_builder() => {
+            return Err(Failure::Fatal(describe(&e, spec.timeout)));
+        }
         Err(e) => return Err(Failure::Retry(describe(&e, spec.timeout), None)),
     };
     let status = resp.status();
@@ -680,18 +688,18 @@ async fn attempt(
 }
 
 /// Sends a request with retries. `what` names it in messages (`page 2 of
-/// https://...`).
+/// https://...`); `accept` is the `Accept` header unless `headers` set one.
 async fn send(
     client: &reqwest::Client,
     spec: &RequestSpec,
     auth: &LoadedAuth,
-    url: &Url,
+    (url, accept): (&Url, &str),
     what: &str,
 ) -> Result<Response, FetchError> {
     let mut n = 0;
     loop {
         n += 1;
-        match attempt(client, spec, auth, url).await {
+        match attempt(client, spec, auth, url, accept).await {
             Ok(r) => return Ok(r),
             Err(Failure::Fatal(m)) => return Err(FetchError(format!("{what}: {m}"))),
             Err(Failure::Retry(m, after)) => {
@@ -702,6 +710,7 @@ async fn send(
                     )));
                 }
                 let wait = spec.retry.delay(n, after);
+                let m = scrub(FetchError(m), &auth.secrets()).0;
                 tracing::warn!(request = what, attempt = n, error = %m, wait_ms = wait.as_millis() as u64, "HR request failed; retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -725,7 +734,7 @@ pub async fn get_bytes(spec: &RequestSpec) -> Result<bytes::Bytes, FetchError> {
         let client = client(spec)?;
         let url = with_params(&spec.url, &spec.query, &[]);
         let what = format!("GET {}", redact(&url));
-        send(&client, spec, &auth, &url, &what)
+        send(&client, spec, &auth, (&url, "text/csv, */*;q=0.5"), &what)
             .await
             .map(|r| r.body)
     };
@@ -757,7 +766,7 @@ async fn fetch_pages(
     loop {
         page += 1;
         let what = format!("page {page} of {base}");
-        let resp = send(&client, spec, auth, &url, &what).await?;
+        let resp = send(&client, spec, auth, (&url, "application/json"), &what).await?;
         let body: Value = serde_json::from_slice(&resp.body)
             .map_err(|e| FetchError(format!("{what} is not JSON: {e}")))?;
         let records = match body.pointer(&src.records) {
@@ -776,6 +785,7 @@ async fn fetch_pages(
                 )));
             }
         };
+        tracing::debug!(page, records = records.len(), source = %base, "HR page read");
         let first_no = pager.seen();
         for (i, r) in records.iter().enumerate() {
             let dn = format!("record {} (page {page})", first_no + i as u64 + 1);

@@ -357,8 +357,8 @@ pub struct Rules {
     pub status: Option<StatusRule>,
     pub positions: Option<FieldRule>,
     pub role: Option<FieldRule>,
-    /// Role when the role field is unmapped, empty or not in the catalog; with no
-    /// role field, every record gets it.
+    /// Role when the role field is empty or its value is not in the map (silently)
+    /// or not in the catalog; with no role field, every record gets it.
     pub default_role: Option<String>,
     pub business_unit: Option<FieldRule>,
     pub catalog: CatalogNames,
@@ -453,6 +453,8 @@ impl Rules {
             },
             Lookup::Unmapped(v) => match canonical(&self.catalog.roles, &v) {
                 Some(r) => Some(r),
+                // An explicit default_role is the documented answer: no report.
+                None if self.default_role.is_some() => None,
                 None => {
                     warnings.push(format!(
                         "{} value `{v}` is neither in {}.map nor a catalog role; the default role is used",
