@@ -144,3 +144,62 @@ fn check_config_accepts_the_shipped_file_and_names_bad_keys() {
         "nothing created for an invalid config"
     );
 }
+
+/// The README's promise: the shipped config, run as-is, shows a populated roster
+/// from the demo HR export (synced at start).
+#[test]
+fn the_shipped_config_shows_the_demo_roster() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut p = Rosterd::start(&shipped_config(), &data);
+    let line = p.wait_log("sync run finished", std::time::Duration::from_secs(60));
+    assert!(line.contains("outcome=Applied"), "{line}");
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rosterctl"))
+            .args(["--url", &p.base, "--token-file"])
+            .arg(data.join("admin.token"))
+            .args(args)
+            .env_remove("ROSTERD_URL")
+            .env_remove("ROSTERD_TOKEN")
+            .env_remove("ROSTERD_TOKEN_FILE")
+            .output()
+            .expect("rosterctl");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = ctl(&["employees", "list"]);
+    assert!(list.contains("margaret.okafor@example.com"), "{list}");
+    assert!(
+        !list.contains("yuki.tanaka@example.com"),
+        "future hire is inactive: {list}"
+    );
+    assert!(
+        !list.contains("nadia.petrova@example.com"),
+        "leaver not imported"
+    );
+    let all: Value = serde_json::from_str(&ctl(&["employees", "list", "--all", "--json"])).unwrap();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 34, "36 rows, 2 leavers not imported");
+    assert_eq!(all.iter().filter(|e| e["active"] == true).count(), 33);
+    let yuki = all
+        .iter()
+        .find(|e| e["email"] == "yuki.tanaka@example.com")
+        .unwrap();
+    assert_eq!(
+        yuki["source_facts"]["demo-hr"]["hire"]["date"],
+        "2029-06-04"
+    );
+    // Managers point at profiles.
+    let ids: Vec<&str> = all.iter().filter_map(|e| e["id"].as_str()).collect();
+    let managed = all
+        .iter()
+        .filter(|e| e["enterprise"]["manager"].is_string())
+        .count();
+    assert!(managed >= 30, "managers resolved: {managed}");
+    assert!(all.iter().all(|e| {
+        e["enterprise"]["manager"]
+            .as_str()
+            .is_none_or(|m| ids.contains(&m))
+    }));
+    p.stop();
+}

@@ -13,9 +13,12 @@ use crate::config::{ConfigError, parse};
 use crate::employee::OfficePhone;
 use crate::sync::config::SourceKind;
 
+/// The shipped config, without its demo HR source.
 fn shipped() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
-        .unwrap()
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
+            .unwrap();
+    text[..text.find("# ---- demo HR source").unwrap_or(text.len())].to_string()
 }
 
 fn source(block: &str, env: &[(&str, &str)]) -> Result<crate::sync::config::Source, ConfigError> {
@@ -587,45 +590,12 @@ fn pointer_and_date_format_checks() {
     assert!(check_date_format("%Q").is_err());
 }
 
-/// The demo `[[sources]]` block the shipped config uses for config/demo-hr.csv.
-pub const DEMO_SOURCE: &str = r#"
-[[sources]]
-id = "demo-hr"
-kind = "csv"
-path = "demo-hr.csv"                 # relative to this file's directory
-timezone = "America/Chicago"         # hire and termination dates take effect at midnight there
-priority = 10
-lifecycle = true
-join_attribute = "employee_number"
-full_schedule = "0 */5 * * * *"      # sec min hour day month weekday: every 5 minutes
-run_at_start = true
-account_status = "later"
-join_key = "Employee ID"
-
-[sources.fields]
-email = { from = "Work Email", transform = ["lowercase"] }
-given_name = "First Name"
-family_name = "Last Name"
-display_name = { join = ["First Name", "Last Name"] }
-mobile_phone = "Mobile Phone"
-office_phone = "Work Phone"
-office_phone_extension = "Ext"
-employee_number = "Employee ID"
-manager = "Manager ID"
-hire_date = "Hire Date"              # YYYY-MM-DD (the default format)
-termination_date = "Termination Date"
-status = { from = "Status", inactive = ["Terminated"] }
-positions = { from = "Qualifications", split = ";" }
-role = { from = "Job Title", map = { "Operations Director" = "Administrator", "Fleet Manager" = "Administrator", "Senior Dispatcher" = "Dispatcher", "Dispatcher" = "Dispatcher", "HR Generalist" = "Viewer", "Payroll Specialist" = "Viewer", "Safety Coordinator" = "Viewer", "Fleet Analyst" = "Viewer" } }
-default_role = "Technician"
-business_unit = { from = "Department", map = { "North Region" = "North", "South Region" = "South" } }
-"#;
-
 #[tokio::test]
 async fn demo_export_maps_cleanly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml");
-    let text = format!("{}\n{DEMO_SOURCE}\n", shipped());
-    let c = parse(&path, &text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    // The demo source exactly as shipped in config/rosterd.toml.
+    let c = crate::config::load_with_env(&path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.sources[0].id, "demo-hr");
     let SourceKind::Csv(src) = &c.sources[0].kind else {
         panic!("csv")
     };
