@@ -61,13 +61,22 @@ pub fn uniq() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
+/// The shipped config without its demo HR source (the tests start with an empty
+/// roster).
+pub fn shipped_config_text() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("config/rosterd.toml")).expect("shipped config");
+    match text.find("# ---- demo HR source") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 /// The shipped config plus a SCIM client, with the test's data dir and port 0.
 /// `extra` holds `key = value` lines for the `[scim]` section (applied as
 /// `ROSTERD_SCIM__KEY` overrides, since the shipped file has a `[scim]` table).
 pub fn in_process_config(data_dir: &Path, token: &str, extra: &str) -> rosterd::config::Config {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shipped =
-        std::fs::read_to_string(root.join("config/rosterd.toml")).expect("shipped config");
+    let shipped = shipped_config_text();
     let text = format!(
         "{shipped}\n[[scim.clients]]\nname = \"test-idp\"\ntoken_env = \"{TEST_TOKEN_ENV}\"\n"
     );

@@ -691,8 +691,7 @@ async fn scim_changes_are_audited_under_the_client_name() {
 #[tokio::test]
 async fn scim_is_off_without_clients_and_positions_persist() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let text = std::fs::read_to_string(root.join("config/rosterd.toml")).unwrap();
+    let text = crate::common::shipped_config_text();
     let mut env = vec![
         ("ROSTERD_LISTEN".to_string(), "127.0.0.1:0".to_string()),
         (
