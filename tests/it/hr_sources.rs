@@ -923,3 +923,70 @@ family_name = "Nachname"
     let e = fetch_csv(&src).await.unwrap_err().to_string();
     assert!(e.contains("401") && !e.contains("not-the-password"), "{e}");
 }
+
+/// Through the daemon: an HR API imports the roster (paged, with a 429 retried);
+/// later the API fails past its retries mid-read → the run fails with the
+/// reason, without the token, and nobody is deactivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_deactivates_nobody_through_the_engine() {
+    let api = start(Expect::Bearer(TOKEN)).await;
+    api.state.lock().unwrap().faults.insert(2, 429);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hr.token"), TOKEN).unwrap();
+    let block = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "http"
+url = "{base}/v1/page"
+records = "/data"
+timezone = "America/Chicago"
+join_key = "/id"
+max_deactivations = 100
+max_deactivations_percent = 100.0
+[sources.auth]
+kind = "bearer"
+token_file = "{dir}/hr.token"
+[sources.pagination]
+kind = "page"
+size = 3
+[sources.retry]
+attempts = 3
+initial_backoff_ms = 10
+max_backoff_secs = 1
+{FIELDS}
+"#,
+        base = api.base,
+        dir = dir.path().display()
+    );
+    let s = crate::common::TestServer::start_with(&block).await;
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let created = r["counts"]["created"].as_u64().unwrap();
+    assert!(created >= 5, "{r}");
+    let active = |v: &Value| v["total"].as_u64().unwrap();
+    let (_, all) = s.get("/api/v1/employees?status=all").await;
+    assert_eq!(active(&all), created);
+    let (_, before) = s.get("/api/v1/employees").await;
+    assert!(active(&before) >= 4, "{before}");
+
+    // Page 2 keeps failing: the run fails with the reason, nobody is touched.
+    let n = api.requests();
+    api.state.lock().unwrap().fail_from = Some((n + 2, 500));
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("500"), "{r}");
+    assert!(
+        !r.to_string().contains(TOKEN),
+        "no secret in the run record"
+    );
+    let (_, after) = s.get("/api/v1/employees").await;
+    assert_eq!(active(&after), active(&before), "nobody deactivated");
+    s.stop().await;
+}
+
+async fn run_hr(s: &crate::common::TestServer) -> Value {
+    let (st, v) = s.post("/api/v1/sync/sources/hr/run", json!({})).await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    v
+}
