@@ -898,6 +898,11 @@ permissions = ["a"]
         let e = source_error(&two);
         assert_eq!(e.key, "sources[1].priority", "{e}");
 
+        let e = source_error(
+            "[[sources]]\nid = \"hr\"\nkind = \"csv\"\nincremental_schedule = \"0 * * * * *\"\n",
+        );
+        assert_eq!(e.key, "sources[0].incremental_schedule", "{e}");
+
         let e = source_error(&format!("{LDAP}join_attribute = \"shoe_size\"\n"));
         assert_eq!(e.key, "sources[0].join_attribute", "{e}");
     }

@@ -548,6 +548,15 @@ pub fn validate_sources(
                 )
             })?,
         };
+        if s.kind != "ldap" && s.incremental_schedule.is_some() {
+            return Err(err(
+                "incremental_schedule",
+                format!(
+                    "{} sources read every record at each run; use full_schedule",
+                    s.kind
+                ),
+            ));
+        }
         let kind = match s.kind.as_str() {
             "ldap" => SourceKind::Ldap(validate_ldap(&ctx, ctx.section(s.rest)?)?),
             "http" => SourceKind::Http(super::hr::validate_http(&ctx, ctx.section(s.rest)?)?),
