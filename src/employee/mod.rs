@@ -258,9 +258,12 @@ impl Roster {
         actor: &Actor,
         built: Vec<Result<Employee, Error>>,
     ) -> Vec<Result<Employee, Error>> {
-        let mut prepared: Vec<Result<(Employee, Write), Error>> = Vec::with_capacity(built.len());
+        // The writes go to the store by reference (no copy of records or audit
+        // entries); `slots` maps each input to its write, or keeps its error.
+        let mut slots: Vec<Result<Employee, Error>> = Vec::with_capacity(built.len());
+        let mut writes: Vec<Write> = Vec::with_capacity(built.len());
         for r in built {
-            prepared.push(r.and_then(|mut e| {
+            let prepared = r.and_then(|mut e| {
                 let outbox = if e.account_status == AccountStatus::Invite {
                     vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
                 } else {
@@ -270,32 +273,36 @@ impl Roster {
                     AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
                 let w = Self::write_for(None, &e, PhotoChange::Keep, audit, outbox)?;
                 Ok((e, w))
+            });
+            slots.push(prepared.map(|(e, w)| {
+                writes.push(w);
+                e
             }));
         }
-        let writes: Vec<Write> = prepared
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|(_, w)| w.clone()))
-            .collect();
         match self.store.commit_many(&writes) {
-            Ok(_) => return prepared.into_iter().map(|r| r.map(|(e, _)| e)).collect(),
+            Ok(_) => return slots,
             Err(StoreError::Unique { .. } | StoreError::VersionConflict { .. }) => {}
             Err(e) => {
                 let msg = e.to_string();
-                return prepared
+                return slots
                     .into_iter()
                     .map(|_| Err(Error::Store(StoreError::Corrupt(msg.clone()))))
                     .collect();
             }
         }
-        prepared
+        // The batch was refused: one by one, so that each failure is attributed.
+        let mut writes = writes.into_iter();
+        slots
             .into_iter()
             .map(|r| {
-                r.and_then(|(e, w)| {
-                    self.store
-                        .commit(&w)
-                        .map_err(|err| self.store_error(&e, err))?;
-                    Ok(e)
-                })
+                let e = r?;
+                let w = writes.next().ok_or_else(|| {
+                    Error::Store(StoreError::Corrupt("a prepared write is missing".into()))
+                })?;
+                self.store
+                    .commit(&w)
+                    .map_err(|err| self.store_error(&e, err))?;
+                Ok(e)
             })
             .collect()
     }
@@ -981,8 +988,8 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
             _ => serde_json::Map::new(),
         }
     };
-    let (b, a) = (to_map(before), to_map(after));
-    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    let (mut b, mut a) = (to_map(before), to_map(after));
+    let mut keys: Vec<String> = b.keys().chain(a.keys()).cloned().collect();
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
@@ -990,8 +997,9 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
         if SKIP.contains(&k.as_str()) {
             continue;
         }
-        let bv = b.get(k).cloned().unwrap_or(Value::Null);
-        let av = a.get(k).cloned().unwrap_or(Value::Null);
+        // Values are moved out of the maps, not cloned (a create diffs every field).
+        let bv = b.remove(&k).unwrap_or(Value::Null);
+        let av = a.remove(&k).unwrap_or(Value::Null);
         if bv == av {
             continue;
         }
@@ -1005,7 +1013,7 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
                 _ => Value::Null,
             };
             out.push(FieldChange {
-                field: k.clone(),
+                field: k,
                 before: redact(&bv),
                 after: redact(&av),
             });
@@ -1027,7 +1035,7 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
             continue;
         }
         out.push(FieldChange {
-            field: k.clone(),
+            field: k,
             before: bv,
             after: av,
         });
