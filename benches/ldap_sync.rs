@@ -9,6 +9,10 @@
 //! Each run also prints the CPU time rosterd used, steadier than wall time on a
 //! shared machine.
 //! Targets: no-change re-sync within 2x the dump, first import within 5x.
+//!
+//! Last measured at 100k (2 shared cores): dump 1.05 s; first import 10.9 s
+//! (fetch 2.6, plan 0.8, apply 6.8); no-change re-sync 3.0 s (fetch 1.5, plan 1.4).
+//! Before the perf branch: dump 1.34 s; 43.7 s (3.2, 3.2, 35.6); 6.4 s (2.9, 3.0).
 
 use std::io::Write;
 use std::net::TcpListener;
