@@ -15,8 +15,12 @@ use crate::store::Actor;
 pub struct EmployeeId(pub Uuid);
 
 impl EmployeeId {
+    /// A UUID v7: ids sort by creation, so a bulk import appends to the end of
+    /// the store's trees instead of writing all over them (and a listing in id
+    /// order lists the oldest first). The creation time is no secret: the profile
+    /// shows it.
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
     }
 }
 

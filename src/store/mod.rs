@@ -343,19 +343,22 @@ impl Store {
     /// record holds one of the new keys and [`StoreError::VersionConflict`] if the
     /// stored version is not the expected one; in both cases nothing changed.
     pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
-        let mut entries = self.commit_many(std::slice::from_ref(w))?;
-        entries
+        let seq = self
+            .commit_many(std::slice::from_ref(w))?
             .pop()
-            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))
+            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
+        let mut entry = w.audit.clone();
+        entry.seq = seq;
+        Ok(entry)
     }
 
     /// Applies several writes in ONE transaction: all of them or none (a bulk
     /// import pays for one transaction per batch instead of one per record).
-    pub fn commit_many(&self, writes: &[Write]) -> Result<Vec<AuditEntry>, StoreError> {
+    /// Returns the audit sequence number given to each write, in order.
+    pub fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError> {
         struct Prepared<'a> {
             w: &'a Write,
             seq: u64,
-            entry: AuditEntry,
             audit_bytes: Vec<u8>,
             meta_bytes: Option<Vec<u8>>,
             outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
@@ -363,10 +366,8 @@ impl Store {
         let mut prepared = Vec::with_capacity(writes.len());
         for w in writes {
             let seq = self.db.generate_id()?;
-            let mut entry = w.audit.clone();
-            entry.seq = seq;
-            let audit_bytes =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let audit_bytes = audit::encode_with_seq(&w.audit, seq)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let meta_bytes = match &w.record {
                 Some(r) => Some(
                     serde_json::to_vec(&RecordMeta {
@@ -388,7 +389,6 @@ impl Store {
             prepared.push(Prepared {
                 w,
                 seq,
-                entry,
                 audit_bytes,
                 meta_bytes,
                 outbox_bytes,
@@ -476,7 +476,7 @@ impl Store {
             Ok(())
         });
         match result {
-            Ok(()) => Ok(prepared.into_iter().map(|p| p.entry).collect()),
+            Ok(()) => Ok(prepared.iter().map(|p| p.seq).collect()),
             Err(TransactionError::Abort(TxAbort::Unique(index, key))) => {
                 Err(StoreError::Unique { index, key })
             }

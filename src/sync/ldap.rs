@@ -105,15 +105,18 @@ struct Query<'a> {
     page_size: u32,
 }
 
-/// Runs one search to the end and returns its entries, failing on any error,
-/// non-success result, or a page that ends without a paging control. Pages are
-/// requested by hand (not with ldap3's adapter) so that a missing final cookie is
-/// seen rather than taken for the end.
-async fn search_all(
+/// Runs one search to the end and returns its entries, each passed through
+/// `convert` as it arrives (so that the conversion overlaps with the server and
+/// the connection's decoding), failing on any error, non-success result, or a
+/// page that ends without a paging control. Pages are requested by hand (not
+/// with ldap3's adapter) so that a missing final cookie is seen rather than taken
+/// for the end.
+async fn search_all<T>(
     ldap: &mut Ldap,
     src: &LdapSource,
     q: Query<'_>,
-) -> Result<Vec<SearchEntry>, FetchError> {
+    mut convert: impl FnMut(SearchEntry) -> T,
+) -> Result<Vec<T>, FetchError> {
     let fail = |m: String| FetchError::Search {
         what: q.what.to_string(),
         message: m,
@@ -144,7 +147,7 @@ async fn search_all(
             .map_err(|e| fail(e.to_string()))?;
         loop {
             match stream.next().await {
-                Ok(Some(re)) => out.push(SearchEntry::construct(re)),
+                Ok(Some(re)) => out.push(convert(SearchEntry::construct(re))),
                 Ok(None) => break,
                 Err(e) => {
                     let _ = stream.finish().await;
@@ -254,6 +257,7 @@ async fn fetch_groups(
             attrs,
             page_size: src.page_size,
         },
+        |se| se,
     )
     .await?;
     let mut groups = HashMap::new();
@@ -287,6 +291,7 @@ async fn fetch_groups(
                     attrs: vec![attr],
                     page_size: 0,
                 },
+                |se| se,
             )
             .await?;
             let mut progressed = false;
@@ -354,7 +359,7 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
         }
         _ => src.filter.clone(),
     };
-    let raw = search_all(
+    let mut entries: Vec<Entry> = search_all(
         &mut ldap,
         src,
         Query {
@@ -365,12 +370,9 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
             attrs: wanted_attributes(src),
             page_size: src.page_size,
         },
+        |se| to_entry(se, &src.join_key),
     )
     .await?;
-    let mut entries: Vec<Entry> = raw
-        .into_iter()
-        .map(|se| to_entry(se, &src.join_key))
-        .collect();
 
     let rule_groups: Vec<String> = src
         .positions
@@ -410,11 +412,11 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
                 attrs: vec![src.join_key.clone()],
                 page_size: src.page_size,
             },
+            |se| to_entry(se, &src.join_key),
         )
         .await?;
         let keys: HashSet<String> = disabled
             .into_iter()
-            .map(|se| to_entry(se, &src.join_key))
             .filter_map(|e| {
                 e.attrs
                     .get(&src.join_key.to_lowercase())
