@@ -1214,6 +1214,13 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
         a.map(|e| &e.positions),
     );
     field(&mut out, "role", b.map(|e| &e.role), a.map(|e| &e.role));
+    // Not stored when empty.
+    field(
+        &mut out,
+        "source_facts",
+        b.and_then(|e| (!e.source_facts.is_empty()).then_some(&e.source_facts)),
+        a.and_then(|e| (!e.source_facts.is_empty()).then_some(&e.source_facts)),
+    );
     field(
         &mut out,
         "source_keys",
@@ -1260,6 +1267,7 @@ fn diff_covers_every_field(e: &Employee) {
         external_id: _,
         enterprise: _,
         source_keys: _,
+        source_facts: _,
         deactivated_by: _,
         account_token: _,
         created_at: _,
@@ -1351,6 +1359,7 @@ mod tests {
             external_id: None,
             enterprise: Enterprise::default(),
             source_keys: Default::default(),
+            source_facts: Default::default(),
             deactivated_by: None,
             account_token: None,
             created_at: now,
@@ -1383,6 +1392,13 @@ mod tests {
         e.external_id = Some("x-1".into());
         e.enterprise.department = Some("Ops".into());
         e.source_keys.insert("ldap".into(), "k-1".into());
+        e.source_facts.insert(
+            "hr".into(),
+            SourceFacts {
+                disabled: Some("terminated".into()),
+                ..Default::default()
+            },
+        );
         e.deactivated_by = Some(Actor::admin("ops"));
         e.account_token = Some(AccountToken {
             purpose: TokenPurpose::Invite,
