@@ -214,3 +214,60 @@ async fn ldap_and_hr_on_one_roster() {
     assert_eq!(before, after, "no audit entries for a no-change re-run");
     s.stop().await;
 }
+
+/// A manager named by email who is not on the roster yet is kept as
+/// unresolved, reported, and resolved by the tick once the profile exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_manager_is_kept_and_resolved_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("hr.csv");
+    std::fs::write(
+        &csv,
+        "Employee ID,Work Email,First Name,Last Name,Status,Manager\n\
+         E1,ivy@corp.example,Ivy,Ito,Active,boss@corp.example\n",
+    )
+    .unwrap();
+    let toml = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "csv"
+path = "{csv}"
+join_key = "Employee ID"
+[sources.fields]
+email = "Work Email"
+given_name = "First Name"
+family_name = "Last Name"
+manager = "Manager"
+status = {{ from = "Status", inactive = ["Terminated"] }}
+"#,
+        csv = csv.display()
+    );
+    let s = TestServer::start_with(&toml).await;
+    let r = run(&s, "hr").await;
+    assert!(
+        r["errors"]
+            .to_string()
+            .contains("manager `boss@corp.example` is not on the roster yet"),
+        "{r}"
+    );
+    let ivy = emp(&s, "ivy@corp.example").await;
+    assert!(ivy["enterprise"]["manager"].is_null(), "{ivy}");
+    assert_eq!(
+        ivy["source_facts"]["hr"]["unresolved_manager"],
+        "boss@corp.example"
+    );
+    // The boss arrives by another way (an admin); the tick links them.
+    let boss = s
+        .create(crate::common::employee("Bo", "Boss", "boss@corp.example"))
+        .await;
+    assert_eq!(s.sync().tick().await.unwrap(), 1);
+    let ivy = emp(&s, "ivy@corp.example").await;
+    assert_eq!(ivy["enterprise"]["manager"], boss["id"], "{ivy}");
+    assert!(ivy["source_facts"].is_null(), "nothing left pending: {ivy}");
+    // The next run agrees and writes nothing.
+    let r = run(&s, "hr").await;
+    assert_eq!(r["counts"]["updated"], 0, "{r}");
+    assert_eq!(r["errors"], json!([]), "{r}");
+    s.stop().await;
+}
