@@ -272,14 +272,14 @@ impl SyncEngine {
             plan: vec![],
             timings_ms: Default::default(),
         };
-        self.runs.put(&rec)?;
+        self.runs.put(&mut rec)?;
         let result = self.run_inner(&src, kind, dry_run, &mut rec).await;
         if let Err(e) = result {
             rec.outcome = Outcome::Failed;
             rec.message = Some(e.to_string());
         }
         rec.finished_at = Some(Utc::now());
-        self.runs.put(&rec)?;
+        self.runs.put(&mut rec)?;
         self.runs.flush().await?;
         self.record_metrics(&rec);
         match rec.outcome {
@@ -741,7 +741,7 @@ impl SyncEngine {
             rec.message.clone().unwrap_or_default(),
             Utc::now().to_rfc3339()
         ));
-        self.runs.put(&rec)?;
+        self.runs.put(&mut rec)?;
         self.runs.flush().await?;
         tracing::info!(run = run_id, by = %approver, "held sync plan approved and applied");
         Ok(rec)

@@ -1,7 +1,9 @@
 //! Run history: every run of every source, with its outcome, counts, errors and
 //! plan, kept in the store (`sync_runs`), plus per-source state (`sync_state`: the
 //! incremental high-water mark) and the mapped entries of held runs (`sync_held`),
-//! kept until the run is approved or superseded.
+//! kept until the run is approved or superseded. A run's plan (one item per
+//! changed profile: 100,000 on a first import) is kept apart in `sync_plans`, so
+//! that listing runs never reads plans.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -80,6 +82,7 @@ pub struct SourceState {
 pub struct RunStore {
     store: Store,
     runs: sled::Tree,
+    plans: sled::Tree,
     state: sled::Tree,
     held: sled::Tree,
 }
@@ -96,6 +99,7 @@ impl RunStore {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             runs: store.tree("sync_runs")?,
+            plans: store.tree("sync_plans")?,
             state: store.tree("sync_state")?,
             held: store.tree("sync_held")?,
             store: store.clone(),
@@ -107,19 +111,45 @@ impl RunStore {
         Ok(self.store.next_id()? + 1)
     }
 
-    pub fn put(&self, r: &RunRecord) -> Result<(), StoreError> {
-        self.runs.insert(r.id.to_be_bytes(), enc(r)?)?;
+    /// Writes the run; its plan, when it has one, goes to `sync_plans` (an empty
+    /// plan leaves a stored one alone).
+    pub fn put(&self, r: &mut RunRecord) -> Result<(), StoreError> {
+        let plan = std::mem::take(&mut r.plan);
+        let header = enc(&*r);
+        let plan_bytes = if plan.is_empty() {
+            None
+        } else {
+            Some(enc(&plan))
+        };
+        r.plan = plan;
+        if let Some(p) = plan_bytes {
+            self.plans.insert(r.id.to_be_bytes(), p?)?;
+        }
+        self.runs.insert(r.id.to_be_bytes(), header?)?;
         Ok(())
     }
 
-    pub fn get(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+    /// A run without its plan.
+    fn get_header(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         self.runs
             .get(id.to_be_bytes())?
             .map(|b| dec(&b))
             .transpose()
     }
 
-    /// Newest first, optionally for one source.
+    /// A run with its plan.
+    pub fn get(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let Some(mut r) = self.get_header(id)? else {
+            return Ok(None);
+        };
+        // Runs recorded before plans were kept apart carry theirs inline.
+        if let Some(p) = self.plans.get(id.to_be_bytes())? {
+            r.plan = dec(&p)?;
+        }
+        Ok(Some(r))
+    }
+
+    /// Newest first, optionally for one source; without their plans.
     pub fn list(&self, source: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut out = Vec::new();
         for r in self.runs.iter().rev() {
@@ -168,12 +198,12 @@ impl RunStore {
             let mut idb = [0u8; 8];
             idb.copy_from_slice(&k[..8.min(k.len())]);
             let id = u64::from_be_bytes(idb);
-            if let Some(mut rec) = self.get(id)?
+            if let Some(mut rec) = self.get_header(id)?
                 && rec.source == source
                 && rec.outcome == Outcome::Held
             {
                 rec.outcome = Outcome::Superseded;
-                self.put(&rec)?;
+                self.put(&mut rec)?;
                 self.held.remove(k)?;
             }
         }
@@ -182,5 +212,54 @@ impl RunStore {
 
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.store.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::plan::{Action, PlanItem};
+
+    #[test]
+    fn plans_are_kept_apart_and_survive_status_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let item = PlanItem {
+            action: Action::Create,
+            key: "k".into(),
+            dn: "uid=a".into(),
+            employee_id: None,
+            label: "a@example.com".into(),
+            changes: vec![],
+            reason: "new in the source".into(),
+            error: false,
+        };
+        let mut rec = RunRecord {
+            id: runs.new_id().unwrap(),
+            source: "corp".into(),
+            kind: RunKind::Full,
+            trigger: "manual".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+            outcome: Outcome::Held,
+            message: None,
+            entries_seen: 1,
+            counts: Default::default(),
+            errors: vec![],
+            plan: vec![item.clone()],
+            timings_ms: Default::default(),
+        };
+        runs.put(&mut rec).unwrap();
+        assert_eq!(rec.plan.len(), 1, "the caller keeps its plan");
+        runs.put_held(rec.id, &[]).unwrap();
+        let listed = runs.list(Some("corp"), 10).unwrap();
+        assert!(listed[0].plan.is_empty(), "listing reads no plan");
+        assert_eq!(runs.get(rec.id).unwrap().unwrap().plan, vec![item.clone()]);
+        // Superseding rewrites the status, not the plan.
+        runs.supersede_held("corp").unwrap();
+        let r = runs.get(rec.id).unwrap().unwrap();
+        assert_eq!(r.outcome, Outcome::Superseded);
+        assert_eq!(r.plan, vec![item]);
     }
 }
