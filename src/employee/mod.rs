@@ -331,6 +331,11 @@ impl Roster {
         })
     }
 
+    /// A profile's stored version, without reading the profile.
+    pub fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error> {
+        Ok(self.store.version(id.0)?)
+    }
+
     /// Profiles linked to a source (by its join keys), as (key, id).
     pub fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
         Ok(self

@@ -229,6 +229,21 @@ impl Store {
     }
 
     /// The id that holds `key` in `index`, if any.
+    /// The stored version of a record, read from its meta (the record itself is
+    /// not read).
+    pub fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u64,
+        }
+        match self.employee_keys.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice::<VersionOnly>(&b)
+                .map(|m| Some(m.version))
+                .map_err(|e| StoreError::Corrupt(format!("record meta: {e}"))),
+        }
+    }
+
     pub fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
         match self.index.get(index.key(key))? {
             None => Ok(None),

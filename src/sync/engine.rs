@@ -54,6 +54,8 @@ struct PlanContext {
     lifecycle: Vec<String>,
     catalog: std::sync::Arc<employee::Catalog>,
     now: DateTime<Utc>,
+    signature: u64,
+    fingerprints: HashMap<String, plan::Fingerprint>,
 }
 
 impl PlanContext {
@@ -68,6 +70,8 @@ impl PlanContext {
             higher: &self.higher,
             lifecycle_sources: &self.lifecycle,
             now: self.now,
+            signature: self.signature,
+            fingerprints: Some(&self.fingerprints),
         }
     }
 }
@@ -367,7 +371,7 @@ impl SyncEngine {
             high_water_mark,
             ..
         } = fetched;
-        let ctx = self.context(src);
+        let ctx = self.context(src)?;
         let plan = plan::plan(
             &ctx.plan_source(src),
             kind,
@@ -420,6 +424,7 @@ impl SyncEngine {
         self.apply(src, &plan.items, &mapped, rec).await?;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
+        self.runs.put_fingerprints(&src.id, &plan.stable)?;
         self.advance_mark(src, state, high_water_mark)?;
         Ok(())
     }
@@ -477,7 +482,7 @@ impl SyncEngine {
         rec: &mut RunRecord,
     ) -> Result<(), SyncError> {
         let actor = Self::actor(&src.id);
-        let ctx = self.context(src);
+        let ctx = self.context(src)?;
         let psrc = ctx.plan_source(src);
         let by_key: HashMap<&str, &MappedEntry> =
             mapped.iter().map(|m| (m.key.as_str(), m)).collect();
@@ -694,19 +699,32 @@ impl SyncEngine {
     }
 
     /// What planning a run of `src` needs to know about the other sources.
-    fn context(&self, src: &Source) -> PlanContext {
+    fn context(&self, src: &Source) -> Result<PlanContext, SyncError> {
+        use std::hash::{Hash, Hasher};
         let sources = self.sources();
-        PlanContext {
-            provides: src.provides(),
-            higher: sources
-                .iter()
-                .filter(|o| o.priority > src.priority)
-                .map(|o| (o.id.clone(), o.provides()))
-                .collect(),
-            lifecycle: lifecycle_order(&sources),
-            catalog: self.roster.catalog(),
+        let provides = src.provides();
+        let higher: Vec<(String, Vec<&'static str>)> = sources
+            .iter()
+            .filter(|o| o.priority > src.priority)
+            .map(|o| (o.id.clone(), o.provides()))
+            .collect();
+        let lifecycle = lifecycle_order(&sources);
+        let catalog = self.roster.catalog();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!(
+            "{} {:?} {} {:?} {provides:?} {higher:?} {lifecycle:?} {:?}",
+            src.id, src.account_status, src.lifecycle, src.join_attribute, catalog
+        )
+        .hash(&mut h);
+        Ok(PlanContext {
+            provides,
+            higher,
+            lifecycle,
+            catalog,
             now: self.now(),
-        }
+            signature: h.finish(),
+            fingerprints: self.runs.fingerprints(&src.id)?,
+        })
     }
 
     /// Applies a held run's plan as it was shown, without the threshold.

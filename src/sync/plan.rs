@@ -20,8 +20,11 @@ use crate::store::{Actor, ActorKind, FieldChange};
 /// tests use an in-memory roster.
 pub trait RosterView {
     fn by_email(&self, email: &str) -> Result<Option<Employee>, Error>;
-    /// Every profile linked to the source, as (key, profile).
-    fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error>;
+    /// Every profile linked to the source, as (key, id).
+    fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error>;
+    fn get(&self, id: EmployeeId) -> Result<Employee, Error>;
+    /// The profile's stored version, without reading the profile.
+    fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error>;
     /// Profiles by enterprise employee number (read once per plan, when a source
     /// joins on it).
     fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error>;
@@ -40,12 +43,37 @@ impl RosterView for employee::Roster {
         }
         Ok(out)
     }
-    fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error> {
-        employee::Roster::linked(self, source)?
-            .into_iter()
-            .map(|(k, id)| self.get(id).map(|e| (k, e)))
-            .collect()
+    fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
+        employee::Roster::linked(self, source)
     }
+    fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
+        employee::Roster::get(self, id)
+    }
+    fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error> {
+        employee::Roster::version(self, id)
+    }
+}
+
+/// What a run of the source found stable for one entry: the entry's hash (with
+/// everything else the decision depends on), the profile's version then, and
+/// until when the decision holds (the next hire or termination date). A later
+/// run that sees the same hash and version before `until` knows the entry is
+/// unchanged without reading the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub hash: u64,
+    pub version: u64,
+    pub active: bool,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The hash of an entry under a plan context ([`PlanSource::signature`]).
+pub fn entry_hash(signature: u64, m: &MappedEntry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    signature.hash(&mut h);
+    serde_json::to_vec(m).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +126,10 @@ pub struct Plan {
     pub counts: Counts,
     /// Active profiles linked to the source before the run (for the threshold).
     pub linked_active: usize,
+    /// Entries decided unchanged after reading their profile: their fingerprints,
+    /// recorded once the run is applied.
+    #[serde(skip)]
+    pub stable: Vec<(String, Fingerprint)>,
 }
 
 impl Plan {
@@ -156,6 +188,11 @@ pub struct PlanSource<'a> {
     pub lifecycle_sources: &'a [String],
     /// The clock: dates are compared with it.
     pub now: DateTime<Utc>,
+    /// Everything but the entry that a decision depends on (the settings above,
+    /// the other sources, the catalog), hashed.
+    pub signature: u64,
+    /// Entries found unchanged by earlier runs (key → fingerprint).
+    pub fingerprints: Option<&'a HashMap<String, Fingerprint>>,
 }
 
 impl PlanSource<'_> {
@@ -394,7 +431,8 @@ pub fn plan(
     let actor = src.actor();
     let mut plan = Plan::default();
     let linked = view.linked(src.id)?;
-    plan.linked_active = linked.iter().filter(|(_, e)| e.active).count();
+    // Whether each linked profile is active, as learnt (for the threshold).
+    let mut active_of: HashMap<EmployeeId, bool> = HashMap::new();
 
     for m in map_errors {
         plan.push(PlanItem {
@@ -409,9 +447,10 @@ pub fn plan(
         });
     }
 
-    // Every linked profile is loaded once; entries join by key from here.
-    let linked_by_key: HashMap<&str, &Employee> =
-        linked.iter().map(|(k, e)| (k.as_str(), e)).collect();
+    // Entries join by key from here; a profile is read only when the entry's
+    // fingerprint does not show it unchanged.
+    let linked_by_key: HashMap<&str, EmployeeId> =
+        linked.iter().map(|(k, id)| (k.as_str(), *id)).collect();
     let by_number = match src.join_attribute {
         Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
         None => HashMap::new(),
@@ -438,8 +477,32 @@ pub fn plan(
             ));
             continue;
         }
-        let existing = match linked_by_key.get(m.key.as_str()) {
-            Some(e) => Some((*e).clone()),
+        let linked_id = linked_by_key.get(m.key.as_str()).copied();
+        let hash = entry_hash(src.signature, m);
+        if let (Some(id), Some(fp)) = (
+            linked_id,
+            src.fingerprints.and_then(|f| f.get(m.key.as_str())),
+        ) && fp.hash == hash
+            && fp.until.is_none_or(|u| src.now < u)
+            && view.version(id)? == Some(fp.version)
+            && !claimed.contains_key(&id)
+        {
+            claimed.insert(id, m.key.clone());
+            active_of.insert(id, fp.active);
+            plan.push(PlanItem {
+                action: Action::Unchanged,
+                key: m.key.clone(),
+                dn: m.dn.clone(),
+                employee_id: Some(id),
+                label: label(m),
+                changes: vec![],
+                reason: String::new(),
+                error: false,
+            });
+            continue;
+        }
+        let existing = match linked_id {
+            Some(id) => Some(view.get(id)?),
             None => match view.by_email(&m.fields.email)? {
                 Some(e) => Some(e),
                 None => m
@@ -513,24 +576,57 @@ pub fn plan(
             ));
             continue;
         }
+        if linked_id == Some(current.id) {
+            active_of.insert(current.id, current.active);
+        }
         match decide(src, m, &current) {
-            Ok(d) => plan.push(PlanItem {
-                action: d.action,
-                key: m.key.clone(),
-                dn: m.dn.clone(),
-                employee_id: Some(current.id),
-                label: label(m),
-                changes: d.changes,
-                reason: d.reason,
-                error: false,
-            }),
+            Ok(d) => {
+                if d.action == Action::Unchanged && linked_id == Some(current.id) {
+                    plan.stable.push((
+                        m.key.clone(),
+                        Fingerprint {
+                            hash,
+                            version: current.version,
+                            active: current.active,
+                            until: current
+                                .source_facts
+                                .values()
+                                .filter_map(|f| f.next_transition(src.now))
+                                .min(),
+                        },
+                    ));
+                }
+                plan.push(PlanItem {
+                    action: d.action,
+                    key: m.key.clone(),
+                    dn: m.dn.clone(),
+                    employee_id: Some(current.id),
+                    label: label(m),
+                    changes: d.changes,
+                    reason: d.reason,
+                    error: false,
+                })
+            }
             Err(e) => plan.push(skip(e.to_string(), true, Some(current.id))),
         }
     }
 
+    // Linked profiles no entry matched are read now (the absentees of a full run).
+    let mut absent = Vec::new();
+    for (key, id) in &linked {
+        if !active_of.contains_key(id) {
+            let e = view.get(*id)?;
+            active_of.insert(*id, e.active);
+            if !claimed.contains_key(id) && !seen_keys.contains(key.as_str()) {
+                absent.push((key, e));
+            }
+        }
+    }
+    plan.linked_active = active_of.values().filter(|a| **a).count();
     if kind == RunKind::Full && src.lifecycle {
-        for (key, e) in &linked {
-            if claimed.contains_key(&e.id) || seen_keys.contains(key.as_str()) || !e.active {
+        for (key, e) in &absent {
+            let (key, e) = (*key, e);
+            if !e.active {
                 continue;
             }
             let change = decide_absent(src, e);
@@ -558,7 +654,11 @@ mod tests {
     use crate::sync::map::SourceFields;
     use chrono::{NaiveDate, TimeZone};
 
-    struct Mem(Vec<Employee>);
+    struct Mem(Vec<Employee>, std::cell::Cell<usize>);
+
+    fn mem(v: Vec<Employee>) -> Mem {
+        Mem(v, std::cell::Cell::new(0))
+    }
 
     impl RosterView for Mem {
         fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
@@ -568,12 +668,19 @@ mod tests {
                 .find(|e| e.email.eq_ignore_ascii_case(email))
                 .cloned())
         }
-        fn linked(&self, source: &str) -> Result<Vec<(String, Employee)>, Error> {
+        fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
             Ok(self
                 .0
                 .iter()
-                .filter_map(|e| e.source_keys.get(source).map(|k| (k.clone(), e.clone())))
+                .filter_map(|e| e.source_keys.get(source).map(|k| (k.clone(), e.id)))
                 .collect())
+        }
+        fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
+            self.1.set(self.1.get() + 1);
+            Ok(self.0.iter().find(|e| e.id == id).cloned().unwrap())
+        }
+        fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error> {
+            Ok(self.0.iter().find(|e| e.id == id).map(|e| e.version))
         }
         fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error> {
             Ok(self
@@ -663,6 +770,8 @@ mod tests {
                 higher: &self.higher,
                 lifecycle_sources: &self.lifecycle,
                 now,
+                signature: 7,
+                fingerprints: None,
             }
         }
     }
@@ -678,7 +787,7 @@ mod tests {
         let mut m = entry("E1", "ann@example.com", "Ann");
         m.hire = Some(EffectiveDate::new(day(2026, 12, 1), berlin()));
         let src = s.src("hr", now);
-        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &Mem(vec![])).unwrap();
+        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &mem(vec![])).unwrap();
         assert_eq!(p.items[0].action, Action::Create);
         assert!(
             p.items[0].reason.contains("starts on 2026-12-01"),
@@ -714,7 +823,7 @@ mod tests {
             RunKind::Full,
             &[m.clone(), gone],
             &[],
-            &Mem(vec![current.clone()]),
+            &mem(vec![current.clone()]),
         )
         .unwrap();
         assert_eq!(p.items[0].action, Action::Deactivate, "{:?}", p.items[0]);
@@ -798,10 +907,69 @@ mod tests {
             RunKind::Full,
             &[m],
             &[],
-            &Mem(vec![current.clone()]),
+            &mem(vec![current.clone()]),
         )
         .unwrap();
         assert_eq!(p.items[0].employee_id, Some(current.id), "{:?}", p.items[0]);
         assert_eq!(p.items[0].action, Action::Update);
+    }
+
+    #[test]
+    fn a_fingerprinted_entry_is_unchanged_without_reading_its_profile() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let mut m = entry("E1", "ann@example.com", "Ann");
+        let mut current = profile("ann@example.com", "Ann", &[("hr", "E1")]);
+        current.mobile_phone = Some("+15550100".into());
+        m.termination = Some(EffectiveDate::new(day(2026, 12, 31), berlin()));
+        // First plan: read, unchanged after its facts are recorded, fingerprinted.
+        let src = s.src("hr", now);
+        let d = decide(&src, &m, &current).unwrap();
+        let current =
+            employee::preview_sync(&current, &d.change, "hr", "E1", &s.catalog, &src.actor())
+                .unwrap();
+        let view = mem(vec![current.clone()]);
+        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
+        assert_eq!(p.items[0].action, Action::Unchanged, "{:?}", p.items[0]);
+        assert_eq!(view.1.get(), 1);
+        let (key, fp) = p.stable[0].clone();
+        assert_eq!(key, "E1");
+        assert_eq!(
+            fp.until,
+            m.termination.map(|t| t.at),
+            "holds until the termination"
+        );
+        let fps: HashMap<String, Fingerprint> = [(key, fp)].into_iter().collect();
+        // Second plan: no read at all.
+        let mut src = s.src("hr", now);
+        src.fingerprints = Some(&fps);
+        let view = mem(vec![current.clone()]);
+        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
+        assert_eq!(p.items[0].action, Action::Unchanged);
+        assert_eq!((view.1.get(), p.linked_active), (0, 1));
+        // A changed entry, a changed profile, a date reached: read again.
+        let mut changed = m.clone();
+        changed.fields.given_name = Some("Anna".into());
+        let p = plan(&src, RunKind::Full, &[changed], &[], &view).unwrap();
+        assert_eq!(p.items[0].action, Action::Update);
+        let mut edited = current.clone();
+        edited.version += 1;
+        edited.given_name = "Annie".into();
+        let view = mem(vec![edited]);
+        let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
+        assert_eq!(
+            p.items[0].action,
+            Action::Update,
+            "an admin edit is overwritten"
+        );
+        let mut later = s.src("hr", Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+        later.fingerprints = Some(&fps);
+        let view = mem(vec![current]);
+        let p = plan(&later, RunKind::Full, &[m], &[], &view).unwrap();
+        assert_eq!(
+            p.items[0].action,
+            Action::Deactivate,
+            "the termination date passed"
+        );
     }
 }
