@@ -66,7 +66,7 @@ impl AccountStatus {
 }
 
 /// The office phone, with an optional extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OfficePhone {
     pub number: String,
@@ -122,7 +122,7 @@ impl Enterprise {
 
 /// A calendar date from a source and the instant it takes effect: local midnight
 /// at the start of that date in the source's time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EffectiveDate {
     pub date: chrono::NaiveDate,
     pub at: DateTime<Utc>,

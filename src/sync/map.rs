@@ -11,7 +11,7 @@ use crate::employee::{AccountStatus, EmployeePatch, NewEmployee, OfficePhone};
 
 /// The fields a source provides. `None`: the source does not map that field (it
 /// is left alone); `Some(None)`: mapped, and empty in the source (cleared).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Hash, Serialize, Deserialize)]
 pub struct SourceFields {
     pub email: String,
     pub given_name: Option<String>,
@@ -77,7 +77,7 @@ impl SourceFields {
 pub use crate::employee::EffectiveDate;
 
 /// An entry mapped to profile fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize, Deserialize)]
 pub struct MappedEntry {
     /// The join key (immutable in the directory).
     pub key: String,

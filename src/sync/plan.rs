@@ -67,12 +67,44 @@ pub struct Fingerprint {
     pub until: Option<DateTime<Utc>>,
 }
 
+impl Fingerprint {
+    /// 29 bytes: hash, version, active, until (seconds and nanoseconds, or zeros).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(33);
+        b.extend_from_slice(&self.hash.to_be_bytes());
+        b.extend_from_slice(&self.version.to_be_bytes());
+        b.push(u8::from(self.active));
+        let (secs, nanos) = self
+            .until
+            .map_or((0, 0), |u| (u.timestamp(), u.timestamp_subsec_nanos()));
+        b.extend_from_slice(&secs.to_be_bytes());
+        b.extend_from_slice(&nanos.to_be_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let u64_at = |i: usize| b.get(i..i + 8)?.try_into().ok().map(u64::from_be_bytes);
+        let secs = i64::from_be_bytes(b.get(17..25)?.try_into().ok()?);
+        let nanos = u32::from_be_bytes(b.get(25..29)?.try_into().ok()?);
+        Some(Self {
+            hash: u64_at(0)?,
+            version: u64_at(8)?,
+            active: *b.get(16)? == 1,
+            until: if secs == 0 && nanos == 0 {
+                None
+            } else {
+                Some(DateTime::from_timestamp(secs, nanos)?)
+            },
+        })
+    }
+}
+
 /// The hash of an entry under a plan context ([`PlanSource::signature`]).
 pub fn entry_hash(signature: u64, m: &MappedEntry) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     signature.hash(&mut h);
-    serde_json::to_vec(m).unwrap_or_default().hash(&mut h);
+    m.hash(&mut h);
     h.finish()
 }
 
@@ -971,5 +1003,22 @@ mod tests {
             Action::Deactivate,
             "the termination date passed"
         );
+    }
+
+    #[test]
+    fn fingerprints_round_trip_through_bytes() {
+        for until in [
+            None,
+            Some(Utc.with_ymd_and_hms(2026, 12, 31, 23, 0, 0).unwrap()),
+        ] {
+            let fp = Fingerprint {
+                hash: u64::MAX - 3,
+                version: 42,
+                active: until.is_some(),
+                until,
+            };
+            assert_eq!(Fingerprint::from_bytes(&fp.to_bytes()), Some(fp));
+        }
+        assert_eq!(Fingerprint::from_bytes(b"short"), None);
     }
 }

@@ -190,7 +190,7 @@ impl RunStore {
             let (k, v) = r?;
             let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             // A fingerprint that cannot be read is only a cache miss.
-            if let Ok(fp) = serde_json::from_slice(&v) {
+            if let Some(fp) = Fingerprint::from_bytes(&v) {
                 out.insert(key, fp);
             }
         }
@@ -205,7 +205,7 @@ impl RunStore {
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (key, fp) in items {
-            batch.insert(format!("{source}\0{key}").as_bytes(), enc(fp)?);
+            batch.insert(format!("{source}\0{key}").as_bytes(), fp.to_bytes());
         }
         self.fingerprints.apply_batch(batch)?;
         Ok(())
