@@ -10,9 +10,11 @@
 //! shared machine.
 //! Targets: no-change re-sync within 2x the dump, first import within 5x.
 //!
-//! Last measured at 100k (2 shared cores): dump 1.05 s; first import 10.9 s
-//! (fetch 2.6, plan 0.8, apply 6.8); no-change re-sync 3.0 s (fetch 1.5, plan 1.4).
-//! Before the perf branch: dump 1.34 s; 43.7 s (3.2, 3.2, 35.6); 6.4 s (2.9, 3.0).
+//! Last measured at 100k (2 shared cores): dump 1.05 s; first import 13.1 s
+//! (fetch 2.6, plan 1.8, apply 8.0); first no-change re-sync 4.9 s (fetch 2.2,
+//! plan 1.3, fingerprints written); steady no-change re-sync 2.7 s (fetch 1.9,
+//! plan 0.65); 100 changes 3.3 s. Fetching through ldap3 alone takes 1.8-2.2x the
+//! dump. Before the perf work: dump 1.34 s; 43.7 s (3.2, 3.2, 35.6); 6.4 s (2.9, 3.0).
 
 use std::io::Write;
 use std::net::TcpListener;

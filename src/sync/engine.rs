@@ -425,6 +425,17 @@ impl SyncEngine {
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
         self.runs.put_fingerprints(&src.id, &plan.stable)?;
+        if kind == RunKind::Full {
+            // Entries gone from the source leave no fingerprint behind.
+            let keys: std::collections::HashSet<&str> =
+                mapped.iter().map(|m| m.key.as_str()).collect();
+            let gone: Vec<&String> = ctx
+                .fingerprints
+                .keys()
+                .filter(|k| !keys.contains(k.as_str()))
+                .collect();
+            self.runs.remove_fingerprints(&src.id, &gone)?;
+        }
         self.advance_mark(src, state, high_water_mark)?;
         Ok(())
     }

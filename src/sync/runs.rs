@@ -211,6 +211,15 @@ impl RunStore {
         Ok(())
     }
 
+    pub fn remove_fingerprints(&self, source: &str, keys: &[&String]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(format!("{source}\0{key}").as_bytes());
+        }
+        self.fingerprints.apply_batch(batch)?;
+        Ok(())
+    }
+
     pub fn put_held(&self, id: RunId, entries: &[MappedEntry]) -> Result<(), StoreError> {
         self.held.insert(id.to_be_bytes(), enc(&entries)?)?;
         Ok(())
