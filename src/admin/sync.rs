@@ -196,12 +196,7 @@ async fn employees_explain(
         }
     }
     let now = state.sync.now();
-    let lifecycle_sources: Vec<String> = {
-        let mut l: Vec<&crate::sync::config::Source> =
-            sources.iter().filter(|s| s.lifecycle).collect();
-        l.sort_by_key(|s| std::cmp::Reverse(s.priority));
-        l.into_iter().map(|s| s.id.clone()).collect()
-    };
+    let lifecycle_sources = crate::sync::engine::lifecycle_order(&sources);
     let says: serde_json::Map<String, Value> = e
         .source_facts
         .iter()

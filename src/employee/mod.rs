@@ -368,17 +368,35 @@ impl Roster {
         }
     }
 
-    /// Every profile for which `keep` holds on its stored bytes (a cheap
-    /// pre-filter), decoded. Reads the whole store: for occasional passes only.
-    pub fn scan_where(&self, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<Employee>, Error> {
+    /// Every profile whose stored bytes contain `needle` (a cheap pre-filter
+    /// before decoding). Reads the whole store: for occasional passes only.
+    fn scan_containing(&self, needle: &[u8]) -> Result<Vec<Employee>, Error> {
         let mut out = Vec::new();
         for r in self.store.scan() {
             let (_, bytes) = r?;
-            if keep(&bytes) {
+            if bytes.windows(needle.len()).any(|w| w == needle) {
                 out.push(decode(&bytes)?);
             }
         }
         Ok(out)
+    }
+
+    /// Profiles that sync sources recorded facts on (dates, unresolved managers).
+    pub fn with_source_facts(&self) -> Result<Vec<Employee>, Error> {
+        Ok(self
+            .scan_containing(b"\"source_facts\"")?
+            .into_iter()
+            .filter(|e| !e.source_facts.is_empty())
+            .collect())
+    }
+
+    /// Profiles by enterprise employee number.
+    pub fn by_employee_number(&self) -> Result<std::collections::HashMap<String, Employee>, Error> {
+        Ok(self
+            .scan_containing(b"\"employee_number\"")?
+            .into_iter()
+            .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e)))
+            .collect())
     }
 
     /// Makes every write so far durable.

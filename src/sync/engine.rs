@@ -37,14 +37,10 @@ pub enum SyncError {
 }
 
 /// The lifecycle sources, highest priority first.
-fn lifecycle_order(sources: &[Source]) -> Vec<String> {
+pub fn lifecycle_order(sources: &[Source]) -> Vec<String> {
     let mut l: Vec<&Source> = sources.iter().filter(|s| s.lifecycle).collect();
     l.sort_by_key(|s| std::cmp::Reverse(s.priority));
     l.into_iter().map(|s| s.id.clone()).collect()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Owned inputs of a [`PlanSource`].
@@ -96,24 +92,26 @@ fn manager_change(
 }
 
 /// Finds a manager named by a source: by the source's key, else by email, else
-/// by employee number.
+/// by employee number (read once per resolver, when first needed).
 struct ManagerResolver<'a> {
     roster: &'a Roster,
-    source: &'a str,
     by_number: Option<HashMap<String, employee::EmployeeId>>,
 }
 
 impl<'a> ManagerResolver<'a> {
-    fn new(roster: &'a Roster, source: &'a str) -> Self {
+    fn new(roster: &'a Roster) -> Self {
         Self {
             roster,
-            source,
             by_number: None,
         }
     }
 
-    fn resolve(&mut self, r: &str) -> Result<Option<employee::EmployeeId>, employee::Error> {
-        if let Some(e) = self.roster.by_source_key(self.source, r)? {
+    fn resolve(
+        &mut self,
+        source: &str,
+        r: &str,
+    ) -> Result<Option<employee::EmployeeId>, employee::Error> {
+        if let Some(e) = self.roster.by_source_key(source, r)? {
             return Ok(Some(e.id));
         }
         if r.contains('@')
@@ -124,9 +122,9 @@ impl<'a> ManagerResolver<'a> {
         if self.by_number.is_none() {
             let map = self
                 .roster
-                .scan_where(|b| contains(b, b"\"employee_number\""))?
+                .by_employee_number()?
                 .into_iter()
-                .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e.id)))
+                .map(|(n, e)| (n, e.id))
                 .collect();
             self.by_number = Some(map);
         }
@@ -576,7 +574,7 @@ impl SyncEngine {
             return Ok(());
         }
         let actor = Self::actor(&src.id);
-        let mut resolver = ManagerResolver::new(&self.roster, &src.id);
+        let mut resolver = ManagerResolver::new(&self.roster);
         for m in mapped {
             let Some(me) = self.roster.by_source_key(&src.id, &m.key)? else {
                 continue;
@@ -586,7 +584,7 @@ impl SyncEngine {
             }
             let (manager, unresolved) = match &m.manager {
                 None => (None, None),
-                Some(r) => match resolver.resolve(r)? {
+                Some(r) => match resolver.resolve(&src.id, r)? {
                     Some(id) if id != me.id => (Some(id.to_string()), None),
                     _ => {
                         rec.errors.push(EntryError {
@@ -625,9 +623,8 @@ impl SyncEngine {
         let now = self.now();
         let sources = self.sources();
         let lifecycle = lifecycle_order(&sources);
-        let candidates = self
-            .roster
-            .scan_where(|b| contains(b, b"\"source_facts\""))?;
+        let candidates = self.roster.with_source_facts()?;
+        let mut resolver = ManagerResolver::new(&self.roster);
         let mut changed = 0;
         for e in candidates {
             // Lifecycle: the same verdict a sync run would reach.
@@ -676,8 +673,7 @@ impl SyncEngine {
                 let Some(r) = &facts.unresolved_manager else {
                     continue;
                 };
-                let mut resolver = ManagerResolver::new(&self.roster, source);
-                if let Some(id) = resolver.resolve(r)?
+                if let Some(id) = resolver.resolve(source, r)?
                     && id != e.id
                 {
                     let manager = Some(id.to_string());

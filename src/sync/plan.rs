@@ -35,13 +35,7 @@ impl RosterView for employee::Roster {
         employee::Roster::by_email(self, email)
     }
     fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error> {
-        let mut out = HashMap::new();
-        for e in self.scan_where(|_| true)? {
-            if let Some(n) = &e.enterprise.employee_number {
-                out.insert(n.clone(), e);
-            }
-        }
-        Ok(out)
+        employee::Roster::by_employee_number(self)
     }
     fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
         employee::Roster::linked(self, source)
