@@ -3,13 +3,13 @@
 //!
 //! Trees:
 //! - `meta`: `schema_version`, checked at open.
-//! - `employees`: employee id (16 bytes) → the record (JSON, written by `employee`).
-//! - `employee_keys`: id → [`RecordMeta`] (version + index keys), so a write can
-//!   check the expected version and drop the old index keys in the same transaction.
-//! - `index`: `<kind>\0<key>` → id, one namespace per unique index.
+//! - `employees`: employee id (16 bytes) → the record: a binary header (version,
+//!   unique index keys, newest audit links; see [`record`]) and the body (JSON,
+//!   written by `employee`).
 //! - `photos`: id → uploaded photo bytes.
 //! - `audit`: sequence number (u64, big-endian) → [`AuditEntry`] (append-only).
-//! - `audit_by_employee`: id ++ sequence → `()`, to list one employee's history.
+//! - `audit_by_employee`: id ++ sequence → `()`: the older audit links of one
+//!   employee (the newest are in the record's header), to list its history.
 //! - `positions`: position id (16 bytes, UUID v7 so ids sort by creation) → the
 //!   position (JSON, written by `employee`). The catalog's positions with stable ids
 //!   (SCIM Groups); seeded from the config at start.
@@ -17,25 +17,38 @@
 //!   change, written in the change's transaction (see [`outbox`]).
 //! - `outbox_pending`: message id → `()` while the message is pending.
 //!
-//! Every [`Write`] is one sled transaction over all of these. [`Store::flush`] must
-//! be awaited before a write is acknowledged to a client.
+//! The unique indexes (`<kind>\0<key>` → id, one namespace per index) are kept in
+//! memory, rebuilt from the records' headers at open. Writes are serialised by one
+//! lock: a write checks versions and uniqueness under it, then writes everything
+//! in one sled transaction, then updates the in-memory index.
+//!
+//! Every [`Write`] is one sled transaction. [`Store::flush`] must be awaited
+//! before a write is acknowledged to a client.
+//!
+//! Schema version 1 (up to this release) kept the version and keys in an
+//! `employee_keys` tree and the indexes in an `index` tree; [`Store::open`]
+//! migrates such a store in place.
 
 pub mod audit;
 pub mod outbox;
+mod record;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditEntry, FieldChange};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord, StoredSecret};
 
 /// The on-disk format this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,7 +124,8 @@ pub struct IndexKeys {
     pub entries: Vec<(IndexKind, String)>,
 }
 
-/// Per-record bookkeeping kept next to the record.
+/// Per-record bookkeeping of schema version 1 (the `employee_keys` tree); read
+/// only to migrate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecordMeta {
     version: u64,
@@ -156,8 +170,10 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     employees: sled::Tree,
-    employee_keys: sled::Tree,
-    index: sled::Tree,
+    /// The unique indexes: `<kind>\0<key>` → id.
+    index: Arc<RwLock<BTreeMap<Vec<u8>, Uuid>>>,
+    /// Held for the whole of a write (see the module doc).
+    write_lock: Arc<Mutex<()>>,
     photos: sled::Tree,
     audit: sled::Tree,
     audit_by_employee: sled::Tree,
@@ -167,13 +183,9 @@ pub struct Store {
     reads: Arc<AtomicU64>,
 }
 
-enum TxAbort {
-    Unique(IndexKind, String),
-    Version(Option<u64>, Option<u64>),
-}
-
 impl Store {
-    /// Opens (or creates) the store in `dir` and checks its schema version.
+    /// Opens (or creates) the store in `dir`, checks its schema version (migrating
+    /// a version 1 store) and loads the unique indexes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
         let db = sled::Config::new()
@@ -189,6 +201,7 @@ impl Store {
                 meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
                 db.flush()?;
             }
+            Some(v) if v.as_ref() == b"1" => migrate_v1(&db, &meta)?,
             Some(v) => {
                 let found = String::from_utf8_lossy(&v).to_string();
                 if found != SCHEMA_VERSION.to_string() {
@@ -200,10 +213,12 @@ impl Store {
                 }
             }
         }
+        let employees = db.open_tree("employees")?;
+        let index = load_index(&employees)?;
         Ok(Self {
-            employees: db.open_tree("employees")?,
-            employee_keys: db.open_tree("employee_keys")?,
-            index: db.open_tree("index")?,
+            employees,
+            index: Arc::new(RwLock::new(index)),
+            write_lock: Arc::new(Mutex::new(())),
             photos: db.open_tree("photos")?,
             audit: db.open_tree("audit")?,
             audit_by_employee: db.open_tree("audit_by_employee")?,
@@ -222,45 +237,46 @@ impl Store {
         self.reads.load(Ordering::Relaxed)
     }
 
-    /// One record's bytes.
+    /// One record's body (the bytes the domain wrote).
     pub fn get(&self, id: Uuid) -> Result<Option<sled::IVec>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(self.employees.get(id.as_bytes())?)
+        match self.employees.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => body(v).map(Some),
+        }
+    }
+
+    /// The stored version of a record (its body is not decoded).
+    pub fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        match self.employees.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => record::version(&v).map(Some).map_err(StoreError::Corrupt),
+        }
     }
 
     /// The id that holds `key` in `index`, if any.
-    /// The stored version of a record, read from its meta (the record itself is
-    /// not read).
-    pub fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: u64,
-        }
-        match self.employee_keys.get(id.as_bytes())? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice::<VersionOnly>(&b)
-                .map(|m| Some(m.version))
-                .map_err(|e| StoreError::Corrupt(format!("record meta: {e}"))),
-        }
-    }
-
     pub fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
-        match self.index.get(index.key(key))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(uuid_from(&v)?)),
-        }
+        Ok(self.read_index().get(&index.key(key)).copied())
     }
 
     /// Every (key, id) of one index, in key order.
     pub fn index_entries(&self, index: &IndexKind) -> Result<Vec<(String, Uuid)>, StoreError> {
         let prefix = index.key("");
-        let mut out = Vec::new();
-        for r in self.index.scan_prefix(&prefix) {
-            let (k, v) = r?;
-            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push((key, uuid_from(&v)?));
-        }
-        Ok(out)
+        Ok(self
+            .read_index()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, id)| {
+                (
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    *id,
+                )
+            })
+            .collect())
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Uuid>> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A named tree for a module's own records (sync runs, sync state, ...).
@@ -287,7 +303,7 @@ impl Store {
         self.employees.iter().map(move |r| {
             self.reads.fetch_add(1, Ordering::Relaxed);
             let (k, v) = r?;
-            Ok((uuid_from(&k)?, v))
+            Ok((uuid_from(&k)?, body(v)?))
         })
     }
 
@@ -307,7 +323,7 @@ impl Store {
             .map(move |r| {
                 self.reads.fetch_add(1, Ordering::Relaxed);
                 let (k, v) = r?;
-                Ok((uuid_from(&k)?, v))
+                Ok((uuid_from(&k)?, body(v)?))
             })
     }
 
@@ -375,44 +391,114 @@ impl Store {
             w: &'a Write,
             seq: u64,
             audit_bytes: Vec<u8>,
-            meta_bytes: Option<Vec<u8>>,
+            /// The new record value; `None` removes it.
+            value: Option<Vec<u8>>,
+            /// Audit links moved out of the header into `audit_by_employee`.
+            spill: Vec<u64>,
             outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
         }
+        let _writing = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Checks first, against the stored records and the index as this batch
+        // changes them; nothing is written until every write passed.
+        let mut headers: HashMap<Uuid, Option<Header>> = HashMap::new();
+        let mut claimed: HashMap<Vec<u8>, Uuid> = HashMap::new();
+        let mut freed: HashSet<Vec<u8>> = HashSet::new();
         let mut prepared = Vec::with_capacity(writes.len());
-        for w in writes {
-            let seq = self.db.generate_id()?;
-            let audit_bytes = audit::encode_with_seq(&w.audit, seq)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let meta_bytes = match &w.record {
-                Some(r) => Some(
-                    serde_json::to_vec(&RecordMeta {
-                        version: r.version,
-                        keys: r.keys.clone(),
-                    })
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ),
-                None => None,
-            };
-            let mut outbox_bytes = Vec::with_capacity(w.outbox.len());
-            for m in &w.outbox {
-                outbox_bytes.push((
-                    m.id.to_be_bytes(),
-                    serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    m.state == DeliveryState::Pending,
-                ));
+        {
+            let index = self.read_index();
+            for w in writes {
+                let old = match headers.get(&w.id) {
+                    Some(h) => h.clone(),
+                    None => match self.employees.get(w.id.as_bytes())? {
+                        None => None,
+                        Some(v) => Some(record::decode(&v).map_err(StoreError::Corrupt)?.0),
+                    },
+                };
+                let found = old.as_ref().map(|h| h.version);
+                if found != w.expected_version {
+                    return Err(StoreError::VersionConflict {
+                        expected: w.expected_version,
+                        found,
+                    });
+                }
+                let old_keys: Vec<Vec<u8>> =
+                    old.as_ref().map(|h| h.keys.clone()).unwrap_or_default();
+                let new_keys: Vec<(Vec<u8>, &IndexKind, &String)> = match &w.record {
+                    Some(r) => r
+                        .keys
+                        .entries
+                        .iter()
+                        .map(|(k, v)| (k.key(v), k, v))
+                        .collect(),
+                    None => vec![],
+                };
+                for (k, kind, key) in &new_keys {
+                    let holder = match claimed.get(k) {
+                        Some(id) => Some(*id),
+                        None if freed.contains(k) => None,
+                        None => index.get(k).copied(),
+                    };
+                    if holder.is_some_and(|h| h != w.id) {
+                        return Err(StoreError::Unique {
+                            index: (*kind).clone(),
+                            key: (*key).clone(),
+                        });
+                    }
+                }
+                for k in &old_keys {
+                    if claimed.get(k) == Some(&w.id) || !claimed.contains_key(k) {
+                        claimed.remove(k);
+                        freed.insert(k.clone());
+                    }
+                }
+                for (k, _, _) in &new_keys {
+                    freed.remove(k);
+                    claimed.insert(k.clone(), w.id);
+                }
+                let seq = self.db.generate_id()?;
+                let mut seqs = old.map(|h| h.seqs).unwrap_or_default();
+                seqs.push(seq);
+                let mut spill = Vec::new();
+                if w.record.is_none() || seqs.len() > record::MAX_SEQS {
+                    spill = std::mem::take(&mut seqs);
+                }
+                let (value, header) = match &w.record {
+                    Some(r) => {
+                        let h = Header {
+                            version: r.version,
+                            keys: new_keys.into_iter().map(|(k, _, _)| k).collect(),
+                            seqs,
+                        };
+                        (Some(record::encode(&h, &r.bytes)), Some(h))
+                    }
+                    None => (None, None),
+                };
+                headers.insert(w.id, header);
+                let audit_bytes = audit::encode_with_seq(&w.audit, seq)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let mut outbox_bytes = Vec::with_capacity(w.outbox.len());
+                for m in &w.outbox {
+                    outbox_bytes.push((
+                        m.id.to_be_bytes(),
+                        serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        m.state == DeliveryState::Pending,
+                    ));
+                }
+                prepared.push(Prepared {
+                    w,
+                    seq,
+                    audit_bytes,
+                    value,
+                    spill,
+                    outbox_bytes,
+                });
             }
-            prepared.push(Prepared {
-                w,
-                seq,
-                audit_bytes,
-                meta_bytes,
-                outbox_bytes,
-            });
         }
         let trees = [
             &self.employees,
-            &self.employee_keys,
-            &self.index,
             &self.photos,
             &self.audit,
             &self.audit_by_employee,
@@ -420,55 +506,20 @@ impl Store {
             &self.outbox_pending,
         ];
         let result = trees.transaction(|t| {
-            let (employees, keys_tree, index, photos, audit, by_emp, outbox, pending) =
-                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]);
+            let (employees, photos, audit, by_emp, outbox, pending) =
+                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
             for p in &prepared {
-                let (w, seq) = (p.w, p.seq);
-                let id = *w.id.as_bytes();
-                let old: Option<RecordMeta> = match keys_tree.get(id)? {
-                    None => None,
-                    Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
-                        ConflictableTransactionError::Storage(sled::Error::Unsupported(format!(
-                            "corrupt record meta: {e}"
-                        )))
-                    })?),
-                };
-                let found = old.as_ref().map(|m| m.version);
-                if found != w.expected_version {
-                    return Err(ConflictableTransactionError::Abort(TxAbort::Version(
-                        w.expected_version,
-                        found,
-                    )));
-                }
-                if let Some(old) = &old {
-                    for (kind, key) in &old.keys.entries {
-                        index.remove(kind.key(key))?;
+                let id = *p.w.id.as_bytes();
+                match &p.value {
+                    Some(v) => {
+                        employees.insert(&id, v.as_slice())?;
                     }
-                }
-                match (&w.record, &p.meta_bytes) {
-                    (Some(r), Some(mb)) => {
-                        for (kind, key) in &r.keys.entries {
-                            let k = kind.key(key);
-                            if let Some(holder) = index.get(&k)?
-                                && holder.as_ref() != id
-                            {
-                                return Err(ConflictableTransactionError::Abort(TxAbort::Unique(
-                                    kind.clone(),
-                                    key.clone(),
-                                )));
-                            }
-                            index.insert(k, &id)?;
-                        }
-                        employees.insert(&id, r.bytes.as_slice())?;
-                        keys_tree.insert(&id, mb.as_slice())?;
-                    }
-                    _ => {
+                    None => {
                         employees.remove(&id)?;
-                        keys_tree.remove(&id)?;
                         photos.remove(&id)?;
                     }
                 }
-                match &w.photo {
+                match &p.w.photo {
                     PhotoChange::Keep => {}
                     PhotoChange::Set(bytes) => {
                         photos.insert(&id, bytes.as_slice())?;
@@ -477,10 +528,12 @@ impl Store {
                         photos.remove(&id)?;
                     }
                 }
-                audit.insert(&seq.to_be_bytes(), p.audit_bytes.as_slice())?;
-                let mut k = id.to_vec();
-                k.extend_from_slice(&seq.to_be_bytes());
-                by_emp.insert(k, &[])?;
+                audit.insert(&p.seq.to_be_bytes(), p.audit_bytes.as_slice())?;
+                for s in &p.spill {
+                    let mut k = id.to_vec();
+                    k.extend_from_slice(&s.to_be_bytes());
+                    by_emp.insert(k, &[])?;
+                }
                 for (k, v, is_pending) in &p.outbox_bytes {
                     outbox.insert(k, v.as_slice())?;
                     if *is_pending {
@@ -488,18 +541,21 @@ impl Store {
                     }
                 }
             }
-            Ok(())
+            Ok::<(), ConflictableTransactionError<()>>(())
         });
         match result {
-            Ok(()) => Ok(prepared.iter().map(|p| p.seq).collect()),
-            Err(TransactionError::Abort(TxAbort::Unique(index, key))) => {
-                Err(StoreError::Unique { index, key })
+            Ok(()) => {}
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Corrupt("store transaction aborted".into()));
             }
-            Err(TransactionError::Abort(TxAbort::Version(expected, found))) => {
-                Err(StoreError::VersionConflict { expected, found })
-            }
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
         }
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for k in freed {
+            index.remove(&k);
+        }
+        index.extend(claimed);
+        Ok(prepared.iter().map(|p| p.seq).collect())
     }
 
     /// Writes an audit entry that concerns no single record (e.g. a start-up event).
@@ -533,15 +589,32 @@ impl Store {
                 }
             }
             Some(id) => {
+                // The newest links are in the record's header, the older ones
+                // (and all of a removed record's) in `audit_by_employee`.
+                let newest = match self.employees.get(id.as_bytes())? {
+                    Some(v) => record::decode(&v).map_err(StoreError::Corrupt)?.0.seqs,
+                    None => vec![],
+                };
                 let start = id.as_bytes().to_vec();
                 let mut end = id.as_bytes().to_vec();
                 end.extend_from_slice(&before.to_be_bytes());
-                for r in self.audit_by_employee.range(start..end).rev() {
+                let older = self.audit_by_employee.range(start..end).rev().map(|r| {
                     let (k, _) = r?;
-                    let seq_bytes = k
+                    let seq: [u8; 8] = k
                         .get(16..24)
+                        .and_then(|b| b.try_into().ok())
                         .ok_or_else(|| StoreError::Corrupt("short audit_by_employee key".into()))?;
-                    if let Some(v) = self.audit.get(seq_bytes)? {
+                    Ok::<u64, StoreError>(u64::from_be_bytes(seq))
+                });
+                let seqs = newest
+                    .into_iter()
+                    .rev()
+                    .filter(|s| *s < before)
+                    .map(Ok)
+                    .chain(older);
+                for seq in seqs {
+                    let seq: u64 = seq?;
+                    if let Some(v) = self.audit.get(seq.to_be_bytes())? {
                         out.push(decode_audit(&v)?);
                     }
                     if out.len() >= limit {
@@ -570,6 +643,69 @@ impl Store {
 
 fn decode_audit(v: &[u8]) -> Result<AuditEntry, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
+}
+
+/// The body of a stored record (past its header), without copying.
+fn body(v: sled::IVec) -> Result<sled::IVec, StoreError> {
+    let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+    let len = v.len() - at;
+    Ok(v.subslice(at, len))
+}
+
+/// The unique indexes, from every record's header.
+fn load_index(employees: &sled::Tree) -> Result<BTreeMap<Vec<u8>, Uuid>, StoreError> {
+    let mut index = BTreeMap::new();
+    for r in employees.iter() {
+        let (k, v) = r?;
+        let id = uuid_from(&k)?;
+        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        for key in h.keys {
+            if let Some(other) = index.insert(key.clone(), id) {
+                return Err(StoreError::Corrupt(format!(
+                    "records {other} and {id} both hold the unique key `{}`",
+                    String::from_utf8_lossy(&key).replace('\0', ":")
+                )));
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// Schema 1 → 2: each record takes its version and keys (from `employee_keys`)
+/// into its header; the `employee_keys` and `index` trees go. Records already
+/// converted are skipped, so a migration cut short by a crash runs again.
+fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+    let employees = db.open_tree("employees")?;
+    let keys = db.open_tree("employee_keys")?;
+    let mut converted = 0usize;
+    for r in employees.iter() {
+        let (id, v) = r?;
+        if v.first() == Some(&record::TAG) {
+            continue;
+        }
+        let m = keys.get(&id)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("record {:?} has no meta", uuid_from(&id).ok()))
+        })?;
+        let m: RecordMeta = serde_json::from_slice(&m)
+            .map_err(|e| StoreError::Corrupt(format!("record meta: {e}")))?;
+        let h = Header {
+            version: m.version,
+            keys: m.keys.entries.iter().map(|(k, v)| k.key(v)).collect(),
+            seqs: vec![],
+        };
+        employees.insert(&id, record::encode(&h, &v))?;
+        converted += 1;
+    }
+    db.flush()?;
+    db.drop_tree("employee_keys")?;
+    db.drop_tree("index")?;
+    meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
+    db.flush()?;
+    tracing::info!(
+        records = converted,
+        "store migrated from schema version 1 to 2"
+    );
+    Ok(())
 }
 
 fn uuid_from(b: &[u8]) -> Result<Uuid, StoreError> {
@@ -676,6 +812,141 @@ mod tests {
         assert!(!s.outbox_replace(&all[0], &retried).unwrap());
         assert_eq!(s.outbox_get(1).unwrap().unwrap().state, DeliveryState::Sent);
         assert_eq!(format!("{:?}", all[0].token), "Some(***)");
+    }
+
+    #[test]
+    fn history_lists_every_entry_newest_first_past_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        s.commit(&write(a, None, 1, "a@x")).unwrap();
+        s.commit(&write(b, None, 1, "b@x")).unwrap();
+        // More changes than the header keeps: the older links spill.
+        for v in 2..=80u64 {
+            s.commit(&write(a, Some(v - 1), v, &format!("a{v}@x")))
+                .unwrap();
+        }
+        let all = s.audit_entries(Some(a), None, 1000).unwrap();
+        assert_eq!(all.len(), 80);
+        assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        assert!(all.iter().all(|e| e.employee_id == Some(a)));
+        // Paging with `before` walks the same list.
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.audit_entries(Some(a), before, 7).unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.seq);
+            paged.extend(page.into_iter().map(|e| e.seq));
+        }
+        assert_eq!(paged, all.iter().map(|e| e.seq).collect::<Vec<_>>());
+        // A removed record keeps its history.
+        let mut rm = write(b, Some(1), 0, "");
+        rm.record = None;
+        s.commit(&rm).unwrap();
+        assert_eq!(s.audit_entries(Some(b), None, 10).unwrap().len(), 2);
+        assert_eq!(s.lookup(&IndexKind::Email, "b@x").unwrap(), None);
+        // The index comes back from the headers after a restart.
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.lookup(&IndexKind::Email, "a80@x").unwrap(), Some(a));
+        assert_eq!(s.lookup(&IndexKind::Email, "a79@x").unwrap(), None);
+        assert_eq!(s.version(a).unwrap(), Some(80));
+        assert_eq!(s.audit_entries(Some(a), None, 1000).unwrap().len(), 80);
+    }
+
+    #[test]
+    fn a_batch_that_fails_a_check_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // Two creates in one batch claiming one email.
+        let e = s
+            .commit_many(&[write(a, None, 1, "a@x"), write(b, None, 1, "a@x")])
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Unique { .. }), "{e}");
+        assert!(s.get(a).unwrap().is_none());
+        assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), None);
+        assert!(s.audit_entries(None, None, 10).unwrap().is_empty());
+        // In one batch, a key freed by one write can be taken by the next.
+        s.commit(&write(a, None, 1, "a@x")).unwrap();
+        s.commit_many(&[write(a, Some(1), 2, "a2@x"), write(c, None, 1, "a@x")])
+            .unwrap();
+        assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(c));
+        assert_eq!(s.lookup(&IndexKind::Email, "a2@x").unwrap(), Some(a));
+    }
+
+    /// A store written by the previous release (schema 1) is migrated at open.
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", "1")
+                .unwrap();
+            let emp = db.open_tree("employees").unwrap();
+            let keys = db.open_tree("employee_keys").unwrap();
+            let index = db.open_tree("index").unwrap();
+            let audit = db.open_tree("audit").unwrap();
+            let by_emp = db.open_tree("audit_by_employee").unwrap();
+            for (n, id) in [(1u64, a), (2, b)] {
+                let email = format!("p{n}@x");
+                emp.insert(
+                    id.as_bytes(),
+                    format!("{{\"email\":\"{email}\"}}").as_bytes(),
+                )
+                .unwrap();
+                let m = RecordMeta {
+                    version: 3,
+                    keys: IndexKeys {
+                        entries: vec![
+                            (IndexKind::Email, email.clone()),
+                            (IndexKind::Source("ldap".into()), format!("k{n}")),
+                        ],
+                    },
+                };
+                keys.insert(id.as_bytes(), serde_json::to_vec(&m).unwrap())
+                    .unwrap();
+                index
+                    .insert(IndexKind::Email.key(&email), id.as_bytes())
+                    .unwrap();
+                let seq = 10 + n;
+                audit
+                    .insert(
+                        seq.to_be_bytes(),
+                        audit::encode_with_seq(&entry(id), seq).unwrap(),
+                    )
+                    .unwrap();
+                let mut k = id.as_bytes().to_vec();
+                k.extend_from_slice(&seq.to_be_bytes());
+                by_emp.insert(k, &[]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(&*s.get(a).unwrap().unwrap(), b"{\"email\":\"p1@x\"}");
+        assert_eq!(s.version(b).unwrap(), Some(3));
+        assert_eq!(s.lookup(&IndexKind::Email, "p2@x").unwrap(), Some(b));
+        let linked = s.index_entries(&IndexKind::Source("ldap".into())).unwrap();
+        assert_eq!(linked, vec![("k1".to_string(), a), ("k2".to_string(), b)]);
+        assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 1);
+        assert!(
+            s.db.tree_names()
+                .iter()
+                .all(|n| &**n != b"employee_keys" && &**n != b"index")
+        );
+        assert_eq!(&*s.meta.get("schema_version").unwrap().unwrap(), b"2");
+        // Writes go on from the migrated version and keys.
+        assert!(s.commit(&write(Uuid::new_v4(), None, 1, "p1@x")).is_err());
+        s.commit(&write(a, Some(3), 4, "p1b@x")).unwrap();
+        assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 2);
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.lookup(&IndexKind::Email, "p1b@x").unwrap(), Some(a));
     }
 
     #[test]
