@@ -188,7 +188,7 @@ impl Roster {
             };
             built.push(build_new(&self.catalog(), &input, password_hash, actor));
         }
-        let out = self.insert_many(actor, built);
+        let out = self.insert_many(actor, built, None);
         if let Some(Err(Error::Store(e))) = out.iter().find(|r| matches!(r, Err(Error::Store(_)))) {
             return Err(Error::Store(StoreError::Corrupt(e.to_string())));
         }
@@ -236,6 +236,7 @@ impl Roster {
         actor: &Actor,
         source: &str,
         items: &[(NewEmployee, String)],
+        mark: impl Fn(usize, &Employee) -> Option<Vec<u8>>,
     ) -> Vec<Result<Employee, Error>> {
         let catalog = self.catalog();
         let built: Vec<Result<Employee, Error>> = items
@@ -246,23 +247,27 @@ impl Roster {
                 Ok(e)
             })
             .collect();
-        self.insert_many(actor, built)
+        self.insert_many(actor, built, Some((source, &mark)))
     }
 
     /// Writes new profiles (with invitations, as [`Roster::insert_new`]) in ONE
     /// store transaction. If the store refuses the batch (a unique key taken, by
     /// another item or meanwhile), falls back to one by one so that each failure
     /// is attributed. One result per input, in order. Not flushed.
+    /// `mark`: the source whose note (see [`Roster::sync_mark`]) each new
+    /// profile gets, and the note for the i-th input.
+    #[allow(clippy::type_complexity)]
     fn insert_many(
         &self,
         actor: &Actor,
         built: Vec<Result<Employee, Error>>,
+        mark: Option<(&str, &dyn Fn(usize, &Employee) -> Option<Vec<u8>>)>,
     ) -> Vec<Result<Employee, Error>> {
         // The writes go to the store by reference (no copy of records or audit
         // entries); `slots` maps each input to its write, or keeps its error.
         let mut slots: Vec<Result<Employee, Error>> = Vec::with_capacity(built.len());
         let mut writes: Vec<Write> = Vec::with_capacity(built.len());
-        for r in built {
+        for (i, r) in built.into_iter().enumerate() {
             let prepared = r.and_then(|mut e| {
                 let outbox = if e.account_status == AccountStatus::Invite {
                     vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
@@ -271,7 +276,10 @@ impl Roster {
                 };
                 let audit =
                     AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
-                let w = Self::write_for(None, &e, PhotoChange::Keep, audit, outbox)?;
+                let mut w = Self::write_for(None, &e, PhotoChange::Keep, audit, outbox)?;
+                if let (Some((source, f)), Some(r)) = (mark, w.record.as_mut()) {
+                    r.mark = f(i, &e).map(|m| (source.to_string(), m));
+                }
                 Ok((e, w))
             });
             slots.push(prepared.map(|(e, w)| {
@@ -329,6 +337,27 @@ impl Roster {
             let change = f(e, catalog)?;
             apply_sync(e, &change, source, key, catalog, actor)
         })
+    }
+
+    /// The note `source` left on the profile as it is now (written with the
+    /// profile by [`Roster::create_linked_many`] or by
+    /// [`Roster::set_sync_marks`]; gone once the profile changes).
+    pub fn sync_mark(&self, id: EmployeeId, source: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.store.mark(id.0, source)?)
+    }
+
+    /// Leaves `source`'s notes on profiles still at the given versions (not a
+    /// change: no new version, no audit entry). Returns how many were left.
+    pub fn set_sync_marks(
+        &self,
+        source: &str,
+        marks: &[(EmployeeId, u64, Vec<u8>)],
+    ) -> Result<usize, Error> {
+        let marks: Vec<(uuid::Uuid, u64, Vec<u8>)> = marks
+            .iter()
+            .map(|(id, v, m)| (id.0, *v, m.clone()))
+            .collect();
+        Ok(self.store.set_marks(source, &marks)?)
     }
 
     /// A profile's stored version, without reading the profile.
@@ -706,6 +735,7 @@ impl Roster {
                 version: e.version,
                 bytes,
                 keys: index_keys(e),
+                mark: None,
             }),
             photo,
             audit,

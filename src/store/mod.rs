@@ -147,6 +147,9 @@ pub struct RecordWrite {
     pub version: u64,
     pub bytes: Vec<u8>,
     pub keys: IndexKeys,
+    /// A note that holds for this version of the record (see [`Store::mark`]);
+    /// every other note the record had is dropped, since the record changed.
+    pub mark: Option<(String, Vec<u8>)>,
 }
 
 /// One atomic change: the record (or its removal), its photo, its audit entry and
@@ -252,6 +255,52 @@ impl Store {
             None => Ok(None),
             Some(v) => record::version(&v).map(Some).map_err(StoreError::Corrupt),
         }
+    }
+
+    /// The note `owner` left on the current version of a record, if any. A
+    /// note lives until the record next changes: a sync source uses it to know
+    /// that an entry it saw before still matches the record, without reading it.
+    pub fn mark(&self, id: Uuid, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(v) = self.employees.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        Ok(h.marks
+            .into_iter()
+            .find(|(o, _)| o == owner.as_bytes())
+            .map(|(_, m)| m))
+    }
+
+    /// Leaves notes on records, each only if the record is still at the given
+    /// version (others are skipped: they changed, and their note would be
+    /// stale). Not a change of the record: no new version, no audit entry.
+    /// Returns how many were left.
+    pub fn set_marks(
+        &self,
+        owner: &str,
+        marks: &[(Uuid, u64, Vec<u8>)],
+    ) -> Result<usize, StoreError> {
+        let _writing = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for (id, version, mark) in marks {
+            let Some(v) = self.employees.get(id.as_bytes())? else {
+                continue;
+            };
+            let (mut h, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            if h.version != *version {
+                continue;
+            }
+            h.marks.retain(|(o, _)| o != owner.as_bytes());
+            h.marks.push((owner.as_bytes().to_vec(), mark.clone()));
+            batch.insert(id.as_bytes(), record::encode(&h, &v[at..]));
+            n += 1;
+        }
+        self.employees.apply_batch(batch)?;
+        Ok(n)
     }
 
     /// The id that holds `key` in `index`, if any.
@@ -471,6 +520,11 @@ impl Store {
                             version: r.version,
                             keys: new_keys.into_iter().map(|(k, _, _)| k).collect(),
                             seqs,
+                            marks: r
+                                .mark
+                                .iter()
+                                .map(|(o, m)| (o.as_bytes().to_vec(), m.clone()))
+                                .collect(),
                         };
                         (Some(record::encode(&h, &r.bytes)), Some(h))
                     }
@@ -692,6 +746,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
             version: m.version,
             keys: m.keys.entries.iter().map(|(k, v)| k.key(v)).collect(),
             seqs: vec![],
+            marks: vec![],
         };
         employees.insert(&id, record::encode(&h, &v))?;
         converted += 1;
@@ -699,6 +754,8 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
     db.flush()?;
     db.drop_tree("employee_keys")?;
     db.drop_tree("index")?;
+    // Sync fingerprints moved into the records (as marks).
+    db.drop_tree("sync_fingerprints")?;
     meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
     db.flush()?;
     tracing::info!(
@@ -730,6 +787,7 @@ mod tests {
                 keys: IndexKeys {
                     entries: vec![(IndexKind::Email, email.into())],
                 },
+                mark: None,
             }),
             photo: PhotoChange::Keep,
             audit: entry(id),
@@ -875,6 +933,30 @@ mod tests {
             .unwrap();
         assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(c));
         assert_eq!(s.lookup(&IndexKind::Email, "a2@x").unwrap(), Some(a));
+    }
+
+    #[test]
+    fn marks_hold_for_one_version_of_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = Uuid::new_v4();
+        let mut w = write(a, None, 1, "a@x");
+        w.record.as_mut().unwrap().mark = Some(("ldap".into(), vec![7]));
+        s.commit(&w).unwrap();
+        assert_eq!(s.mark(a, "ldap").unwrap(), Some(vec![7]));
+        assert_eq!(s.mark(a, "hr").unwrap(), None);
+        // Another owner's note joins it; a note for a stale version is dropped.
+        assert_eq!(s.set_marks("hr", &[(a, 1, vec![8])]).unwrap(), 1);
+        assert_eq!(s.set_marks("ldap", &[(a, 0, vec![9])]).unwrap(), 0);
+        assert_eq!(s.mark(a, "ldap").unwrap(), Some(vec![7]));
+        assert_eq!(s.mark(a, "hr").unwrap(), Some(vec![8]));
+        let audit = s.audit_entries(Some(a), None, 10).unwrap().len();
+        // Any change of the record drops every note.
+        s.commit(&write(a, Some(1), 2, "a@x")).unwrap();
+        assert_eq!(s.mark(a, "ldap").unwrap(), None);
+        assert_eq!(s.mark(a, "hr").unwrap(), None);
+        assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), audit + 1);
+        assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(a));
     }
 
     /// A store written by the previous release (schema 1) is migrated at open.

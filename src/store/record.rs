@@ -6,6 +6,8 @@
 //! version  u64 BE   the record's version (compare-and-swap)
 //! nkeys    u16 BE   then per key: len u16 BE, the index key (`<kind>\0<value>`)
 //! nseqs    u8       then per seq: u64 BE, its newest audit sequence numbers
+//! nmarks   u8       then per mark: len u8, the owner (a sync source id), len u8,
+//!                   the mark: what that source knows about this version
 //! body     ...      the rest
 //! ```
 //!
@@ -28,11 +30,16 @@ pub(crate) struct Header {
     pub keys: Vec<Vec<u8>>,
     /// Newest audit sequence numbers of this record, oldest first.
     pub seqs: Vec<u64>,
+    /// (owner, mark): opaque notes that hold for this version of the record only.
+    pub marks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub(crate) fn encode(h: &Header, body: &[u8]) -> Vec<u8> {
     let keys_len: usize = h.keys.iter().map(|k| 2 + k.len()).sum();
-    let mut v = Vec::with_capacity(1 + 8 + 2 + keys_len + 1 + 8 * h.seqs.len() + body.len());
+    let marks_len: usize = h.marks.iter().map(|(o, m)| 2 + o.len() + m.len()).sum();
+    let mut v = Vec::with_capacity(
+        1 + 8 + 2 + keys_len + 1 + 8 * h.seqs.len() + 1 + marks_len + body.len(),
+    );
     v.push(TAG);
     v.extend_from_slice(&h.version.to_be_bytes());
     v.extend_from_slice(&(h.keys.len() as u16).to_be_bytes());
@@ -43,6 +50,13 @@ pub(crate) fn encode(h: &Header, body: &[u8]) -> Vec<u8> {
     v.push(h.seqs.len() as u8);
     for s in &h.seqs {
         v.extend_from_slice(&s.to_be_bytes());
+    }
+    v.push(h.marks.len() as u8);
+    for (owner, mark) in &h.marks {
+        v.push(owner.len() as u8);
+        v.extend_from_slice(owner);
+        v.push(mark.len() as u8);
+        v.extend_from_slice(mark);
     }
     v.extend_from_slice(body);
     v
@@ -95,11 +109,20 @@ pub(crate) fn decode(v: &[u8]) -> Result<(Header, usize), String> {
     for _ in 0..nseqs {
         seqs.push(r.u64()?);
     }
+    let nmarks = r.u8()? as usize;
+    let mut marks = Vec::with_capacity(nmarks);
+    for _ in 0..nmarks {
+        let len = r.u8()? as usize;
+        let owner = r.take(len)?.to_vec();
+        let len = r.u8()? as usize;
+        marks.push((owner, r.take(len)?.to_vec()));
+    }
     Ok((
         Header {
             version,
             keys,
             seqs,
+            marks,
         },
         r.at,
     ))
@@ -124,6 +147,7 @@ mod tests {
             version: 7,
             keys: vec![b"email\0a@x".to_vec(), b"source:ldap\0k1".to_vec()],
             seqs: vec![3, 9],
+            marks: vec![(b"ldap".to_vec(), vec![1, 2, 3])],
         };
         let v = encode(&h, b"{\"a\":1}");
         let (back, at) = decode(&v).unwrap();

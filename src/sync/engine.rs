@@ -51,7 +51,6 @@ struct PlanContext {
     catalog: std::sync::Arc<employee::Catalog>,
     now: DateTime<Utc>,
     signature: u64,
-    fingerprints: HashMap<String, plan::Fingerprint>,
 }
 
 impl PlanContext {
@@ -67,7 +66,7 @@ impl PlanContext {
             lifecycle_sources: &self.lifecycle,
             now: self.now,
             signature: self.signature,
-            fingerprints: Some(&self.fingerprints),
+            use_marks: true,
         }
     }
 }
@@ -422,18 +421,14 @@ impl SyncEngine {
         self.apply(src, &plan.items, &mapped, rec).await?;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
-        self.runs.put_fingerprints(&src.id, &plan.stable)?;
-        if kind == RunKind::Full {
-            // Entries gone from the source leave no fingerprint behind.
-            let keys: std::collections::HashSet<&str> =
-                mapped.iter().map(|m| m.key.as_str()).collect();
-            let gone: Vec<&String> = ctx
-                .fingerprints
-                .keys()
-                .filter(|k| !keys.contains(k.as_str()))
-                .collect();
-            self.runs.remove_fingerprints(&src.id, &gone)?;
-        }
+        // Entries read and found unchanged: marked, so that the next run
+        // need not read them (a mark is dropped whenever the profile changes).
+        let marks: Vec<_> = plan
+            .stable
+            .iter()
+            .map(|(id, v, fp)| (*id, *v, fp.to_bytes()))
+            .collect();
+        self.roster.set_sync_marks(&src.id, &marks)?;
         self.advance_mark(src, state, high_water_mark)?;
         Ok(())
     }
@@ -442,19 +437,35 @@ impl SyncEngine {
     async fn fetch(&self, src: &Source, since: Option<&str>) -> Result<Fetched, String> {
         match &src.kind {
             SourceKind::Ldap(l) => {
-                let f = ldap::fetch(l, since).await.map_err(|e| e.to_string())?;
-                let mut out = Fetched {
-                    seen: f.entries.len(),
-                    high_water_mark: f.high_water_mark,
-                    ..Default::default()
-                };
-                for e in &f.entries {
-                    match map::map_entry(l, e) {
-                        Ok(m) => out.mapped.push(m),
-                        Err(err) => out.map_errors.push(err),
+                // On a thread of its own with a single-threaded runtime: the
+                // connection's decoding and the conversion of the entries then
+                // take turns on one core instead of waking each other across
+                // threads for every entry, and the directory server (often on
+                // this machine) keeps the other core.
+                let (l, since) = (l.clone(), since.map(str::to_string));
+                tokio::task::spawn_blocking(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("cannot start the LDAP fetch: {e}"))?;
+                    let f = rt
+                        .block_on(ldap::fetch(&l, since.as_deref()))
+                        .map_err(|e| e.to_string())?;
+                    let mut out = Fetched {
+                        seen: f.entries.len(),
+                        high_water_mark: f.high_water_mark,
+                        ..Default::default()
+                    };
+                    for e in &f.entries {
+                        match map::map_entry(&l, e) {
+                            Ok(m) => out.mapped.push(m),
+                            Err(err) => out.map_errors.push(err),
+                        }
                     }
-                }
-                Ok(out)
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| format!("the LDAP fetch stopped: {e}"))?
             }
             SourceKind::Http(h) => hr_fetched(hr::fetch_http(h, src.timezone).await),
             SourceKind::Csv(c) => hr_fetched(hr::fetch_csv(c, src.timezone).await),
@@ -503,6 +514,7 @@ impl SyncEngine {
             });
             rec.counts.errors += 1;
         };
+        let mut marks = Vec::new();
         for item in items {
             let entry = by_key.get(item.key.as_str());
             let result = match (item.action, item.employee_id, entry) {
@@ -515,7 +527,14 @@ impl SyncEngine {
                     .update_synced(&actor, id, &src.id, &m.key, |cur, _| {
                         plan::decide(&psrc, m, cur).map(|d| d.change)
                     })
-                    .map(|_| ()),
+                    .map(|(e, _)| {
+                        // Marked for the next run if the entry now matches.
+                        if plan::decide(&psrc, m, &e).is_ok_and(|d| d.action == Action::Unchanged) {
+                            let hash = plan::entry_hash(psrc.signature, m);
+                            let fp = plan::Fingerprint::of(hash, &e, psrc.now);
+                            marks.push((e.id, e.version, fp.to_bytes()));
+                        }
+                    }),
                 // Gone from the source: deactivated, fields stay as they were.
                 (Action::Deactivate, Some(id), None) => self
                     .roster
@@ -543,7 +562,19 @@ impl SyncEngine {
                 .iter()
                 .map(|(_, m)| (plan::new_input(&psrc, m), m.key.clone()))
                 .collect();
-            let results = self.roster.create_linked_many(&actor, &src.id, &inputs);
+            // Each new profile carries its entry's fingerprint: the next run
+            // knows it unchanged without reading it.
+            let results = self
+                .roster
+                .create_linked_many(&actor, &src.id, &inputs, |i, e| {
+                    let m = chunk[i].1;
+                    debug_assert!(
+                        plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
+                        "a profile created from an entry must match it"
+                    );
+                    let hash = plan::entry_hash(psrc.signature, m);
+                    Some(plan::Fingerprint::of(hash, e, psrc.now).to_bytes())
+                });
             for ((item, _), r) in chunk.iter().zip(results) {
                 match r {
                     Ok(_) => {}
@@ -553,6 +584,8 @@ impl SyncEngine {
             }
         }
         self.resolve_managers(src, &psrc, mapped, rec)?;
+        // After the managers: a profile they changed since is not marked.
+        self.roster.set_sync_marks(&src.id, &marks)?;
         // One flush at the end: a run is not acknowledged item by item, and a
         // crash mid-apply is repaired by the next run.
         self.roster.flush().await?;
@@ -730,7 +763,6 @@ impl SyncEngine {
             catalog,
             now: self.now(),
             signature: h.finish(),
-            fingerprints: self.runs.fingerprints(&src.id)?,
         })
     }
 

@@ -23,8 +23,9 @@ pub trait RosterView {
     /// Every profile linked to the source, as (key, id).
     fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error>;
     fn get(&self, id: EmployeeId) -> Result<Employee, Error>;
-    /// The profile's stored version, without reading the profile.
-    fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error>;
+    /// The note (a [`Fingerprint`]'s bytes) `source` left on the profile as it
+    /// is now, without reading the profile.
+    fn mark(&self, id: EmployeeId, source: &str) -> Result<Option<Vec<u8>>, Error>;
     /// Profiles by enterprise employee number (read once per plan, when a source
     /// joins on it).
     fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error>;
@@ -43,30 +44,42 @@ impl RosterView for employee::Roster {
     fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
         employee::Roster::get(self, id)
     }
-    fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error> {
-        employee::Roster::version(self, id)
+    fn mark(&self, id: EmployeeId, source: &str) -> Result<Option<Vec<u8>>, Error> {
+        employee::Roster::sync_mark(self, id, source)
     }
 }
 
 /// What a run of the source found stable for one entry: the entry's hash (with
-/// everything else the decision depends on), the profile's version then, and
-/// until when the decision holds (the next hire or termination date). A later
-/// run that sees the same hash and version before `until` knows the entry is
-/// unchanged without reading the profile.
+/// everything else the decision depends on), whether the profile was active,
+/// and until when the decision holds (the next hire or termination date). It is
+/// kept on the profile as the source's mark ([`RosterView::mark`]), which lasts
+/// until the profile changes: a later run that sees the same hash before
+/// `until` knows the entry is unchanged without reading the profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub hash: u64,
-    pub version: u64,
     pub active: bool,
     pub until: Option<DateTime<Utc>>,
 }
 
 impl Fingerprint {
-    /// 29 bytes: hash, version, active, until (seconds and nanoseconds, or zeros).
+    /// The fingerprint of `e` as the source's entry with `hash` left it.
+    pub fn of(hash: u64, e: &Employee, now: DateTime<Utc>) -> Self {
+        Self {
+            hash,
+            active: e.active,
+            until: e
+                .source_facts
+                .values()
+                .filter_map(|f| f.next_transition(now))
+                .min(),
+        }
+    }
+
+    /// 21 bytes: hash, active, until (seconds and nanoseconds, or zeros).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(33);
+        let mut b = Vec::with_capacity(21);
         b.extend_from_slice(&self.hash.to_be_bytes());
-        b.extend_from_slice(&self.version.to_be_bytes());
         b.push(u8::from(self.active));
         let (secs, nanos) = self
             .until
@@ -78,12 +91,11 @@ impl Fingerprint {
 
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         let u64_at = |i: usize| b.get(i..i + 8)?.try_into().ok().map(u64::from_be_bytes);
-        let secs = i64::from_be_bytes(b.get(17..25)?.try_into().ok()?);
-        let nanos = u32::from_be_bytes(b.get(25..29)?.try_into().ok()?);
+        let secs = i64::from_be_bytes(b.get(9..17)?.try_into().ok()?);
+        let nanos = u32::from_be_bytes(b.get(17..21)?.try_into().ok()?);
         Some(Self {
             hash: u64_at(0)?,
-            version: u64_at(8)?,
-            active: *b.get(16)? == 1,
+            active: *b.get(8)? == 1,
             until: if secs == 0 && nanos == 0 {
                 None
             } else {
@@ -152,10 +164,10 @@ pub struct Plan {
     pub counts: Counts,
     /// Active profiles linked to the source before the run (for the threshold).
     pub linked_active: usize,
-    /// Entries decided unchanged after reading their profile: their fingerprints,
-    /// recorded once the run is applied.
+    /// Entries decided unchanged after reading their profile: the profile, its
+    /// version then and the fingerprint to mark it with once the run is applied.
     #[serde(skip)]
-    pub stable: Vec<(String, Fingerprint)>,
+    pub stable: Vec<(EmployeeId, u64, Fingerprint)>,
 }
 
 impl Plan {
@@ -217,8 +229,8 @@ pub struct PlanSource<'a> {
     /// Everything but the entry that a decision depends on (the settings above,
     /// the other sources, the catalog), hashed.
     pub signature: u64,
-    /// Entries found unchanged by earlier runs (key → fingerprint).
-    pub fingerprints: Option<&'a HashMap<String, Fingerprint>>,
+    /// Whether to trust the marks earlier runs left ([`Fingerprint`]).
+    pub use_marks: bool,
 }
 
 impl PlanSource<'_> {
@@ -505,12 +517,15 @@ pub fn plan(
         }
         let linked_id = linked_by_key.get(m.key.as_str()).copied();
         let hash = entry_hash(src.signature, m);
-        if let (Some(id), Some(fp)) = (
-            linked_id,
-            src.fingerprints.and_then(|f| f.get(m.key.as_str())),
-        ) && fp.hash == hash
+        let marked = match linked_id {
+            Some(id) if src.use_marks => view
+                .mark(id, src.id)?
+                .and_then(|b| Fingerprint::from_bytes(&b)),
+            _ => None,
+        };
+        if let (Some(id), Some(fp)) = (linked_id, marked)
+            && fp.hash == hash
             && fp.until.is_none_or(|u| src.now < u)
-            && view.version(id)? == Some(fp.version)
             && !claimed.contains_key(&id)
         {
             claimed.insert(id, m.key.clone());
@@ -609,17 +624,9 @@ pub fn plan(
             Ok(d) => {
                 if d.action == Action::Unchanged && linked_id == Some(current.id) {
                     plan.stable.push((
-                        m.key.clone(),
-                        Fingerprint {
-                            hash,
-                            version: current.version,
-                            active: current.active,
-                            until: current
-                                .source_facts
-                                .values()
-                                .filter_map(|f| f.next_transition(src.now))
-                                .min(),
-                        },
+                        current.id,
+                        current.version,
+                        Fingerprint::of(hash, &current, src.now),
                     ));
                 }
                 plan.push(PlanItem {
@@ -680,10 +687,26 @@ mod tests {
     use crate::sync::map::SourceFields;
     use chrono::{NaiveDate, TimeZone};
 
-    struct Mem(Vec<Employee>, std::cell::Cell<usize>);
+    #[allow(clippy::type_complexity)]
+    struct Mem(
+        Vec<Employee>,
+        std::cell::Cell<usize>,
+        std::cell::RefCell<HashMap<(EmployeeId, String), (u64, Vec<u8>)>>,
+    );
 
     fn mem(v: Vec<Employee>) -> Mem {
-        Mem(v, std::cell::Cell::new(0))
+        Mem(v, std::cell::Cell::new(0), Default::default())
+    }
+
+    impl Mem {
+        /// Marks as the store keeps them: for one version of the profile.
+        fn set_marks(&self, source: &str, marks: &[(EmployeeId, u64, Fingerprint)]) {
+            for (id, v, fp) in marks {
+                self.2
+                    .borrow_mut()
+                    .insert((*id, source.to_string()), (*v, fp.to_bytes()));
+            }
+        }
     }
 
     impl RosterView for Mem {
@@ -705,8 +728,12 @@ mod tests {
             self.1.set(self.1.get() + 1);
             Ok(self.0.iter().find(|e| e.id == id).cloned().unwrap())
         }
-        fn version(&self, id: EmployeeId) -> Result<Option<u64>, Error> {
-            Ok(self.0.iter().find(|e| e.id == id).map(|e| e.version))
+        fn mark(&self, id: EmployeeId, source: &str) -> Result<Option<Vec<u8>>, Error> {
+            let version = self.0.iter().find(|e| e.id == id).map(|e| e.version);
+            Ok(match self.2.borrow().get(&(id, source.to_string())) {
+                Some((v, m)) if Some(*v) == version => Some(m.clone()),
+                _ => None,
+            })
         }
         fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error> {
             Ok(self
@@ -797,7 +824,7 @@ mod tests {
                 lifecycle_sources: &self.lifecycle,
                 now,
                 signature: 7,
-                fingerprints: None,
+                use_marks: true,
             }
         }
     }
@@ -958,18 +985,18 @@ mod tests {
         let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
         assert_eq!(p.items[0].action, Action::Unchanged, "{:?}", p.items[0]);
         assert_eq!(view.1.get(), 1);
-        let (key, fp) = p.stable[0].clone();
-        assert_eq!(key, "E1");
+        let (id, version, fp) = p.stable[0];
+        assert_eq!((id, version), (current.id, current.version));
         assert_eq!(
             fp.until,
             m.termination.map(|t| t.at),
             "holds until the termination"
         );
-        let fps: HashMap<String, Fingerprint> = [(key, fp)].into_iter().collect();
+        let marks = [(id, version, fp)];
         // Second plan: no read at all.
-        let mut src = s.src("hr", now);
-        src.fingerprints = Some(&fps);
+        let src = s.src("hr", now);
         let view = mem(vec![current.clone()]);
+        view.set_marks("hr", &marks);
         let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
         assert_eq!(p.items[0].action, Action::Unchanged);
         assert_eq!((view.1.get(), p.linked_active), (0, 1));
@@ -982,15 +1009,16 @@ mod tests {
         edited.version += 1;
         edited.given_name = "Annie".into();
         let view = mem(vec![edited]);
+        view.set_marks("hr", &marks);
         let p = plan(&src, RunKind::Full, &[m.clone()], &[], &view).unwrap();
         assert_eq!(
             p.items[0].action,
             Action::Update,
             "an admin edit is overwritten"
         );
-        let mut later = s.src("hr", Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
-        later.fingerprints = Some(&fps);
+        let later = s.src("hr", Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
         let view = mem(vec![current]);
+        view.set_marks("hr", &marks);
         let p = plan(&later, RunKind::Full, &[m], &[], &view).unwrap();
         assert_eq!(
             p.items[0].action,
@@ -1007,7 +1035,6 @@ mod tests {
         ] {
             let fp = Fingerprint {
                 hash: u64::MAX - 3,
-                version: 42,
                 active: until.is_some(),
                 until,
             };

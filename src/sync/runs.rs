@@ -11,9 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::RunKind;
 use super::map::MappedEntry;
-use super::plan::{Counts, Fingerprint, PlanItem};
+use super::plan::{Counts, PlanItem};
 use crate::store::{Store, StoreError};
-use std::collections::HashMap;
 
 /// A run's id: increasing.
 pub type RunId = u64;
@@ -84,7 +83,6 @@ pub struct RunStore {
     store: Store,
     runs: sled::Tree,
     plans: sled::Tree,
-    fingerprints: sled::Tree,
     state: sled::Tree,
     held: sled::Tree,
 }
@@ -102,7 +100,6 @@ impl RunStore {
         Ok(Self {
             runs: store.tree("sync_runs")?,
             plans: store.tree("sync_plans")?,
-            fingerprints: store.tree("sync_fingerprints")?,
             state: store.tree("sync_state")?,
             held: store.tree("sync_held")?,
             store: store.clone(),
@@ -179,44 +176,6 @@ impl RunStore {
 
     pub fn put_state(&self, source: &str, s: &SourceState) -> Result<(), StoreError> {
         self.state.insert(source, enc(s)?)?;
-        Ok(())
-    }
-
-    /// The fingerprints of a source's entries found unchanged (key → fingerprint).
-    pub fn fingerprints(&self, source: &str) -> Result<HashMap<String, Fingerprint>, StoreError> {
-        let prefix = format!("{source}\0");
-        let mut out = HashMap::new();
-        for r in self.fingerprints.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = r?;
-            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            // A fingerprint that cannot be read is only a cache miss.
-            if let Some(fp) = Fingerprint::from_bytes(&v) {
-                out.insert(key, fp);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records fingerprints (a cache: losing them costs time, never correctness).
-    pub fn put_fingerprints(
-        &self,
-        source: &str,
-        items: &[(String, Fingerprint)],
-    ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, fp) in items {
-            batch.insert(format!("{source}\0{key}").as_bytes(), fp.to_bytes());
-        }
-        self.fingerprints.apply_batch(batch)?;
-        Ok(())
-    }
-
-    pub fn remove_fingerprints(&self, source: &str, keys: &[&String]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for key in keys {
-            batch.remove(format!("{source}\0{key}").as_bytes());
-        }
-        self.fingerprints.apply_batch(batch)?;
         Ok(())
     }
 
