@@ -11,7 +11,7 @@ use tracing::instrument;
 use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
-use super::runs::{EntryError, Outcome, RunId, RunRecord, RunStore, SourceState};
+use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::{RunKind, hr, ldap};
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
@@ -140,6 +140,11 @@ struct Fetched {
     mapped: Vec<MappedEntry>,
     map_errors: Vec<map::MapError>,
     high_water_mark: Option<String>,
+    /// LDAP: how the people were asked for, the content-sync cookie to store
+    /// after the apply, and what the run's record should say about it.
+    mode: Option<FetchMode>,
+    cookie: Option<ldap::CookieUpdate>,
+    note: Option<String>,
 }
 
 fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, String> {
@@ -148,7 +153,7 @@ fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, Strin
         seen: f.entries.len() + f.errors.len(),
         mapped: f.entries,
         map_errors: f.errors,
-        high_water_mark: None,
+        ..Default::default()
     })
 }
 
@@ -269,6 +274,7 @@ impl SyncEngine {
             outcome: Outcome::Running,
             message: None,
             entries_seen: 0,
+            fetch: None,
             counts: Default::default(),
             errors: vec![],
             plan: vec![],
@@ -337,13 +343,9 @@ impl SyncEngine {
         rec: &mut RunRecord,
     ) -> Result<(), SyncError> {
         let state = self.runs.state(&src.id)?;
-        let since = match kind {
-            RunKind::Incremental => state.high_water_mark.clone(),
-            RunKind::Full => None,
-        };
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let t = std::time::Instant::now();
-        let fetched = self.fetch(src, since.as_deref()).await;
+        let fetched = self.fetch(src, kind, &state).await;
         rec.timings_ms.fetch = ms(t);
         let fetched = match fetched {
             Ok(f) => f,
@@ -354,6 +356,10 @@ impl SyncEngine {
             }
         };
         rec.entries_seen = fetched.seen;
+        rec.fetch = fetched.mode;
+        if fetched.note.is_some() {
+            rec.message = fetched.note.clone();
+        }
         if kind == RunKind::Full && fetched.seen == 0 {
             rec.outcome = Outcome::Failed;
             rec.message = Some(
@@ -367,6 +373,7 @@ impl SyncEngine {
             mapped,
             map_errors,
             high_water_mark,
+            cookie,
             ..
         } = fetched;
         let ctx = self.context(src)?;
@@ -434,18 +441,34 @@ impl SyncEngine {
                 .collect();
             self.runs.remove_fingerprints(&src.id, &gone)?;
         }
-        self.advance_mark(src, state, high_water_mark)?;
+        self.advance_mark(src, state, high_water_mark, cookie)?;
         Ok(())
     }
 
-    /// Fetches and maps the source's entries. `Err` is the reason the run fails.
-    async fn fetch(&self, src: &Source, since: Option<&str>) -> Result<Fetched, String> {
+    /// Fetches and maps the source's entries (an incremental run from where
+    /// `state` says the last applied run left). `Err` is the reason the run fails.
+    async fn fetch(
+        &self,
+        src: &Source,
+        kind: RunKind,
+        state: &SourceState,
+    ) -> Result<Fetched, String> {
         match &src.kind {
             SourceKind::Ldap(l) => {
-                let f = ldap::fetch(l, since).await.map_err(|e| e.to_string())?;
+                let cookie = state.cookie();
+                let from = ldap::Resume {
+                    mark: state.high_water_mark.as_deref(),
+                    cookie: cookie.as_deref(),
+                };
+                let f = ldap::fetch(l, kind, from)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut out = Fetched {
                     seen: f.entries.len(),
                     high_water_mark: f.high_water_mark,
+                    mode: Some(f.mode),
+                    cookie: Some(f.cookie),
+                    note: f.note,
                     ..Default::default()
                 };
                 for e in &f.entries {
@@ -461,11 +484,14 @@ impl SyncEngine {
         }
     }
 
+    /// Records where the next incremental run starts; called only once a run's
+    /// plan has been applied.
     fn advance_mark(
         &self,
         src: &Source,
         mut state: SourceState,
         mark: Option<String>,
+        cookie: Option<ldap::CookieUpdate>,
     ) -> Result<(), SyncError> {
         if let Some(m) = mark
             && state
@@ -474,6 +500,11 @@ impl SyncEngine {
                 .is_none_or(|old| super::ldap::mark_cmp(&m, old).is_gt())
         {
             state.high_water_mark = Some(m);
+        }
+        match cookie {
+            Some(ldap::CookieUpdate::Set(c)) => state.set_cookie(Some(&c)),
+            Some(ldap::CookieUpdate::Drop) => state.set_cookie(None),
+            Some(ldap::CookieUpdate::Keep) | None => {}
         }
         state.last_success = Some(Utc::now());
         self.runs.put_state(&src.id, &state)?;

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use engine::{SyncEngine, SyncError};
 
 /// A full run sees every entry and deactivates absentees; an incremental run asks
-/// only for changes since the last high-water mark and deactivates nobody by absence.
+/// only for changes since the last applied run (its content-sync cookie or its
+/// high-water mark) and deactivates nobody by absence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {

@@ -587,7 +587,14 @@ async fn unknown_source_and_run_are_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_runs_fetch_only_changes_since_the_mark() {
-    let mut st = setup("incremental").await;
+    // The shared slapd offers content sync; this test keeps the modifyTimestamp path.
+    let mut st = setup_with("incremental", None, None, |t| {
+        t.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nincremental = \"modify_timestamp\"",
+        )
+    })
+    .await;
     populate(&mut st).await;
     // modifyTimestamp has one-second resolution and the mark is inclusive (a
     // change in the mark's second is fetched again rather than missed): step past
@@ -600,6 +607,7 @@ async fn incremental_runs_fetch_only_changes_since_the_mark() {
     slapd::replace(&mut st.ldap, &st.tree.person_dn("p3"), "sn", &["Changed"]).await;
     let r = run(s, json!({"kind": "incremental"})).await;
     assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "modified_since", "{r}");
     assert_eq!(
         r["entries_seen"], 2,
         "only entries changed since the mark: {r}"
@@ -615,6 +623,284 @@ async fn incremental_runs_fetch_only_changes_since_the_mark() {
         "{src}"
     );
     st.server.stop().await;
+}
+
+/// The source's stored state, as the sources listing shows it.
+async fn source_state(s: &TestServer) -> Value {
+    let (_, src) = s.get("/api/v1/sync/sources").await;
+    src["items"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_use_content_sync_from_the_stored_cookie() {
+    let mut st = setup("content-sync").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("all")),
+        "{r}"
+    );
+    let first = source_state(s).await["sync_cookie"].clone();
+    assert!(first.is_string(), "a full run stores a cookie: {first}");
+
+    // One attribute change: the incremental run sees that entry only.
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.person_dn("ana"),
+        "sn",
+        &["Alvarez-Diaz"],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "content_sync", "{r}");
+    assert_eq!(
+        r["entries_seen"], 1,
+        "the change, not the whole directory: {r}"
+    );
+    assert_eq!(r["counts"]["updated"], 1, "{r}");
+    let ana = emp(s, "ana@corp.example").await;
+    assert_eq!(ana["family_name"], "Alvarez-Diaz");
+    assert_eq!(
+        ana["positions"],
+        json!(["Driver", "Mechanic"]),
+        "groups resolved for the changed entry"
+    );
+    let second = source_state(s).await["sync_cookie"].clone();
+    assert!(
+        second.is_string() && second != first,
+        "the cookie advanced: {second}"
+    );
+
+    // Nothing changed since: nothing seen.
+    let before = audit_count(s).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("content_sync")),
+        "{r}"
+    );
+    assert_eq!(r["entries_seen"], 0, "{r}");
+    assert_eq!(audit_count(s).await, before);
+
+    // A group membership change does not touch the person's entry: positions
+    // from groups follow on the next full run (README, "what refreshes when").
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.group_dn("mechanics"),
+        "member",
+        &[&st.tree.person_dn("cat")],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["entries_seen"], 0, "{r}");
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["updated"], 2, "{r}");
+    assert_eq!(
+        emp(s, "ana@corp.example").await["positions"],
+        json!(["Driver"])
+    );
+
+    // A deletion is reported by the server but never deactivates on an
+    // incremental run; the full run does.
+    slapd::delete(&mut st.ldap, &st.tree.person_dn("p5")).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["counts"]["deactivated"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "{r}"
+    );
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["deactivated"], 1, "{r}");
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_advances_only_after_an_applied_run() {
+    let mut st = setup_with("cookie-held", None, None, |t| {
+        t.replace("max_deactivations = 100", "max_deactivations = 0")
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    assert_eq!(run(s, json!({"kind": "full"})).await["outcome"], "applied");
+    let applied = source_state(s).await;
+    assert!(applied["sync_cookie"].is_string(), "{applied}");
+
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.person_dn("p0"),
+        "employeeType",
+        &["disabled"],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental", "dry_run": true})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["entries_seen"].as_u64()),
+        (Some("dry_run"), Some(1)),
+        "{r}"
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "held", "{r}");
+    let held = source_state(s).await;
+    assert_eq!(
+        held["sync_cookie"], applied["sync_cookie"],
+        "a dry run or a held plan keeps the cookie"
+    );
+    assert_eq!(
+        held["high_water_mark"], applied["high_water_mark"],
+        "and the mark"
+    );
+    // The change is still ahead of the cookie.
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["entries_seen"].as_u64()),
+        (Some("held"), Some(1)),
+        "{r}"
+    );
+    let id = r["id"].as_u64().unwrap();
+    let (code, v) = s
+        .post(&format!("/api/v1/sync/runs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(emp(s, "p0@corp.example").await["active"], false);
+    // Approval applied the plan; the next run, with nothing left to change,
+    // applies and moves the cookie on.
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["counts"]["unchanged"].as_u64()),
+        (Some("applied"), Some(1)),
+        "{r}"
+    );
+    assert_ne!(source_state(s).await["sync_cookie"], applied["sync_cookie"]);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_garbage_cookie_still_gets_the_change() {
+    use base64::Engine;
+    let mut st = setup("cookie-refused").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    assert_eq!(run(s, json!({"kind": "full"})).await["outcome"], "applied");
+    let set_cookie = |raw: &[u8]| {
+        let runs = s.sync().runs();
+        let mut state = runs.state("corp").unwrap();
+        state.sync_cookie = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+        runs.put_state("corp", &state).unwrap();
+    };
+
+    // A cookie from the future (a directory restored from a backup): OpenLDAP
+    // answers "consumer state is newer than provider" (53). The run falls back
+    // to modifyTimestamp at or past the mark and takes a fresh cookie.
+    let future = b"rid=000,csn=20991231235959.000000Z#000000#000#000000";
+    set_cookie(future);
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("ana"), "sn", &["Refused"]).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "modified_since", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused the stored content-sync cookie"),
+        "{r}"
+    );
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(emp(s, "ana@corp.example").await["family_name"], "Refused");
+    let fresh = source_state(s).await["sync_cookie"].clone();
+    assert!(fresh.is_string(), "{fresh}");
+    assert_ne!(
+        fresh.as_str().unwrap().as_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(future)
+            .as_bytes()
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["entries_seen"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "back on content sync: {r}"
+    );
+
+    // A cookie the server cannot read: OpenLDAP sends everything again (a
+    // refresh from scratch, without a cookie). Applied as changes, nobody
+    // deactivated; the empty cookie is dropped and the next run takes a new one.
+    set_cookie(b"garbage");
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("ben"), "sn", &["Garbage"]).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("content_sync")),
+        "{r}"
+    );
+    assert_eq!(r["entries_seen"], 10, "{r}");
+    assert_eq!(
+        (
+            r["counts"]["updated"].as_u64(),
+            r["counts"]["deactivated"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(emp(s, "ben@corp.example").await["family_name"], "Garbage");
+    assert!(source_state(s).await["sync_cookie"].is_null());
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("modified_since")),
+        "{r}"
+    );
+    assert!(source_state(s).await["sync_cookie"].is_string());
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["entries_seen"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "{r}"
+    );
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_modify_timestamp_never_uses_content_sync() {
+    let mut st = setup_with("no-content-sync", None, None, |t| {
+        t.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nincremental = \"modify_timestamp\"",
+        )
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    run(s, json!({"kind": "full"})).await;
+    assert!(
+        source_state(s).await["sync_cookie"].is_null(),
+        "no cookie is asked for"
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["fetch"], "modified_since", "{r}");
+    st.server.stop().await;
+}
+
+#[test]
+fn an_unknown_incremental_method_is_refused_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+incremental = "syncrepl"
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].incremental", "{e}");
+    assert!(
+        e.message.contains("auto, content_sync or modify_timestamp"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

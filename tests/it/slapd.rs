@@ -1,5 +1,6 @@
 //! A real OpenLDAP `slapd`, one per test binary (shared by the tests, each working
-//! in its own subtree), on a free loopback port with a throwaway database. Killed
+//! in its own subtree), on a free loopback port with a throwaway database, with the
+//! `syncprov` overlay (RFC 4533 content sync, from Debian's `/usr/lib/ldap`). Killed
 //! when the test binary exits. Plus a TCP proxy that can slow down or cut the
 //! connection, to simulate a directory that dies mid-run.
 
@@ -63,14 +64,17 @@ include /etc/ldap/schema/inetorgperson.schema
 pidfile {dir}/slapd.pid
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload syncprov
 database mdb
 suffix "{SUFFIX}"
 rootdn "{ADMIN_DN}"
 rootpw {ADMIN_PW}
 directory {dir}/db
 maxsize 4294967296
+index entryCSN,entryUUID eq
 limits dn.exact="{LIMITED_DN}" size=5
 access to * by * read
+overlay syncprov
 "#,
         dir = dir.display()
     );
