@@ -170,6 +170,10 @@ pub struct AttributeMap {
     pub office_phone_extension: Option<String>,
     /// An attribute holding a photo URL (e.g. `labeledURI`).
     pub photo_url: Option<String>,
+    /// A binary attribute holding the photo itself (`jpegPhoto`; AD
+    /// `thumbnailPhoto`): JPEG or PNG, at most 512 KiB (and `[photos] max_bytes`),
+    /// stored as the profile's uploaded photo. Not with `photo_url`.
+    pub photo: Option<String>,
     /// The SCIM enterprise employee number (`employeeNumber`, `employeeID`).
     pub employee_number: Option<String>,
     /// Timestamp attribute for incremental runs.
@@ -202,6 +206,7 @@ impl Default for AttributeMap {
             office_phone: None,
             office_phone_extension: None,
             photo_url: None,
+            photo: None,
             employee_number: None,
             modified: some_modify_timestamp(),
         }
@@ -646,6 +651,13 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
         return Err(err(
             "attributes.email",
             "every profile needs an email: map it".into(),
+        ));
+    }
+    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
+        return Err(err(
+            "attributes.photo",
+            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
+                .into(),
         ));
     }
     let disabled = match s.disabled.kind.as_str() {

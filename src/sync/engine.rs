@@ -471,9 +471,13 @@ impl SyncEngine {
                     note: f.note,
                     ..Default::default()
                 };
+                let photo_max = self.roster.photo_max_bytes();
                 for e in &f.entries {
                     match map::map_entry(l, e) {
-                        Ok(m) => out.mapped.push(m),
+                        Ok(mut m) => {
+                            map::limit_photo(&mut m, photo_max);
+                            out.mapped.push(m)
+                        }
                         Err(err) => out.map_errors.push(err),
                     }
                 }

@@ -232,23 +232,32 @@ async fn search_all<T>(
     }
 }
 
-fn to_entry(se: SearchEntry, join_key: &str) -> Entry {
+fn to_entry(se: SearchEntry, src: &LdapSource) -> Entry {
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in se.attrs {
         attrs.entry(k.to_lowercase()).or_default().extend(v);
     }
-    // Binary join keys (AD objectGUID) are kept as lowercase hex.
+    let mut bin_attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for (k, v) in se.bin_attrs {
-        if k.eq_ignore_ascii_case(join_key) {
+        if k.eq_ignore_ascii_case(&src.join_key) {
+            // Binary join keys (AD objectGUID) are kept as lowercase hex.
             attrs
                 .entry(k.to_lowercase())
                 .or_default()
                 .extend(v.iter().map(hex::encode));
+        } else if src
+            .attributes
+            .photo
+            .as_ref()
+            .is_some_and(|p| k.eq_ignore_ascii_case(p))
+        {
+            bin_attrs.entry(k.to_lowercase()).or_default().extend(v);
         }
     }
     Entry {
         dn: se.dn,
         attrs,
+        bin_attrs,
         disabled_by_filter: false,
         groups: Vec::new(),
     }
@@ -481,7 +490,7 @@ pub async fn fetch(
                 attrs: vec![src.join_key.clone()],
                 page_size: src.page_size,
             },
-            |se| to_entry(se, &src.join_key),
+            |se| to_entry(se, src),
         )
         .await?;
         let keys: HashSet<String> = disabled
@@ -596,7 +605,7 @@ async fn people(
             attrs: wanted_attributes(src),
             page_size: src.page_size,
         },
-        |se| to_entry(se, &src.join_key),
+        |se| to_entry(se, src),
     )
     .await?;
     Ok(People {
@@ -754,17 +763,15 @@ async fn sync_refresh(
                     out.cookie = cookie;
                 }
                 match state {
-                    EntryState::Add | EntryState::Modify => out
-                        .entries
-                        .push(to_entry(SearchEntry::construct(re), &src.join_key)),
+                    EntryState::Add | EntryState::Modify => {
+                        out.entries.push(to_entry(SearchEntry::construct(re), src))
+                    }
                     EntryState::Present => out.present += 1,
                     EntryState::Delete => out.deleted += 1,
                 }
             }
             // An entry without its Sync State control is still an entry.
-            None => out
-                .entries
-                .push(to_entry(SearchEntry::construct(re), &src.join_key)),
+            None => out.entries.push(to_entry(SearchEntry::construct(re), src)),
         }
     }
     let res = stream.finish().await;

@@ -903,6 +903,205 @@ incremental = "syncrepl"
     );
 }
 
+/// A 2x2 PNG: what pia's photo becomes.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a,
+    0x73, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x30, 0x4e, 0x3b, 0x03,
+    0x44, 0x0c, 0x10, 0x0a, 0x00, 0x24, 0xb6, 0x05, 0x95, 0x26, 0xba, 0x45, 0xe5, 0x00, 0x00, 0x00,
+    0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The photo endpoint's answer: status, content type, bytes.
+async fn photo_of(s: &TestServer, id: &str) -> (StatusCode, String, Vec<u8>) {
+    let resp = s
+        .client
+        .get(s.url(&format!("/api/v1/employees/{id}/photo")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("photo request");
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, ct, resp.bytes().await.expect("body").to_vec())
+}
+
+async fn audit_of(s: &TestServer, id: &str) -> Vec<Value> {
+    let (_, a) = s.get(&format!("/api/v1/audit?employee={id}")).await;
+    a["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_from_jpeg_photo_follow_the_directory() {
+    use base64::Engine;
+    let mut st = setup_with("photos", None, None, |t| {
+        t.replace(
+            "office_phone = \"telephoneNumber\"",
+            "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
+        )
+    })
+    .await;
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/photos.ldif"),
+    )
+    .expect("fixture")
+    .replace("{people}", &st.tree.people);
+    slapd::ldapadd(slapd::slapd().await.port, &fixture);
+    let jpeg = slapd::ldif_value(&fixture, &st.tree.person_dn("pia"), "jpegPhoto");
+    let s = &st.server;
+
+    // First import: the bytes become the uploaded photo.
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["counts"]["created"].as_u64()),
+        (Some("applied"), Some(3)),
+        "{r}"
+    );
+    let pia = emp(s, "pia@corp.example").await;
+    let id = pia["id"].as_str().unwrap().to_string();
+    assert_eq!(pia["photo_url"], format!("/api/v1/employees/{id}/photo"));
+    assert_eq!(pia["photo_content_type"], "image/jpeg");
+    assert_eq!(
+        photo_of(s, &id).await,
+        (StatusCode::OK, "image/jpeg".into(), jpeg.clone())
+    );
+    // The audit log records the digest and the size, never the bytes.
+    let created = &audit_of(s, &id).await[0];
+    let photo = created["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "photo")
+        .expect("photo in the create entry")
+        .clone();
+    assert_eq!(photo["after"]["size"], jpeg.len());
+    assert_eq!(
+        photo["after"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{photo}"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg);
+    assert!(
+        !created.to_string().contains(&b64[..40]),
+        "no bytes in the audit log"
+    );
+    // Not an image: a warning, the rest of the entry synced.
+    let errors = r["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(
+            |e| e["dn"].as_str().unwrap_or_default().starts_with("uid=nic")
+                && e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("neither a JPEG nor a PNG")
+        ),
+        "{r}"
+    );
+    let nic = emp(s, "nic@corp.example").await;
+    assert_eq!(
+        (nic["family_name"].as_str(), &nic["photo_url"]),
+        (Some("Nophoto"), &Value::Null)
+    );
+    assert_eq!(emp(s, "ole@corp.example").await["photo_url"], Value::Null);
+
+    // Explain knows the field as `photo`.
+    let (_, ex) = s.get("/api/v1/employees/pia@corp.example/explain").await;
+    assert_eq!(ex["owners"]["photo"][0]["source"], "corp", "{ex}");
+    assert_eq!(
+        ex["fields"]["photo"]["set_by"],
+        json!({"kind": "sync", "name": "corp"}),
+        "{ex}"
+    );
+
+    // No change: nothing written, no audit entry.
+    let before = audit_count(s).await;
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["unchanged"], 3, "{r}");
+    assert_eq!(audit_count(s).await, before);
+
+    // A new photo in the directory replaces it (here through content sync).
+    let mut vals = std::collections::HashSet::new();
+    vals.insert(PNG.to_vec());
+    st.ldap
+        .modify(
+            &st.tree.person_dn("pia"),
+            vec![ldap3::Mod::Replace(b"jpegPhoto".to_vec(), vals)],
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("replace jpegPhoto");
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (
+            r["fetch"].as_str(),
+            r["entries_seen"].as_u64(),
+            r["counts"]["updated"].as_u64()
+        ),
+        (Some("content_sync"), Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        photo_of(s, &id).await,
+        (StatusCode::OK, "image/png".into(), PNG.to_vec())
+    );
+    let changed = &audit_of(s, &id).await[0];
+    let photo = changed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "photo")
+        .expect("photo change")
+        .clone();
+    assert_eq!(
+        (
+            photo["before"]["size"].as_u64(),
+            photo["after"]["size"].as_u64()
+        ),
+        (Some(jpeg.len() as u64), Some(PNG.len() as u64)),
+        "{photo}"
+    );
+
+    // Removed from the directory: removed from the profile.
+    st.ldap
+        .modify(
+            &st.tree.person_dn("pia"),
+            vec![ldap3::Mod::Delete(
+                b"jpegPhoto".to_vec(),
+                Default::default(),
+            )],
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("delete jpegPhoto");
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["updated"], 1, "{r}");
+    assert_eq!(emp(s, "pia@corp.example").await["photo_url"], Value::Null);
+    assert_eq!(photo_of(s, &id).await.0, StatusCode::NOT_FOUND);
+    st.server.stop().await;
+}
+
+#[test]
+fn photo_and_photo_url_together_are_refused_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+[sources.attributes]
+photo = "jpegPhoto"
+photo_url = "labeledURI"
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].attributes.photo", "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_schedule_runs_the_source() {
     let mut st = setup_with("cron", None, None, |t| {

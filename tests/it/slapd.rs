@@ -367,3 +367,47 @@ impl Drop for Proxy {
         self.task.abort();
     }
 }
+
+/// Adds the entries of an LDIF text with Debian's `ldapadd` (ldap-utils), bound as
+/// the admin.
+pub fn ldapadd(port: u16, ldif: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ldapadd")
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}")])
+        .args(["-D", ADMIN_DN, "-w", ADMIN_PW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ldapadd is not installed: run ./scripts/test.sh, which installs ldap-utils");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(ldif.as_bytes())
+        .expect("write LDIF");
+    let out = child.wait_with_output().expect("ldapadd");
+    assert!(
+        out.status.success(),
+        "ldapadd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first value of `attr` in the entry `dn` of an LDIF text, decoded (base64
+/// values `attr:: ...`, continuation lines folded).
+pub fn ldif_value(ldif: &str, dn: &str, attr: &str) -> Vec<u8> {
+    use base64::Engine;
+    let unfolded = ldif.replace("\n ", "");
+    let entry = unfolded
+        .split("\n\n")
+        .find(|e| e.lines().any(|l| l == format!("dn: {dn}")))
+        .unwrap_or_else(|| panic!("no entry {dn}"));
+    let line = entry
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{attr}:: ")))
+        .unwrap_or_else(|| panic!("no base64 {attr} in {dn}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .expect("base64")
+}
