@@ -48,7 +48,7 @@ fn summary(r: &crate::sync::runs::RunRecord) -> Value {
     json!({
         "id": r.id, "source": r.source, "kind": r.kind, "trigger": r.trigger,
         "started_at": r.started_at, "finished_at": r.finished_at, "outcome": r.outcome,
-        "message": r.message, "entries_seen": r.entries_seen, "counts": r.counts,
+        "message": r.message, "entries_seen": r.entries_seen, "fetch": r.fetch, "counts": r.counts,
         "errors": r.errors.len(),
     })
 }
@@ -62,7 +62,8 @@ async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Va
             "id": s.id, "kind": s.kind.name(), "location": s.location(),
             "priority": s.priority, "lifecycle": s.lifecycle, "provides": s.provides(),
             "full_schedule": s.full_schedule, "incremental_schedule": s.incremental_schedule,
-            "high_water_mark": st.high_water_mark, "last_success": st.last_success,
+            "high_water_mark": st.high_water_mark, "sync_cookie": st.sync_cookie,
+            "last_success": st.last_success,
             "last_run": last.first().map(summary),
         }));
     }

@@ -27,7 +27,8 @@ pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
 pub use model::{
     AccountStatus, AccountToken, EffectiveDate, Employee, EmployeeId, EmployeePatch, Enterprise,
-    NewEmployee, OfficePhone, PasswordHash, PermissionOverrides, Photo, SourceFacts, TokenPurpose,
+    NewEmployee, OfficePhone, PasswordHash, PermissionOverrides, Photo, PhotoBytes, SourceFacts,
+    TokenPurpose,
 };
 
 /// Content types accepted for uploaded photos.
@@ -120,6 +121,11 @@ impl Roster {
         &self.store
     }
 
+    /// The largest photo stored (`[photos] max_bytes`).
+    pub fn photo_max_bytes(&self) -> usize {
+        self.photo_max_bytes
+    }
+
     /// The catalogs in force.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog
@@ -186,7 +192,10 @@ impl Roster {
                 (Some(AccountStatus::Credentials), Some(p)) => Some(self.hash_password(p).await?),
                 _ => None,
             };
-            built.push(build_new(&self.catalog(), &input, password_hash, actor));
+            built.push(
+                build_new(&self.catalog(), &input, password_hash, actor)
+                    .map(|e| (e, PhotoChange::Keep)),
+            );
         }
         let out = self.insert_many(actor, built, None);
         if let Some(Err(Error::Store(e))) = out.iter().find(|r| matches!(r, Err(Error::Store(_)))) {
@@ -228,9 +237,9 @@ impl Roster {
     }
 
     /// Creates many profiles linked to a source in one store transaction (no
-    /// flush). If the store refuses the batch (a unique key taken meanwhile), it
-    /// falls back to one by one so that each failure is attributed. One result
-    /// per input, in order.
+    /// flush), each with its photo bytes if the source brings some. If the store
+    /// refuses the batch (a unique key taken meanwhile), it falls back to one by
+    /// one so that each failure is attributed. One result per input, in order.
     pub fn create_linked_many(
         &self,
         actor: &Actor,
@@ -239,15 +248,32 @@ impl Roster {
         mark: impl Fn(usize, &Employee) -> Option<Vec<u8>>,
     ) -> Vec<Result<Employee, Error>> {
         let catalog = self.catalog();
-        let built: Vec<Result<Employee, Error>> = items
+        let built: Vec<Result<(Employee, PhotoChange), Error>> = items
             .iter()
             .map(|(input, key)| {
+                if let Some(p) = &input.photo {
+                    self.check_photo_size(p.bytes.len())?;
+                }
                 let mut e = build_new(&catalog, input, None, actor)?;
                 e.source_keys.insert(source.to_string(), key.clone());
-                Ok(e)
+                let photo = match &input.photo {
+                    Some(p) => PhotoChange::Set(p.bytes.to_vec()),
+                    None => PhotoChange::Keep,
+                };
+                Ok((e, photo))
             })
             .collect();
         self.insert_many(actor, built, Some((source, &mark)))
+    }
+
+    fn check_photo_size(&self, size: usize) -> Result<(), Error> {
+        if size > self.photo_max_bytes {
+            return Err(Error::PhotoTooLarge {
+                size,
+                max: self.photo_max_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Writes new profiles (with invitations, as [`Roster::insert_new`]) in ONE
@@ -260,7 +286,7 @@ impl Roster {
     fn insert_many(
         &self,
         actor: &Actor,
-        built: Vec<Result<Employee, Error>>,
+        built: Vec<Result<(Employee, PhotoChange), Error>>,
         mark: Option<(&str, &dyn Fn(usize, &Employee) -> Option<Vec<u8>>)>,
     ) -> Vec<Result<Employee, Error>> {
         // The writes go to the store by reference (no copy of records or audit
@@ -268,7 +294,7 @@ impl Roster {
         let mut slots: Vec<Result<Employee, Error>> = Vec::with_capacity(built.len());
         let mut writes: Vec<Write> = Vec::with_capacity(built.len());
         for (i, r) in built.into_iter().enumerate() {
-            let prepared = r.and_then(|mut e| {
+            let prepared = r.and_then(|(mut e, photo)| {
                 let outbox = if e.account_status == AccountStatus::Invite {
                     vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
                 } else {
@@ -276,7 +302,7 @@ impl Roster {
                 };
                 let audit =
                     AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
-                let mut w = Self::write_for(None, &e, PhotoChange::Keep, audit, outbox)?;
+                let mut w = Self::write_for(None, &e, photo, audit, outbox)?;
                 if let (Some((source, f)), Some(r)) = (mark, w.record.as_mut()) {
                     r.mark = f(i, &e).map(|m| (source.to_string(), m));
                 }
@@ -318,7 +344,8 @@ impl Roster {
     /// Applies a sync source's change to a profile and records the source key,
     /// without flushing. `f` computes the change from the profile as it is at
     /// write time (it may run again if another write got in first). Changes
-    /// nothing, and writes no audit entry, when everything already matches.
+    /// nothing, and writes no audit entry, when everything already matches; photo
+    /// bytes are written only when their digest differs from the stored one.
     pub fn update_synced(
         &self,
         actor: &Actor,
@@ -333,9 +360,14 @@ impl Roster {
             Some((false, _)) => "deactivate",
             None => "update",
         };
-        self.modify(actor, id, action, None, PhotoChange::Keep, |e, catalog| {
+        self.modify_full(actor, id, action, None, |e, catalog| {
             let change = f(e, catalog)?;
-            apply_sync(e, &change, source, key, catalog, actor)
+            if let Some(Some(p)) = &change.patch.photo {
+                self.check_photo_size(p.bytes.len())?;
+            }
+            let before = e.photo.clone();
+            apply_sync(e, &change, source, key, catalog, actor)?;
+            Ok((vec![], photo_write(&before, &e.photo, &change.patch.photo)))
         })
     }
 
@@ -572,6 +604,10 @@ impl Roster {
             });
         }
         let size = bytes.len();
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
         let (e, _) = self.modify(
             actor,
             id,
@@ -582,6 +618,7 @@ impl Roster {
                 e.photo = Some(Photo::Uploaded {
                     content_type: ct.clone(),
                     size,
+                    sha256: Some(sha256.clone()),
                 });
                 Ok(())
             },
@@ -690,6 +727,21 @@ impl Roster {
         photo: PhotoChange,
         f: impl Fn(&mut Employee, &Catalog) -> Result<Vec<OutboxRecord>, Error>,
     ) -> Result<(Employee, bool), Error> {
+        self.modify_full(actor, id, action, expected_version, |e, catalog| {
+            Ok((f(e, catalog)?, photo.clone()))
+        })
+    }
+
+    /// [`Roster::modify_with`] whose change also decides the photo bytes to
+    /// write, from the profile as it is at write time.
+    fn modify_full(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        action: &str,
+        expected_version: Option<u64>,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<(Vec<OutboxRecord>, PhotoChange), Error>,
+    ) -> Result<(Employee, bool), Error> {
         let catalog = self.catalog();
         let mut attempts = 0;
         loop {
@@ -704,7 +756,7 @@ impl Roster {
                 });
             }
             let mut next = current.clone();
-            let outbox = f(&mut next, &catalog)?;
+            let (outbox, photo) = f(&mut next, &catalog)?;
             let changes = diff(Some(&current), Some(&next));
             if changes.is_empty() && matches!(photo, PhotoChange::Keep) && outbox.is_empty() {
                 return Ok((current, false));
@@ -712,7 +764,7 @@ impl Roster {
             next.version = current.version + 1;
             next.updated_at = Utc::now();
             let audit = AuditEntry::new(actor.clone(), Some(id.0), action, changes);
-            match self.commit_with(Some(current.version), &next, photo.clone(), audit, outbox) {
+            match self.commit_with(Some(current.version), &next, photo, audit, outbox) {
                 Ok(()) => return Ok((next, true)),
                 Err(Error::Store(StoreError::VersionConflict { .. })) if attempts < 10 => continue,
                 Err(e) => return Err(e),
@@ -847,8 +899,9 @@ pub fn build_new(
             Some(b) => validate::business_unit(catalog, b)?,
             None => None,
         },
-        photo: match input.photo_url.as_deref() {
-            Some(u) if !u.trim().is_empty() => Some(Photo::Url {
+        photo: match (&input.photo, input.photo_url.as_deref()) {
+            (Some(p), _) => Some(p.photo()),
+            (None, Some(u)) if !u.trim().is_empty() => Some(Photo::Url {
                 url: validate::photo_url(u)?,
             }),
             _ => None,
@@ -887,6 +940,24 @@ pub fn build_new(
         updated_at: now,
     };
     Ok(e)
+}
+
+/// The photo bytes to write when a sync takes a profile's photo from `before` to
+/// `after`; `bytes`: what the change brought. Same photo (same digest): nothing.
+fn photo_write(
+    before: &Option<Photo>,
+    after: &Option<Photo>,
+    bytes: &Option<Option<PhotoBytes>>,
+) -> PhotoChange {
+    if before == after {
+        return PhotoChange::Keep;
+    }
+    match (after, bytes) {
+        (Some(Photo::Uploaded { .. }), Some(Some(p))) => PhotoChange::Set(p.bytes.to_vec()),
+        (Some(Photo::Uploaded { .. }), _) => PhotoChange::Keep,
+        _ if matches!(before, Some(Photo::Uploaded { .. })) => PhotoChange::Remove,
+        _ => PhotoChange::Keep,
+    }
 }
 
 /// What a sync does to one profile: its fields, and possibly its lifecycle
@@ -1036,6 +1107,9 @@ fn apply_patch(
             }),
             _ => None,
         };
+    }
+    if let Some(v) = &p.photo {
+        e.photo = v.as_ref().map(PhotoBytes::photo);
     }
     if let Some(v) = &p.mobile_phone {
         e.mobile_phone = match v.as_deref().map(str::trim) {
@@ -1428,6 +1502,7 @@ mod tests {
         e.photo = Some(Photo::Uploaded {
             content_type: "image/png".into(),
             size: 12,
+            sha256: Some("ab".repeat(32)),
         });
         e.mobile_phone = Some("+1 555 0100".into());
         e.office_phone = Some(OfficePhone {
@@ -1460,6 +1535,92 @@ mod tests {
         });
         e.updated_at = Utc::now();
         e
+    }
+
+    #[test]
+    fn sync_photo_bytes_are_written_when_their_digest_changes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let catalog = Catalog::new(
+            vec![],
+            vec![],
+            vec![catalog::RoleDef {
+                name: "Technician".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("Technician".into()),
+        )
+        .unwrap();
+        let roster = Roster::new(store.clone(), catalog, Default::default(), 64);
+        let actor = Actor {
+            kind: crate::store::ActorKind::Sync,
+            name: "corp".into(),
+        };
+        let jpeg = PhotoBytes::new("image/jpeg", vec![0xFF, 0xD8, 0xFF, 1, 2]);
+        let input = NewEmployee {
+            given_name: "Ann".into(),
+            family_name: "Lee".into(),
+            email: "ann@example.com".into(),
+            photo: Some(jpeg.clone()),
+            ..Default::default()
+        };
+        let e = roster
+            .create_linked_many(&actor, "corp", &[(input, "k1".into())], |_, _| None)
+            .pop()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.photo, Some(jpeg.photo()));
+        assert_eq!(
+            roster.photo(e.id).unwrap(),
+            ("image/jpeg".into(), jpeg.bytes.to_vec())
+        );
+        let sync = |photo: Option<Option<PhotoBytes>>| {
+            roster
+                .update_synced(&actor, e.id, "corp", "k1", |_, _| {
+                    Ok(SyncChange {
+                        patch: EmployeePatch {
+                            photo: photo.clone(),
+                            ..Default::default()
+                        },
+                        active: None,
+                    })
+                })
+                .unwrap()
+                .1
+        };
+        let audit_len = || roster.audit(Some(e.id), None, 100).unwrap().len();
+        let n = audit_len();
+        assert!(
+            !sync(Some(Some(jpeg.clone()))),
+            "same digest: nothing written"
+        );
+        assert_eq!(audit_len(), n);
+        let png = PhotoBytes::new("image/png", b"\x89PNG\r\n\x1a\n-2".to_vec());
+        assert!(sync(Some(Some(png.clone()))));
+        assert_eq!(
+            roster.photo(e.id).unwrap(),
+            ("image/png".into(), png.bytes.to_vec())
+        );
+        let entry = &roster.audit(Some(e.id), None, 1).unwrap()[0];
+        assert_eq!(entry.changes[0].field, "photo");
+        assert_eq!(entry.changes[0].after["sha256"], png.sha256.as_str());
+        assert!(sync(Some(None)), "gone from the source: removed");
+        assert!(store.photo(e.id.0).unwrap().is_none());
+        assert_eq!(roster.get(e.id).unwrap().photo, None);
+        // Larger than [photos] max_bytes: refused (the sync demotes it to a warning first).
+        let big = PhotoBytes::new("image/jpeg", vec![0xFF; 65]);
+        let r = roster.update_synced(&actor, e.id, "corp", "k1", |_, _| {
+            Ok(SyncChange {
+                patch: EmployeePatch {
+                    photo: Some(Some(big.clone())),
+                    ..Default::default()
+                },
+                active: None,
+            })
+        });
+        assert!(matches!(r, Err(Error::PhotoTooLarge { size: 65, max: 64 })));
     }
 
     #[test]

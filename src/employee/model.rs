@@ -1,6 +1,7 @@
 //! The employee profile as stored, and the inputs that create and change it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -78,8 +79,95 @@ pub struct OfficePhone {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Photo {
-    Url { url: String },
-    Uploaded { content_type: String, size: usize },
+    Url {
+        url: String,
+    },
+    Uploaded {
+        content_type: String,
+        size: usize,
+        /// SHA-256 of the bytes (hex), so that a sync sees an unchanged photo
+        /// without reading it, and the audit log says which photo it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+}
+
+/// Photo bytes a sync source brings (never read from clients): their content
+/// type (checked by the source's mapping), their SHA-256, and the bytes, shared
+/// rather than copied. Two are equal when type and digest are; `Debug` and
+/// `Hash` never touch the bytes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PhotoBytes {
+    pub content_type: String,
+    pub sha256: String,
+    #[serde(with = "base64_bytes")]
+    pub bytes: Arc<[u8]>,
+}
+
+impl PhotoBytes {
+    pub fn new(content_type: &str, bytes: Vec<u8>) -> Self {
+        use sha2::Digest;
+        Self {
+            content_type: content_type.to_string(),
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The profile's `photo` once these bytes are stored.
+    pub fn photo(&self) -> Photo {
+        Photo::Uploaded {
+            content_type: self.content_type.clone(),
+            size: self.bytes.len(),
+            sha256: Some(self.sha256.clone()),
+        }
+    }
+}
+
+impl PartialEq for PhotoBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256 && self.content_type == other.content_type
+    }
+}
+
+impl Eq for PhotoBytes {}
+
+impl std::hash::Hash for PhotoBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.content_type.hash(state);
+        self.sha256.hash(state);
+    }
+}
+
+impl std::fmt::Debug for PhotoBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhotoBytes")
+            .field("content_type", &self.content_type)
+            .field("sha256", &self.sha256)
+            .field("size", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Bytes as one base64 string (held sync plans keep their entries as JSON).
+mod base64_bytes {
+    use std::sync::Arc;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD
+            .decode(text)
+            .map(Arc::from)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Permission overrides on top of the role's defaults.
@@ -317,6 +405,9 @@ pub struct NewEmployee {
     /// Sync only (never read from clients): what lifecycle sources say.
     #[serde(skip)]
     pub source_facts: BTreeMap<String, SourceFacts>,
+    /// Sync only: photo bytes from the source (they win over `photo_url`).
+    #[serde(skip)]
+    pub photo: Option<PhotoBytes>,
 }
 
 /// A partial update. Absent fields are kept; `null` clears an optional field.
@@ -365,6 +456,10 @@ pub struct EmployeePatch {
     /// Sync only: what a source says about the lifecycle (`None` forgets it).
     #[serde(skip)]
     pub source_facts: Option<(String, Option<SourceFacts>)>,
+    /// Sync only: photo bytes from the source (`Some(None)` removes the photo;
+    /// applied after `photo_url`).
+    #[serde(skip)]
+    pub photo: Option<Option<PhotoBytes>>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

@@ -402,6 +402,7 @@ impl UserInput {
             external_id: self.external_id,
             enterprise: self.enterprise,
             source_facts: Default::default(),
+            photo: None,
         })
     }
 

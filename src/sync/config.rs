@@ -114,6 +114,17 @@ pub struct LdapSection {
     pub default_role: Option<String>,
     /// Business unit from an attribute through a value map.
     pub business_unit: Option<BusinessUnitSection>,
+    /// How incremental runs ask for changes: `auto` (RFC 4533 content sync when
+    /// the root DSE lists it in `supportedControl`, else `attributes.modified`),
+    /// `content_sync` (always try content sync, for servers whose root DSE does
+    /// not show its controls to the bind DN) or `modify_timestamp` (always
+    /// `attributes.modified`: `modifyTimestamp`, or AD's `uSNChanged`).
+    #[serde(default = "default_incremental")]
+    pub incremental: String,
+}
+
+fn default_incremental() -> String {
+    "auto".into()
 }
 
 fn default_scope() -> String {
@@ -159,6 +170,10 @@ pub struct AttributeMap {
     pub office_phone_extension: Option<String>,
     /// An attribute holding a photo URL (e.g. `labeledURI`).
     pub photo_url: Option<String>,
+    /// A binary attribute holding the photo itself (`jpegPhoto`; AD
+    /// `thumbnailPhoto`): JPEG or PNG, at most 512 KiB (and `[photos] max_bytes`),
+    /// stored as the profile's uploaded photo. Not with `photo_url`.
+    pub photo: Option<String>,
     /// The SCIM enterprise employee number (`employeeNumber`, `employeeID`).
     pub employee_number: Option<String>,
     /// Timestamp attribute for incremental runs.
@@ -191,6 +206,7 @@ impl Default for AttributeMap {
             office_phone: None,
             office_phone_extension: None,
             photo_url: None,
+            photo: None,
             employee_number: None,
             modified: some_modify_timestamp(),
         }
@@ -300,6 +316,17 @@ pub enum Disabled {
     Filter(String),
 }
 
+/// How incremental runs of an LDAP source ask for changes (`incremental`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incremental {
+    /// Content sync when the server lists it in its root DSE, else `Modified`.
+    Auto,
+    /// Content sync without asking the root DSE first.
+    ContentSync,
+    /// Entries whose `attributes.modified` is at or past the high-water mark.
+    Modified,
+}
+
 /// A validated LDAP source: the `kind = "ldap"` part of a [`Source`].
 #[derive(Debug, Clone)]
 pub struct LdapSource {
@@ -322,6 +349,7 @@ pub struct LdapSource {
     pub roles: Vec<RoleRule>,
     pub default_role: Option<String>,
     pub business_unit: Option<BusinessUnitSection>,
+    pub incremental: Incremental,
 }
 
 /// The profile field a source may join on after its key and the email.
@@ -625,6 +653,13 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             "every profile needs an email: map it".into(),
         ));
     }
+    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
+        return Err(err(
+            "attributes.photo",
+            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
+                .into(),
+        ));
+    }
     let disabled = match s.disabled.kind.as_str() {
         "none" => Disabled::None,
         "ad_user_account_control" => Disabled::AdUserAccountControl,
@@ -703,6 +738,17 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             }
         }
     }
+    let incremental = match s.incremental.as_str() {
+        "auto" => Incremental::Auto,
+        "content_sync" => Incremental::ContentSync,
+        "modify_timestamp" => Incremental::Modified,
+        other => {
+            return Err(err(
+                "incremental",
+                format!("`{other}`: use auto, content_sync or modify_timestamp"),
+            ));
+        }
+    };
     Ok(LdapSource {
         url: s.url,
         starttls: s.starttls,
@@ -723,5 +769,6 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
         roles: s.roles,
         default_role: s.default_role,
         business_unit: s.business_unit,
+        incremental,
     })
 }

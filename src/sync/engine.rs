@@ -11,7 +11,7 @@ use tracing::instrument;
 use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
-use super::runs::{EntryError, Outcome, RunId, RunRecord, RunStore, SourceState};
+use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::{RunKind, hr, ldap};
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
@@ -139,6 +139,11 @@ struct Fetched {
     mapped: Vec<MappedEntry>,
     map_errors: Vec<map::MapError>,
     high_water_mark: Option<String>,
+    /// LDAP: how the people were asked for, the content-sync cookie to store
+    /// after the apply, and what the run's record should say about it.
+    mode: Option<FetchMode>,
+    cookie: Option<ldap::CookieUpdate>,
+    note: Option<String>,
 }
 
 fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, String> {
@@ -147,7 +152,7 @@ fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, Strin
         seen: f.entries.len() + f.errors.len(),
         mapped: f.entries,
         map_errors: f.errors,
-        high_water_mark: None,
+        ..Default::default()
     })
 }
 
@@ -268,6 +273,7 @@ impl SyncEngine {
             outcome: Outcome::Running,
             message: None,
             entries_seen: 0,
+            fetch: None,
             counts: Default::default(),
             errors: vec![],
             plan: vec![],
@@ -336,13 +342,9 @@ impl SyncEngine {
         rec: &mut RunRecord,
     ) -> Result<(), SyncError> {
         let state = self.runs.state(&src.id)?;
-        let since = match kind {
-            RunKind::Incremental => state.high_water_mark.clone(),
-            RunKind::Full => None,
-        };
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let t = std::time::Instant::now();
-        let fetched = self.fetch(src, since.as_deref()).await;
+        let fetched = self.fetch(src, kind, &state).await;
         rec.timings_ms.fetch = ms(t);
         let fetched = match fetched {
             Ok(f) => f,
@@ -353,6 +355,10 @@ impl SyncEngine {
             }
         };
         rec.entries_seen = fetched.seen;
+        rec.fetch = fetched.mode;
+        if fetched.note.is_some() {
+            rec.message = fetched.note.clone();
+        }
         if kind == RunKind::Full && fetched.seen == 0 {
             rec.outcome = Outcome::Failed;
             rec.message = Some(
@@ -366,6 +372,7 @@ impl SyncEngine {
             mapped,
             map_errors,
             high_water_mark,
+            cookie,
             ..
         } = fetched;
         let ctx = self.context(src)?;
@@ -429,12 +436,18 @@ impl SyncEngine {
             .map(|(id, v, fp)| (*id, *v, fp.to_bytes()))
             .collect();
         self.roster.set_sync_marks(&src.id, &marks)?;
-        self.advance_mark(src, state, high_water_mark)?;
+        self.advance_mark(src, state, high_water_mark, cookie)?;
         Ok(())
     }
 
-    /// Fetches and maps the source's entries. `Err` is the reason the run fails.
-    async fn fetch(&self, src: &Source, since: Option<&str>) -> Result<Fetched, String> {
+    /// Fetches and maps the source's entries (an incremental run from where
+    /// `state` says the last applied run left). `Err` is the reason the run fails.
+    async fn fetch(
+        &self,
+        src: &Source,
+        kind: RunKind,
+        state: &SourceState,
+    ) -> Result<Fetched, String> {
         match &src.kind {
             SourceKind::Ldap(l) => {
                 // On a thread of its own with a single-threaded runtime: the
@@ -442,23 +455,35 @@ impl SyncEngine {
                 // take turns on one core instead of waking each other across
                 // threads for every entry, and the directory server (often on
                 // this machine) keeps the other core.
-                let (l, since) = (l.clone(), since.map(str::to_string));
+                let l = l.clone();
+                let (mark, cookie) = (state.high_water_mark.clone(), state.cookie());
+                let photo_max = self.roster.photo_max_bytes();
                 tokio::task::spawn_blocking(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .map_err(|e| format!("cannot start the LDAP fetch: {e}"))?;
+                    let from = ldap::Resume {
+                        mark: mark.as_deref(),
+                        cookie: cookie.as_deref(),
+                    };
                     let f = rt
-                        .block_on(ldap::fetch(&l, since.as_deref()))
+                        .block_on(ldap::fetch(&l, kind, from))
                         .map_err(|e| e.to_string())?;
                     let mut out = Fetched {
                         seen: f.entries.len(),
                         high_water_mark: f.high_water_mark,
+                        mode: Some(f.mode),
+                        cookie: Some(f.cookie),
+                        note: f.note,
                         ..Default::default()
                     };
                     for e in &f.entries {
                         match map::map_entry(&l, e) {
-                            Ok(m) => out.mapped.push(m),
+                            Ok(mut m) => {
+                                map::limit_photo(&mut m, photo_max);
+                                out.mapped.push(m)
+                            }
                             Err(err) => out.map_errors.push(err),
                         }
                     }
@@ -472,11 +497,14 @@ impl SyncEngine {
         }
     }
 
+    /// Records where the next incremental run starts; called only once a run's
+    /// plan has been applied.
     fn advance_mark(
         &self,
         src: &Source,
         mut state: SourceState,
         mark: Option<String>,
+        cookie: Option<ldap::CookieUpdate>,
     ) -> Result<(), SyncError> {
         if let Some(m) = mark
             && state
@@ -485,6 +513,11 @@ impl SyncEngine {
                 .is_none_or(|old| super::ldap::mark_cmp(&m, old).is_gt())
         {
             state.high_water_mark = Some(m);
+        }
+        match cookie {
+            Some(ldap::CookieUpdate::Set(c)) => state.set_cookie(Some(&c)),
+            Some(ldap::CookieUpdate::Drop) => state.set_cookie(None),
+            Some(ldap::CookieUpdate::Keep) | None => {}
         }
         state.last_success = Some(Utc::now());
         self.runs.put_state(&src.id, &state)?;

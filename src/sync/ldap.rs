@@ -5,17 +5,28 @@
 //! A fetch is all-or-nothing: any LDAP error, a non-success result (OpenLDAP's
 //! size limit answers with result code 4 and a truncated list), or a paged search
 //! that ends without its final empty cookie fails the whole fetch.
+//!
+//! Incremental runs ask only for changes: with RFC 4533 content sync (refreshOnly,
+//! from the cookie stored after the last applied run) where the server offers it,
+//! else with `attributes.modified` at or past the high-water mark. See [`fetch`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ldap3::adapters::EntriesOnly;
-use ldap3::controls::{ControlType, PagedResults as PagedControl};
+use ldap3::controls::{
+    ControlType, EntryState, MakeCritical, PagedResults as PagedControl, RefreshMode, SyncDone,
+    SyncInfo, SyncRequest, SyncState,
+};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 
-use super::config::{Disabled, LdapSource};
+use super::config::{Disabled, Incremental, LdapSource};
 use super::map::wanted_attributes;
-use super::{Entry, normalize_dn};
+use super::runs::FetchMode;
+use super::{Entry, RunKind, normalize_dn};
+
+/// The Sync Request control's OID, as root DSEs list it in `supportedControl`.
+pub const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -31,12 +42,37 @@ pub enum FetchError {
     Tls(String),
 }
 
+/// Where an incremental run starts: what the last applied run left.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resume<'a> {
+    /// The high-water mark of `attributes.modified`.
+    pub mark: Option<&'a str>,
+    /// The content-sync cookie.
+    pub cookie: Option<&'a [u8]>,
+}
+
+/// What becomes of the stored content-sync cookie once the run is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieUpdate {
+    /// The server said nothing new (no change since the cookie).
+    Keep,
+    Set(Vec<u8>),
+    /// Content sync is not in use, or the server gave no usable cookie.
+    Drop,
+}
+
 /// What a fetch returns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fetched {
     pub entries: Vec<Entry>,
     /// Highest modification timestamp among the entries.
     pub high_water_mark: Option<String>,
+    /// How the people were asked for.
+    pub mode: FetchMode,
+    /// The cookie to store, only once the run's plan has been applied.
+    pub cookie: CookieUpdate,
+    /// Something the run's record should say (a cookie the server refused...).
+    pub note: Option<String>,
 }
 
 fn tls_config(src: &LdapSource) -> Result<Option<Arc<rustls::ClientConfig>>, FetchError> {
@@ -196,23 +232,32 @@ async fn search_all<T>(
     }
 }
 
-fn to_entry(se: SearchEntry, join_key: &str) -> Entry {
+fn to_entry(se: SearchEntry, src: &LdapSource) -> Entry {
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in se.attrs {
         attrs.entry(k.to_lowercase()).or_default().extend(v);
     }
-    // Binary join keys (AD objectGUID) are kept as lowercase hex.
+    let mut bin_attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for (k, v) in se.bin_attrs {
-        if k.eq_ignore_ascii_case(join_key) {
+        if k.eq_ignore_ascii_case(&src.join_key) {
+            // Binary join keys (AD objectGUID) are kept as lowercase hex.
             attrs
                 .entry(k.to_lowercase())
                 .or_default()
                 .extend(v.iter().map(hex::encode));
+        } else if src
+            .attributes
+            .photo
+            .as_ref()
+            .is_some_and(|p| k.eq_ignore_ascii_case(p))
+        {
+            bin_attrs.entry(k.to_lowercase()).or_default().extend(v);
         }
     }
     Entry {
         dn: se.dn,
         attrs,
+        bin_attrs,
         disabled_by_filter: false,
         groups: Vec::new(),
     }
@@ -349,30 +394,63 @@ pub fn transitive_members(groups: &HashMap<String, Vec<String>>, group: &str) ->
     out
 }
 
-/// Fetches the source's people (all, or changed since `since`), with group
-/// memberships and the disabled filter resolved.
-pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, FetchError> {
+/// The people of a run, and how they were asked for.
+struct People {
+    entries: Vec<Entry>,
+    mode: FetchMode,
+    cookie: CookieUpdate,
+    note: Option<String>,
+    /// The filter the disabled-filter search narrows (the people filter, with
+    /// the high-water mark when the people were asked for by it).
+    filter: String,
+}
+
+/// Fetches the source's people with group memberships and the disabled filter
+/// resolved: every entry on a full run; on an incremental run, the entries changed
+/// since `from`.
+///
+/// **Content sync** (RFC 4533, refreshOnly), when the source's `incremental`
+/// setting and the server allow it (`auto`: the root DSE lists the Sync Request
+/// control): an incremental run sends the stored cookie on the people search and
+/// keeps the entries the server reports as added or modified. Entries reported
+/// only as present, and syncIdSet messages, carry no attributes and are not
+/// entries. Deletions the server reports are ignored: an incremental run never
+/// deactivates, and the next full run finds who is gone. The Sync Done control's
+/// cookie is returned to be stored once the run is applied (no cookie in it: the
+/// server saw no change, the old one stays).
+///
+/// **Getting the first cookie cheaply.** A full run (and an incremental run that
+/// has no cookie yet) first asks for a cookie with a content-sync search of the
+/// same base and scope whose filter matches nothing (`(&<filter>(!(objectClass=*))`):
+/// no entry crosses the wire, the server's cookie stands for its state at that
+/// moment, and the run's own search comes after, so nothing changed in between is
+/// missed (a change made during the run is fetched again next time, which is
+/// harmless). The alternative, a no-cookie content sync of the real filter on
+/// the first incremental run, would send every entry in one unpaged search
+/// (OpenLDAP does not page content sync), which size limits refuse. A server that
+/// ties cookies to the filter refuses the cookie at the next run; that run then
+/// falls back (below), so it is correct, only not cheaper.
+///
+/// **Fallback.** When the server answers the cookie with anything but success (a
+/// stale or unknown cookie: e-syncRefreshRequired 4096, OpenLDAP's "consumer
+/// state is newer than provider" 53; a size or time limit), the run says so in the
+/// log and its record, takes a fresh cookie, and asks for `attributes.modified`
+/// at or past the high-water mark (the mark advances in every mode, so it is
+/// there to fall back to) with the paged search and all its checks. A connection
+/// that fails fails the run, as any fetch.
+pub async fn fetch(
+    src: &LdapSource,
+    kind: RunKind,
+    from: Resume<'_>,
+) -> Result<Fetched, FetchError> {
     let mut ldap = connect(src).await?;
-    let filter = match (since, &src.attributes.modified) {
-        (Some(mark), Some(attr)) => {
-            format!("(&{}({attr}>={}))", src.filter, ldap3::ldap_escape(mark))
-        }
-        _ => src.filter.clone(),
-    };
-    let mut entries: Vec<Entry> = search_all(
-        &mut ldap,
-        src,
-        Query {
-            what: "people search",
-            base: &src.base_dn,
-            scope: src.scope,
-            filter: &filter,
-            attrs: wanted_attributes(src),
-            page_size: src.page_size,
-        },
-        |se| to_entry(se, &src.join_key),
-    )
-    .await?;
+    let People {
+        mut entries,
+        mode,
+        cookie,
+        note,
+        filter,
+    } = people(&mut ldap, src, kind, from).await?;
 
     let rule_groups: Vec<String> = src
         .positions
@@ -412,7 +490,7 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
                 attrs: vec![src.join_key.clone()],
                 page_size: src.page_size,
             },
-            |se| to_entry(se, &src.join_key),
+            |se| to_entry(se, src),
         )
         .await?;
         let keys: HashSet<String> = disabled
@@ -445,7 +523,285 @@ pub async fn fetch(src: &LdapSource, since: Option<&str>) -> Result<Fetched, Fet
     Ok(Fetched {
         entries,
         high_water_mark,
+        mode,
+        cookie,
+        note,
     })
+}
+
+/// The people search of a run (see [`fetch`] for the choice of method).
+async fn people(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    kind: RunKind,
+    from: Resume<'_>,
+) -> Result<People, FetchError> {
+    let content_sync = match src.incremental {
+        Incremental::Modified => false,
+        Incremental::ContentSync => true,
+        Incremental::Auto => offers_content_sync(ldap, src).await,
+    };
+    let mut note = None;
+    if content_sync
+        && kind == RunKind::Incremental
+        && let Some(cookie) = from.cookie
+    {
+        match sync_refresh(ldap, src, &src.filter, wanted_attributes(src), Some(cookie)).await? {
+            Ok(r) => {
+                let entries = r.entries;
+                tracing::info!(
+                    changed = entries.len(),
+                    present = r.present,
+                    deleted = r.deleted,
+                    "content sync: changes since the stored cookie"
+                );
+                return Ok(People {
+                    entries,
+                    mode: FetchMode::ContentSync,
+                    cookie: match r.cookie {
+                        None => CookieUpdate::Keep,
+                        Some(c) if c.is_empty() => CookieUpdate::Drop,
+                        Some(c) => CookieUpdate::Set(c),
+                    },
+                    note: None,
+                    filter: src.filter.clone(),
+                });
+            }
+            Err(why) => {
+                let n = format!(
+                    "the directory refused the stored content-sync cookie ({why}); this run asked for {} at or past the high-water mark instead and takes a fresh cookie",
+                    src.attributes
+                        .modified
+                        .as_deref()
+                        .unwrap_or("every entry: no attributes.modified")
+                );
+                tracing::warn!(reason = %why, "{n}");
+                note = Some(n);
+            }
+        }
+    }
+    // A fresh cookie first, so that nothing changed during the search below is
+    // missed by the next incremental run.
+    let cookie = if content_sync {
+        fresh_cookie(ldap, src).await?
+    } else {
+        CookieUpdate::Drop
+    };
+    let (filter, mode) = match (kind, from.mark, &src.attributes.modified) {
+        (RunKind::Incremental, Some(mark), Some(attr)) => (
+            format!("(&{}({attr}>={}))", src.filter, ldap3::ldap_escape(mark)),
+            FetchMode::ModifiedSince,
+        ),
+        _ => (src.filter.clone(), FetchMode::All),
+    };
+    let entries = search_all(
+        ldap,
+        src,
+        Query {
+            what: "people search",
+            base: &src.base_dn,
+            scope: src.scope,
+            filter: &filter,
+            attrs: wanted_attributes(src),
+            page_size: src.page_size,
+        },
+        |se| to_entry(se, src),
+    )
+    .await?;
+    Ok(People {
+        entries,
+        mode,
+        cookie,
+        note,
+        filter,
+    })
+}
+
+/// Whether the root DSE lists the Sync Request control. A root DSE that cannot
+/// be read counts as no.
+async fn offers_content_sync(ldap: &mut Ldap, src: &LdapSource) -> bool {
+    let found = search_all(
+        ldap,
+        src,
+        Query {
+            what: "root DSE read",
+            base: "",
+            scope: Scope::Base,
+            filter: "(objectClass=*)",
+            attrs: vec!["supportedControl".into()],
+            page_size: 0,
+        },
+        |se| se,
+    )
+    .await;
+    match found {
+        Ok(dses) => dses.iter().any(|dse| {
+            dse.attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("supportedControl"))
+                .flat_map(|(_, v)| v)
+                .any(|oid| oid == SYNC_REQUEST_OID)
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "root DSE not readable; content sync not used");
+            false
+        }
+    }
+}
+
+/// A cookie for the server's state now, from a content-sync search that matches
+/// nothing. A server that refuses it leaves the run without one (logged).
+async fn fresh_cookie(ldap: &mut Ldap, src: &LdapSource) -> Result<CookieUpdate, FetchError> {
+    let nothing = format!("(&{}(!(objectClass=*)))", src.filter);
+    match sync_refresh(ldap, src, &nothing, vec!["1.1".into()], None).await? {
+        Ok(r) => Ok(match r.cookie {
+            Some(c) if !c.is_empty() => CookieUpdate::Set(c),
+            _ => CookieUpdate::Drop,
+        }),
+        Err(why) => {
+            tracing::warn!(reason = %why, "content sync refused; incremental runs use attributes.modified until it is offered");
+            Ok(CookieUpdate::Drop)
+        }
+    }
+}
+
+/// A content-sync refresh as read from the server.
+struct Refreshed {
+    /// Entries added or modified since the cookie.
+    entries: Vec<Entry>,
+    /// The last cookie the server sent (Sync Done, else a Sync Info message).
+    cookie: Option<Vec<u8>>,
+    /// Entries reported present (unchanged), and reported deleted.
+    present: usize,
+    deleted: usize,
+}
+
+/// Runs ldap3's parsers for the content-sync messages, which panic on malformed
+/// input, so that a misbehaving server fails the refresh instead of the daemon.
+fn parse_guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| format!("the server sent a malformed {what}"))
+}
+
+/// One RFC 4533 refreshOnly search, read to its Sync Done control. `Err(FetchError)`:
+/// the connection failed. `Ok(Err(why))`: the server answered, but not with a
+/// complete refresh (a refused cookie, a limit, no Sync Done control).
+async fn sync_refresh(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    filter: &str,
+    attrs: Vec<String>,
+    cookie: Option<&[u8]>,
+) -> Result<Result<Refreshed, String>, FetchError> {
+    let fail = |m: String| FetchError::Search {
+        what: "content-sync search".into(),
+        message: m,
+    };
+    let request = SyncRequest {
+        mode: RefreshMode::RefreshOnly,
+        cookie: cookie.map(<[u8]>::to_vec),
+        reload_hint: false,
+    };
+    // Critical: a server that cannot honour it must refuse rather than answer
+    // as to a plain search.
+    let mut stream = ldap
+        .with_timeout(src.timeout)
+        .with_controls(request.critical())
+        .streaming_search(&src.base_dn, src.scope, filter, attrs)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Refreshed {
+        entries: Vec::new(),
+        cookie: None,
+        present: 0,
+        deleted: 0,
+    };
+    let mut malformed: Option<String> = None;
+    loop {
+        let re = match stream.next().await {
+            Ok(Some(re)) => re,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = stream.finish().await;
+                return Err(fail(e.to_string()));
+            }
+        };
+        if malformed.is_some() || re.is_ref() {
+            continue;
+        }
+        if re.is_intermediate() {
+            match parse_guarded("Sync Info message", || ldap3::controls::parse_syncinfo(re)) {
+                Ok(SyncInfo::NewCookie(c)) => out.cookie = Some(c),
+                Ok(
+                    SyncInfo::RefreshDelete { cookie, .. }
+                    | SyncInfo::RefreshPresent { cookie, .. },
+                ) => out.cookie = cookie.or(out.cookie.take()),
+                Ok(SyncInfo::SyncIdSet {
+                    cookie,
+                    refresh_deletes,
+                    sync_uuids,
+                }) => {
+                    if refresh_deletes {
+                        out.deleted += sync_uuids.len();
+                    } else {
+                        out.present += sync_uuids.len();
+                    }
+                    out.cookie = cookie.or(out.cookie.take());
+                }
+                Err(m) => malformed = Some(m),
+            }
+            continue;
+        }
+        let state = re.1.iter().find_map(|c| match c {
+            ldap3::controls::Control(Some(ControlType::SyncState), raw) => Some(raw.clone()),
+            _ => None,
+        });
+        match state.map(|raw| parse_guarded("Sync State control", || raw.parse::<SyncState>())) {
+            Some(Err(m)) => malformed = Some(m),
+            Some(Ok(SyncState { state, cookie, .. })) => {
+                if cookie.is_some() {
+                    out.cookie = cookie;
+                }
+                match state {
+                    EntryState::Add | EntryState::Modify => {
+                        out.entries.push(to_entry(SearchEntry::construct(re), src))
+                    }
+                    EntryState::Present => out.present += 1,
+                    EntryState::Delete => out.deleted += 1,
+                }
+            }
+            // An entry without its Sync State control is still an entry.
+            None => out.entries.push(to_entry(SearchEntry::construct(re), src)),
+        }
+    }
+    let res = stream.finish().await;
+    if let Some(m) = malformed {
+        return Ok(Err(m));
+    }
+    if res.rc != 0 {
+        let text = if res.text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", res.text)
+        };
+        return Ok(Err(format!("result code {}{text}", res.rc)));
+    }
+    let done = res.ctrls.iter().find_map(|c| match c {
+        ldap3::controls::Control(Some(ControlType::SyncDone), raw) => Some(raw.clone()),
+        _ => None,
+    });
+    let Some(done) = done else {
+        return Ok(Err("the search ended without a Sync Done control".into()));
+    };
+    match parse_guarded("Sync Done control", || done.parse::<SyncDone>()) {
+        Ok(d) => {
+            if d.cookie.is_some() {
+                out.cookie = d.cookie;
+            }
+            Ok(Ok(out))
+        }
+        Err(m) => Ok(Err(m)),
+    }
 }
 
 #[cfg(test)]

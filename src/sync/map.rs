@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::Entry;
 use super::config::{Disabled, LdapSource};
 use super::normalize_dn;
-use crate::employee::{AccountStatus, EmployeePatch, NewEmployee, OfficePhone};
+use crate::employee::{AccountStatus, EmployeePatch, NewEmployee, OfficePhone, PhotoBytes};
+
+/// The largest photo a source may bring, in bytes (`[photos] max_bytes` may set
+/// a lower limit).
+pub const PHOTO_MAX_BYTES: usize = 512 * 1024;
 
 /// The fields a source provides. `None`: the source does not map that field (it
 /// is left alone); `Some(None)`: mapped, and empty in the source (cleared).
@@ -21,6 +25,10 @@ pub struct SourceFields {
     pub mobile_phone: Option<Option<String>>,
     pub office_phone: Option<Option<OfficePhone>>,
     pub photo_url: Option<Option<String>>,
+    /// The photo's bytes (`attributes.photo`). Left out (`None`) when the
+    /// directory's value is not a usable photo: the profile's photo stays.
+    #[serde(default)]
+    pub photo: Option<Option<PhotoBytes>>,
     pub positions: Option<Vec<String>>,
     pub role: Option<String>,
     pub business_unit: Option<Option<String>>,
@@ -42,6 +50,7 @@ impl SourceFields {
             role: self.role.clone(),
             business_unit: self.business_unit.clone(),
             photo_url: self.photo_url.clone(),
+            photo: self.photo.clone(),
             mobile_phone: self.mobile_phone.clone(),
             office_phone: self.office_phone.clone(),
             employee_number: self.employee_number.clone(),
@@ -61,6 +70,7 @@ impl SourceFields {
             role: self.role.clone(),
             business_unit: self.business_unit.clone().flatten(),
             photo_url: self.photo_url.clone().flatten(),
+            photo: self.photo.clone().flatten(),
             mobile_phone: self.mobile_phone.clone().flatten(),
             office_phone: self.office_phone.clone().flatten(),
             account_status: Some(account_status),
@@ -129,9 +139,10 @@ pub fn ldap_provides(src: &LdapSource) -> Vec<&'static str> {
         ("mobile_phone", &a.mobile_phone),
         ("office_phone", &a.office_phone),
         ("photo", &a.photo_url),
+        ("photo", &a.photo),
         ("employee_number", &a.employee_number),
     ] {
-        if attr.is_some() {
+        if attr.is_some() && !out.contains(&name) {
             out.push(name);
         }
     }
@@ -160,6 +171,7 @@ pub fn wanted_attributes(src: &LdapSource) -> Vec<String> {
         &a.office_phone,
         &a.office_phone_extension,
         &a.photo_url,
+        &a.photo,
         &a.employee_number,
         &a.modified,
     ]
@@ -208,6 +220,70 @@ fn disabled_reason(src: &LdapSource, e: &Entry) -> Option<String> {
         Disabled::Filter(f) => e
             .disabled_by_filter
             .then(|| format!("matches the disabled filter {f}")),
+    }
+}
+
+/// The content type of a photo's bytes (JPEG or PNG, by their magic numbers, at
+/// most [`PHOTO_MAX_BYTES`]), or why they are not a usable photo.
+pub fn photo_type(bytes: &[u8]) -> Result<&'static str, String> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if bytes.is_empty() {
+        return Err("is empty".into());
+    }
+    if bytes.len() > PHOTO_MAX_BYTES {
+        return Err(format!(
+            "is {} bytes, more than the {PHOTO_MAX_BYTES} a synced photo may have",
+            bytes.len()
+        ));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok("image/jpeg")
+    } else if bytes.starts_with(PNG) {
+        Ok("image/png")
+    } else {
+        Err("is neither a JPEG nor a PNG image".into())
+    }
+}
+
+/// The entry's photo: `None` when the source does not map one or its value is
+/// not usable (a warning says why; the profile's photo is left alone),
+/// `Some(None)` when the entry has none.
+fn photo(src: &LdapSource, e: &Entry, warnings: &mut Vec<String>) -> Option<Option<PhotoBytes>> {
+    let attr = src.attributes.photo.as_ref()?;
+    let name = attr.to_lowercase();
+    let bytes: Option<&[u8]> = match e.bin_attrs.get(&name).and_then(|v| v.first()) {
+        Some(b) => Some(b),
+        None => e
+            .attrs
+            .get(&name)
+            .and_then(|v| v.first())
+            .map(String::as_bytes),
+    };
+    let Some(bytes) = bytes else {
+        return Some(None);
+    };
+    match photo_type(bytes) {
+        Ok(ct) => Some(Some(PhotoBytes::new(ct, bytes.to_vec()))),
+        Err(why) => {
+            warnings.push(format!(
+                "{attr} {why}; the profile's photo is left as it was"
+            ));
+            None
+        }
+    }
+}
+
+/// Demotes a photo larger than `max` bytes (`[photos] max_bytes`) to a warning:
+/// the rest of the entry still syncs.
+pub fn limit_photo(m: &mut MappedEntry, max: usize) {
+    if let Some(Some(p)) = &m.fields.photo
+        && p.bytes.len() > max
+    {
+        m.warnings.push(format!(
+            "photo is {} bytes, more than [photos] max_bytes = {max}; the profile's photo is left as it was",
+            p.bytes.len()
+        ));
+        m.fields.photo = None;
     }
 }
 
@@ -264,6 +340,7 @@ pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
             .map(|r| r.role.clone())
             .or_else(|| src.default_role.clone())
     };
+    let photo = photo(src, e, &mut warnings);
     let business_unit = src.business_unit.as_ref().map(|bu| {
         let value = e
             .attrs
@@ -296,6 +373,7 @@ pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
             mobile_phone: first(e, &a.mobile_phone),
             office_phone,
             photo_url: first(e, &a.photo_url),
+            photo,
             positions,
             role,
             business_unit,
@@ -307,4 +385,110 @@ pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
         termination: None,
         manager: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::config::{AttributeMap, GroupsSection};
+
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'];
+
+    fn source() -> LdapSource {
+        LdapSource {
+            url: "ldap://127.0.0.1".into(),
+            starttls: false,
+            ca_file: None,
+            tls_insecure_skip_verify: false,
+            bind_dn: None,
+            bind_password: None,
+            base_dn: "dc=example".into(),
+            scope: ldap3::Scope::Subtree,
+            filter: "(objectClass=*)".into(),
+            page_size: 0,
+            timeout: std::time::Duration::from_secs(1),
+            join_key: "entryUUID".into(),
+            attributes: AttributeMap {
+                photo: Some("jpegPhoto".into()),
+                ..Default::default()
+            },
+            disabled: Disabled::None,
+            groups: GroupsSection::default(),
+            positions: vec![],
+            roles: vec![],
+            default_role: None,
+            business_unit: None,
+            incremental: crate::sync::config::Incremental::Auto,
+        }
+    }
+
+    fn entry(photo: Option<&[u8]>) -> Entry {
+        let mut e = Entry {
+            dn: "uid=ann,dc=example".into(),
+            ..Default::default()
+        };
+        for (k, v) in [("entryuuid", "u-1"), ("mail", "ann@example.com")] {
+            e.attrs.insert(k.into(), vec![v.into()]);
+        }
+        if let Some(p) = photo {
+            e.bin_attrs.insert("jpegphoto".into(), vec![p.to_vec()]);
+        }
+        e
+    }
+
+    #[test]
+    fn photos_are_told_apart_by_their_magic_numbers_and_capped() {
+        assert_eq!(photo_type(JPEG), Ok("image/jpeg"));
+        assert_eq!(
+            photo_type(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Ok("image/png")
+        );
+        assert!(photo_type(b"GIF89a....").is_err());
+        assert!(photo_type(b"").is_err());
+        let mut big = JPEG.to_vec();
+        big.resize(PHOTO_MAX_BYTES + 1, 0);
+        assert!(photo_type(&big).unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn a_photo_maps_to_bytes_with_their_digest_and_a_bad_one_to_a_warning() {
+        let src = source();
+        assert!(ldap_provides(&src).contains(&"photo"));
+        assert!(wanted_attributes(&src).contains(&"jpegPhoto".to_string()));
+
+        let m = map_entry(&src, &entry(Some(JPEG))).unwrap();
+        let Some(Some(p)) = &m.fields.photo else {
+            panic!("{:?}", m.fields.photo)
+        };
+        assert_eq!(
+            (p.content_type.as_str(), &p.bytes[..]),
+            ("image/jpeg", JPEG)
+        );
+        assert_eq!(p.sha256.len(), 64);
+        assert!(m.warnings.is_empty());
+        assert!(
+            !format!("{m:?}").contains("255, 216"),
+            "Debug never prints the bytes"
+        );
+
+        // No photo in the directory: the profile's photo is removed.
+        let m = map_entry(&src, &entry(None)).unwrap();
+        assert_eq!(m.fields.photo, Some(None));
+
+        // Not an image: the rest of the entry maps, the photo is left alone.
+        let m = map_entry(&src, &entry(Some(b"GIF89a...."))).unwrap();
+        assert_eq!(m.fields.photo, None);
+        assert_eq!(m.fields.email, "ann@example.com");
+        assert!(
+            m.warnings[0].contains("neither a JPEG nor a PNG"),
+            "{:?}",
+            m.warnings
+        );
+
+        // Over the store's own limit: the same.
+        let mut m = map_entry(&src, &entry(Some(JPEG))).unwrap();
+        limit_photo(&mut m, 4);
+        assert_eq!(m.fields.photo, None);
+        assert!(m.warnings[0].contains("max_bytes"), "{:?}", m.warnings);
+    }
 }

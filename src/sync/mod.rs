@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use engine::{SyncEngine, SyncError};
 
 /// A full run sees every entry and deactivates absentees; an incremental run asks
-/// only for changes since the last high-water mark and deactivates nobody by absence.
+/// only for changes since the last applied run (its content-sync cookie or its
+/// high-water mark) and deactivates nobody by absence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
@@ -36,6 +37,11 @@ pub struct Entry {
     pub dn: String,
     /// Attribute name (lowercase) → values.
     pub attrs: std::collections::BTreeMap<String, Vec<String>>,
+    /// Binary values the mapping reads as bytes (the photo), by attribute name
+    /// (lowercase). Other binary values are left out (a binary join key is in
+    /// `attrs` as hex).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bin_attrs: std::collections::BTreeMap<String, Vec<Vec<u8>>>,
     /// Disabled according to a server-side filter (`disabled.kind = "filter"`).
     #[serde(default)]
     pub disabled_by_filter: bool,

@@ -268,7 +268,10 @@ fn mask(patch: &mut EmployeePatch, owned: &[&str]) {
             "username" => patch.username = None,
             "mobile_phone" => patch.mobile_phone = None,
             "office_phone" => patch.office_phone = None,
-            "photo" => patch.photo_url = None,
+            "photo" => {
+                patch.photo_url = None;
+                patch.photo = None;
+            }
             "positions" => patch.positions = None,
             "role" => patch.role = None,
             "business_unit" => patch.business_unit = None,
@@ -912,6 +915,37 @@ mod tests {
         let alone = profile("ann@example.com", "Annabel", &[("ldap", "u1")]);
         let d = decide(&s.src("ldap", now), &m, &alone).unwrap();
         assert!(d.changes.iter().any(|c| c.field == "given_name"));
+    }
+
+    #[test]
+    fn a_photo_is_a_field_like_the_others_and_written_only_when_its_digest_changes() {
+        let mut s = Setup::new();
+        s.provides.push("photo");
+        let now = Utc::now();
+        let jpeg = employee::PhotoBytes::new("image/jpeg", vec![0xFF, 0xD8, 0xFF, 1]);
+        let mut m = entry("u1", "ann@example.com", "Ann");
+        m.fields.photo = Some(Some(jpeg.clone()));
+        let mut current = profile("ann@example.com", "Ann", &[("ldap", "u1")]);
+        current.mobile_phone = Some("+15550100".into());
+        let d = decide(&s.src("ldap", now), &m, &current).unwrap();
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.changes.len(), 1, "{:?}", d.changes);
+        assert_eq!(d.changes[0].field, "photo");
+        assert_eq!(d.changes[0].after["sha256"], jpeg.sha256.as_str());
+        // The same bytes again: unchanged.
+        current.photo = Some(jpeg.photo());
+        let d = decide(&s.src("ldap", now), &m, &current).unwrap();
+        assert_eq!((d.action, d.changes.len()), (Action::Unchanged, 0));
+        // A higher-priority source that maps `photo` keeps it.
+        s.higher = vec![("hr".into(), vec!["photo"])];
+        current.photo = None;
+        current.source_keys.insert("hr".into(), "E1".into());
+        let d = decide(&s.src("ldap", now), &m, &current).unwrap();
+        assert!(
+            d.changes.iter().all(|c| c.field != "photo"),
+            "{:?}",
+            d.changes
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Run history: every run of every source, with its outcome, counts, errors and
 //! plan, kept in the store (`sync_runs`), plus per-source state (`sync_state`: the
-//! incremental high-water mark) and the mapped entries of held runs (`sync_held`),
+//! incremental high-water mark and content-sync cookie) and the mapped entries of held runs (`sync_held`),
 //! kept until the run is approved or superseded. A run's plan (one item per
 //! changed profile: 100,000 on a first import) is kept apart in `sync_plans`, so
 //! that listing runs never reads plans.
@@ -53,6 +53,9 @@ pub struct RunRecord {
     /// Why it failed or was held.
     pub message: Option<String>,
     pub entries_seen: usize,
+    /// How the source was asked for its entries (LDAP sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchMode>,
     pub counts: Counts,
     pub errors: Vec<EntryError>,
     /// Every item that is not `unchanged`.
@@ -62,6 +65,18 @@ pub struct RunRecord {
     pub timings_ms: Timings,
 }
 
+/// How a run asked an LDAP source for its people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchMode {
+    /// Every entry (full runs, and incremental runs with nothing to start from).
+    All,
+    /// RFC 4533 content sync (refreshOnly) from the stored cookie.
+    ContentSync,
+    /// Entries whose `attributes.modified` is at or past the high-water mark.
+    ModifiedSince,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub fetch: u64,
@@ -69,12 +84,31 @@ pub struct Timings {
     pub apply: u64,
 }
 
-/// Per-source state.
+/// Per-source state. Both starting points of incremental runs are written only
+/// after a run's plan has been applied.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
     /// Highest modification timestamp applied (incremental runs start there).
     pub high_water_mark: Option<String>,
+    /// The RFC 4533 content-sync cookie (base64) the directory gave for the
+    /// state applied last; incremental runs ask for the changes since it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_cookie: Option<String>,
     pub last_success: Option<DateTime<Utc>>,
+}
+
+impl SourceState {
+    /// The stored cookie's bytes (a cookie that is not base64 counts as none).
+    pub fn cookie(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let c = self.sync_cookie.as_ref()?;
+        base64::engine::general_purpose::STANDARD.decode(c).ok()
+    }
+
+    pub fn set_cookie(&mut self, cookie: Option<&[u8]>) {
+        use base64::Engine;
+        self.sync_cookie = cookie.map(|c| base64::engine::general_purpose::STANDARD.encode(c));
+    }
 }
 
 /// Typed access to the sync trees.
@@ -245,6 +279,7 @@ mod tests {
             outcome: Outcome::Held,
             message: None,
             entries_seen: 1,
+            fetch: None,
             counts: Default::default(),
             errors: vec![],
             plan: vec![item.clone()],

@@ -587,7 +587,14 @@ async fn unknown_source_and_run_are_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_runs_fetch_only_changes_since_the_mark() {
-    let mut st = setup("incremental").await;
+    // The shared slapd offers content sync; this test keeps the modifyTimestamp path.
+    let mut st = setup_with("incremental", None, None, |t| {
+        t.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nincremental = \"modify_timestamp\"",
+        )
+    })
+    .await;
     populate(&mut st).await;
     // modifyTimestamp has one-second resolution and the mark is inclusive (a
     // change in the mark's second is fetched again rather than missed): step past
@@ -600,6 +607,7 @@ async fn incremental_runs_fetch_only_changes_since_the_mark() {
     slapd::replace(&mut st.ldap, &st.tree.person_dn("p3"), "sn", &["Changed"]).await;
     let r = run(s, json!({"kind": "incremental"})).await;
     assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "modified_since", "{r}");
     assert_eq!(
         r["entries_seen"], 2,
         "only entries changed since the mark: {r}"
@@ -615,6 +623,483 @@ async fn incremental_runs_fetch_only_changes_since_the_mark() {
         "{src}"
     );
     st.server.stop().await;
+}
+
+/// The source's stored state, as the sources listing shows it.
+async fn source_state(s: &TestServer) -> Value {
+    let (_, src) = s.get("/api/v1/sync/sources").await;
+    src["items"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_use_content_sync_from_the_stored_cookie() {
+    let mut st = setup("content-sync").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("all")),
+        "{r}"
+    );
+    let first = source_state(s).await["sync_cookie"].clone();
+    assert!(first.is_string(), "a full run stores a cookie: {first}");
+
+    // One attribute change: the incremental run sees that entry only.
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.person_dn("ana"),
+        "sn",
+        &["Alvarez-Diaz"],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "content_sync", "{r}");
+    assert_eq!(
+        r["entries_seen"], 1,
+        "the change, not the whole directory: {r}"
+    );
+    assert_eq!(r["counts"]["updated"], 1, "{r}");
+    let ana = emp(s, "ana@corp.example").await;
+    assert_eq!(ana["family_name"], "Alvarez-Diaz");
+    assert_eq!(
+        ana["positions"],
+        json!(["Driver", "Mechanic"]),
+        "groups resolved for the changed entry"
+    );
+    let second = source_state(s).await["sync_cookie"].clone();
+    assert!(
+        second.is_string() && second != first,
+        "the cookie advanced: {second}"
+    );
+
+    // Nothing changed since: nothing seen.
+    let before = audit_count(s).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("content_sync")),
+        "{r}"
+    );
+    assert_eq!(r["entries_seen"], 0, "{r}");
+    assert_eq!(audit_count(s).await, before);
+
+    // A group membership change does not touch the person's entry: positions
+    // from groups follow on the next full run (README, "what refreshes when").
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.group_dn("mechanics"),
+        "member",
+        &[&st.tree.person_dn("cat")],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["entries_seen"], 0, "{r}");
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["updated"], 2, "{r}");
+    assert_eq!(
+        emp(s, "ana@corp.example").await["positions"],
+        json!(["Driver"])
+    );
+
+    // A deletion is reported by the server but never deactivates on an
+    // incremental run; the full run does.
+    slapd::delete(&mut st.ldap, &st.tree.person_dn("p5")).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["counts"]["deactivated"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "{r}"
+    );
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["deactivated"], 1, "{r}");
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_advances_only_after_an_applied_run() {
+    let mut st = setup_with("cookie-held", None, None, |t| {
+        t.replace("max_deactivations = 100", "max_deactivations = 0")
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    assert_eq!(run(s, json!({"kind": "full"})).await["outcome"], "applied");
+    let applied = source_state(s).await;
+    assert!(applied["sync_cookie"].is_string(), "{applied}");
+
+    slapd::replace(
+        &mut st.ldap,
+        &st.tree.person_dn("p0"),
+        "employeeType",
+        &["disabled"],
+    )
+    .await;
+    let r = run(s, json!({"kind": "incremental", "dry_run": true})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["entries_seen"].as_u64()),
+        (Some("dry_run"), Some(1)),
+        "{r}"
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "held", "{r}");
+    let held = source_state(s).await;
+    assert_eq!(
+        held["sync_cookie"], applied["sync_cookie"],
+        "a dry run or a held plan keeps the cookie"
+    );
+    assert_eq!(
+        held["high_water_mark"], applied["high_water_mark"],
+        "and the mark"
+    );
+    // The change is still ahead of the cookie.
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["entries_seen"].as_u64()),
+        (Some("held"), Some(1)),
+        "{r}"
+    );
+    let id = r["id"].as_u64().unwrap();
+    let (code, v) = s
+        .post(&format!("/api/v1/sync/runs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(emp(s, "p0@corp.example").await["active"], false);
+    // Approval applied the plan; the next run, with nothing left to change,
+    // applies and moves the cookie on.
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["counts"]["unchanged"].as_u64()),
+        (Some("applied"), Some(1)),
+        "{r}"
+    );
+    assert_ne!(source_state(s).await["sync_cookie"], applied["sync_cookie"]);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_garbage_cookie_still_gets_the_change() {
+    use base64::Engine;
+    let mut st = setup("cookie-refused").await;
+    populate(&mut st).await;
+    let s = &st.server;
+    assert_eq!(run(s, json!({"kind": "full"})).await["outcome"], "applied");
+    let set_cookie = |raw: &[u8]| {
+        let runs = s.sync().runs();
+        let mut state = runs.state("corp").unwrap();
+        state.sync_cookie = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+        runs.put_state("corp", &state).unwrap();
+    };
+
+    // A cookie from the future (a directory restored from a backup): OpenLDAP
+    // answers "consumer state is newer than provider" (53). The run falls back
+    // to modifyTimestamp at or past the mark and takes a fresh cookie.
+    let future = b"rid=000,csn=20991231235959.000000Z#000000#000#000000";
+    set_cookie(future);
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("ana"), "sn", &["Refused"]).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["fetch"], "modified_since", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused the stored content-sync cookie"),
+        "{r}"
+    );
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(emp(s, "ana@corp.example").await["family_name"], "Refused");
+    let fresh = source_state(s).await["sync_cookie"].clone();
+    assert!(fresh.is_string(), "{fresh}");
+    assert_ne!(
+        fresh.as_str().unwrap().as_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(future)
+            .as_bytes()
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["entries_seen"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "back on content sync: {r}"
+    );
+
+    // A cookie the server cannot read: OpenLDAP sends everything again (a
+    // refresh from scratch, without a cookie). Applied as changes, nobody
+    // deactivated; the empty cookie is dropped and the next run takes a new one.
+    set_cookie(b"garbage");
+    slapd::replace(&mut st.ldap, &st.tree.person_dn("ben"), "sn", &["Garbage"]).await;
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("content_sync")),
+        "{r}"
+    );
+    assert_eq!(r["entries_seen"], 10, "{r}");
+    assert_eq!(
+        (
+            r["counts"]["updated"].as_u64(),
+            r["counts"]["deactivated"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(emp(s, "ben@corp.example").await["family_name"], "Garbage");
+    assert!(source_state(s).await["sync_cookie"].is_null());
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["fetch"].as_str()),
+        (Some("applied"), Some("modified_since")),
+        "{r}"
+    );
+    assert!(source_state(s).await["sync_cookie"].is_string());
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (r["fetch"].as_str(), r["entries_seen"].as_u64()),
+        (Some("content_sync"), Some(0)),
+        "{r}"
+    );
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_modify_timestamp_never_uses_content_sync() {
+    let mut st = setup_with("no-content-sync", None, None, |t| {
+        t.replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\nincremental = \"modify_timestamp\"",
+        )
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    run(s, json!({"kind": "full"})).await;
+    assert!(
+        source_state(s).await["sync_cookie"].is_null(),
+        "no cookie is asked for"
+    );
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(r["fetch"], "modified_since", "{r}");
+    st.server.stop().await;
+}
+
+#[test]
+fn an_unknown_incremental_method_is_refused_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+incremental = "syncrepl"
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].incremental", "{e}");
+    assert!(
+        e.message.contains("auto, content_sync or modify_timestamp"),
+        "{e}"
+    );
+}
+
+/// A 2x2 PNG: what pia's photo becomes.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a,
+    0x73, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x30, 0x4e, 0x3b, 0x03,
+    0x44, 0x0c, 0x10, 0x0a, 0x00, 0x24, 0xb6, 0x05, 0x95, 0x26, 0xba, 0x45, 0xe5, 0x00, 0x00, 0x00,
+    0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The photo endpoint's answer: status, content type, bytes.
+async fn photo_of(s: &TestServer, id: &str) -> (StatusCode, String, Vec<u8>) {
+    let resp = s
+        .client
+        .get(s.url(&format!("/api/v1/employees/{id}/photo")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("photo request");
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, ct, resp.bytes().await.expect("body").to_vec())
+}
+
+async fn audit_of(s: &TestServer, id: &str) -> Vec<Value> {
+    let (_, a) = s.get(&format!("/api/v1/audit?employee={id}")).await;
+    a["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_from_jpeg_photo_follow_the_directory() {
+    use base64::Engine;
+    let mut st = setup_with("photos", None, None, |t| {
+        t.replace(
+            "office_phone = \"telephoneNumber\"",
+            "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
+        )
+    })
+    .await;
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/photos.ldif"),
+    )
+    .expect("fixture")
+    .replace("{people}", &st.tree.people);
+    slapd::ldapadd(slapd::slapd().await.port, &fixture);
+    let jpeg = slapd::ldif_value(&fixture, &st.tree.person_dn("pia"), "jpegPhoto");
+    let s = &st.server;
+
+    // First import: the bytes become the uploaded photo.
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["counts"]["created"].as_u64()),
+        (Some("applied"), Some(3)),
+        "{r}"
+    );
+    let pia = emp(s, "pia@corp.example").await;
+    let id = pia["id"].as_str().unwrap().to_string();
+    assert_eq!(pia["photo_url"], format!("/api/v1/employees/{id}/photo"));
+    assert_eq!(pia["photo_content_type"], "image/jpeg");
+    assert_eq!(
+        photo_of(s, &id).await,
+        (StatusCode::OK, "image/jpeg".into(), jpeg.clone())
+    );
+    // The audit log records the digest and the size, never the bytes.
+    let created = &audit_of(s, &id).await[0];
+    let photo = created["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "photo")
+        .expect("photo in the create entry")
+        .clone();
+    assert_eq!(photo["after"]["size"], jpeg.len());
+    assert_eq!(
+        photo["after"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{photo}"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg);
+    assert!(
+        !created.to_string().contains(&b64[..40]),
+        "no bytes in the audit log"
+    );
+    // Not an image: a warning, the rest of the entry synced.
+    let errors = r["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(
+            |e| e["dn"].as_str().unwrap_or_default().starts_with("uid=nic")
+                && e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("neither a JPEG nor a PNG")
+        ),
+        "{r}"
+    );
+    let nic = emp(s, "nic@corp.example").await;
+    assert_eq!(
+        (nic["family_name"].as_str(), &nic["photo_url"]),
+        (Some("Nophoto"), &Value::Null)
+    );
+    assert_eq!(emp(s, "ole@corp.example").await["photo_url"], Value::Null);
+
+    // Explain knows the field as `photo`.
+    let (_, ex) = s.get("/api/v1/employees/pia@corp.example/explain").await;
+    assert_eq!(ex["owners"]["photo"][0]["source"], "corp", "{ex}");
+    assert_eq!(
+        ex["fields"]["photo"]["set_by"],
+        json!({"kind": "sync", "name": "corp"}),
+        "{ex}"
+    );
+
+    // No change: nothing written, no audit entry.
+    let before = audit_count(s).await;
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["unchanged"], 3, "{r}");
+    assert_eq!(audit_count(s).await, before);
+
+    // A new photo in the directory replaces it (here through content sync).
+    let mut vals = std::collections::HashSet::new();
+    vals.insert(PNG.to_vec());
+    st.ldap
+        .modify(
+            &st.tree.person_dn("pia"),
+            vec![ldap3::Mod::Replace(b"jpegPhoto".to_vec(), vals)],
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("replace jpegPhoto");
+    let r = run(s, json!({"kind": "incremental"})).await;
+    assert_eq!(
+        (
+            r["fetch"].as_str(),
+            r["entries_seen"].as_u64(),
+            r["counts"]["updated"].as_u64()
+        ),
+        (Some("content_sync"), Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        photo_of(s, &id).await,
+        (StatusCode::OK, "image/png".into(), PNG.to_vec())
+    );
+    let changed = &audit_of(s, &id).await[0];
+    let photo = changed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "photo")
+        .expect("photo change")
+        .clone();
+    assert_eq!(
+        (
+            photo["before"]["size"].as_u64(),
+            photo["after"]["size"].as_u64()
+        ),
+        (Some(jpeg.len() as u64), Some(PNG.len() as u64)),
+        "{photo}"
+    );
+
+    // Removed from the directory: removed from the profile.
+    st.ldap
+        .modify(
+            &st.tree.person_dn("pia"),
+            vec![ldap3::Mod::Delete(
+                b"jpegPhoto".to_vec(),
+                Default::default(),
+            )],
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("delete jpegPhoto");
+    let r = run(s, json!({"kind": "full"})).await;
+    assert_eq!(r["counts"]["updated"], 1, "{r}");
+    assert_eq!(emp(s, "pia@corp.example").await["photo_url"], Value::Null);
+    assert_eq!(photo_of(s, &id).await.0, StatusCode::NOT_FOUND);
+    st.server.stop().await;
+}
+
+#[test]
+fn photo_and_photo_url_together_are_refused_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+[sources.attributes]
+photo = "jpegPhoto"
+photo_url = "labeledURI"
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].attributes.photo", "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! A real OpenLDAP `slapd`, one per test binary (shared by the tests, each working
-//! in its own subtree), on a free loopback port with a throwaway database. Killed
+//! in its own subtree), on a free loopback port with a throwaway database, with the
+//! `syncprov` overlay (RFC 4533 content sync, from Debian's `/usr/lib/ldap`). Killed
 //! when the test binary exits. Plus a TCP proxy that can slow down or cut the
 //! connection, to simulate a directory that dies mid-run.
 
@@ -63,14 +64,17 @@ include /etc/ldap/schema/inetorgperson.schema
 pidfile {dir}/slapd.pid
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload syncprov
 database mdb
 suffix "{SUFFIX}"
 rootdn "{ADMIN_DN}"
 rootpw {ADMIN_PW}
 directory {dir}/db
 maxsize 4294967296
+index entryCSN,entryUUID eq
 limits dn.exact="{LIMITED_DN}" size=5
 access to * by * read
+overlay syncprov
 "#,
         dir = dir.display()
     );
@@ -362,4 +366,48 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Adds the entries of an LDIF text with Debian's `ldapadd` (ldap-utils), bound as
+/// the admin.
+pub fn ldapadd(port: u16, ldif: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ldapadd")
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}")])
+        .args(["-D", ADMIN_DN, "-w", ADMIN_PW])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ldapadd is not installed: run ./scripts/test.sh, which installs ldap-utils");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(ldif.as_bytes())
+        .expect("write LDIF");
+    let out = child.wait_with_output().expect("ldapadd");
+    assert!(
+        out.status.success(),
+        "ldapadd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first value of `attr` in the entry `dn` of an LDIF text, decoded (base64
+/// values `attr:: ...`, continuation lines folded).
+pub fn ldif_value(ldif: &str, dn: &str, attr: &str) -> Vec<u8> {
+    use base64::Engine;
+    let unfolded = ldif.replace("\n ", "");
+    let entry = unfolded
+        .split("\n\n")
+        .find(|e| e.lines().any(|l| l == format!("dn: {dn}")))
+        .unwrap_or_else(|| panic!("no entry {dn}"));
+    let line = entry
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{attr}:: ")))
+        .unwrap_or_else(|| panic!("no base64 {attr} in {dn}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .expect("base64")
 }

@@ -82,6 +82,12 @@ fn run_line(r: &Value) -> String {
         s(&c["skipped"]),
         s(&c["errors"]),
     );
+    if let Some(f) = r["fetch"].as_str() {
+        line.push_str(&format!(
+            ", fetched: {f} ({} entries)",
+            s(&r["entries_seen"])
+        ));
+    }
     if let Some(m) = r["message"].as_str() {
         line.push_str(&format!("\n  {m}"));
     }

@@ -598,6 +598,8 @@ impl Rules {
                 mobile_phone,
                 office_phone,
                 photo_url,
+                // HR sources link photos (photo_url); they bring no bytes.
+                photo: None,
                 positions,
                 role,
                 business_unit,
