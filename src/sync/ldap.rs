@@ -18,7 +18,7 @@ use ldap3::controls::{
     ControlType, EntryState, MakeCritical, PagedResults as PagedControl, RefreshMode, SyncDone,
     SyncInfo, SyncRequest, SyncState,
 };
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
 
 use super::config::{Disabled, Incremental, LdapSource};
 use super::map::wanted_attributes;
@@ -151,7 +151,7 @@ async fn search_all<T>(
     ldap: &mut Ldap,
     src: &LdapSource,
     q: Query<'_>,
-    mut convert: impl FnMut(SearchEntry) -> T,
+    mut convert: impl FnMut(ResultEntry) -> Result<T, String>,
 ) -> Result<Vec<T>, FetchError> {
     let fail = |m: String| FetchError::Search {
         what: q.what.to_string(),
@@ -183,7 +183,13 @@ async fn search_all<T>(
             .map_err(|e| fail(e.to_string()))?;
         loop {
             match stream.next().await {
-                Ok(Some(re)) => out.push(convert(SearchEntry::construct(re))),
+                Ok(Some(re)) => match convert(re) {
+                    Ok(t) => out.push(t),
+                    Err(m) => {
+                        let _ = stream.finish().await;
+                        return Err(fail(m));
+                    }
+                },
                 Ok(None) => break,
                 Err(e) => {
                     let _ = stream.finish().await;
@@ -232,36 +238,83 @@ async fn search_all<T>(
     }
 }
 
-fn to_entry(se: SearchEntry, src: &LdapSource) -> Entry {
+/// One search result entry, read straight from its BER form (no intermediate
+/// map, no copy of the values): attribute names lowercased, text values as
+/// strings. A binary join key (AD `objectGUID`) is kept as lowercase hex, the
+/// photo attribute as bytes; other binary values are dropped.
+fn to_entry(re: ResultEntry, src: &LdapSource) -> Result<Entry, String> {
+    let bad = |what: &str| format!("the server sent a malformed search result entry ({what})");
+    let mut tags =
+        re.0.match_id(4)
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| bad("not an entry"))?
+            .into_iter();
+    let dn = tags
+        .next()
+        .and_then(|t| t.expect_primitive())
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| bad("its DN"))?;
+    let list = tags
+        .next()
+        .and_then(|t| t.expect_constructed())
+        .ok_or_else(|| bad("its attributes"))?;
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, v) in se.attrs {
-        attrs.entry(k.to_lowercase()).or_default().extend(v);
-    }
     let mut bin_attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    for (k, v) in se.bin_attrs {
-        if k.eq_ignore_ascii_case(&src.join_key) {
-            // Binary join keys (AD objectGUID) are kept as lowercase hex.
-            attrs
-                .entry(k.to_lowercase())
-                .or_default()
-                .extend(v.iter().map(hex::encode));
-        } else if src
+    for a in list {
+        let mut part = a
+            .expect_constructed()
+            .ok_or_else(|| bad("an attribute"))?
+            .into_iter();
+        let mut name = part
+            .next()
+            .and_then(|t| t.expect_primitive())
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad("an attribute name"))?;
+        name.make_ascii_lowercase();
+        let values = part
+            .next()
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| bad("the values of an attribute"))?;
+        let is_photo = src
             .attributes
             .photo
             .as_ref()
-            .is_some_and(|p| k.eq_ignore_ascii_case(p))
-        {
-            bin_attrs.entry(k.to_lowercase()).or_default().extend(v);
+            .is_some_and(|p| name.eq_ignore_ascii_case(p));
+        let binary_key = name.eq_ignore_ascii_case(&src.join_key)
+            && BINARY_KEYS.iter().any(|k| name.eq_ignore_ascii_case(k));
+        for v in values {
+            let b = v
+                .expect_primitive()
+                .ok_or_else(|| bad("an attribute value"))?;
+            if is_photo {
+                bin_attrs.entry(name.clone()).or_default().push(b);
+            } else if binary_key {
+                attrs.entry(name.clone()).or_default().push(hex::encode(b));
+            } else {
+                match String::from_utf8(b) {
+                    Ok(text) => attrs.entry(name.clone()).or_default().push(text),
+                    // Any other binary join key: as lowercase hex too.
+                    Err(e) if name.eq_ignore_ascii_case(&src.join_key) => attrs
+                        .entry(name.clone())
+                        .or_default()
+                        .push(hex::encode(e.into_bytes())),
+                    Err(_) => {}
+                }
+            }
         }
     }
-    Entry {
-        dn: se.dn,
+    Ok(Entry {
+        dn,
         attrs,
         bin_attrs,
         disabled_by_filter: false,
         groups: Vec::new(),
-    }
+    })
 }
+
+/// Join keys that are always binary: hex even when the bytes happen to be
+/// valid UTF-8 (which a random GUID sometimes is).
+const BINARY_KEYS: [&str; 2] = ["objectGUID", "objectSid"];
 
 /// `member;range=0-1499` → Some(("member", Some(1499))); `member;range=1500-*` →
 /// Some(("member", None)). Anything else → None.
@@ -302,7 +355,7 @@ async fn fetch_groups(
             attrs,
             page_size: src.page_size,
         },
-        |se| se,
+        |re| Ok(SearchEntry::construct(re)),
     )
     .await?;
     let mut groups = HashMap::new();
@@ -336,7 +389,7 @@ async fn fetch_groups(
                     attrs: vec![attr],
                     page_size: 0,
                 },
-                |se| se,
+                |re| Ok(SearchEntry::construct(re)),
             )
             .await?;
             let mut progressed = false;
@@ -490,7 +543,7 @@ pub async fn fetch(
                 attrs: vec![src.join_key.clone()],
                 page_size: src.page_size,
             },
-            |se| to_entry(se, src),
+            |re| to_entry(re, src),
         )
         .await?;
         let keys: HashSet<String> = disabled
@@ -605,7 +658,7 @@ async fn people(
             attrs: wanted_attributes(src),
             page_size: src.page_size,
         },
-        |se| to_entry(se, src),
+        |re| to_entry(re, src),
     )
     .await?;
     Ok(People {
@@ -631,7 +684,7 @@ async fn offers_content_sync(ldap: &mut Ldap, src: &LdapSource) -> bool {
             attrs: vec!["supportedControl".into()],
             page_size: 0,
         },
-        |se| se,
+        |re| Ok(SearchEntry::construct(re)),
     )
     .await;
     match found {
@@ -763,15 +816,19 @@ async fn sync_refresh(
                     out.cookie = cookie;
                 }
                 match state {
-                    EntryState::Add | EntryState::Modify => {
-                        out.entries.push(to_entry(SearchEntry::construct(re), src))
-                    }
+                    EntryState::Add | EntryState::Modify => match to_entry(re, src) {
+                        Ok(e) => out.entries.push(e),
+                        Err(m) => malformed = Some(m),
+                    },
                     EntryState::Present => out.present += 1,
                     EntryState::Delete => out.deleted += 1,
                 }
             }
             // An entry without its Sync State control is still an entry.
-            None => out.entries.push(to_entry(SearchEntry::construct(re), src)),
+            None => match to_entry(re, src) {
+                Ok(e) => out.entries.push(e),
+                Err(m) => malformed = Some(m),
+            },
         }
     }
     let res = stream.finish().await;
