@@ -10,11 +10,14 @@
 //! shared machine.
 //! Targets: no-change re-sync within 2x the dump, first import within 5x.
 //!
-//! Last measured at 100k (2 shared cores): dump 1.05 s; first import 13.1 s
-//! (fetch 2.6, plan 1.8, apply 8.0); first no-change re-sync 4.9 s (fetch 2.2,
-//! plan 1.3, fingerprints written); steady no-change re-sync 2.7 s (fetch 1.9,
-//! plan 0.65); 100 changes 3.3 s. Fetching through ldap3 alone takes 1.8-2.2x the
-//! dump. Before the perf work: dump 1.34 s; 43.7 s (3.2, 3.2, 35.6); 6.4 s (2.9, 3.0).
+//! Last measured at 100k (2 shared cores; the dump took 0.7-1.1 s as the
+//! machine's load varied): first import 7.9-9.2x the dump (fetch 1.1-2.3 s,
+//! plan 0.8-1.5 s, apply 3.6-5.8 s); no-change re-sync 1.7-2.1x (fetch 1.0-1.4
+//! s, plan 0.3-0.45 s); 100 changes 1.7-1.9x. Apply is bound by sled: about
+//! 10 us per inserted entry, two entries (record, audit entry) per new profile.
+//! History: dump 1.34 s; first import 43.7 s, no-change 6.4 s (first session);
+//! then 13.1 s and 2.7-4.9 s (7 sled entries per create, fingerprints in a tree
+//! of their own).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -216,8 +219,8 @@ fn main() {
             }
         };
         timed("first import").await;
-        // The first re-sync reads every profile and leaves fingerprints of the
-        // unchanged entries; the ones after it (every scheduled run) skip them.
+        // New profiles carry their source's mark from the create, so even the
+        // first re-sync skips reading them; the second shows it stays so.
         timed("re-sync, no change (first)").await;
         timed("re-sync, no change (steady)").await;
         // 100 changes.

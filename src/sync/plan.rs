@@ -461,7 +461,6 @@ fn label(e: &MappedEntry) -> String {
     e.fields.email.clone()
 }
 
-/// Builds the plan. Pure but for the [`RosterView`] reads.
 /// Each entry's hash and the mark its linked profile carries: cheap reads,
 /// done on two threads for large runs (a directory of 100,000 people).
 fn entry_facts(
@@ -495,6 +494,7 @@ fn entry_facts(
     })
 }
 
+/// Builds the plan. Pure but for the [`RosterView`] reads.
 pub fn plan(
     src: &PlanSource<'_>,
     kind: RunKind,
