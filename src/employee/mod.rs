@@ -315,7 +315,11 @@ impl Roster {
         }
         match self.store.commit_many(&writes) {
             Ok(_) => return slots,
-            Err(StoreError::Unique { .. } | StoreError::VersionConflict { .. }) => {}
+            Err(
+                StoreError::Unique { .. }
+                | StoreError::VersionConflict { .. }
+                | StoreError::Invalid(_),
+            ) => {}
             Err(e) => {
                 let msg = e.to_string();
                 return slots
@@ -828,6 +832,10 @@ impl Roster {
                     ),
                 }
             }
+            StoreError::Invalid(message) => Error::Invalid {
+                field: "record".into(),
+                message,
+            },
             other => other.into(),
         }
     }

@@ -76,6 +76,9 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
+    /// A write the store cannot hold (nothing was written).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The unique indexes.
@@ -296,7 +299,10 @@ impl Store {
             }
             h.marks.retain(|(o, _)| o != owner.as_bytes());
             h.marks.push((owner.as_bytes().to_vec(), mark.clone()));
-            batch.insert(id.as_bytes(), record::encode(&h, &v[at..]));
+            batch.insert(
+                id.as_bytes(),
+                record::encode(&h, &v[at..]).map_err(StoreError::Invalid)?,
+            );
             n += 1;
         }
         self.employees.apply_batch(batch)?;
@@ -526,7 +532,8 @@ impl Store {
                                 .map(|(o, m)| (o.as_bytes().to_vec(), m.clone()))
                                 .collect(),
                         };
-                        (Some(record::encode(&h, &r.bytes)), Some(h))
+                        let v = record::encode(&h, &r.bytes).map_err(StoreError::Invalid)?;
+                        (Some(v), Some(h))
                     }
                     None => (None, None),
                 };
@@ -748,7 +755,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
             seqs: vec![],
             marks: vec![],
         };
-        employees.insert(&id, record::encode(&h, &v))?;
+        employees.insert(&id, record::encode(&h, &v).map_err(StoreError::Corrupt)?)?;
         converted += 1;
     }
     db.flush()?;

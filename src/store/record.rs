@@ -6,8 +6,8 @@
 //! version  u64 BE   the record's version (compare-and-swap)
 //! nkeys    u16 BE   then per key: len u16 BE, the index key (`<kind>\0<value>`)
 //! nseqs    u8       then per seq: u64 BE, its newest audit sequence numbers
-//! nmarks   u8       then per mark: len u8, the owner (a sync source id), len u8,
-//!                   the mark: what that source knows about this version
+//! nmarks   u8       then per mark: len u16 BE, the owner (a sync source id),
+//!                   len u16 BE, the mark: what that source knows of this version
 //! body     ...      the rest
 //! ```
 //!
@@ -34,9 +34,27 @@ pub(crate) struct Header {
     pub marks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-pub(crate) fn encode(h: &Header, body: &[u8]) -> Vec<u8> {
+/// Fails (and nothing is written) when a part is too long for its length field.
+pub(crate) fn encode(h: &Header, body: &[u8]) -> Result<Vec<u8>, String> {
+    let max16 = u16::MAX as usize;
+    if let Some(k) = h.keys.iter().find(|k| k.len() > max16) {
+        let name = String::from_utf8_lossy(k.split(|b| *b == 0).next().unwrap_or_default());
+        return Err(format!(
+            "a {name} of {} bytes is too long to index (at most {max16})",
+            k.len()
+        ));
+    }
+    if h.keys.len() > max16 || h.seqs.len() > 255 || h.marks.len() > 255 {
+        return Err("a record header has too many parts".into());
+    }
+    if h.marks
+        .iter()
+        .any(|(o, m)| o.len() > max16 || m.len() > max16)
+    {
+        return Err("a record mark is too long".into());
+    }
     let keys_len: usize = h.keys.iter().map(|k| 2 + k.len()).sum();
-    let marks_len: usize = h.marks.iter().map(|(o, m)| 2 + o.len() + m.len()).sum();
+    let marks_len: usize = h.marks.iter().map(|(o, m)| 4 + o.len() + m.len()).sum();
     let mut v = Vec::with_capacity(
         1 + 8 + 2 + keys_len + 1 + 8 * h.seqs.len() + 1 + marks_len + body.len(),
     );
@@ -53,13 +71,13 @@ pub(crate) fn encode(h: &Header, body: &[u8]) -> Vec<u8> {
     }
     v.push(h.marks.len() as u8);
     for (owner, mark) in &h.marks {
-        v.push(owner.len() as u8);
+        v.extend_from_slice(&(owner.len() as u16).to_be_bytes());
         v.extend_from_slice(owner);
-        v.push(mark.len() as u8);
+        v.extend_from_slice(&(mark.len() as u16).to_be_bytes());
         v.extend_from_slice(mark);
     }
     v.extend_from_slice(body);
-    v
+    Ok(v)
 }
 
 struct Reader<'a> {
@@ -112,9 +130,9 @@ pub(crate) fn decode(v: &[u8]) -> Result<(Header, usize), String> {
     let nmarks = r.u8()? as usize;
     let mut marks = Vec::with_capacity(nmarks);
     for _ in 0..nmarks {
-        let len = r.u8()? as usize;
+        let len = r.u16()? as usize;
         let owner = r.take(len)?.to_vec();
-        let len = r.u8()? as usize;
+        let len = r.u16()? as usize;
         marks.push((owner, r.take(len)?.to_vec()));
     }
     Ok((
@@ -149,7 +167,7 @@ mod tests {
             seqs: vec![3, 9],
             marks: vec![(b"ldap".to_vec(), vec![1, 2, 3])],
         };
-        let v = encode(&h, b"{\"a\":1}");
+        let v = encode(&h, b"{\"a\":1}").unwrap();
         let (back, at) = decode(&v).unwrap();
         assert_eq!(back, h);
         assert_eq!(&v[at..], b"{\"a\":1}");
@@ -158,5 +176,11 @@ mod tests {
             assert!(decode(&v[..cut]).is_err(), "cut at {cut}");
         }
         assert!(decode(b"{\"a\":1}").is_err());
+        let long = Header {
+            keys: vec![[b"external_id\0".as_slice(), &[b'x'; 70_000]].concat()],
+            ..Default::default()
+        };
+        let e = encode(&long, b"{}").unwrap_err();
+        assert!(e.contains("external_id of 70012 bytes"), "{e}");
     }
 }
