@@ -617,6 +617,48 @@ fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// The most one response (a page, or a CSV export) may hold. An HR API that
+/// sends more fails the run rather than filling the daemon's memory.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Reads a body, giving up (for good: a retry would get the same) once it
+/// passes `cap` bytes, or at once when `Content-Length` says it will.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, Failure> {
+    let too_big = |n: String| {
+        Failure::Fatal(format!(
+            "the response is larger than {} MiB ({n}); page the source in smaller pages",
+            cap / (1024 * 1024)
+        ))
+    };
+    if let Some(len) = resp.content_length()
+        && len > cap as u64
+    {
+        return Err(too_big(format!("Content-Length {len}")));
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > cap {
+                    return Err(too_big(format!("more than {cap} bytes")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(Failure::Retry(
+                    format!("reading the body failed: {}", describe(&e, timeout)),
+                    None,
+                ));
+            }
+        }
+    }
+}
+
 /// A page as received.
 pub struct Response {
     pub headers: HeaderMap,
@@ -655,15 +697,7 @@ async fn attempt(
     };
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            return Err(Failure::Retry(
-                format!("reading the body failed: {}", describe(&e, spec.timeout)),
-                None,
-            ));
-        }
-    };
+    let body = read_capped(resp, MAX_RESPONSE_BYTES, spec.timeout).await?;
     if status.is_success() {
         return Ok(Response { headers, body });
     }
@@ -835,6 +869,39 @@ mod tests {
 
     fn base() -> Url {
         Url::parse("https://hr.example.com/api/people?fixed=1").unwrap()
+    }
+
+    /// A body past the cap fails for good, whether announced by Content-Length
+    /// or streamed without one; one within it is read whole.
+    #[tokio::test]
+    async fn a_response_past_the_cap_is_refused() {
+        use axum::body::Body;
+        let app = axum::Router::new()
+            .route("/sized", axum::routing::get(|| async { "x".repeat(5000) }))
+            .route(
+                "/streamed",
+                axum::routing::get(|| async {
+                    let chunks = (0..10).map(|_| Ok::<_, std::io::Error>("y".repeat(1000)));
+                    Body::from_stream(futures::stream::iter(chunks))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let t = Duration::from_secs(5);
+        for path in ["sized", "streamed"] {
+            let get = || client.get(format!("http://{addr}/{path}")).send();
+            let err = match read_capped(get().await.unwrap(), 4096, t).await {
+                Err(Failure::Fatal(m)) => m,
+                Ok(b) => panic!("{path}: read {} bytes past the cap", b.len()),
+                Err(Failure::Retry(m, _)) => panic!("{path}: retryable: {m}"),
+            };
+            assert!(err.contains("larger than"), "{path}: {err}");
+            let whole = read_capped(get().await.unwrap(), 1 << 20, t).await;
+            assert!(matches!(whole, Ok(b) if b.len() >= 5000), "{path}");
+        }
+        server.abort();
     }
 
     #[test]
