@@ -20,8 +20,8 @@ use crate::config::PasswordPolicy;
 use crate::mail::config::AccountSettings;
 use crate::secret::Secret;
 use crate::store::{
-    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, OutboxRecord, PhotoChange, RecordWrite,
-    Store, StoreError, Write,
+    Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, OutboxRecord, PendingAudit, PhotoChange,
+    RecordWrite, Store, StoreError, Write,
 };
 pub use catalog::Catalog;
 pub use list::{ListQuery, Page, SortColumn, StatusFilter};
@@ -82,6 +82,13 @@ pub struct BulkOutcome {
     pub changed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// New profiles' writes, ready to commit (see [`Roster::prepare_inserts`]).
+struct PreparedInserts {
+    /// One per input: the new profile (its write is next in `writes`) or why not.
+    slots: Vec<Result<Employee, Error>>,
+    writes: Vec<Write>,
 }
 
 /// The roster: the domain operations over the store.
@@ -197,7 +204,7 @@ impl Roster {
                     .map(|e| (e, PhotoChange::Keep)),
             );
         }
-        let out = self.insert_many(actor, built, None);
+        let out = self.insert_many(actor, built);
         if let Some(Err(Error::Store(e))) = out.iter().find(|r| matches!(r, Err(Error::Store(_)))) {
             return Err(Error::Store(StoreError::Corrupt(e.to_string())));
         }
@@ -236,34 +243,80 @@ impl Roster {
         Ok(e)
     }
 
-    /// Creates many profiles linked to a source in one store transaction (no
-    /// flush), each with its photo bytes if the source brings some. If the store
-    /// refuses the batch (a unique key taken meanwhile), it falls back to one by
-    /// one so that each failure is attributed. One result per input, in order.
-    pub fn create_linked_many(
+    /// Creates many profiles linked to a source (no flush), `batch` to a store
+    /// transaction, each with its photo bytes if the source brings some. `input`
+    /// gives an item's new profile and source key, `mark` the note (see
+    /// [`Roster::sync_mark`]) the new profile carries for `source`. If the store
+    /// refuses a batch (a unique key taken meanwhile), that batch falls back to
+    /// one by one so that each failure is attributed. One result per item, in
+    /// order; if the store itself fails, the results stop after that batch.
+    ///
+    /// With more than one batch, a second thread prepares the next batch
+    /// (validates, builds and encodes the profiles and their audit entries)
+    /// while this one writes the current one: a bulk import keeps both cores
+    /// busy instead of one.
+    pub fn create_linked_many<T: Sync>(
         &self,
         actor: &Actor,
         source: &str,
-        items: &[(NewEmployee, String)],
-        mark: impl Fn(usize, &Employee) -> Option<Vec<u8>>,
-    ) -> Vec<Result<Employee, Error>> {
-        let catalog = self.catalog();
-        let built: Vec<Result<(Employee, PhotoChange), Error>> = items
-            .iter()
-            .map(|(input, key)| {
-                if let Some(p) = &input.photo {
-                    self.check_photo_size(p.bytes.len())?;
+        items: &[T],
+        batch: usize,
+        input: impl Fn(&T) -> (NewEmployee, String) + Sync,
+        mark: impl Fn(&T, &Employee) -> Option<Vec<u8>> + Sync,
+    ) -> Vec<Result<EmployeeId, Error>> {
+        let prepare = |chunk: &[T]| {
+            let catalog = self.catalog();
+            let built: Vec<Result<(Employee, PhotoChange), Error>> = chunk
+                .iter()
+                .map(|item| {
+                    let (input, key) = input(item);
+                    if let Some(p) = &input.photo {
+                        self.check_photo_size(p.bytes.len())?;
+                    }
+                    let mut e = build_new(&catalog, &input, None, actor)?;
+                    e.source_keys.insert(source.to_string(), key);
+                    let photo = match input.photo {
+                        Some(p) => PhotoChange::Set(p.bytes.to_vec()),
+                        None => PhotoChange::Keep,
+                    };
+                    Ok((e, photo))
+                })
+                .collect();
+            let note = |i: usize, e: &Employee| mark(&chunk[i], e);
+            self.prepare_inserts(actor, built, Some((source, &note)))
+        };
+        let ids = |done: Vec<Result<Employee, Error>>| {
+            done.into_iter()
+                .map(|r| r.map(|e| e.id))
+                .collect::<Vec<_>>()
+        };
+        let batch = batch.max(1);
+        if items.len() <= batch {
+            return ids(self.commit_inserts(prepare(items)));
+        }
+        std::thread::scope(|scope| {
+            // One batch prepared ahead: memory stays at two batches.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for chunk in items.chunks(batch) {
+                    if tx.send(prepare(chunk)).is_err() {
+                        break;
+                    }
                 }
-                let mut e = build_new(&catalog, input, None, actor)?;
-                e.source_keys.insert(source.to_string(), key.clone());
-                let photo = match &input.photo {
-                    Some(p) => PhotoChange::Set(p.bytes.to_vec()),
-                    None => PhotoChange::Keep,
-                };
-                Ok((e, photo))
-            })
-            .collect();
-        self.insert_many(actor, built, Some((source, &mark)))
+            });
+            let mut out = Vec::with_capacity(items.len());
+            for prepared in rx {
+                let done = ids(self.commit_inserts(prepared));
+                let failed = done.iter().any(|r| matches!(r, Err(Error::Store(_))));
+                out.extend(done);
+                if failed {
+                    // The store failed: no further batch is tried (dropping
+                    // the receiver stops the preparing thread).
+                    break;
+                }
+            }
+            out
+        })
     }
 
     fn check_photo_size(&self, size: usize) -> Result<(), Error> {
@@ -280,17 +333,26 @@ impl Roster {
     /// store transaction. If the store refuses the batch (a unique key taken, by
     /// another item or meanwhile), falls back to one by one so that each failure
     /// is attributed. One result per input, in order. Not flushed.
-    /// `mark`: the source whose note (see [`Roster::sync_mark`]) each new
-    /// profile gets, and the note for the i-th input.
-    #[allow(clippy::type_complexity)]
     fn insert_many(
         &self,
         actor: &Actor,
         built: Vec<Result<(Employee, PhotoChange), Error>>,
-        mark: Option<(&str, &dyn Fn(usize, &Employee) -> Option<Vec<u8>>)>,
     ) -> Vec<Result<Employee, Error>> {
-        // The writes go to the store by reference (no copy of records or audit
-        // entries); `slots` maps each input to its write, or keeps its error.
+        self.commit_inserts(self.prepare_inserts(actor, built, None))
+    }
+
+    /// The first half of [`Roster::insert_many`]: each new profile's write
+    /// (record, audit entry, invitation), or its error. Reads nothing from the
+    /// store, so it can run ahead of the writes. `mark`: the source whose note
+    /// each new profile gets, and the note for the i-th input.
+    #[allow(clippy::type_complexity)]
+    fn prepare_inserts(
+        &self,
+        actor: &Actor,
+        built: Vec<Result<(Employee, PhotoChange), Error>>,
+        mark: Option<(&str, &dyn Fn(usize, &Employee) -> Option<Vec<u8>>)>,
+    ) -> PreparedInserts {
+        // `slots` maps each input to its write, or keeps its error.
         let mut slots: Vec<Result<Employee, Error>> = Vec::with_capacity(built.len());
         let mut writes: Vec<Write> = Vec::with_capacity(built.len());
         for (i, r) in built.into_iter().enumerate() {
@@ -313,6 +375,13 @@ impl Roster {
                 e
             }));
         }
+        PreparedInserts { slots, writes }
+    }
+
+    /// The second half of [`Roster::insert_many`]: the writes in one store
+    /// transaction, or one by one if the store refuses the batch.
+    fn commit_inserts(&self, p: PreparedInserts) -> Vec<Result<Employee, Error>> {
+        let PreparedInserts { slots, writes } = p;
         match self.store.commit_many(&writes) {
             Ok(_) => return slots,
             Err(
@@ -667,7 +736,7 @@ impl Roster {
             expected_version: Some(e.version),
             record: None,
             photo: PhotoChange::Remove,
-            audit,
+            audit: PendingAudit::new(audit).map_err(|err| StoreError::Corrupt(err.to_string()))?,
             outbox: vec![],
         })?;
         self.store.flush().await?;
@@ -794,7 +863,7 @@ impl Roster {
                 mark: None,
             }),
             photo,
-            audit,
+            audit: PendingAudit::new(audit).map_err(|err| StoreError::Corrupt(err.to_string()))?,
             outbox,
         })
     }
@@ -1574,11 +1643,19 @@ mod tests {
             photo: Some(jpeg.clone()),
             ..Default::default()
         };
-        let e = roster
-            .create_linked_many(&actor, "corp", &[(input, "k1".into())], |_, _| None)
+        let id = roster
+            .create_linked_many(
+                &actor,
+                "corp",
+                &[(input, "k1")],
+                10,
+                |(i, k)| (i.clone(), k.to_string()),
+                |_, _| None,
+            )
             .pop()
             .unwrap()
             .unwrap();
+        let e = roster.get(id).unwrap();
         assert_eq!(e.photo, Some(jpeg.photo()));
         assert_eq!(
             roster.photo(e.id).unwrap(),

@@ -7,7 +7,9 @@
 //!   unique index keys, newest audit links; see [`record`]) and the body (JSON,
 //!   written by `employee`).
 //! - `photos`: id → uploaded photo bytes.
-//! - `audit`: sequence number (u64, big-endian) → [`AuditEntry`] (append-only).
+//! - `audit`: sequence number (u64, big-endian) → [`AuditEntry`], or → a pack of
+//!   the entries of one batch of writes, keyed by its first seq (append-only; see
+//!   [`audit`]).
 //! - `audit_by_employee`: id ++ sequence → `()`: the older audit links of one
 //!   employee (the newest are in the record's header), to list its history.
 //! - `positions`: position id (16 bytes, UUID v7 so ids sort by creation) → the
@@ -25,9 +27,10 @@
 //! Every [`Write`] is one sled transaction. [`Store::flush`] must be awaited
 //! before a write is acknowledged to a client.
 //!
-//! Schema version 1 (up to this release) kept the version and keys in an
-//! `employee_keys` tree and the indexes in an `index` tree; [`Store::open`]
-//! migrates such a store in place.
+//! Schema version 1 kept the version and keys in an `employee_keys` tree and the
+//! indexes in an `index` tree; [`Store::open`] migrates such a store in place.
+//! Version 2 had no audit packs: it is read as it is, and marked version 3 so
+//! that an older rosterd, which cannot read packs, refuses the store.
 
 pub mod audit;
 pub mod outbox;
@@ -44,11 +47,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use record::Header;
 use uuid::Uuid;
 
-pub use audit::{Actor, ActorKind, AuditEntry, FieldChange};
+pub use audit::{Actor, ActorKind, AuditEntry, FieldChange, PendingAudit};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord, StoredSecret};
 
 /// The on-disk format this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -165,7 +168,7 @@ pub struct Write {
     /// `None` removes the record.
     pub record: Option<RecordWrite>,
     pub photo: PhotoChange,
-    pub audit: AuditEntry,
+    pub audit: PendingAudit,
     /// Messages to put in the outbox in the same transaction (transactional outbox).
     pub outbox: Vec<OutboxRecord>,
 }
@@ -208,6 +211,11 @@ impl Store {
                 db.flush()?;
             }
             Some(v) if v.as_ref() == b"1" => migrate_v1(&db, &meta)?,
+            // Version 3 only adds audit packs: nothing to convert.
+            Some(v) if v.as_ref() == b"2" => {
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_bytes())?;
+                db.flush()?;
+            }
             Some(v) => {
                 let found = String::from_utf8_lossy(&v).to_string();
                 if found != SCHEMA_VERSION.to_string() {
@@ -388,11 +396,7 @@ impl Store {
     /// lets readers cache positions in a listing.
     pub fn generation(&self) -> Result<u64, StoreError> {
         Ok(match self.audit.last()? {
-            Some((k, _)) => k
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or_default(),
+            Some((k, v)) => unpack(&k, &v)?.last().map(|(s, _)| *s).unwrap_or_default(),
             None => 0,
         })
     }
@@ -433,7 +437,7 @@ impl Store {
             .commit_many(std::slice::from_ref(w))?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
-        let mut entry = w.audit.clone();
+        let mut entry = w.audit.entry().clone();
         entry.seq = seq;
         Ok(entry)
     }
@@ -450,6 +454,8 @@ impl Store {
             value: Option<Vec<u8>>,
             /// Audit links moved out of the header into `audit_by_employee`.
             spill: Vec<u64>,
+            /// The record must not exist (checked in the transaction).
+            must_be_new: bool,
             outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
         }
         let _writing = self
@@ -465,8 +471,13 @@ impl Store {
         {
             let index = self.read_index();
             for w in writes {
+                // A create of an id this batch has not touched: that the record
+                // does not exist is checked in the transaction, which reads the
+                // key anyway (one read instead of two per new record).
+                let must_be_new = w.expected_version.is_none() && !headers.contains_key(&w.id);
                 let old = match headers.get(&w.id) {
                     Some(h) => h.clone(),
+                    None if must_be_new => None,
                     None => match self.employees.get(w.id.as_bytes())? {
                         None => None,
                         Some(v) => Some(record::decode(&v).map_err(StoreError::Corrupt)?.0),
@@ -538,8 +549,7 @@ impl Store {
                     None => (None, None),
                 };
                 headers.insert(w.id, header);
-                let audit_bytes = audit::encode_with_seq(&w.audit, seq)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let audit_bytes = w.audit.stored(seq);
                 let mut outbox_bytes = Vec::with_capacity(w.outbox.len());
                 for m in &w.outbox {
                     outbox_bytes.push((
@@ -550,6 +560,7 @@ impl Store {
                 }
                 prepared.push(Prepared {
                     w,
+                    must_be_new,
                     seq,
                     audit_bytes,
                     value,
@@ -566,6 +577,25 @@ impl Store {
             &self.outbox,
             &self.outbox_pending,
         ];
+        // A batch's audit entries go in packs (see [`audit`]): far fewer writes
+        // for a bulk import. Seqs increase along the batch.
+        let packs: Vec<([u8; 8], Vec<u8>)> = if prepared.len() > 1 {
+            prepared
+                .chunks(audit::PACK_ENTRIES)
+                .map(|c| {
+                    let entries: Vec<(u64, &[u8])> = c
+                        .iter()
+                        .map(|p| (p.seq, p.audit_bytes.as_slice()))
+                        .collect();
+                    Ok((
+                        c[0].seq.to_be_bytes(),
+                        audit::encode_pack(&entries).map_err(StoreError::Invalid)?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?
+        } else {
+            vec![]
+        };
         let result = trees.transaction(|t| {
             let (employees, photos, audit, by_emp, outbox, pending) =
                 (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
@@ -573,7 +603,12 @@ impl Store {
                 let id = *p.w.id.as_bytes();
                 match &p.value {
                     Some(v) => {
-                        employees.insert(&id, v.as_slice())?;
+                        let old = employees.insert(&id, v.as_slice())?;
+                        if let (true, Some(old)) = (p.must_be_new, old) {
+                            // Nothing of the batch is written.
+                            let found = record::version(&old).ok();
+                            return Err(ConflictableTransactionError::Abort(found));
+                        }
                     }
                     None => {
                         employees.remove(&id)?;
@@ -589,7 +624,9 @@ impl Store {
                         photos.remove(&id)?;
                     }
                 }
-                audit.insert(&p.seq.to_be_bytes(), p.audit_bytes.as_slice())?;
+                if packs.is_empty() {
+                    audit.insert(&p.seq.to_be_bytes(), p.audit_bytes.as_slice())?;
+                }
                 for s in &p.spill {
                     let mut k = id.to_vec();
                     k.extend_from_slice(&s.to_be_bytes());
@@ -602,12 +639,18 @@ impl Store {
                     }
                 }
             }
-            Ok::<(), ConflictableTransactionError<()>>(())
+            for (k, v) in &packs {
+                audit.insert(k, v.as_slice())?;
+            }
+            Ok::<(), ConflictableTransactionError<Option<u64>>>(())
         });
         match result {
             Ok(()) => {}
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::Corrupt("store transaction aborted".into()));
+            Err(TransactionError::Abort(found)) => {
+                return Err(StoreError::VersionConflict {
+                    expected: None,
+                    found,
+                });
             }
             Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
         }
@@ -621,6 +664,11 @@ impl Store {
 
     /// Writes an audit entry that concerns no single record (e.g. a start-up event).
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
+        // Under the write lock: no audit entry may get a seq inside a pack's.
+        let _writing = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let seq = self.db.generate_id()?;
         let mut entry = entry.clone();
         entry.seq = seq;
@@ -641,11 +689,17 @@ impl Store {
         let before = before.unwrap_or(u64::MAX);
         match employee {
             None => {
-                for r in self.audit.range(..before.to_be_bytes()).rev() {
-                    let (_, v) = r?;
-                    out.push(decode_audit(&v)?);
-                    if out.len() >= limit {
-                        break;
+                // A value keyed below `before` may be a pack reaching past it.
+                'values: for r in self.audit.range(..before.to_be_bytes()).rev() {
+                    let (k, v) = r?;
+                    for (seq, bytes) in unpack(&k, &v)?.into_iter().rev() {
+                        if seq >= before {
+                            continue;
+                        }
+                        out.push(decode_audit(bytes)?);
+                        if out.len() >= limit {
+                            break 'values;
+                        }
                     }
                 }
             }
@@ -675,8 +729,8 @@ impl Store {
                     .chain(older);
                 for seq in seqs {
                     let seq: u64 = seq?;
-                    if let Some(v) = self.audit.get(seq.to_be_bytes())? {
-                        out.push(decode_audit(&v)?);
+                    if let Some(e) = self.audit_entry(seq)? {
+                        out.push(e);
                     }
                     if out.len() >= limit {
                         break;
@@ -685,6 +739,23 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The audit entry with sequence number `seq`: alone under its own key, or
+    /// in the pack keyed by the greatest seq at most `seq` (see [`audit`]).
+    fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>, StoreError> {
+        let Some((k, v)) = self
+            .audit
+            .range(..=seq.to_be_bytes())
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        match unpack(&k, &v)?.into_iter().find(|(s, _)| *s == seq) {
+            Some((_, bytes)) => decode_audit(bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Makes every write so far durable. Await before acknowledging a write.
@@ -704,6 +775,15 @@ impl Store {
 
 fn decode_audit(v: &[u8]) -> Result<AuditEntry, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
+}
+
+/// The entries `(seq, JSON)` of one `audit` value, oldest first.
+fn unpack<'a>(key: &[u8], v: &'a [u8]) -> Result<Vec<(u64, &'a [u8])>, StoreError> {
+    let seq = key
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("audit key is not a sequence number".into()))?;
+    audit::unpack(seq, v).map_err(StoreError::Corrupt)
 }
 
 /// The body of a stored record (past its header), without copying.
@@ -732,7 +812,7 @@ fn load_index(employees: &sled::Tree) -> Result<BTreeMap<Vec<u8>, Uuid>, StoreEr
     Ok(index)
 }
 
-/// Schema 1 → 2: each record takes its version and keys (from `employee_keys`)
+/// Schema 1 → 3: each record takes its version and keys (from `employee_keys`)
 /// into its header; the `employee_keys` and `index` trees go. Records already
 /// converted are skipped, so a migration cut short by a crash runs again.
 fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
@@ -767,7 +847,7 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
     db.flush()?;
     tracing::info!(
         records = converted,
-        "store migrated from schema version 1 to 2"
+        "store migrated from schema version 1 to {SCHEMA_VERSION}"
     );
     Ok(())
 }
@@ -797,7 +877,7 @@ mod tests {
                 mark: None,
             }),
             photo: PhotoChange::Keep,
-            audit: entry(id),
+            audit: PendingAudit::new(entry(id)).unwrap(),
             outbox: vec![],
         }
     }
@@ -940,6 +1020,27 @@ mod tests {
             .unwrap();
         assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(c));
         assert_eq!(s.lookup(&IndexKind::Email, "a2@x").unwrap(), Some(a));
+        // A create of an id that exists, after a good one: the batch is refused
+        // (the check is made in the transaction) and nothing of it is written.
+        let (d, audit) = (Uuid::new_v4(), s.audit.len());
+        let e = s
+            .commit_many(&[write(d, None, 1, "d@x"), write(c, None, 1, "c2@x")])
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::VersionConflict {
+                    expected: None,
+                    found: Some(1)
+                }
+            ),
+            "{e}"
+        );
+        assert!(s.get(d).unwrap().is_none());
+        assert_eq!(s.version(c).unwrap(), Some(1));
+        assert_eq!(s.lookup(&IndexKind::Email, "d@x").unwrap(), None);
+        assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(c));
+        assert_eq!(s.audit.len(), audit);
     }
 
     #[test]
@@ -1028,7 +1129,10 @@ mod tests {
                 .iter()
                 .all(|n| &**n != b"employee_keys" && &**n != b"index")
         );
-        assert_eq!(&*s.meta.get("schema_version").unwrap().unwrap(), b"2");
+        assert_eq!(
+            &*s.meta.get("schema_version").unwrap().unwrap(),
+            SCHEMA_VERSION.to_string().as_bytes()
+        );
         // Writes go on from the migrated version and keys.
         assert!(s.commit(&write(Uuid::new_v4(), None, 1, "p1@x")).is_err());
         s.commit(&write(a, Some(3), 4, "p1b@x")).unwrap();
@@ -1036,6 +1140,74 @@ mod tests {
         drop(s);
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.lookup(&IndexKind::Email, "p1b@x").unwrap(), Some(a));
+    }
+
+    /// A batch's audit entries share one value; every way of reading the log
+    /// finds each of them, and entries written after it, in order.
+    #[test]
+    fn a_batch_audit_pack_reads_as_single_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let ids: Vec<Uuid> = (0..13).map(|_| Uuid::new_v4()).collect();
+        s.commit(&write(ids[0], None, 1, "p0@x")).unwrap();
+        // 11 writes: a full pack and a pack of 3.
+        let batch: Vec<Write> = ids[1..12]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| write(*id, None, 1, &format!("p{}@x", i + 1)))
+            .collect();
+        let seqs = s.commit_many(&batch).unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let other = s
+            .append_audit(&AuditEntry::new(Actor::system(), None, "start", vec![]))
+            .unwrap();
+        s.commit(&write(ids[12], None, 1, "p12@x")).unwrap();
+        let all = s.audit_entries(None, None, 100).unwrap();
+        assert_eq!(all.len(), 14);
+        assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        assert_eq!(s.generation().unwrap(), all[0].seq);
+        // `before` inside the second pack: the older ones of it, and the rest.
+        let page = s.audit_entries(None, Some(seqs[9]), 100).unwrap();
+        let mut want: Vec<u64> = seqs[..9].iter().rev().copied().collect();
+        want.push(all[13].seq);
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+        // Each profile's history finds its entry inside its pack.
+        for (id, seq) in ids[1..12].iter().zip(&seqs) {
+            let h = s.audit_entries(Some(*id), None, 10).unwrap();
+            assert_eq!(h.len(), 1);
+            assert_eq!((h[0].seq, h[0].employee_id), (*seq, Some(*id)));
+        }
+        assert!(
+            all.iter()
+                .any(|e| e.seq == other.seq && e.action == "start")
+        );
+        // Two packs and three single entries in the tree.
+        assert_eq!(s.audit.len(), 5);
+        // Paging one entry at a time walks the same list.
+        let mut before = None;
+        let mut walked = Vec::new();
+        while let Some(e) = s.audit_entries(None, before, 1).unwrap().pop() {
+            before = Some(e.seq);
+            walked.push(e.seq);
+        }
+        assert_eq!(walked, all.iter().map(|e| e.seq).collect::<Vec<_>>());
+    }
+
+    /// A schema 2 store (no packs) opens as it is and is marked version 3.
+    #[test]
+    fn a_version_2_store_is_marked_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Uuid::new_v4();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.commit(&write(a, None, 1, "a@x")).unwrap();
+            s.meta.insert("schema_version", "2").unwrap();
+            s.db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(&*s.meta.get("schema_version").unwrap().unwrap(), b"3");
+        assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(a));
+        assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -277,6 +277,7 @@ impl SyncEngine {
             counts: Default::default(),
             errors: vec![],
             plan: vec![],
+            plan_stored: false,
             timings_ms: Default::default(),
         };
         self.runs.put(&mut rec)?;
@@ -376,7 +377,7 @@ impl SyncEngine {
             ..
         } = fetched;
         let ctx = self.context(src)?;
-        let plan = plan::plan(
+        let mut plan = plan::plan(
             &ctx.plan_source(src),
             kind,
             &mapped,
@@ -403,11 +404,10 @@ impl SyncEngine {
                 });
             }
         }
-        rec.plan = plan
-            .items
-            .iter()
+        // Moved, not copied: a first import's plan holds every new profile.
+        rec.plan = std::mem::take(&mut plan.items)
+            .into_iter()
             .filter(|i| i.action != Action::Unchanged)
-            .cloned()
             .collect();
         rec.timings_ms.plan = ms(t);
         if dry_run {
@@ -425,7 +425,12 @@ impl SyncEngine {
             return Ok(());
         }
         let t = std::time::Instant::now();
-        self.apply(src, &plan.items, &mapped, rec).await?;
+        // Every item apply acts on is in the run's plan (it skips the others).
+        let items = std::mem::take(&mut rec.plan);
+        let applied = self.apply(src, &items, &mapped, rec, true).await;
+        rec.plan = items;
+        applied?;
+        rec.plan_stored = true;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
         // Entries read and found unchanged: marked, so that the next run
@@ -527,7 +532,35 @@ impl SyncEngine {
     /// Applies plan items through the domain. Each change is worked out again
     /// from the profile as it is at write time. An item that the domain refuses
     /// (e.g. its email is taken meanwhile) is reported; the rest goes on.
+    /// `store_plan`: `items` are the run's plan, written meanwhile on a thread
+    /// of its own (a first import's plan is as big as the roster).
     async fn apply(
+        &self,
+        src: &Source,
+        items: &[PlanItem],
+        mapped: &[MappedEntry],
+        rec: &mut RunRecord,
+        store_plan: bool,
+    ) -> Result<(), SyncError> {
+        let run_id = rec.id;
+        std::thread::scope(|s| {
+            let writer = store_plan.then(|| s.spawn(|| self.runs.put_plan(run_id, items)));
+            self.apply_changes(src, items, mapped, rec)?;
+            if let Some(w) = writer {
+                w.join().map_err(|_| {
+                    SyncError::Store(StoreError::Corrupt("writing the run's plan failed".into()))
+                })??;
+            }
+            Ok::<(), SyncError>(())
+        })?;
+        // One flush at the end: a run is not acknowledged item by item, and a
+        // crash mid-apply is repaired by the next run.
+        self.roster.flush().await?;
+        Ok(())
+    }
+
+    /// The writes of [`SyncEngine::apply`], without the flush.
+    fn apply_changes(
         &self,
         src: &Source,
         items: &[PlanItem],
@@ -590,38 +623,33 @@ impl SyncEngine {
             .filter(|i| i.action == Action::Create)
             .filter_map(|i| by_key.get(i.key.as_str()).map(|m| (i, *m)))
             .collect();
-        for chunk in creates.chunks(BATCH) {
-            let inputs: Vec<(employee::NewEmployee, String)> = chunk
-                .iter()
-                .map(|(_, m)| (plan::new_input(&psrc, m), m.key.clone()))
-                .collect();
-            // Each new profile carries its entry's fingerprint: the next run
-            // knows it unchanged without reading it.
-            let results = self
-                .roster
-                .create_linked_many(&actor, &src.id, &inputs, |i, e| {
-                    let m = chunk[i].1;
-                    debug_assert!(
-                        plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
-                        "a profile created from an entry must match it"
-                    );
-                    let hash = plan::entry_hash(psrc.signature, m);
-                    Some(plan::Fingerprint::of(hash, e, psrc.now).to_bytes())
-                });
-            for ((item, _), r) in chunk.iter().zip(results) {
-                match r {
-                    Ok(_) => {}
-                    Err(employee::Error::Store(se)) => return Err(se.into()),
-                    Err(e) => report(rec, item, &e),
-                }
+        // Each new profile carries its entry's fingerprint: the next run knows
+        // it unchanged without reading it.
+        let results = self.roster.create_linked_many(
+            &actor,
+            &src.id,
+            &creates,
+            BATCH,
+            |(_, m)| (plan::new_input(&psrc, m), m.key.clone()),
+            |(_, m), e| {
+                debug_assert!(
+                    plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
+                    "a profile created from an entry must match it"
+                );
+                let hash = plan::entry_hash(psrc.signature, m);
+                Some(plan::Fingerprint::of(hash, e, psrc.now).to_bytes())
+            },
+        );
+        for ((item, _), r) in creates.iter().zip(results) {
+            match r {
+                Ok(_) => {}
+                Err(employee::Error::Store(se)) => return Err(se.into()),
+                Err(e) => report(rec, item, &e),
             }
         }
         self.resolve_managers(src, &psrc, mapped, rec)?;
         // After the managers: a profile they changed since is not marked.
         self.roster.set_sync_marks(&src.id, &marks)?;
-        // One flush at the end: a run is not acknowledged item by item, and a
-        // crash mid-apply is repaired by the next run.
-        self.roster.flush().await?;
         Ok(())
     }
 
@@ -824,7 +852,7 @@ impl SyncEngine {
             .take_held(run_id)?
             .ok_or(SyncError::NotHeld(run_id))?;
         let items = rec.plan.clone();
-        self.apply(&src, &items, &mapped, &mut rec).await?;
+        self.apply(&src, &items, &mapped, &mut rec, false).await?;
         rec.outcome = Outcome::Approved;
         rec.message = Some(format!(
             "{}; approved by {approver} at {}",

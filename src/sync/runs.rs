@@ -60,6 +60,10 @@ pub struct RunRecord {
     pub errors: Vec<EntryError>,
     /// Every item that is not `unchanged`.
     pub plan: Vec<PlanItem>,
+    /// `plan` is already in the store (written by [`RunStore::put_plan`] while
+    /// the run applied it): [`RunStore::put`] does not write it again.
+    #[serde(skip)]
+    pub plan_stored: bool,
     /// Milliseconds spent fetching, mapping and planning, applying.
     #[serde(default)]
     pub timings_ms: Timings,
@@ -150,7 +154,7 @@ impl RunStore {
     pub fn put(&self, r: &mut RunRecord) -> Result<(), StoreError> {
         let plan = std::mem::take(&mut r.plan);
         let header = enc(&*r);
-        let plan_bytes = if plan.is_empty() {
+        let plan_bytes = if plan.is_empty() || r.plan_stored {
             None
         } else {
             Some(enc(&plan))
@@ -160,6 +164,13 @@ impl RunStore {
             self.plans.insert(r.id.to_be_bytes(), p?)?;
         }
         self.runs.insert(r.id.to_be_bytes(), header?)?;
+        Ok(())
+    }
+
+    /// Writes the plan of run `id` (a first import's plan holds every new
+    /// profile: the engine writes it on a thread of its own while it applies).
+    pub fn put_plan(&self, id: RunId, plan: &[PlanItem]) -> Result<(), StoreError> {
+        self.plans.insert(id.to_be_bytes(), enc(&plan)?)?;
         Ok(())
     }
 
@@ -283,6 +294,7 @@ mod tests {
             counts: Default::default(),
             errors: vec![],
             plan: vec![item.clone()],
+            plan_stored: false,
             timings_ms: Default::default(),
         };
         runs.put(&mut rec).unwrap();
