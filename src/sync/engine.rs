@@ -483,12 +483,38 @@ impl SyncEngine {
                         note: f.note,
                         ..Default::default()
                     };
-                    for e in &f.entries {
-                        match map::map_entry(&l, e) {
-                            Ok(mut m) => {
-                                map::limit_photo(&mut m, photo_max);
-                                out.mapped.push(m)
+                    // Mapping is pure: a large result is mapped in two halves
+                    // at once, in order.
+                    let map_part = |entries: &[crate::sync::Entry]| {
+                        entries
+                            .iter()
+                            .map(|e| {
+                                map::map_entry(&l, e).map(|mut m| {
+                                    map::limit_photo(&mut m, photo_max);
+                                    m
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    let results = if f.entries.len() >= 4096 {
+                        let (a, b) = f.entries.split_at(f.entries.len() / 2);
+                        std::thread::scope(|s| {
+                            let second = s.spawn(|| map_part(b));
+                            let mut first = map_part(a);
+                            match second.join() {
+                                Ok(rest) => {
+                                    first.extend(rest);
+                                    Ok(first)
+                                }
+                                Err(_) => Err("mapping the entries stopped unexpectedly"),
                             }
+                        })?
+                    } else {
+                        map_part(&f.entries)
+                    };
+                    for r in results {
+                        match r {
+                            Ok(m) => out.mapped.push(m),
                             Err(err) => out.map_errors.push(err),
                         }
                     }
