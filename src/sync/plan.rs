@@ -172,6 +172,11 @@ pub struct Plan {
 
 impl Plan {
     fn push(&mut self, item: PlanItem) {
+        self.count(&item);
+        self.items.push(item);
+    }
+
+    fn count(&mut self, item: &PlanItem) {
         let c = &mut self.counts;
         match item.action {
             Action::Create => c.created += 1,
@@ -185,7 +190,6 @@ impl Plan {
         if item.error {
             c.errors += 1;
         }
-        self.items.push(item);
     }
 
     /// Whether the plan deactivates more than the source allows.
@@ -494,6 +498,57 @@ fn entry_facts(
     })
 }
 
+/// The plan items of the entries no profile joins: a new profile each, or a
+/// skip with the reason it cannot be made. Pure, so a large run builds them on
+/// two threads (a first import creates every profile).
+fn create_items(
+    src: &PlanSource<'_>,
+    actor: &Actor,
+    creates: &[(usize, &MappedEntry)],
+) -> Vec<PlanItem> {
+    let one = |m: &MappedEntry| {
+        let not_yet = facts_of(src, m, None).inactive_reason(src.now);
+        let input = new_input(src, m);
+        let (action, changes, reason, error) =
+            match employee::build_new(src.catalog, &input, None, actor) {
+                Ok(new) => (
+                    Action::Create,
+                    employee::diff(None, Some(&new)),
+                    match not_yet {
+                        Some(why) => format!("new in the source; inactive: {why}"),
+                        None => "new in the source".into(),
+                    },
+                    false,
+                ),
+                Err(e) => (Action::Skip, vec![], e.to_string(), true),
+            };
+        PlanItem {
+            action,
+            key: m.key.clone(),
+            dn: m.dn.clone(),
+            employee_id: None,
+            label: label(m),
+            changes,
+            reason,
+            error,
+        }
+    };
+    let all = |part: &[(usize, &MappedEntry)]| part.iter().map(|(_, m)| one(m)).collect();
+    if creates.len() < 4096 {
+        return all(creates);
+    }
+    let (first, second) = creates.split_at(creates.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| all(second));
+        let mut out: Vec<PlanItem> = all(first);
+        let rest = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        out.extend(rest);
+        out
+    })
+}
+
 /// Builds the plan. Pure but for the [`RosterView`] reads.
 pub fn plan(
     src: &PlanSource<'_>,
@@ -533,6 +588,7 @@ pub fn plan(
     let mut claimed: HashMap<EmployeeId, String> = HashMap::new();
     let mut seen_keys: HashSet<&str> = HashSet::new();
     let facts = entry_facts(src, entries, &linked_by_key, view)?;
+    let mut creates: Vec<(usize, &MappedEntry)> = Vec::new();
     for (m, (hash, marked)) in entries.iter().zip(facts) {
         let skip = |reason: String, error: bool, id: Option<EmployeeId>| PlanItem {
             action: Action::Skip,
@@ -603,24 +659,10 @@ pub fn plan(
                 ));
                 continue;
             }
-            let not_yet = facts_of(src, m, None).inactive_reason(src.now);
-            let input = new_input(src, m);
-            match employee::build_new(src.catalog, &input, None, &actor) {
-                Ok(new) => plan.push(PlanItem {
-                    action: Action::Create,
-                    key: m.key.clone(),
-                    dn: m.dn.clone(),
-                    employee_id: None,
-                    label: label(m),
-                    changes: employee::diff(None, Some(&new)),
-                    reason: match not_yet {
-                        Some(why) => format!("new in the source; inactive: {why}"),
-                        None => "new in the source".into(),
-                    },
-                    error: false,
-                }),
-                Err(e) => plan.push(skip(e.to_string(), true, None)),
-            }
+            // Built after the loop (pure, on two threads for large runs): a
+            // place kept for it meanwhile.
+            creates.push((plan.items.len(), m));
+            plan.items.push(skip(String::new(), false, None));
             continue;
         };
         if let Some(other) = claimed.insert(current.id, m.key.clone()) {
@@ -672,6 +714,10 @@ pub fn plan(
             }
             Err(e) => plan.push(skip(e.to_string(), true, Some(current.id))),
         }
+    }
+    for ((at, _), item) in creates.iter().zip(create_items(src, &actor, &creates)) {
+        plan.count(&item);
+        plan.items[*at] = item;
     }
 
     // Linked profiles no entry matched are read now (the absentees of a full run).
@@ -864,6 +910,40 @@ mod tests {
 
     fn berlin() -> chrono_tz::Tz {
         "Europe/Berlin".parse().unwrap()
+    }
+
+    /// A large first import builds its new profiles on two threads; each item
+    /// stays at its entry's place, and a bad entry is still a reported skip.
+    #[test]
+    fn a_large_import_keeps_every_item_in_order() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let n = 5000;
+        let entries: Vec<MappedEntry> = (0..n)
+            .map(|i| match i {
+                3 | 4500 => entry(&format!("E{i}"), "not-an-email", "Bad"),
+                _ => entry(&format!("E{i}"), &format!("p{i}@example.com"), "P"),
+            })
+            .collect();
+        let linked = profile("p2000@example.com", "P", &[("hr", "E2000")]);
+        let src = s.src("hr", now);
+        let p = plan(&src, RunKind::Full, &entries, &[], &mem(vec![linked])).unwrap();
+        assert_eq!(p.items.len(), n);
+        for (i, item) in p.items.iter().enumerate() {
+            assert_eq!(item.key, format!("E{i}"));
+            match i {
+                3 | 4500 => assert!(item.action == Action::Skip && item.error, "{item:?}"),
+                2000 => assert_ne!(item.action, Action::Create),
+                _ => {
+                    assert_eq!(item.action, Action::Create, "{item:?}");
+                    let email = item.changes.iter().find(|c| c.field == "email").unwrap();
+                    assert_eq!(email.after, format!("p{i}@example.com"));
+                }
+            }
+        }
+        assert_eq!(p.counts.created, n - 3);
+        assert_eq!(p.counts.errors, 2);
+        assert_eq!(p.counts.skipped, 2);
     }
 
     #[test]
