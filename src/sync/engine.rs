@@ -484,39 +484,39 @@ impl SyncEngine {
                         ..Default::default()
                     };
                     // Mapping is pure: a large result is mapped in two halves
-                    // at once, in order.
-                    let map_part = |entries: &[crate::sync::Entry]| {
-                        entries
-                            .iter()
-                            .map(|e| {
-                                map::map_entry(&l, e).map(|mut m| {
-                                    map::limit_photo(&mut m, photo_max);
-                                    m
-                                })
-                            })
-                            .collect::<Vec<_>>()
-                    };
-                    let results = if f.entries.len() >= 4096 {
-                        let (a, b) = f.entries.split_at(f.entries.len() / 2);
-                        std::thread::scope(|s| {
-                            let second = s.spawn(|| map_part(b));
-                            let mut first = map_part(a);
-                            match second.join() {
-                                Ok(rest) => {
-                                    first.extend(rest);
-                                    Ok(first)
+                    // at once, in order. Each half goes straight into a vector
+                    // of its final size (a mapped entry is large: growing a
+                    // vector of 100,000 of them copied it over and over).
+                    let map_part =
+                        |entries: &[crate::sync::Entry],
+                         mapped: &mut Vec<MappedEntry>,
+                         errors: &mut Vec<map::MapError>| {
+                            mapped.reserve(entries.len());
+                            for e in entries {
+                                match map::map_entry(&l, e) {
+                                    Ok(mut m) => {
+                                        map::limit_photo(&mut m, photo_max);
+                                        mapped.push(m);
+                                    }
+                                    Err(err) => errors.push(err),
                                 }
-                                Err(_) => Err("mapping the entries stopped unexpectedly"),
                             }
-                        })?
+                        };
+                    if f.entries.len() >= 4096 {
+                        let (a, b) = f.entries.split_at(f.entries.len() / 2);
+                        let (mut mapped_b, mut errors_b) = (Vec::new(), Vec::new());
+                        std::thread::scope(|s| {
+                            let second = s.spawn(|| map_part(b, &mut mapped_b, &mut errors_b));
+                            out.mapped.reserve(f.entries.len());
+                            map_part(a, &mut out.mapped, &mut out.map_errors);
+                            second
+                                .join()
+                                .map_err(|_| "mapping the entries stopped unexpectedly")
+                        })?;
+                        out.mapped.append(&mut mapped_b);
+                        out.map_errors.append(&mut errors_b);
                     } else {
-                        map_part(&f.entries)
-                    };
-                    for r in results {
-                        match r {
-                            Ok(m) => out.mapped.push(m),
-                            Err(err) => out.map_errors.push(err),
-                        }
+                        map_part(&f.entries, &mut out.mapped, &mut out.map_errors);
                     }
                     Ok(out)
                 })

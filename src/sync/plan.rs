@@ -540,7 +540,8 @@ fn create_items(
     let (first, second) = creates.split_at(creates.len() / 2);
     std::thread::scope(|s| {
         let other = s.spawn(|| all(second));
-        let mut out: Vec<PlanItem> = all(first);
+        let mut out: Vec<PlanItem> = Vec::with_capacity(creates.len());
+        out.extend(first.iter().map(|(_, m)| one(m)));
         let rest = other
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -559,6 +560,7 @@ pub fn plan(
 ) -> Result<Plan, Error> {
     let actor = src.actor();
     let mut plan = Plan::default();
+    plan.items.reserve(entries.len() + map_errors.len());
     let linked = view.linked(src.id)?;
     // Whether each linked profile is active, as learnt (for the threshold).
     let mut active_of: HashMap<EmployeeId, bool> = HashMap::new();
