@@ -505,10 +505,11 @@ impl Roster {
     /// Every profile whose stored bytes contain `needle` (a cheap pre-filter
     /// before decoding). Reads the whole store: for occasional passes only.
     fn scan_containing(&self, needle: &[u8]) -> Result<Vec<Employee>, Error> {
+        let finder = memchr::memmem::Finder::new(needle);
         let mut out = Vec::new();
         for r in self.store.scan() {
             let (_, bytes) = r?;
-            if bytes.windows(needle.len()).any(|w| w == needle) {
+            if finder.find(&bytes).is_some() {
                 out.push(decode(&bytes)?);
             }
         }
