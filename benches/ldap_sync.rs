@@ -11,14 +11,23 @@
 //! shared machine.
 //! Targets: no-change re-sync within 2x the dump, first import within 5x.
 //!
-//! Last measured at 100k (2 shared cores; the dump took 0.7-1.1 s as the
-//! machine's load varied): first import 7.9-9.2x the dump (fetch 1.1-2.3 s,
-//! plan 0.8-1.5 s, apply 3.6-5.8 s); no-change re-sync 1.7-2.1x (fetch 1.0-1.4
-//! s, plan 0.3-0.45 s); 100 changes 1.7-1.9x. Apply is bound by sled: about
-//! 10 us per inserted entry, two entries (record, audit entry) per new profile.
+//! Last measured at 100k (2 shared cores, four runs in a row on a quiet machine;
+//! each ratio is against the median of three dumps taken just before, 0.69-0.88
+//! s): first import 2.9-3.9 s, 4.2-4.7x the dump (fetch 0.9-1.1 s, plan 0.23-0.35
+//! s, apply 1.7-2.6 s; rosterd cpu 4.3-5.5 s); no-change re-sync 1.1-1.4 s,
+//! 1.6-1.9x (fetch 0.9-1.1 s, plan 0.19-0.5 s); 100 changes 1.5-1.7x. On a busy
+//! machine (right after a build) the first import was seen up to 5.5-6.4x.
+//! Apply is bound by sled (about 10 us per inserted entry; audit entries of an
+//! import go in packs of 8) and runs on both cores: the main thread commits
+//! while a second prepares the next batch and a third writes the run's plan.
+//! The fetch is bound by ldap3's decoding (it parses every message, then copies
+//! it whole before handing it over).
 //! History: dump 1.34 s; first import 43.7 s, no-change 6.4 s (first session);
 //! then 13.1 s and 2.7-4.9 s (7 sled entries per create, fingerprints in a tree
-//! of their own).
+//! of their own); then 7.9-9.2x and 1.7-2.1x; then 5.9-6.2x and 2.0-2.4x with
+//! audit packs and pipelining, before mimalloc was built without transparent
+//! huge pages (fresh 2 MiB pages zeroed at first touch had cost a third of the
+//! time).
 
 use std::io::Write;
 use std::net::TcpListener;
