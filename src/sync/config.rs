@@ -51,6 +51,10 @@ pub struct SourceSection {
     /// ...or more than this percentage of the source's linked active profiles.
     #[serde(default = "default_max_deactivations_percent")]
     pub max_deactivations_percent: f64,
+    /// How many of the source's runs the history keeps (the newest; a run held
+    /// for approval is kept until it is approved or superseded).
+    #[serde(default = "default_keep_runs")]
+    pub keep_runs: usize,
     /// The kind's own keys.
     #[serde(flatten)]
     pub rest: toml::Table,
@@ -150,6 +154,9 @@ fn default_max_deactivations() -> usize {
 }
 fn default_max_deactivations_percent() -> f64 {
     10.0
+}
+fn default_keep_runs() -> usize {
+    1000
 }
 
 /// Attribute names per profile field; an absent key means the source does not
@@ -372,6 +379,7 @@ pub struct Source {
     pub account_status: AccountStatus,
     pub max_deactivations: usize,
     pub max_deactivations_percent: f64,
+    pub keep_runs: usize,
     pub kind: SourceKind,
 }
 
@@ -555,6 +563,9 @@ pub fn validate_sources(
                 "must be between 0 and 100".into(),
             ));
         }
+        if s.keep_runs == 0 {
+            return Err(err("keep_runs", "must be at least 1".into()));
+        }
         let join_attribute = match s.join_attribute.as_deref() {
             None => None,
             Some("employee_number") => Some(JoinAttribute::EmployeeNumber),
@@ -608,6 +619,7 @@ pub fn validate_sources(
             account_status: s.account_status,
             max_deactivations: s.max_deactivations,
             max_deactivations_percent: s.max_deactivations_percent,
+            keep_runs: s.keep_runs,
             kind,
         });
     }

@@ -288,6 +288,16 @@ impl SyncEngine {
         }
         rec.finished_at = Some(Utc::now());
         self.runs.put(&mut rec)?;
+        match self.runs.prune(&src.id, src.keep_runs) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(source = %src.id, deleted = n, "old runs pruned from the history")
+            }
+            // The run itself is recorded; the next one tries again.
+            Err(e) => {
+                tracing::warn!(source = %src.id, error = %e, "pruning the run history failed")
+            }
+        }
         self.runs.flush().await?;
         self.record_metrics(&rec);
         match rec.outcome {

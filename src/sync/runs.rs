@@ -1,4 +1,4 @@
-//! Run history: every run of every source, with its outcome, counts, errors and
+//! Run history: the runs of every source (its newest `keep_runs`), with their outcome, counts, errors and
 //! plan, kept in the store (`sync_runs`), plus per-source state (`sync_state`: the
 //! incremental high-water mark and content-sync cookie) and the mapped entries of held runs (`sync_held`),
 //! kept until the run is approved or superseded. A run's plan (one item per
@@ -8,6 +8,9 @@
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::RunKind;
 use super::map::MappedEntry;
@@ -194,6 +197,47 @@ impl RunStore {
         Ok(Some(r))
     }
 
+    /// Deletes the runs of `source` older than its newest `keep`, with their
+    /// plans and held entries, each run in one transaction. A run still going
+    /// or held for approval is never deleted. Returns how many were deleted.
+    pub fn prune(&self, source: &str, keep: usize) -> Result<usize, StoreError> {
+        /// The part of a run header pruning reads.
+        #[derive(Deserialize)]
+        struct Head {
+            source: String,
+            outcome: Outcome,
+        }
+        let mut seen = 0;
+        let mut doomed = Vec::new();
+        for r in self.runs.iter().rev() {
+            let (k, v) = r?;
+            let head: Head = dec(&v)?;
+            if head.source != source {
+                continue;
+            }
+            seen += 1;
+            if seen > keep && !matches!(head.outcome, Outcome::Running | Outcome::Held) {
+                doomed.push(k);
+            }
+        }
+        for k in &doomed {
+            (&self.runs, &self.plans, &self.held)
+                .transaction(|(runs, plans, held)| {
+                    runs.remove(k)?;
+                    plans.remove(k)?;
+                    held.remove(k)?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => StoreError::from(e),
+                    TransactionError::Abort(()) => {
+                        StoreError::Corrupt("pruning the run history was aborted".into())
+                    }
+                })?;
+        }
+        Ok(doomed.len())
+    }
+
     /// Newest first, optionally for one source; without their plans.
     pub fn list(&self, source: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut out = Vec::new();
@@ -308,5 +352,85 @@ mod tests {
         let r = runs.get(rec.id).unwrap().unwrap();
         assert_eq!(r.outcome, Outcome::Superseded);
         assert_eq!(r.plan, vec![item]);
+    }
+
+    /// The history keeps each source's newest runs, with their plans; an older
+    /// run held for approval stays until approved or superseded.
+    #[test]
+    fn pruning_keeps_the_newest_runs_of_the_source_and_held_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let item = PlanItem {
+            action: Action::Create,
+            key: "k".into(),
+            dn: "uid=a".into(),
+            employee_id: None,
+            label: "a@example.com".into(),
+            changes: vec![],
+            reason: "new in the source".into(),
+            error: false,
+        };
+        let put = |source: &str, outcome: Outcome| {
+            let mut rec = RunRecord {
+                id: runs.new_id().unwrap(),
+                source: source.into(),
+                kind: RunKind::Full,
+                trigger: "schedule".into(),
+                started_at: Utc::now(),
+                finished_at: Some(Utc::now()),
+                outcome,
+                message: None,
+                entries_seen: 1,
+                fetch: None,
+                counts: Default::default(),
+                errors: vec![],
+                plan: vec![item.clone()],
+                plan_stored: false,
+                timings_ms: Default::default(),
+            };
+            runs.put(&mut rec).unwrap();
+            if outcome == Outcome::Held {
+                runs.put_held(rec.id, &[]).unwrap();
+            }
+            rec.id
+        };
+        let held = put("corp", Outcome::Held);
+        let old_failed = put("corp", Outcome::Failed);
+        let mut corp = vec![];
+        for i in 0..6 {
+            corp.push(put("corp", Outcome::Applied));
+            if i % 2 == 0 {
+                put("hr", Outcome::Applied);
+            }
+        }
+        assert_eq!(
+            runs.prune("corp", 4).unwrap(),
+            3,
+            "two applied and the failed one"
+        );
+        let ids = |source| -> Vec<RunId> {
+            runs.list(Some(source), 100)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        let mut kept: Vec<RunId> = corp[2..].iter().rev().copied().collect();
+        kept.push(held);
+        assert_eq!(ids("corp"), kept);
+        assert_eq!(ids("hr").len(), 3, "another source's runs are left alone");
+        assert!(runs.get(old_failed).unwrap().is_none());
+        assert!(
+            !runs.plans.contains_key(corp[0].to_be_bytes()).unwrap(),
+            "plan deleted"
+        );
+        assert_eq!(runs.get(corp[2]).unwrap().unwrap().plan, vec![item.clone()]);
+        assert!(runs.held.contains_key(held.to_be_bytes()).unwrap());
+        // Once superseded, the held run goes too.
+        runs.supersede_held("corp").unwrap();
+        assert_eq!(runs.prune("corp", 4).unwrap(), 1);
+        assert!(runs.get(held).unwrap().is_none());
+        assert_eq!(runs.prune("corp", 4).unwrap(), 0, "nothing more to delete");
     }
 }

@@ -480,6 +480,38 @@ async fn threshold_holds_the_plan_until_approved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_the_newest_runs_of_a_source() {
+    let mut st = setup_with("keep", None, None, |t| {
+        t.replace(
+            "max_deactivations = 100",
+            "max_deactivations = 100\nkeep_runs = 2",
+        )
+    })
+    .await;
+    populate(&mut st).await;
+    let s = &st.server;
+    let first = run(s, json!({})).await;
+    assert_eq!(first["counts"]["created"], 10);
+    let second = run(s, json!({"dry_run": true})).await;
+    let third = run(s, json!({})).await;
+    let (_, runs) = s.get("/api/v1/sync/runs?source=corp").await;
+    let ids: Vec<_> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![third["id"].clone(), second["id"].clone()]);
+    let (status, _) = s.get(&format!("/api/v1/sync/runs/{}", first["id"])).await;
+    assert_eq!(status, 404, "the oldest run is gone with its plan");
+    // What the runs did stays: the profiles and their audit entries.
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10);
+    assert_eq!(audit_count(s).await, 10);
+    st.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing() {
     let mut st = setup("dry").await;
     populate(&mut st).await;
@@ -1131,6 +1163,22 @@ async fn cron_schedule_runs_the_source() {
     let (_, all) = s.get("/api/v1/employees?status=all").await;
     assert_eq!(all["total"], 10);
     st.server.stop().await;
+}
+
+#[test]
+fn a_history_of_no_runs_is_refused_naming_the_key() {
+    let text = crate::common::shipped_config_text()
+        + r#"
+[[sources]]
+id = "corp"
+kind = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "dc=example,dc=com"
+keep_runs = 0
+"#;
+    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+    assert_eq!(e.key, "sources[0].keep_runs", "{e}");
+    assert!(e.to_string().contains("at least 1"), "{e}");
 }
 
 #[test]
