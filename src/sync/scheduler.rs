@@ -63,10 +63,18 @@ impl Scheduler {
             jobs.push(Job::new_async(TICK_SCHEDULE, move |_, _| {
                 let engine = e.clone();
                 Box::pin(async move {
-                    match engine.tick().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(changed = n, "lifecycle tick applied due changes"),
-                        Err(err) => tracing::error!(error = %err, "lifecycle tick failed"),
+                    // A tick reads every stored profile: on a blocking thread,
+                    // not on one of the workers serving the APIs.
+                    let handle = tokio::runtime::Handle::current();
+                    let r =
+                        tokio::task::spawn_blocking(move || handle.block_on(engine.tick())).await;
+                    match r {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => {
+                            tracing::info!(changed = n, "lifecycle tick applied due changes")
+                        }
+                        Ok(Err(err)) => tracing::error!(error = %err, "lifecycle tick failed"),
+                        Err(err) => tracing::error!(error = %err, "lifecycle tick stopped"),
                     }
                 })
             })?);
