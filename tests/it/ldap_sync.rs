@@ -555,6 +555,55 @@ async fn failed_or_truncated_fetch_deactivates_nobody() {
     st.server.stop().await;
 }
 
+/// The directory's own slapd stopped (SIGTERM, as `systemctl stop slapd` does)
+/// while a run is reading from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slapd_stopped_mid_run_fails_the_run_and_deactivates_nobody() {
+    let mut own = slapd::OwnSlapd::start("stopped").await;
+    let mut ldap = slapd::admin(own.port).await;
+    let tree = Tree::new(&mut ldap, "stopped").await;
+    // Each chunk the directory sends is held back a little, so that the run is
+    // still reading when slapd stops.
+    let proxy = Proxy::start(own.port, Duration::from_millis(100)).await;
+    let pw_file = own.dir.join("pw");
+    std::fs::write(&pw_file, ADMIN_PW).expect("pw file");
+    let server =
+        TestServer::start_with(&source_toml(&tree, proxy.port, &pw_file, ADMIN_DN, "")).await;
+    let mut st = Setup { server, ldap, tree };
+    populate(&mut st).await;
+    let s = &st.server;
+    let r = run(s, json!({})).await;
+    assert_eq!(r["counts"]["created"], 10, "{r}");
+
+    let before = proxy.received.load(std::sync::atomic::Ordering::SeqCst);
+    let stop = async {
+        // Once the directory has sent about a third of what a run reads (the
+        // first pages of people): stop it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while proxy.received.load(std::sync::atomic::Ordering::SeqCst) <= before + before / 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never reached slapd"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::task::block_in_place(|| own.stop());
+    };
+    let (r, ()) = tokio::join!(run(s, json!({})), stop);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("search failed"),
+        "{r}"
+    );
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    let (_, active) = s.get("/api/v1/employees").await;
+    assert_eq!(active["total"], 10, "nobody deactivated");
+    st.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_limited_account_fails_the_run() {
     let mut st = setup_with("limited", None, Some((LIMITED_DN, LIMITED_PW)), |t| t).await;

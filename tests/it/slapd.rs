@@ -1,8 +1,9 @@
 //! A real OpenLDAP `slapd`, one per test binary (shared by the tests, each working
 //! in its own subtree), on a free loopback port with a throwaway database, with the
 //! `syncprov` overlay (RFC 4533 content sync, from Debian's `/usr/lib/ldap`). Killed
-//! when the test binary exits. Plus a TCP proxy that can slow down or cut the
-//! connection, to simulate a directory that dies mid-run.
+//! when the test binary exits. A test that stops its directory mid-run starts
+//! one of its own ([`OwnSlapd`]). Plus a TCP proxy that can slow down or cut the
+//! connection, and counts what the server sent.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -49,12 +50,27 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Slapd {
+    let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}", std::process::id()));
+    let (port, child) = launch(&dir, |pid| SLAPD_PID.store(pid, Ordering::SeqCst));
+    // SAFETY: registering a plain extern "C" fn without captures.
+    unsafe {
+        libc::atexit(kill_slapd);
+    }
+    Slapd {
+        port,
+        dir,
+        _child: Mutex::new(child),
+    }
+}
+
+/// Starts a slapd with a fresh database in `dir` on a free port; `started` gets
+/// each spawned process's pid (so that it can be killed however the test ends).
+fn launch(dir: &std::path::Path, started: impl Fn(u32)) -> (u16, Child) {
     let slapd = ["/usr/sbin/slapd", "/usr/local/sbin/slapd"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("slapd is not installed: run ./scripts/test.sh, which installs Debian's slapd and ldap-utils");
-    let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("db")).expect("slapd dir");
     let conf = format!(
         r#"include /etc/ldap/schema/core.schema
@@ -92,27 +108,65 @@ overlay syncprov
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn slapd");
-        SLAPD_PID.store(child.id(), Ordering::SeqCst);
+        started(child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                // SAFETY: registering a plain extern "C" fn without captures.
-                unsafe {
-                    libc::atexit(kill_slapd);
-                }
-                return Slapd {
-                    port,
-                    dir,
-                    _child: Mutex::new(child),
-                };
+                return (port, child);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         last_err = format!("slapd did not listen on port {port}");
-        kill_slapd();
+        let _ = child.kill();
         let _ = child.wait();
     }
     panic!("{last_err}");
+}
+
+/// A slapd of one test's own, which the test may stop: killed when dropped.
+pub struct OwnSlapd {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl OwnSlapd {
+    /// Starts it, with the suffix created.
+    pub async fn start(name: &str) -> OwnSlapd {
+        let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}-{name}", std::process::id()));
+        let (port, child) = launch(&dir, |_| {});
+        let own = OwnSlapd { port, dir, child };
+        let mut l = admin(port).await;
+        add(
+            &mut l,
+            SUFFIX,
+            &[
+                ("objectClass", &["dcObject", "organization"]),
+                ("o", &["Example"]),
+                ("dc", &["example"]),
+            ],
+        )
+        .await;
+        let _ = l.unbind().await;
+        own
+    }
+
+    /// Stops it as an admin would (SIGTERM) and waits until it has exited.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to the child we started and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait for slapd")
+    }
+}
+
+impl Drop for OwnSlapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The shared slapd, with the suffix and the size-limited account created.
@@ -287,6 +341,8 @@ impl Tree {
 pub struct Proxy {
     pub port: u16,
     pub cut_after: Arc<AtomicU64>,
+    /// Bytes the server sent through the proxy so far, over all connections.
+    pub received: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -298,6 +354,8 @@ impl Proxy {
         let port = listener.local_addr().expect("addr").port();
         let cut_after = Arc::new(AtomicU64::new(u64::MAX));
         let cut = cut_after.clone();
+        let received = Arc::new(AtomicU64::new(0));
+        let total = received.clone();
         let task = tokio::spawn(async move {
             // Bounded: at most 64 connections over the proxy's life.
             for _ in 0..64 {
@@ -305,6 +363,7 @@ impl Proxy {
                     return;
                 };
                 let cut = cut.clone();
+                let total = total.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) =
                         tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
@@ -333,6 +392,7 @@ impl Proxy {
                             match sr.read(&mut buf).await {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => {
+                                    total.fetch_add(n as u64, Ordering::SeqCst);
                                     if !delay.is_zero() {
                                         tokio::time::sleep(delay).await;
                                     }
@@ -357,6 +417,7 @@ impl Proxy {
         Proxy {
             port,
             cut_after,
+            received,
             task,
         }
     }
