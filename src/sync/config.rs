@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::hr::{CsvSource, HttpSource};
+use super::sources::hr::{CsvSource, HttpSource};
 use crate::config::{ConfigError, read_secret};
 use crate::employee::{AccountStatus, Catalog};
 use crate::secret::Secret;
@@ -598,8 +598,14 @@ pub fn validate_sources(
         }
         let kind = match s.kind.as_str() {
             "ldap" => SourceKind::Ldap(validate_ldap(&ctx, ctx.section(s.rest)?)?),
-            "http" => SourceKind::Http(super::hr::validate_http(&ctx, ctx.section(s.rest)?)?),
-            "csv" => SourceKind::Csv(super::hr::validate_csv(&ctx, ctx.section(s.rest)?)?),
+            "http" => SourceKind::Http(super::sources::hr::validate_http(
+                &ctx,
+                ctx.section(s.rest)?,
+            )?),
+            "csv" => SourceKind::Csv(super::sources::hr::validate_csv(
+                &ctx,
+                ctx.section(s.rest)?,
+            )?),
             other => {
                 return Err(err(
                     "kind",

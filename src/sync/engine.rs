@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use chrono::{DateTime, Utc};
 use tracing::instrument;
 
+use super::RunKind;
 use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
-use super::{RunKind, hr, ldap};
+use super::sources::{hr, ldap};
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
@@ -551,7 +552,7 @@ impl SyncEngine {
             && state
                 .high_water_mark
                 .as_ref()
-                .is_none_or(|old| super::ldap::mark_cmp(&m, old).is_gt())
+                .is_none_or(|old| ldap::mark_cmp(&m, old).is_gt())
         {
             state.high_water_mark = Some(m);
         }

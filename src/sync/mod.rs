@@ -1,4 +1,4 @@
-//! The sync engine: fetch (at the edge: [`ldap`]) → map (pure: [`map`]) → plan
+//! The sync engine: fetch (at the edge: [`sources`]) → map (pure: [`map`]) → plan
 //! (pure: [`plan`]) → apply through the domain operations ([`engine`]), with every
 //! run recorded ([`runs`]) and scheduled by cron ([`scheduler`]).
 //!
@@ -9,12 +9,11 @@
 
 pub mod config;
 pub mod engine;
-pub mod hr;
-pub mod ldap;
 pub mod map;
 pub mod plan;
 pub mod runs;
 pub mod scheduler;
+pub mod sources;
 
 use serde::{Deserialize, Serialize};
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use rosterd::sync::config::SourceKind;
-use rosterd::sync::hr::{self, CsvSource, FetchError, HrFetched, HttpSource};
+use rosterd::sync::sources::hr::{self, CsvSource, FetchError, HrFetched, HttpSource};
 
 const TOKEN: &str = "hr-token-5f0c1e9a7d";
 const TZ: chrono_tz::Tz = chrono_tz::America::Chicago;

@@ -20,10 +20,10 @@ use ldap3::controls::{
 };
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
 
-use super::config::{Disabled, Incremental, LdapSource};
-use super::map::wanted_attributes;
-use super::runs::FetchMode;
-use super::{Entry, RunKind, normalize_dn};
+use crate::sync::config::{Disabled, Incremental, LdapSource};
+use crate::sync::map::wanted_attributes;
+use crate::sync::runs::FetchMode;
+use crate::sync::{Entry, RunKind, normalize_dn};
 
 /// The Sync Request control's OID, as root DSEs list it in `supportedControl`.
 pub const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 pub use self::config::{CsvSection, HttpSection, validate_csv, validate_http};
 pub use self::map::HrMapping;
-use super::map::{MapError, MappedEntry};
+use crate::sync::map::{MapError, MappedEntry};
 
 /// A validated `kind = "http"` source.
 #[derive(Debug, Clone)]
