@@ -161,15 +161,64 @@ pub fn parse(
     Ok(out)
 }
 
+/// Reads an export file of at most `cap` bytes (the cap of an export fetched
+/// over HTTPS): a larger one fails the run instead of filling memory. Reads at
+/// most `cap + 1` bytes, so a file that grows meanwhile is caught too.
+async fn read_file_capped(path: &std::path::Path, cap: usize) -> Result<Vec<u8>, FetchError> {
+    use tokio::io::AsyncReadExt;
+    let cannot = |e: std::io::Error| FetchError(format!("cannot read {}: {e}", path.display()));
+    let too_big = |n: String| {
+        FetchError(format!(
+            "{} is larger than {} MiB ({n}); split the export",
+            path.display(),
+            cap / (1024 * 1024)
+        ))
+    };
+    let file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    let len = file.metadata().await.map_err(cannot)?.len();
+    if len > cap as u64 {
+        return Err(too_big(format!("{len} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(cap as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(cannot)?;
+    if bytes.len() > cap {
+        return Err(too_big(format!("more than {cap} bytes")));
+    }
+    Ok(bytes)
+}
+
 pub async fn fetch(src: &CsvSource, tz: chrono_tz::Tz) -> Result<HrFetched, FetchError> {
     let where_ = src.location();
     let bytes = match &src.input {
-        CsvInput::File(path) => tokio::fs::read(path)
-            .await
-            .map_err(|e| FetchError(format!("cannot read {}: {e}", path.display())))?
+        CsvInput::File(path) => read_file_capped(path, super::http::MAX_RESPONSE_BYTES)
+            .await?
             .into(),
         CsvInput::Url(spec) => super::http::get_bytes(spec).await?,
     };
     let text = decode(&bytes, src.encoding).map_err(|m| FetchError(format!("{where_}: {m}")))?;
     parse(&text, src.delimiter, &src.mapping, tz).map_err(|m| FetchError(format!("{where_}: {m}")))
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_export_file_over_the_cap_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("people.csv");
+        std::fs::write(&path, "email\nana@corp.example\n").unwrap();
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        assert_eq!(read_file_capped(&path, len).await.unwrap().len(), len);
+        let e = read_file_capped(&path, len - 1).await.unwrap_err();
+        assert!(e.0.contains("people.csv is larger than"), "{}", e.0);
+        assert!(e.0.contains(&format!("{len} bytes")), "{}", e.0);
+        let e = read_file_capped(&dir.path().join("missing.csv"), len)
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("cannot read"), "{}", e.0);
+    }
 }
