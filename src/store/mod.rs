@@ -197,13 +197,28 @@ impl Store {
     /// a version 1 store) and loads the unique indexes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        // sled releases its file lock from a background thread after the last
+        // handle is dropped: a store closed and opened again in one process (the
+        // tests, a daemon restarted in place) may find it still held for a
+        // moment. Tried again for up to 2 s; another process holding it keeps it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {
