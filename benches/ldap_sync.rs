@@ -11,11 +11,11 @@
 //! shared machine.
 //! Targets: no-change re-sync within 2x the dump, first import within 5x.
 //!
-//! Last measured at 100k (2 shared cores, four runs in a row on a quiet machine;
-//! each ratio is against the median of three dumps taken just before, 0.69-0.88
-//! s): first import 2.9-3.9 s, 4.2-4.7x the dump (fetch 0.9-1.1 s, plan 0.23-0.35
-//! s, apply 1.7-2.6 s; rosterd cpu 4.3-5.5 s); no-change re-sync 1.1-1.4 s,
-//! 1.6-1.9x (fetch 0.9-1.1 s, plan 0.19-0.5 s); 100 changes 1.5-1.7x. On a busy
+//! Last measured at 100k (2 shared cores, seven runs on a quiet machine; each
+//! ratio is against the median of three dumps taken just before, 0.67-0.88 s):
+//! first import 2.8-3.9 s, 3.9-4.7x the dump (fetch 0.9-1.1 s, plan 0.22-0.35 s,
+//! apply 1.6-2.6 s; rosterd cpu 4.0-5.5 s); no-change re-sync 1.1-1.4 s,
+//! 1.6-1.9x (fetch 0.9-1.1 s, plan 0.17-0.5 s); 100 changes 1.5-1.7x. On a busy
 //! machine (right after a build) the first import was seen up to 5.5-6.4x.
 //! Apply is bound by sled (about 10 us per inserted entry; audit entries of an
 //! import go in packs of 8) and runs on both cores: the main thread commits
