@@ -277,6 +277,7 @@ impl SyncEngine {
             fetch: None,
             counts: Default::default(),
             errors: vec![],
+            errors_omitted: 0,
             plan: vec![],
             plan_stored: false,
             timings_ms: Default::default(),

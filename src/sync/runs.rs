@@ -60,7 +60,12 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<FetchMode>,
     pub counts: Counts,
+    /// The first [`MAX_RUN_ERRORS`] per-entry errors and warnings.
     pub errors: Vec<EntryError>,
+    /// How many more there were: counted, not kept (a mapping that fails for
+    /// every one of 100,000 entries, run after run, would fill the history).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors_omitted: usize,
     /// Every item that is not `unchanged`.
     pub plan: Vec<PlanItem>,
     /// `plan` is already in the store (written by [`RunStore::put_plan`] while
@@ -70,6 +75,14 @@ pub struct RunRecord {
     /// Milliseconds spent fetching, mapping and planning, applying.
     #[serde(default)]
     pub timings_ms: Timings,
+}
+
+/// The most per-entry errors a run record keeps ([`RunRecord::errors_omitted`]
+/// counts the rest).
+pub const MAX_RUN_ERRORS: usize = 1000;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How a run asked an LDAP source for its people.
@@ -155,6 +168,10 @@ impl RunStore {
     /// Writes the run; its plan, when it has one, goes to `sync_plans` (an empty
     /// plan leaves a stored one alone).
     pub fn put(&self, r: &mut RunRecord) -> Result<(), StoreError> {
+        if r.errors.len() > MAX_RUN_ERRORS {
+            r.errors_omitted += r.errors.len() - MAX_RUN_ERRORS;
+            r.errors.truncate(MAX_RUN_ERRORS);
+        }
         let plan = std::mem::take(&mut r.plan);
         let header = enc(&*r);
         let plan_bytes = if plan.is_empty() || r.plan_stored {
@@ -337,6 +354,7 @@ mod tests {
             fetch: None,
             counts: Default::default(),
             errors: vec![],
+            errors_omitted: 0,
             plan: vec![item.clone()],
             plan_stored: false,
             timings_ms: Default::default(),
@@ -385,6 +403,7 @@ mod tests {
                 fetch: None,
                 counts: Default::default(),
                 errors: vec![],
+                errors_omitted: 0,
                 plan: vec![item.clone()],
                 plan_stored: false,
                 timings_ms: Default::default(),
@@ -432,5 +451,61 @@ mod tests {
         assert_eq!(runs.prune("corp", 4).unwrap(), 1);
         assert!(runs.get(held).unwrap().is_none());
         assert_eq!(runs.prune("corp", 4).unwrap(), 0, "nothing more to delete");
+    }
+
+    /// A run with more per-entry errors than a record keeps keeps the first
+    /// ones and counts the rest, also across writes of the same run.
+    #[test]
+    fn a_run_keeps_its_first_errors_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let error = |i: usize| EntryError {
+            key: format!("k{i}"),
+            dn: format!("uid=p{i}"),
+            message: "invalid email".into(),
+        };
+        let mut rec = RunRecord {
+            id: runs.new_id().unwrap(),
+            source: "corp".into(),
+            kind: RunKind::Full,
+            trigger: "manual".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+            outcome: Outcome::Applied,
+            message: None,
+            entries_seen: MAX_RUN_ERRORS + 250,
+            fetch: None,
+            counts: Default::default(),
+            errors: (0..MAX_RUN_ERRORS + 250).map(error).collect(),
+            errors_omitted: 0,
+            plan: vec![],
+            plan_stored: false,
+            timings_ms: Default::default(),
+        };
+        runs.put(&mut rec).unwrap();
+        assert_eq!(
+            (rec.errors.len(), rec.errors_omitted),
+            (MAX_RUN_ERRORS, 250)
+        );
+        let stored = runs.get(rec.id).unwrap().unwrap();
+        assert_eq!(stored.errors.len(), MAX_RUN_ERRORS);
+        assert_eq!(stored.errors[0], error(0), "the first ones are kept");
+        assert_eq!(stored.errors_omitted, 250);
+        // More errors later in the same run (an approved plan's apply).
+        let mut again = stored;
+        again.errors.extend((0..10).map(error));
+        runs.put(&mut again).unwrap();
+        assert_eq!(runs.get(rec.id).unwrap().unwrap().errors_omitted, 260);
+        // A run with few errors says nothing of omitted ones.
+        let mut small = RunRecord {
+            id: runs.new_id().unwrap(),
+            errors: vec![error(1)],
+            errors_omitted: 0,
+            ..again
+        };
+        runs.put(&mut small).unwrap();
+        let raw = runs.runs.get(small.id.to_be_bytes()).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&raw).contains("errors_omitted"));
     }
 }

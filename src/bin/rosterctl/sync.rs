@@ -99,7 +99,15 @@ fn run_lines(r: &Value) -> Vec<String> {
     let mut lines = vec![run_line(r)];
     let errors = r["errors"].as_array().cloned().unwrap_or_default();
     if !errors.is_empty() {
-        lines.push(format!("errors ({}):", errors.len()));
+        let omitted = r["errors_omitted"].as_u64().unwrap_or(0);
+        lines.push(if omitted > 0 {
+            format!(
+                "errors ({} shown; {omitted} more were counted, not kept):",
+                errors.len()
+            )
+        } else {
+            format!("errors ({}):", errors.len())
+        });
         for e in &errors {
             lines.push(format!("  {}: {}", s(&e["dn"]), s(&e["message"])));
         }
@@ -303,4 +311,33 @@ pub async fn explain(client: &Client, a: ShowArgs) -> Result<(), CtlError> {
         ));
     }
     output::emit_lines(&lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_run_with_errors_beyond_those_kept_says_how_many_more() {
+        let run = |omitted: u64| {
+            json!({
+                "id": 7, "source": "corp", "kind": "full", "trigger": "manual",
+                "outcome": "applied", "started_at": "2026-11-29T03:00:00Z",
+                "counts": {"errors": 1 + omitted},
+                "errors": [{"key": "k1", "dn": "uid=p1", "message": "invalid email"}],
+                "errors_omitted": omitted,
+            })
+        };
+        let lines = run_lines(&run(250));
+        assert!(
+            lines.contains(&"errors (1 shown; 250 more were counted, not kept):".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"  uid=p1: invalid email".to_string()),
+            "{lines:?}"
+        );
+        assert!(run_lines(&run(0)).contains(&"errors (1):".to_string()));
+    }
 }
