@@ -326,12 +326,8 @@ mod tests {
     use super::*;
     use crate::sync::plan::{Action, PlanItem};
 
-    #[test]
-    fn plans_are_kept_apart_and_survive_status_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let runs = RunStore::open(&store).unwrap();
-        let item = PlanItem {
+    fn item() -> PlanItem {
+        PlanItem {
             action: Action::Create,
             key: "k".into(),
             dn: "uid=a".into(),
@@ -340,36 +336,48 @@ mod tests {
             changes: vec![],
             reason: "new in the source".into(),
             error: false,
-        };
-        let mut rec = RunRecord {
+        }
+    }
+
+    /// A run of `source` with a fresh id and a one-item plan, not yet stored.
+    fn record(runs: &RunStore, source: &str, outcome: Outcome) -> RunRecord {
+        RunRecord {
             id: runs.new_id().unwrap(),
-            source: "corp".into(),
+            source: source.into(),
             kind: RunKind::Full,
             trigger: "manual".into(),
             started_at: Utc::now(),
             finished_at: None,
-            outcome: Outcome::Held,
+            outcome,
             message: None,
             entries_seen: 1,
             fetch: None,
             counts: Default::default(),
             errors: vec![],
             errors_omitted: 0,
-            plan: vec![item.clone()],
+            plan: vec![item()],
             plan_stored: false,
             timings_ms: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn plans_are_kept_apart_and_survive_status_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let mut rec = record(&runs, "corp", Outcome::Held);
         runs.put(&mut rec).unwrap();
         assert_eq!(rec.plan.len(), 1, "the caller keeps its plan");
         runs.put_held(rec.id, &[]).unwrap();
         let listed = runs.list(Some("corp"), 10).unwrap();
         assert!(listed[0].plan.is_empty(), "listing reads no plan");
-        assert_eq!(runs.get(rec.id).unwrap().unwrap().plan, vec![item.clone()]);
+        assert_eq!(runs.get(rec.id).unwrap().unwrap().plan, vec![item()]);
         // Superseding rewrites the status, not the plan.
         runs.supersede_held("corp").unwrap();
         let r = runs.get(rec.id).unwrap().unwrap();
         assert_eq!(r.outcome, Outcome::Superseded);
-        assert_eq!(r.plan, vec![item]);
+        assert_eq!(r.plan, vec![item()]);
     }
 
     /// The history keeps each source's newest runs, with their plans; an older
@@ -379,35 +387,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let runs = RunStore::open(&store).unwrap();
-        let item = PlanItem {
-            action: Action::Create,
-            key: "k".into(),
-            dn: "uid=a".into(),
-            employee_id: None,
-            label: "a@example.com".into(),
-            changes: vec![],
-            reason: "new in the source".into(),
-            error: false,
-        };
         let put = |source: &str, outcome: Outcome| {
-            let mut rec = RunRecord {
-                id: runs.new_id().unwrap(),
-                source: source.into(),
-                kind: RunKind::Full,
-                trigger: "schedule".into(),
-                started_at: Utc::now(),
-                finished_at: Some(Utc::now()),
-                outcome,
-                message: None,
-                entries_seen: 1,
-                fetch: None,
-                counts: Default::default(),
-                errors: vec![],
-                errors_omitted: 0,
-                plan: vec![item.clone()],
-                plan_stored: false,
-                timings_ms: Default::default(),
-            };
+            let mut rec = record(&runs, source, outcome);
             runs.put(&mut rec).unwrap();
             if outcome == Outcome::Held {
                 runs.put_held(rec.id, &[]).unwrap();
@@ -444,7 +425,7 @@ mod tests {
             !runs.plans.contains_key(corp[0].to_be_bytes()).unwrap(),
             "plan deleted"
         );
-        assert_eq!(runs.get(corp[2]).unwrap().unwrap().plan, vec![item.clone()]);
+        assert_eq!(runs.get(corp[2]).unwrap().unwrap().plan, vec![item()]);
         assert!(runs.held.contains_key(held.to_be_bytes()).unwrap());
         // Once superseded, the held run goes too.
         runs.supersede_held("corp").unwrap();
@@ -466,22 +447,8 @@ mod tests {
             message: "invalid email".into(),
         };
         let mut rec = RunRecord {
-            id: runs.new_id().unwrap(),
-            source: "corp".into(),
-            kind: RunKind::Full,
-            trigger: "manual".into(),
-            started_at: Utc::now(),
-            finished_at: None,
-            outcome: Outcome::Applied,
-            message: None,
-            entries_seen: MAX_RUN_ERRORS + 250,
-            fetch: None,
-            counts: Default::default(),
             errors: (0..MAX_RUN_ERRORS + 250).map(error).collect(),
-            errors_omitted: 0,
-            plan: vec![],
-            plan_stored: false,
-            timings_ms: Default::default(),
+            ..record(&runs, "corp", Outcome::Applied)
         };
         runs.put(&mut rec).unwrap();
         assert_eq!(
@@ -499,10 +466,8 @@ mod tests {
         assert_eq!(runs.get(rec.id).unwrap().unwrap().errors_omitted, 260);
         // A run with few errors says nothing of omitted ones.
         let mut small = RunRecord {
-            id: runs.new_id().unwrap(),
             errors: vec![error(1)],
-            errors_omitted: 0,
-            ..again
+            ..record(&runs, "corp", Outcome::Applied)
         };
         runs.put(&mut small).unwrap();
         let raw = runs.runs.get(small.id.to_be_bytes()).unwrap().unwrap();

@@ -965,8 +965,9 @@ async fn incremental_modify_timestamp_never_uses_content_sync() {
     st.server.stop().await;
 }
 
-#[test]
-fn an_unknown_incremental_method_is_refused_naming_the_key() {
+/// The error the shipped config gets with an LDAP source made of the minimal
+/// keys plus `keys`.
+fn refused(keys: &str) -> rosterd::config::ConfigError {
     let text = crate::common::shipped_config_text()
         + r#"
 [[sources]]
@@ -974,9 +975,17 @@ id = "corp"
 kind = "ldap"
 url = "ldap://127.0.0.1:1"
 base_dn = "dc=example,dc=com"
+"# + keys;
+    rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err()
+}
+
+#[test]
+fn an_unknown_incremental_method_is_refused_naming_the_key() {
+    let e = refused(
+        r#"
 incremental = "syncrepl"
-"#;
-    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+"#,
+    );
     assert_eq!(e.key, "sources[0].incremental", "{e}");
     assert!(
         e.message.contains("auto, content_sync or modify_timestamp"),
@@ -1168,18 +1177,13 @@ async fn photos_from_jpeg_photo_follow_the_directory() {
 
 #[test]
 fn photo_and_photo_url_together_are_refused_naming_the_key() {
-    let text = crate::common::shipped_config_text()
-        + r#"
-[[sources]]
-id = "corp"
-kind = "ldap"
-url = "ldap://127.0.0.1:1"
-base_dn = "dc=example,dc=com"
+    let e = refused(
+        r#"
 [sources.attributes]
 photo = "jpegPhoto"
 photo_url = "labeledURI"
-"#;
-    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+"#,
+    );
     assert_eq!(e.key, "sources[0].attributes.photo", "{e}");
 }
 
@@ -1216,32 +1220,22 @@ async fn cron_schedule_runs_the_source() {
 
 #[test]
 fn a_history_of_no_runs_is_refused_naming_the_key() {
-    let text = crate::common::shipped_config_text()
-        + r#"
-[[sources]]
-id = "corp"
-kind = "ldap"
-url = "ldap://127.0.0.1:1"
-base_dn = "dc=example,dc=com"
+    let e = refused(
+        r#"
 keep_runs = 0
-"#;
-    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+"#,
+    );
     assert_eq!(e.key, "sources[0].keep_runs", "{e}");
     assert!(e.to_string().contains("at least 1"), "{e}");
 }
 
 #[test]
 fn invalid_cron_is_refused_at_start_naming_the_key() {
-    let text = crate::common::shipped_config_text()
-        + r#"
-[[sources]]
-id = "corp"
-kind = "ldap"
-url = "ldap://127.0.0.1:1"
-base_dn = "dc=example,dc=com"
+    let e = refused(
+        r#"
 full_schedule = "every tuesday"
-"#;
-    let e = rosterd::config::parse(std::path::Path::new("x.toml"), &text, &[]).unwrap_err();
+"#,
+    );
     assert_eq!(e.key, "sources[0].full_schedule", "{e}");
 }
 

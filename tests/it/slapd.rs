@@ -137,16 +137,7 @@ impl OwnSlapd {
         let (port, child) = launch(&dir, |_| {});
         let own = OwnSlapd { port, dir, child };
         let mut l = admin(port).await;
-        add(
-            &mut l,
-            SUFFIX,
-            &[
-                ("objectClass", &["dcObject", "organization"]),
-                ("o", &["Example"]),
-                ("dc", &["example"]),
-            ],
-        )
-        .await;
+        add_suffix(&mut l).await;
         let _ = l.unbind().await;
         own
     }
@@ -175,16 +166,7 @@ pub async fn slapd() -> &'static Slapd {
     let s = SLAPD.get_or_init(start);
     INIT.get_or_init(|| async {
         let mut l = admin(s.port).await;
-        add(
-            &mut l,
-            SUFFIX,
-            &[
-                ("objectClass", &["dcObject", "organization"]),
-                ("o", &["Example"]),
-                ("dc", &["example"]),
-            ],
-        )
-        .await;
+        add_suffix(&mut l).await;
         add(
             &mut l,
             LIMITED_DN,
@@ -201,6 +183,20 @@ pub async fn slapd() -> &'static Slapd {
     })
     .await;
     s
+}
+
+/// The suffix entry every database here starts with.
+async fn add_suffix(l: &mut Ldap) {
+    add(
+        l,
+        SUFFIX,
+        &[
+            ("objectClass", &["dcObject", "organization"]),
+            ("o", &["Example"]),
+            ("dc", &["example"]),
+        ],
+    )
+    .await;
 }
 
 pub async fn admin(port: u16) -> Ldap {
