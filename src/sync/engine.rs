@@ -517,9 +517,10 @@ impl SyncEngine {
                     if f.entries.len() >= 4096 {
                         let (a, b) = f.entries.split_at(f.entries.len() / 2);
                         let (mut mapped_b, mut errors_b) = (Vec::new(), Vec::new());
+                        // Room for both halves: the second is appended after.
+                        out.mapped.reserve(f.entries.len());
                         std::thread::scope(|s| {
                             let second = s.spawn(|| map_part(b, &mut mapped_b, &mut errors_b));
-                            out.mapped.reserve(f.entries.len());
                             map_part(a, &mut out.mapped, &mut out.map_errors);
                             second
                                 .join()

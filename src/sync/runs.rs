@@ -1,9 +1,9 @@
-//! Run history: the runs of every source (its newest `keep_runs`), with their outcome, counts, errors and
-//! plan, kept in the store (`sync_runs`), plus per-source state (`sync_state`: the
-//! incremental high-water mark and content-sync cookie) and the mapped entries of held runs (`sync_held`),
-//! kept until the run is approved or superseded. A run's plan (one item per
-//! changed profile: 100,000 on a first import) is kept apart in `sync_plans`, so
-//! that listing runs never reads plans.
+//! Run history: the newest `keep_runs` runs of every source, with their outcome,
+//! counts, errors and plan, kept in the store (`sync_runs`), plus per-source state
+//! (`sync_state`: the incremental high-water mark and content-sync cookie) and
+//! the mapped entries of held runs (`sync_held`), kept until the run is approved
+//! or superseded. A run's plan (one item per changed profile: 100,000 on a first
+//! import) is kept apart in `sync_plans`, so that listing runs never reads plans.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -243,13 +243,11 @@ impl RunStore {
                     runs.remove(k)?;
                     plans.remove(k)?;
                     held.remove(k)?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
+                    Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
                 })
                 .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::from(e),
-                    TransactionError::Abort(()) => {
-                        StoreError::Corrupt("pruning the run history was aborted".into())
-                    }
+                    TransactionError::Storage(e) => StoreError::Sled(e),
+                    TransactionError::Abort(never) => match never {},
                 })?;
         }
         Ok(doomed.len())
