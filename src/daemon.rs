@@ -23,7 +23,6 @@ use crate::config::{Config, NamedToken, ScimConfig};
 use crate::employee::Roster;
 use crate::mail::Mailer;
 use crate::mail::worker::MailWorker;
-use crate::store::Store;
 use crate::sync::SyncEngine;
 use crate::sync::scheduler::Scheduler;
 
@@ -223,7 +222,8 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             config.data_dir.display()
         )
     })?;
-    let store = Store::open(&config.data_dir.join("store")).context("while opening the store")?;
+    let store = crate::employee::open_store(&config.data_dir.join("store"))
+        .context("while opening the store")?;
 
     let (tokens, admin_token_file) = admin_tokens(&config)?;
 
@@ -299,7 +299,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         None => None,
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, employees = roster.store().len(), "listening on http://{addr}");
+    tracing::info!(%addr, employees = roster.counts().total, "listening on http://{addr}");
 
     let scheduler = Scheduler::start(sync.clone())
         .await

@@ -1,8 +1,8 @@
 //! Prometheus metrics at `/metrics` (text format, prometheus-client): HTTP
 //! requests by route and status with latency histograms; sync runs by source and
 //! outcome, their duration and entries seen (recorded by the sync engine);
-//! employees active/inactive and the last successful sync per source (read at
-//! scrape time from the store).
+//! employees active/inactive (counts the store keeps as it writes) and the last
+//! successful sync per source.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,21 +141,11 @@ impl Metrics {
         }
     }
 
-    /// Refreshes the gauges read from the store, then renders the text format.
+    /// Refreshes the gauges (counts kept by the store, last runs), then renders the text format.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let (mut active, mut inactive) = (0i64, 0i64);
-        for row in self.roster.store().scan().flatten() {
-            // Only the `active` flag is needed; a tiny struct avoids decoding all.
-            #[derive(serde::Deserialize)]
-            struct Flag {
-                active: bool,
-            }
-            match serde_json::from_slice::<Flag>(&row.1) {
-                Ok(f) if f.active => active += 1,
-                Ok(_) => inactive += 1,
-                Err(_) => {}
-            }
-        }
+        // Kept by the store as it writes: a scrape reads no records.
+        let counts = self.roster.counts();
+        let (active, inactive) = (counts.active as i64, counts.inactive as i64);
         let set = |s: &str, v: i64| {
             self.employees
                 .get_or_create(&StatusLabels { status: s.into() })

@@ -23,7 +23,7 @@ fn send(states: &[NotifyState]) {
 
 /// The status line: employees, and the last run of each source.
 pub fn status_line(roster: &Roster, sync: &SyncEngine) -> String {
-    let mut s = format!("serving; {} employees", roster.store().len());
+    let mut s = format!("serving; {} employees", roster.counts().total);
     for src in sync.sources().iter() {
         if let Ok(runs) = sync.runs().list(Some(&src.id), 1)
             && let Some(r) = runs.first()

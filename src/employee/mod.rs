@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod list;
 pub mod model;
 pub mod positions;
+mod read;
 pub mod validate;
 
 use std::sync::{Arc, RwLock};
@@ -30,6 +31,7 @@ pub use model::{
     NewEmployee, OfficePhone, PasswordHash, PermissionOverrides, Photo, PhotoBytes, SourceFacts,
     TokenPurpose,
 };
+pub use read::parse_id;
 
 /// Content types accepted for uploaded photos.
 pub const PHOTO_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
@@ -89,6 +91,22 @@ struct PreparedInserts {
     /// One per input: the new profile (its write is next in `writes`) or why not.
     slots: Vec<Result<Employee, Error>>,
     writes: Vec<Write>,
+}
+
+/// Opens the store and tells it which profiles are active (it counts them from
+/// then on as it writes).
+pub fn open_store(dir: &std::path::Path) -> Result<Store, Error> {
+    let store = Store::open(dir)?;
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        active: bool,
+    }
+    store.classify(&|body| {
+        serde_json::from_slice::<Flag>(body)
+            .map(|f| f.active)
+            .unwrap_or(true)
+    })?;
+    Ok(store)
 }
 
 /// The roster: the domain operations over the store.
@@ -862,6 +880,7 @@ impl Roster {
                 bytes,
                 keys: index_keys(e),
                 mark: None,
+                active: e.active,
             }),
             photo,
             audit: PendingAudit::new(audit).map_err(|err| StoreError::Corrupt(err.to_string()))?,

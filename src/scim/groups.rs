@@ -56,19 +56,7 @@ fn render(p: &Position, members: Option<&Vec<(EmployeeId, String)>>, base: &str)
 
 /// Members of every position, in one pass over the store.
 fn all_members(state: &ScimState) -> Result<HashMap<String, Vec<(EmployeeId, String)>>, ScimError> {
-    let mut out: HashMap<String, Vec<(EmployeeId, String)>> = HashMap::new();
-    for row in state.roster.store().scan() {
-        let (_, bytes) = row.map_err(DomainError::from)?;
-        let e: crate::employee::Employee = serde_json::from_slice(&bytes).map_err(|err| {
-            DomainError::Store(crate::store::StoreError::Corrupt(err.to_string()))
-        })?;
-        for p in &e.positions {
-            out.entry(p.clone())
-                .or_default()
-                .push((e.id, e.display_name.clone()));
-        }
-    }
-    Ok(out)
+    Ok(state.roster.members_by_position()?)
 }
 
 fn wants_members(p: &ListParams) -> bool {

@@ -28,8 +28,7 @@ use super::filter::{self, Filter, Lit, Op, ci_get};
 use super::schema::{self, Kind};
 use super::{ScimState, user};
 use crate::employee::positions::Position;
-use crate::employee::{Employee, EmployeeId, validate};
-use crate::store::IndexKind;
+use crate::employee::{Employee, EmployeeId};
 
 /// Most remembered resume points.
 const RESUME_MAX: usize = 256;
@@ -146,12 +145,9 @@ pub fn parse_filter(kind: Kind, text: &str) -> Result<Filter, ScimError> {
 
 /// The ids an index can answer the filter with; `None` if it needs a scan.
 fn candidates(state: &ScimState, f: &Filter) -> Result<Option<Vec<Uuid>>, ScimError> {
-    let store = state.roster.store();
-    let lookup = |kind: IndexKind, key: String| -> Result<Option<Vec<Uuid>>, ScimError> {
-        let hit = store
-            .lookup(&kind, &key)
-            .map_err(crate::employee::Error::from)?;
-        Ok(Some(hit.into_iter().collect()))
+    let roster = &state.roster;
+    let found = |hit: Result<Option<EmployeeId>, crate::employee::Error>| {
+        Ok(Some(hit?.into_iter().map(|id| id.0).collect()))
     };
     let indexed = |path: &str, lit: &Lit| -> Result<Option<Vec<Uuid>>, ScimError> {
         let Some(r) = filter::Resolve::resolve(&Kind::User, path) else {
@@ -159,12 +155,15 @@ fn candidates(state: &ScimState, f: &Filter) -> Result<Option<Vec<Uuid>>, ScimEr
         };
         let text = lit.as_text();
         match (r.urn, r.attr.as_str(), r.sub.as_deref()) {
-            (None, "userName", None) => lookup(IndexKind::Username, validate::fold(text.trim())),
-            (None, "emails", None | Some("value")) => {
-                lookup(IndexKind::Email, validate::fold(text.trim()))
-            }
-            (None, "externalId", None) => lookup(IndexKind::ExternalId, text.trim().to_string()),
-            (None, "id", None) => Ok(Some(text.trim().parse::<Uuid>().ok().into_iter().collect())),
+            (None, "userName", None) => found(roster.id_by_username(&text)),
+            (None, "emails", None | Some("value")) => found(roster.id_by_email(&text)),
+            (None, "externalId", None) => found(roster.id_by_external_id(&text)),
+            (None, "id", None) => Ok(Some(
+                crate::employee::parse_id(&text)
+                    .into_iter()
+                    .map(|id| id.0)
+                    .collect(),
+            )),
             _ => Ok(None),
         }
     };
@@ -280,7 +279,6 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
     }
     let positions = position_map(state)?;
     let roster = &state.roster;
-    let store = roster.store();
     let keep = |doc: &Value| {
         f.as_ref()
             .is_none_or(|f| filter::matches(f, doc, &Kind::User))
@@ -316,9 +314,8 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         let want = skip + p.count;
         let mut buf: Vec<((bool, String), Uuid, Value)> = Vec::new();
         let mut n = 0usize;
-        for row in store.scan() {
-            let (_, bytes) = row.map_err(crate::employee::Error::from)?;
-            let e: Employee = decode(&bytes)?;
+        for e in roster.scan() {
+            let e: Employee = e?;
             let doc = render(state, &e, &positions, base);
             if !keep(&doc) {
                 continue;
@@ -340,9 +337,18 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         }
         total = n;
         page = buf.into_iter().skip(skip).map(|(_, _, d)| d).collect();
+    } else if f.is_none() {
+        // No filter: the count is kept by the store, and the page is found by
+        // its position without reading the records before it.
+        total = roster.counts().total;
+        page = roster
+            .page(skip, p.count)?
+            .iter()
+            .map(|e| render(state, e, &positions, base))
+            .collect();
     } else {
         let key = p.filter.clone().unwrap_or_default();
-        let generation = store.generation().map_err(crate::employee::Error::from)?;
+        let generation = roster.generation()?;
         let resume = state
             .resume
             .lock()
@@ -354,12 +360,12 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         match resume {
             Some(r) => {
                 // Continue after the previous page; the total is known.
-                for row in store.scan_after(Some(r.after)) {
-                    let (id, bytes) = row.map_err(crate::employee::Error::from)?;
-                    let doc = render(state, &decode(&bytes)?, &positions, base);
+                for e in roster.scan_after(Some(EmployeeId(r.after))) {
+                    let e = e?;
+                    let doc = render(state, &e, &positions, base);
                     if keep(&doc) {
                         page.push(doc);
-                        last = Some(id);
+                        last = Some(e.id.0);
                         if page.len() >= p.count {
                             break;
                         }
@@ -367,33 +373,18 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                 }
                 total = r.total;
             }
-            None if f.is_none() => {
-                // No filter: the count comes from the store, the page from
-                // `skip + count` rows.
-                total = store.len();
-                if p.count > 0 {
-                    for row in store.scan().skip(skip) {
-                        let (id, bytes) = row.map_err(crate::employee::Error::from)?;
-                        page.push(render(state, &decode(&bytes)?, &positions, base));
-                        last = Some(id);
-                        if page.len() >= p.count {
-                            break;
-                        }
-                    }
-                }
-            }
             None => {
                 let mut n = 0usize;
-                for row in store.scan() {
-                    let (id, bytes) = row.map_err(crate::employee::Error::from)?;
-                    let doc = render(state, &decode(&bytes)?, &positions, base);
+                for e in roster.scan() {
+                    let e = e?;
+                    let doc = render(state, &e, &positions, base);
                     if !keep(&doc) {
                         continue;
                     }
                     n += 1;
                     if n > skip && page.len() < p.count {
                         page.push(doc);
-                        last = Some(id);
+                        last = Some(e.id.0);
                     }
                 }
                 total = n;
@@ -429,14 +420,6 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         "itemsPerPage": resources.len(),
         "Resources": resources,
     }))
-}
-
-fn decode(bytes: &[u8]) -> Result<Employee, ScimError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ScimError::from(crate::employee::Error::Store(
-            crate::store::StoreError::Corrupt(format!("employee record: {e}")),
-        ))
-    })
 }
 
 /// Applies `attributes` / `excludedAttributes` (RFC 7644 §3.9). `id`, `schemas`

@@ -33,8 +33,12 @@
 //! that an older rosterd, which cannot read packs, refuses the store.
 
 pub mod audit;
+mod backend;
+mod directory;
+mod durable;
 pub mod outbox;
 mod record;
+mod runs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -48,6 +52,7 @@ use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditEntry, FieldChange, PendingAudit};
+pub use backend::{Backend, Record, RecordIter, Store};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord, StoredSecret};
 
 /// The on-disk format this build reads and writes.
@@ -55,8 +60,8 @@ pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {path}: {source} (is another rosterd using this data_dir?)")]
-    Open { path: String, source: sled::Error },
+    #[error("cannot open the store at {path}: {reason} (is another rosterd using this data_dir?)")]
+    Open { path: String, reason: String },
     #[error(
         "the store at {path} has schema version {found}, this rosterd reads version {expected}; \
          use the rosterd release that wrote it, or migrate"
@@ -76,12 +81,21 @@ pub enum StoreError {
         found: Option<u64>,
     },
     #[error("store I/O error: {0}")]
-    Sled(#[from] sled::Error),
+    Io(String),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
     /// A write the store cannot hold (nothing was written).
     #[error("{0}")]
     Invalid(String),
+    /// Writes were made but could not be made durable: not acknowledged.
+    #[error("the store cannot make writes durable: {0}")]
+    Flush(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
 }
 
 /// The unique indexes.
@@ -153,9 +167,11 @@ pub struct RecordWrite {
     pub version: u64,
     pub bytes: Vec<u8>,
     pub keys: IndexKeys,
-    /// A note that holds for this version of the record (see [`Store::mark`]);
+    /// A note that holds for this version of the record (see [`Backend::mark`]);
     /// every other note the record had is dropped, since the record changed.
     pub mark: Option<(String, Vec<u8>)>,
+    /// Whether the record counts as active ([`Backend::counts`]).
+    pub active: bool,
 }
 
 /// One atomic change: the record (or its removal), its photo, its audit entry and
@@ -173,9 +189,9 @@ pub struct Write {
     pub outbox: Vec<OutboxRecord>,
 }
 
-/// Handle to the store; cheap to clone.
+/// The embedded sled store: the default [`Backend`]. Cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     meta: sled::Tree,
     employees: sled::Tree,
@@ -189,10 +205,26 @@ pub struct Store {
     positions: sled::Tree,
     outbox: sled::Tree,
     outbox_pending: sled::Tree,
+    runs: sled::Tree,
+    run_plans: sled::Tree,
+    run_state: sled::Tree,
+    run_held: sled::Tree,
     reads: Arc<AtomicU64>,
+    /// Which records exist, in id order, and which are active (see [`directory`]).
+    directory: Arc<RwLock<directory::Directory>>,
+    /// Group commit (see [`durable`]).
+    flusher: Arc<durable::Flusher>,
 }
 
-impl Store {
+/// How many records there are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    pub active: usize,
+    pub inactive: usize,
+}
+
+impl SledStore {
     /// Opens (or creates) the store in `dir`, checks its schema version (migrating
     /// a version 1 store) and loads the unique indexes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -214,7 +246,7 @@ impl Store {
                 Err(source) => {
                     return Err(StoreError::Open {
                         path: path.clone(),
-                        source,
+                        reason: source.to_string(),
                     });
                 }
             }
@@ -243,8 +275,14 @@ impl Store {
             }
         }
         let employees = db.open_tree("employees")?;
-        let index = load_index(&employees)?;
+        let (index, ids) = load_index(&employees)?;
+        let flusher = durable::Flusher::start(db.clone()).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
+            directory: Arc::new(RwLock::new(directory::Directory::from_sorted(ids))),
+            flusher: Arc::new(flusher),
             employees,
             index: Arc::new(RwLock::new(index)),
             write_lock: Arc::new(Mutex::new(())),
@@ -254,6 +292,10 @@ impl Store {
             positions: db.open_tree("positions")?,
             outbox: db.open_tree("outbox")?,
             outbox_pending: db.open_tree("outbox_pending")?,
+            runs: db.open_tree("sync_runs")?,
+            run_plans: db.open_tree("sync_plans")?,
+            run_state: db.open_tree("sync_state")?,
+            run_held: db.open_tree("sync_held")?,
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),
@@ -267,7 +309,7 @@ impl Store {
     }
 
     /// One record's body (the bytes the domain wrote).
-    pub fn get(&self, id: Uuid) -> Result<Option<sled::IVec>, StoreError> {
+    pub fn get(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         match self.employees.get(id.as_bytes())? {
             None => Ok(None),
@@ -357,27 +399,69 @@ impl Store {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A named tree for a module's own records (sync runs, sync state, ...).
-    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
-    }
-
     /// A fresh, increasing id (for run ids and the like).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)
     }
 
-    /// Number of records.
+    /// Number of records (kept as the store writes: no scan).
     pub fn len(&self) -> usize {
-        self.employees.len()
+        self.read_directory().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.employees.is_empty()
+        self.len() == 0
+    }
+
+    /// How many records there are, active and not (no scan).
+    pub fn counts(&self) -> Counts {
+        let d = self.read_directory();
+        Counts {
+            total: d.len(),
+            active: d.active(),
+            inactive: d.len() - d.active(),
+        }
+    }
+
+    /// Tells the store which records are active, from their bodies: called once
+    /// at start by the domain (the store does not read bodies); later writes say
+    /// it themselves ([`RecordWrite::active`]).
+    pub fn classify(&self, is_active: &dyn Fn(&[u8]) -> bool) -> Result<(), StoreError> {
+        let mut classes = HashMap::new();
+        for row in self.employees.iter() {
+            let (k, v) = row?;
+            let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            classes.insert(uuid_from(&k)?, is_active(&v[at..]));
+        }
+        self.directory
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_classes(|id| classes.get(&id).copied());
+        Ok(())
+    }
+
+    /// The records at positions `offset..offset + n` in id order, found without
+    /// reading the records before them.
+    pub fn page(&self, offset: usize, n: usize) -> Result<Vec<(Uuid, Record)>, StoreError> {
+        let ids = self.read_directory().page(offset, n);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A record removed since the ids were read is skipped.
+            if let Some(v) = self.get(id)? {
+                out.push((id, v));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, directory::Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Every record in id order, read lazily (never all in memory at once).
-    pub fn scan(&self) -> impl Iterator<Item = Result<(Uuid, sled::IVec), StoreError>> + '_ {
+    pub fn scan(&self) -> impl Iterator<Item = Result<(Uuid, Record), StoreError>> + Send + '_ {
         self.employees.iter().map(move |r| {
             self.reads.fetch_add(1, Ordering::Relaxed);
             let (k, v) = r?;
@@ -390,7 +474,7 @@ impl Store {
     pub fn scan_after(
         &self,
         after: Option<Uuid>,
-    ) -> impl Iterator<Item = Result<(Uuid, sled::IVec), StoreError>> + '_ {
+    ) -> impl Iterator<Item = Result<(Uuid, Record), StoreError>> + Send + '_ {
         use std::ops::Bound;
         let start = match after {
             Some(a) => Bound::Excluded(a.as_bytes().to_vec()),
@@ -417,12 +501,12 @@ impl Store {
     }
 
     /// The stored catalog positions, in id order.
-    pub fn positions(&self) -> Result<Vec<(Uuid, sled::IVec)>, StoreError> {
+    pub fn positions(&self) -> Result<Vec<(Uuid, Record)>, StoreError> {
         self.positions
             .iter()
             .map(|r| {
                 let (k, v) = r?;
-                Ok((uuid_from(&k)?, v))
+                Ok((uuid_from(&k)?, Record::sled(v)))
             })
             .collect()
     }
@@ -440,8 +524,8 @@ impl Store {
     }
 
     /// The uploaded photo of a record.
-    pub fn photo(&self, id: Uuid) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.photos.get(id.as_bytes())?)
+    pub fn photo(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
+        Ok(self.photos.get(id.as_bytes())?.map(Record::sled))
     }
 
     /// Applies one write atomically. Fails with [`StoreError::Unique`] if another
@@ -667,13 +751,24 @@ impl Store {
                     found,
                 });
             }
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::from(e)),
         }
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         for k in freed {
             index.remove(&k);
         }
         index.extend(claimed);
+        drop(index);
+        let mut directory = self
+            .directory
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for p in &prepared {
+            match &p.w.record {
+                Some(r) => directory.put(p.w.id, r.active),
+                None => directory.remove(p.w.id),
+            }
+        }
         Ok(prepared.iter().map(|p| p.seq).collect())
     }
 
@@ -774,9 +869,32 @@ impl Store {
     }
 
     /// Makes every write so far durable. Await before acknowledging a write.
+    /// Concurrent callers share one flush (group commit, see [`durable`]).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.flusher.flush().await
+    }
+
+    /// [`Store::flush`] for blocking threads.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.flusher.flush_blocking()
+    }
+
+    /// How many flushes have run since open (each may cover many writes).
+    pub fn flushes(&self) -> u64 {
+        self.flusher.flushes()
+    }
+
+    /// One small write through the write lock, made durable by the flusher.
+    pub fn probe_write(&self) -> Result<(), StoreError> {
+        {
+            let _writing = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = chrono::Utc::now().timestamp_millis().to_be_bytes();
+            self.meta.insert("write_probe", &now)?;
+        }
+        self.flusher.flush_blocking()
     }
 
     /// Whether the store answers reads (for `/readyz`).
@@ -802,18 +920,23 @@ fn unpack<'a>(key: &[u8], v: &'a [u8]) -> Result<Vec<(u64, &'a [u8])>, StoreErro
 }
 
 /// The body of a stored record (past its header), without copying.
-fn body(v: sled::IVec) -> Result<sled::IVec, StoreError> {
+fn body(v: sled::IVec) -> Result<Record, StoreError> {
     let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
     let len = v.len() - at;
-    Ok(v.subslice(at, len))
+    Ok(Record::sled(v.subslice(at, len)))
 }
 
 /// The unique indexes, from every record's header.
-fn load_index(employees: &sled::Tree) -> Result<BTreeMap<Vec<u8>, Uuid>, StoreError> {
+type Loaded = (BTreeMap<Vec<u8>, Uuid>, Vec<Uuid>);
+
+/// The unique indexes and every id (in order), from every record's header.
+fn load_index(employees: &sled::Tree) -> Result<Loaded, StoreError> {
     let mut index = BTreeMap::new();
+    let mut ids = Vec::new();
     for r in employees.iter() {
         let (k, v) = r?;
         let id = uuid_from(&k)?;
+        ids.push(id);
         let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
         for key in h.keys {
             if let Some(other) = index.insert(key.clone(), id) {
@@ -824,7 +947,7 @@ fn load_index(employees: &sled::Tree) -> Result<BTreeMap<Vec<u8>, Uuid>, StoreEr
             }
         }
     }
-    Ok(index)
+    Ok((index, ids))
 }
 
 /// Schema 1 → 3: each record takes its version and keys (from `employee_keys`)
@@ -890,6 +1013,7 @@ mod tests {
                     entries: vec![(IndexKind::Email, email.into())],
                 },
                 mark: None,
+                active: true,
             }),
             photo: PhotoChange::Keep,
             audit: PendingAudit::new(entry(id)).unwrap(),
@@ -900,7 +1024,7 @@ mod tests {
     #[test]
     fn unique_index_and_version_checks() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         s.commit(&write(a, None, 1, "a@x")).unwrap();
@@ -933,7 +1057,7 @@ mod tests {
     #[test]
     fn outbox_is_written_with_the_change_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let msg = |id: u64, emp: Uuid| OutboxRecord {
             id,
             kind: MessageKind::Invite,
@@ -977,7 +1101,7 @@ mod tests {
     #[test]
     fn history_lists_every_entry_newest_first_past_the_header() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         s.commit(&write(a, None, 1, "a@x")).unwrap();
@@ -1009,7 +1133,7 @@ mod tests {
         assert_eq!(s.lookup(&IndexKind::Email, "b@x").unwrap(), None);
         // The index comes back from the headers after a restart.
         drop(s);
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.lookup(&IndexKind::Email, "a80@x").unwrap(), Some(a));
         assert_eq!(s.lookup(&IndexKind::Email, "a79@x").unwrap(), None);
         assert_eq!(s.version(a).unwrap(), Some(80));
@@ -1019,7 +1143,7 @@ mod tests {
     #[test]
     fn a_batch_that_fails_a_check_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         // Two creates in one batch claiming one email.
         let e = s
@@ -1061,7 +1185,7 @@ mod tests {
     #[test]
     fn marks_hold_for_one_version_of_a_record() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let a = Uuid::new_v4();
         let mut w = write(a, None, 1, "a@x");
         w.record.as_mut().unwrap().mark = Some(("ldap".into(), vec![7]));
@@ -1132,7 +1256,7 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(&*s.get(a).unwrap().unwrap(), b"{\"email\":\"p1@x\"}");
         assert_eq!(s.version(b).unwrap(), Some(3));
         assert_eq!(s.lookup(&IndexKind::Email, "p2@x").unwrap(), Some(b));
@@ -1153,7 +1277,7 @@ mod tests {
         s.commit(&write(a, Some(3), 4, "p1b@x")).unwrap();
         assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 2);
         drop(s);
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.lookup(&IndexKind::Email, "p1b@x").unwrap(), Some(a));
     }
 
@@ -1162,7 +1286,7 @@ mod tests {
     #[test]
     fn a_batch_audit_pack_reads_as_single_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         let ids: Vec<Uuid> = (0..13).map(|_| Uuid::new_v4()).collect();
         s.commit(&write(ids[0], None, 1, "p0@x")).unwrap();
         // 11 writes: a full pack and a pack of 3.
@@ -1214,12 +1338,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = Uuid::new_v4();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = SledStore::open(dir.path()).unwrap();
             s.commit(&write(a, None, 1, "a@x")).unwrap();
             s.meta.insert("schema_version", "2").unwrap();
             s.db.flush().unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(&*s.meta.get("schema_version").unwrap().unwrap(), b"3");
         assert_eq!(s.lookup(&IndexKind::Email, "a@x").unwrap(), Some(a));
         assert_eq!(s.audit_entries(Some(a), None, 10).unwrap().len(), 1);
@@ -1229,11 +1353,11 @@ mod tests {
     fn schema_version_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = SledStore::open(dir.path()).unwrap();
             s.meta.insert("schema_version", "99").unwrap();
             s.db.flush().unwrap();
         }
-        let e = Store::open(dir.path()).err().unwrap();
+        let e = SledStore::open(dir.path()).err().unwrap();
         assert!(e.to_string().contains("schema version 99"), "{e}");
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 
 /// What the message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl std::fmt::Debug for StoredSecret {
 /// One message in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxRecord {
-    /// Assigned by the domain before the commit (see [`Store::next_id`]).
+    /// Assigned by the domain before the commit (see [`super::Backend::next_id`]).
     pub id: u64,
     pub kind: MessageKind,
     pub employee_id: Uuid,
@@ -92,7 +92,7 @@ pub struct OutboxRecord {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-impl Store {
+impl SledStore {
     /// One outbox message.
     pub fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
         match self.outbox.get(id.to_be_bytes())? {

@@ -9,9 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
 use super::RunKind;
 use super::map::MappedEntry;
 use super::plan::{Counts, PlanItem};
@@ -131,14 +128,10 @@ impl SourceState {
     }
 }
 
-/// Typed access to the sync trees.
+/// Typed access to the run history's rows in the store.
 #[derive(Clone)]
 pub struct RunStore {
     store: Store,
-    runs: sled::Tree,
-    plans: sled::Tree,
-    state: sled::Tree,
-    held: sled::Tree,
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -152,10 +145,6 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 impl RunStore {
     pub fn open(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
-            runs: store.tree("sync_runs")?,
-            plans: store.tree("sync_plans")?,
-            state: store.tree("sync_state")?,
-            held: store.tree("sync_held")?,
             store: store.clone(),
         })
     }
@@ -180,26 +169,19 @@ impl RunStore {
             Some(enc(&plan))
         };
         r.plan = plan;
-        if let Some(p) = plan_bytes {
-            self.plans.insert(r.id.to_be_bytes(), p?)?;
-        }
-        self.runs.insert(r.id.to_be_bytes(), header?)?;
-        Ok(())
+        let plan_bytes = plan_bytes.transpose()?;
+        self.store.run_put(r.id, &header?, plan_bytes.as_deref())
     }
 
     /// Writes the plan of run `id` (a first import's plan holds every new
     /// profile: the engine writes it on a thread of its own while it applies).
     pub fn put_plan(&self, id: RunId, plan: &[PlanItem]) -> Result<(), StoreError> {
-        self.plans.insert(id.to_be_bytes(), enc(&plan)?)?;
-        Ok(())
+        self.store.run_put_plan(id, &enc(&plan)?)
     }
 
     /// A run without its plan.
     fn get_header(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        self.runs
-            .get(id.to_be_bytes())?
-            .map(|b| dec(&b))
-            .transpose()
+        self.store.run_header(id)?.map(|b| dec(&b)).transpose()
     }
 
     /// A run with its plan.
@@ -208,7 +190,7 @@ impl RunStore {
             return Ok(None);
         };
         // Runs recorded before plans were kept apart carry theirs inline.
-        if let Some(p) = self.plans.get(id.to_be_bytes())? {
+        if let Some(p) = self.store.run_plan(id)? {
             r.plan = dec(&p)?;
         }
         Ok(Some(r))
@@ -226,29 +208,19 @@ impl RunStore {
         }
         let mut seen = 0;
         let mut doomed = Vec::new();
-        for r in self.runs.iter().rev() {
-            let (k, v) = r?;
+        for r in self.store.run_headers() {
+            let (id, v) = r?;
             let head: Head = dec(&v)?;
             if head.source != source {
                 continue;
             }
             seen += 1;
             if seen > keep && !matches!(head.outcome, Outcome::Running | Outcome::Held) {
-                doomed.push(k);
+                doomed.push(id);
             }
         }
-        for k in &doomed {
-            (&self.runs, &self.plans, &self.held)
-                .transaction(|(runs, plans, held)| {
-                    runs.remove(k)?;
-                    plans.remove(k)?;
-                    held.remove(k)?;
-                    Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
-                })
-                .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::Sled(e),
-                    TransactionError::Abort(never) => match never {},
-                })?;
+        for id in &doomed {
+            self.store.run_remove(*id)?;
         }
         Ok(doomed.len())
     }
@@ -256,7 +228,7 @@ impl RunStore {
     /// Newest first, optionally for one source; without their plans.
     pub fn list(&self, source: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let mut out = Vec::new();
-        for r in self.runs.iter().rev() {
+        for r in self.store.run_headers() {
             let (_, v) = r?;
             let rec: RunRecord = dec(&v)?;
             if source.is_none_or(|s| s == rec.source) {
@@ -271,44 +243,35 @@ impl RunStore {
 
     pub fn state(&self, source: &str) -> Result<SourceState, StoreError> {
         Ok(self
-            .state
-            .get(source)?
+            .store
+            .source_state(source)?
             .map(|b| dec(&b))
             .transpose()?
             .unwrap_or_default())
     }
 
     pub fn put_state(&self, source: &str, s: &SourceState) -> Result<(), StoreError> {
-        self.state.insert(source, enc(s)?)?;
-        Ok(())
+        self.store.put_source_state(source, &enc(s)?)
     }
 
     pub fn put_held(&self, id: RunId, entries: &[MappedEntry]) -> Result<(), StoreError> {
-        self.held.insert(id.to_be_bytes(), enc(&entries)?)?;
-        Ok(())
+        self.store.held_put(id, &enc(&entries)?)
     }
 
     pub fn take_held(&self, id: RunId) -> Result<Option<Vec<MappedEntry>>, StoreError> {
-        self.held
-            .remove(id.to_be_bytes())?
-            .map(|b| dec(&b))
-            .transpose()
+        self.store.held_take(id)?.map(|b| dec(&b)).transpose()
     }
 
     /// Marks older held runs of a source as superseded and drops their entries.
     pub fn supersede_held(&self, source: &str) -> Result<(), StoreError> {
-        for r in self.held.iter() {
-            let (k, _) = r?;
-            let mut idb = [0u8; 8];
-            idb.copy_from_slice(&k[..8.min(k.len())]);
-            let id = u64::from_be_bytes(idb);
+        for id in self.store.held_ids()? {
             if let Some(mut rec) = self.get_header(id)?
                 && rec.source == source
                 && rec.outcome == Outcome::Held
             {
                 rec.outcome = Outcome::Superseded;
                 self.put(&mut rec)?;
-                self.held.remove(k)?;
+                self.store.held_take(id)?;
             }
         }
         Ok(())
@@ -420,11 +383,11 @@ mod tests {
         assert_eq!(ids("hr").len(), 3, "another source's runs are left alone");
         assert!(runs.get(old_failed).unwrap().is_none());
         assert!(
-            !runs.plans.contains_key(corp[0].to_be_bytes()).unwrap(),
+            runs.store.run_plan(corp[0]).unwrap().is_none(),
             "plan deleted"
         );
         assert_eq!(runs.get(corp[2]).unwrap().unwrap().plan, vec![item()]);
-        assert!(runs.held.contains_key(held.to_be_bytes()).unwrap());
+        assert!(runs.store.held_ids().unwrap().contains(&held));
         // Once superseded, the held run goes too.
         runs.supersede_held("corp").unwrap();
         assert_eq!(runs.prune("corp", 4).unwrap(), 1);
@@ -468,7 +431,7 @@ mod tests {
             ..record(&runs, "corp", Outcome::Applied)
         };
         runs.put(&mut small).unwrap();
-        let raw = runs.runs.get(small.id.to_be_bytes()).unwrap().unwrap();
+        let raw = runs.store.run_header(small.id).unwrap().unwrap();
         assert!(!String::from_utf8_lossy(&raw).contains("errors_omitted"));
     }
 }

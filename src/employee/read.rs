@@ -1,0 +1,89 @@
+//! The reads every surface uses (SCIM, admin, metrics, sync): typed results, no
+//! store formats. Keys are folded here, the one place that knows how the
+//! unique indexes are normalised.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{Employee, EmployeeId, Error, Roster, decode, validate};
+use crate::store::{Counts, IndexKind};
+
+impl Roster {
+    /// How many profiles there are, active and not (kept by the store: no scan).
+    pub fn counts(&self) -> Counts {
+        self.store.counts()
+    }
+
+    /// The profiles at positions `offset..offset + n` in id order, without
+    /// reading the ones before them.
+    pub fn page(&self, offset: usize, n: usize) -> Result<Vec<Employee>, Error> {
+        self.store
+            .page(offset, n)?
+            .into_iter()
+            .map(|(_, bytes)| decode(&bytes))
+            .collect()
+    }
+
+    /// Every profile in id order, read lazily.
+    pub fn scan(&self) -> impl Iterator<Item = Result<Employee, Error>> + '_ {
+        self.store
+            .scan()
+            .map(|r| r.map_err(Error::from).and_then(|(_, b)| decode(&b)))
+    }
+
+    /// The profiles after `after` (exclusive) in id order, read lazily.
+    pub fn scan_after(
+        &self,
+        after: Option<EmployeeId>,
+    ) -> impl Iterator<Item = Result<Employee, Error>> + '_ {
+        self.store
+            .scan_after(after.map(|a| a.0))
+            .map(|r| r.map_err(Error::from).and_then(|(_, b)| decode(&b)))
+    }
+
+    /// Changes whenever any profile is created, changed or removed (equal values
+    /// mean nothing changed in between; lets readers cache list positions).
+    pub fn generation(&self) -> Result<u64, Error> {
+        Ok(self.store.generation()?)
+    }
+
+    /// The profile holding this username (any case), if any.
+    pub fn id_by_username(&self, username: &str) -> Result<Option<EmployeeId>, Error> {
+        self.lookup(IndexKind::Username, validate::fold(username.trim()))
+    }
+
+    /// The profile holding this email (any case), if any.
+    pub fn id_by_email(&self, email: &str) -> Result<Option<EmployeeId>, Error> {
+        self.lookup(IndexKind::Email, validate::fold(email.trim()))
+    }
+
+    /// The profile holding this SCIM externalId (exact), if any.
+    pub fn id_by_external_id(&self, external_id: &str) -> Result<Option<EmployeeId>, Error> {
+        self.lookup(IndexKind::ExternalId, external_id.trim().to_string())
+    }
+
+    fn lookup(&self, index: IndexKind, key: String) -> Result<Option<EmployeeId>, Error> {
+        Ok(self.store.lookup(&index, &key)?.map(EmployeeId))
+    }
+
+    /// The holders of every position (position name → (id, display name)), in
+    /// one pass over the store.
+    pub fn members_by_position(&self) -> Result<HashMap<String, Vec<(EmployeeId, String)>>, Error> {
+        let mut out: HashMap<String, Vec<(EmployeeId, String)>> = HashMap::new();
+        for e in self.scan() {
+            let e = e?;
+            for p in &e.positions {
+                out.entry(p.clone())
+                    .or_default()
+                    .push((e.id, e.display_name.clone()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A profile id from its text form (for SCIM `id eq "..."`).
+pub fn parse_id(text: &str) -> Option<EmployeeId> {
+    text.trim().parse::<Uuid>().ok().map(EmployeeId)
+}

@@ -1,0 +1,398 @@
+//! The store's interface: what the domain (`employee`, and the sync run
+//! history) needs from storage, with no sled type in any signature, so that a
+//! second backend (PostgreSQL) can implement it without a change above it.
+//!
+//! The semantics every backend keeps:
+//! - [`Backend::commit_many`] is one transaction: every write of the batch, with
+//!   its audit entry and outbox messages, or none; versions are compared and
+//!   unique keys (already folded by the domain) checked inside it.
+//! - A write is acknowledged to a client only after [`Store::flush`]: then it
+//!   survives a crash. Concurrent flushes are joined (group commit).
+//! - Counts and id-order positions are answered without reading records.
+//!
+//! [`Store`] is the cheap handle everyone holds; it adds what is the same for
+//! every backend (the one-at-a-time write probe of `/readyz`).
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use super::{AuditEntry, Counts, IndexKind, OutboxRecord, SledStore, StoreError, Write};
+
+/// Bytes read from the store (a record's body, a run row, ...), without a copy
+/// where the backend allows it.
+#[derive(Clone)]
+pub struct Record(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Sled(sled::IVec),
+    Owned(Arc<[u8]>),
+}
+
+impl Record {
+    pub(crate) fn sled(v: sled::IVec) -> Self {
+        Record(Inner::Sled(v))
+    }
+}
+
+impl From<Vec<u8>> for Record {
+    fn from(v: Vec<u8>) -> Self {
+        Record(Inner::Owned(v.into()))
+    }
+}
+
+impl Deref for Record {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Inner::Sled(v) => v,
+            Inner::Owned(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Record {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Record({} bytes)", self.len())
+    }
+}
+
+/// Records in id order, read lazily.
+pub type RecordIter<'a> = Box<dyn Iterator<Item = Result<(Uuid, Record), StoreError>> + Send + 'a>;
+
+/// Run rows, newest first.
+pub type RunIter<'a> = Box<dyn Iterator<Item = Result<(u64, Record), StoreError>> + Send + 'a>;
+
+/// What a storage backend provides. Every method is blocking (call it from a
+/// blocking thread or keep it short) except [`Backend::flush`].
+pub trait Backend: Send + Sync + 'static {
+    // Employee records.
+    /// One record's body (the bytes the domain wrote).
+    fn get(&self, id: Uuid) -> Result<Option<Record>, StoreError>;
+    /// The stored version of a record.
+    fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
+    /// The note `owner` left on the current version of a record.
+    fn mark(&self, id: Uuid, owner: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Leaves notes on records still at the given versions; returns how many.
+    fn set_marks(&self, owner: &str, marks: &[(Uuid, u64, Vec<u8>)]) -> Result<usize, StoreError>;
+    /// The id holding `key` in `index`.
+    fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError>;
+    /// Every (key, id) of one index, in key order.
+    fn index_entries(&self, index: &IndexKind) -> Result<Vec<(String, Uuid)>, StoreError>;
+    /// How many records there are, active and not (no scan).
+    fn counts(&self) -> Counts;
+    /// Tells the store which records are active (once, at start).
+    fn classify(&self, is_active: &dyn Fn(&[u8]) -> bool) -> Result<(), StoreError>;
+    /// The records at positions `offset..offset + n` in id order.
+    fn page(&self, offset: usize, n: usize) -> Result<Vec<(Uuid, Record)>, StoreError>;
+    /// The records after `after` (exclusive), or all, in id order.
+    fn scan_after(&self, after: Option<Uuid>) -> RecordIter<'_>;
+    /// Changes whenever a record is created, changed or removed.
+    fn generation(&self) -> Result<u64, StoreError>;
+    /// Applies writes in one transaction (see the module doc); returns each
+    /// write's audit sequence number.
+    fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError>;
+    /// How many records have been read since open (tests prove lookups do not scan).
+    fn record_reads(&self) -> u64;
+
+    // Ids, audit, photos, positions.
+    /// A fresh, increasing id (message and run ids).
+    fn next_id(&self) -> Result<u64, StoreError>;
+    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError>;
+    /// Audit entries newest first, all or one employee's, before `before`.
+    fn audit_entries(
+        &self,
+        employee: Option<Uuid>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    fn photo(&self, id: Uuid) -> Result<Option<Record>, StoreError>;
+    fn positions(&self) -> Result<Vec<(Uuid, Record)>, StoreError>;
+    fn put_position(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError>;
+    fn remove_position(&self, id: Uuid) -> Result<(), StoreError>;
+
+    // Outbox.
+    fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError>;
+    fn outbox_put(&self, rec: &OutboxRecord) -> Result<(), StoreError>;
+    /// Compare-and-swap: `false` when the stored message is no longer `old`.
+    fn outbox_replace(&self, old: &OutboxRecord, new: &OutboxRecord) -> Result<bool, StoreError>;
+    fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError>;
+    fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError>;
+
+    // Sync run history (rows whose format the sync engine owns).
+    fn run_put(&self, id: u64, header: &[u8], plan: Option<&[u8]>) -> Result<(), StoreError>;
+    fn run_put_plan(&self, id: u64, plan: &[u8]) -> Result<(), StoreError>;
+    fn run_header(&self, id: u64) -> Result<Option<Record>, StoreError>;
+    fn run_plan(&self, id: u64) -> Result<Option<Record>, StoreError>;
+    fn run_headers(&self) -> RunIter<'_>;
+    /// Removes a run with its plan and held entries, in one transaction.
+    fn run_remove(&self, id: u64) -> Result<(), StoreError>;
+    fn source_state(&self, source: &str) -> Result<Option<Record>, StoreError>;
+    fn put_source_state(&self, source: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    fn held_put(&self, id: u64, bytes: &[u8]) -> Result<(), StoreError>;
+    fn held_take(&self, id: u64) -> Result<Option<Record>, StoreError>;
+    fn held_ids(&self) -> Result<Vec<u64>, StoreError>;
+
+    // Durability and health.
+    /// Resolves once every write made before the call is durable.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// [`Backend::flush`] for blocking threads.
+    fn flush_blocking(&self) -> Result<(), StoreError>;
+    /// How many flushes ran (each may cover many writes).
+    fn flushes(&self) -> u64;
+    /// Makes one small durable write through the same path as every write.
+    /// Blocking, and may block for good if writes are wedged: [`Store::writable`]
+    /// runs it on a thread of its own with a timeout.
+    fn probe_write(&self) -> Result<(), StoreError>;
+    /// Whether the store answers reads.
+    fn is_ready(&self) -> bool;
+}
+
+/// The handle to the store every layer holds; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// The write probe in flight, if any (see [`Store::writable`]).
+    probe: Arc<Mutex<Option<Probe>>>,
+}
+
+#[derive(Clone)]
+struct Probe {
+    started: Instant,
+    done: tokio::sync::watch::Receiver<Option<bool>>,
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
+}
+
+impl Store {
+    /// The embedded sled store in `dir` (the default backend).
+    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+        Ok(Self::new(SledStore::open(dir)?))
+    }
+
+    pub fn new(backend: impl Backend) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            probe: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Applies one write atomically (see [`Backend::commit_many`]).
+    pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
+        let seq = self
+            .backend
+            .commit_many(std::slice::from_ref(w))?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
+        let mut entry = w.audit.entry().clone();
+        entry.seq = seq;
+        Ok(entry)
+    }
+
+    /// Every record in id order, read lazily.
+    pub fn scan(&self) -> RecordIter<'_> {
+        self.backend.scan_after(None)
+    }
+
+    pub fn len(&self) -> usize {
+        self.backend.counts().total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes every write so far durable. Await before acknowledging a write.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush().await
+    }
+
+    /// Whether a write gets through and is made durable within `timeout`
+    /// (`/readyz`, the systemd watchdog). One probe runs at a time on a blocking
+    /// thread; while one is stuck past `timeout`, the answer is `false` at once
+    /// and no second probe piles up behind it.
+    pub async fn writable(&self, timeout: Duration) -> bool {
+        let probe = {
+            let mut slot = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*slot {
+                Some(p) if p.started.elapsed() >= timeout => return false,
+                Some(p) => p.clone(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    let p = Probe {
+                        started: Instant::now(),
+                        done: rx,
+                    };
+                    *slot = Some(p.clone());
+                    let backend = self.backend.clone();
+                    let slot = self.probe.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let ok = match backend.probe_write() {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::error!(error = %e, "the store's write probe failed");
+                                false
+                            }
+                        };
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        let _ = tx.send(Some(ok));
+                    });
+                    p
+                }
+            }
+        };
+        let left = timeout.saturating_sub(probe.started.elapsed());
+        let mut done = probe.done;
+        matches!(
+            tokio::time::timeout(left, done.wait_for(Option::is_some)).await,
+            Ok(Ok(r)) if *r == Some(true)
+        )
+    }
+}
+
+impl Backend for SledStore {
+    fn get(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
+        SledStore::get(self, id)
+    }
+    fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        SledStore::version(self, id)
+    }
+    fn mark(&self, id: Uuid, owner: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        SledStore::mark(self, id, owner)
+    }
+    fn set_marks(&self, owner: &str, marks: &[(Uuid, u64, Vec<u8>)]) -> Result<usize, StoreError> {
+        SledStore::set_marks(self, owner, marks)
+    }
+    fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
+        SledStore::lookup(self, index, key)
+    }
+    fn index_entries(&self, index: &IndexKind) -> Result<Vec<(String, Uuid)>, StoreError> {
+        SledStore::index_entries(self, index)
+    }
+    fn counts(&self) -> Counts {
+        SledStore::counts(self)
+    }
+    fn classify(&self, is_active: &dyn Fn(&[u8]) -> bool) -> Result<(), StoreError> {
+        SledStore::classify(self, is_active)
+    }
+    fn page(&self, offset: usize, n: usize) -> Result<Vec<(Uuid, Record)>, StoreError> {
+        SledStore::page(self, offset, n)
+    }
+    fn scan_after(&self, after: Option<Uuid>) -> RecordIter<'_> {
+        Box::new(SledStore::scan_after(self, after))
+    }
+    fn generation(&self) -> Result<u64, StoreError> {
+        SledStore::generation(self)
+    }
+    fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError> {
+        SledStore::commit_many(self, writes)
+    }
+    fn record_reads(&self) -> u64 {
+        SledStore::record_reads(self)
+    }
+    fn next_id(&self) -> Result<u64, StoreError> {
+        SledStore::next_id(self)
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<AuditEntry, StoreError> {
+        SledStore::append_audit(self, entry)
+    }
+    fn audit_entries(
+        &self,
+        employee: Option<Uuid>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        SledStore::audit_entries(self, employee, before, limit)
+    }
+    fn photo(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
+        SledStore::photo(self, id)
+    }
+    fn positions(&self) -> Result<Vec<(Uuid, Record)>, StoreError> {
+        SledStore::positions(self)
+    }
+    fn put_position(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
+        SledStore::put_position(self, id, bytes)
+    }
+    fn remove_position(&self, id: Uuid) -> Result<(), StoreError> {
+        SledStore::remove_position(self, id)
+    }
+    fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
+        SledStore::outbox_get(self, id)
+    }
+    fn outbox_put(&self, rec: &OutboxRecord) -> Result<(), StoreError> {
+        SledStore::outbox_put(self, rec)
+    }
+    fn outbox_replace(&self, old: &OutboxRecord, new: &OutboxRecord) -> Result<bool, StoreError> {
+        SledStore::outbox_replace(self, old, new)
+    }
+    fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        SledStore::outbox_all(self)
+    }
+    fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError> {
+        SledStore::outbox_due(self, now)
+    }
+    fn run_put(&self, id: u64, header: &[u8], plan: Option<&[u8]>) -> Result<(), StoreError> {
+        SledStore::run_put(self, id, header, plan)
+    }
+    fn run_put_plan(&self, id: u64, plan: &[u8]) -> Result<(), StoreError> {
+        SledStore::run_put_plan(self, id, plan)
+    }
+    fn run_header(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        SledStore::run_header(self, id)
+    }
+    fn run_plan(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        SledStore::run_plan(self, id)
+    }
+    fn run_headers(&self) -> RunIter<'_> {
+        SledStore::run_headers(self)
+    }
+    fn run_remove(&self, id: u64) -> Result<(), StoreError> {
+        SledStore::run_remove(self, id)
+    }
+    fn source_state(&self, source: &str) -> Result<Option<Record>, StoreError> {
+        SledStore::source_state(self, source)
+    }
+    fn put_source_state(&self, source: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        SledStore::put_source_state(self, source, bytes)
+    }
+    fn held_put(&self, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        SledStore::held_put(self, id, bytes)
+    }
+    fn held_take(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        SledStore::held_take(self, id)
+    }
+    fn held_ids(&self) -> Result<Vec<u64>, StoreError> {
+        SledStore::held_ids(self)
+    }
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(SledStore::flush(self))
+    }
+    fn flush_blocking(&self) -> Result<(), StoreError> {
+        SledStore::flush_blocking(self)
+    }
+    fn flushes(&self) -> u64 {
+        SledStore::flushes(self)
+    }
+    fn probe_write(&self) -> Result<(), StoreError> {
+        SledStore::probe_write(self)
+    }
+    fn is_ready(&self) -> bool {
+        SledStore::is_ready(self)
+    }
+}
