@@ -4,8 +4,9 @@
 //! `STOPPING=1` on shutdown. Without `NOTIFY_SOCKET` every
 //! call is a no-op.
 //!
-//! The watchdog task pings only after checking that the store answers; if the
-//! runtime hangs, the task stops running and systemd restarts the service.
+//! The watchdog task pings only after a probe write went through and was made
+//! durable; if writes are wedged or the runtime hangs, the pings stop and systemd
+//! restarts the service.
 
 use std::time::Duration;
 
@@ -80,7 +81,14 @@ pub fn start(roster: Roster, sync: SyncEngine) -> JoinHandle<()> {
         let mut last_status = std::time::Instant::now();
         loop {
             interval.tick().await;
-            if watchdog.is_some() && roster.store().is_ready() {
+            // Pings only while writes complete: a process whose write path is
+            // wedged stops pinging and systemd restarts it.
+            if let Some(d) = watchdog
+                && roster.store().is_ready()
+                && roster
+                    .writable((d / 4).max(Duration::from_millis(50)))
+                    .await
+            {
                 send(&[NotifyState::Watchdog]);
             }
             if last_status.elapsed() >= Duration::from_secs(30) {

@@ -156,17 +156,27 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready when the store answers reads and a probe write is made durable
+/// within [`READY_WRITE_TIMEOUT`]: a process whose writes are wedged is not.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.roster.store().is_ready() {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
-    } else {
+    let unavailable = |why: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "store not ready"})),
+            Json(serde_json::json!({"status": why})),
         )
             .into_response()
+    };
+    if !state.roster.store().is_ready() {
+        return unavailable("store not ready");
     }
+    if !state.roster.writable(READY_WRITE_TIMEOUT).await {
+        return unavailable("writes are not completing");
+    }
+    (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
 }
+
+/// How long `/readyz` waits for its probe write.
+pub const READY_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn catalog_get(_: Admin, State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(view::catalog(&state.roster.catalog()))

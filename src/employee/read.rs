@@ -48,6 +48,12 @@ impl Roster {
         Ok(self.store.generation()?)
     }
 
+    /// Whether a write gets through and is made durable within `timeout`
+    /// (`/readyz` and the systemd watchdog ask).
+    pub async fn writable(&self, timeout: std::time::Duration) -> bool {
+        self.store.writable(timeout).await
+    }
+
     /// The profile holding this username (any case), if any.
     pub fn id_by_username(&self, username: &str) -> Result<Option<EmployeeId>, Error> {
         self.lookup(IndexKind::Username, validate::fold(username.trim()))

@@ -17,4 +17,5 @@ mod reload;
 mod rosterctl;
 mod slapd;
 mod smtp;
+mod store_load;
 mod systemd;
