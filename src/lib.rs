@@ -8,8 +8,12 @@
 //! - [`employee`]: the domain. The employee profile, the catalogs (positions, roles,
 //!   business units, permissions), validation, and the operations (create, update,
 //!   activate, deactivate, list, bulk). Every rule of the roster lives here.
-//! - [`store`]: sled. Trees, unique secondary indexes kept in the same transaction
-//!   as the profile, the append-only audit log, the schema version.
+//! - [`store`]: the store's interface ([`store::Backend`], no sled type in it) and
+//!   its sled backend: records with their unique keys and versions, the unique
+//!   indexes, counts and id-order positions kept in memory, the append-only audit
+//!   log, outbox, positions, run history rows, the schema version, and group
+//!   commit (one flusher thread; `store/durable.rs` says why). Nothing outside
+//!   `store` sees sled (`clippy.toml` and a test keep it so).
 //! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
 //!   `/healthz` and `/readyz`.
 //! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
@@ -27,9 +31,11 @@
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
-//! Calls point one way: `admin` and `sync` → `employee` → `store`; `mail` → `employee`/`store`. Nothing calls upward; the
-//! HTTP layer never touches sled directly, so every client of the roster (the admin
-//! API today, SCIM and sync later) goes through the same domain operations.
+//! Calls point one way: `admin`, `scim`, `metrics` and `sync` → `employee` →
+//! `store`; `mail` and the sync run history (`sync::runs`) → `store`'s typed
+//! interface. Nothing calls upward; no HTTP layer reads or decodes records
+//! itself, so every client of the roster (admin API, SCIM, sync) goes through
+//! the same domain operations and reads.
 
 /// The process's allocator. rosterd's hot paths (LDAP decoding, sled's node
 /// copies, JSON) allocate many small, short-lived buffers, where mimalloc is much
@@ -56,3 +62,45 @@ pub mod store;
 pub mod sync;
 
 pub use daemon::{Daemon, run};
+
+#[cfg(test)]
+mod layers {
+    /// Only `store` sees sled (clippy's `disallowed-types` in `clippy.toml`
+    /// says the same for the types; this catches any other path).
+    #[test]
+    fn only_the_store_names_sled() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for d in ["src", "tests", "benches"] {
+            walk(&root.join(d), &mut files);
+        }
+        let store = root.join("src/store");
+        // Built, so that this test does not find itself.
+        let (path, import) = (["sled", "::"].concat(), ["use ", "sled"].concat());
+        let offenders: Vec<String> = files
+            .iter()
+            .filter(|f| !f.starts_with(&store))
+            .filter(|f| {
+                std::fs::read_to_string(f).unwrap().lines().any(|l| {
+                    let code = l.split("//").next().unwrap_or_default();
+                    code.contains(&path) || code.contains(&import)
+                })
+            })
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "sled named outside src/store: {offenders:?}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
-//! The sled store. It knows records only as bytes plus the index keys the domain
-//! hands it; the rules (what is unique, how keys are normalised) live in `employee`.
+//! The store: its interface ([`Backend`], held through the [`Store`] handle; see
+//! [`backend`]) and the embedded sled backend ([`SledStore`]). It knows records
+//! only as bytes plus the index keys the domain hands it; the rules (what is
+//! unique, how keys are normalised) live in `employee`.
 //!
-//! Trees:
+//! Trees of the sled backend:
 //! - `meta`: `schema_version`, checked at open.
 //! - `employees`: employee id (16 bytes) → the record: a binary header (version,
 //!   unique index keys, newest audit links; see [`record`]) and the body (JSON,
@@ -18,19 +20,29 @@
 //! - `outbox`: message id (u64, big-endian) → [`OutboxRecord`]: mail caused by a
 //!   change, written in the change's transaction (see [`outbox`]).
 //! - `outbox_pending`: message id → `()` while the message is pending.
+//! - `sync_runs`, `sync_plans`, `sync_held`: run id → a run's header, its plan,
+//!   the mapped entries of a held run; `sync_state`: source id → its state (the
+//!   rows' format is the sync engine's; see [`runs`]).
 //!
 //! The unique indexes (`<kind>\0<key>` → id, one namespace per index) are kept in
 //! memory, rebuilt from the records' headers at open. Writes are serialised by one
 //! lock: a write checks versions and uniqueness under it, then writes everything
-//! in one sled transaction, then updates the in-memory index.
+//! in one sled transaction, then updates the in-memory index and the directory
+//! (which records exist, in id order, and which are active: counts and page
+//! offsets without a scan; see [`directory`]).
 //!
 //! Every [`Write`] is one sled transaction. [`Store::flush`] must be awaited
-//! before a write is acknowledged to a client.
+//! before a write is acknowledged to a client; concurrent flushes are joined into
+//! one by the flusher thread (group commit; [`durable`] says why sled's own
+//! `flush_async` is never called).
 //!
 //! Schema version 1 kept the version and keys in an `employee_keys` tree and the
-//! indexes in an `index` tree; [`Store::open`] migrates such a store in place.
+//! indexes in an `index` tree; [`SledStore::open`] migrates such a store in place.
 //! Version 2 had no audit packs: it is read as it is, and marked version 3 so
 //! that an older rosterd, which cannot read packs, refuses the store.
+
+// The one module that sees sled (see `clippy.toml`).
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod audit;
 mod backend;

@@ -179,7 +179,7 @@ async fn admin_writer(t: std::sync::Arc<Target>, w: usize, until: Instant) -> Se
     let mut n = 0usize;
     while Instant::now() < until {
         n += 1;
-        let (req, expect, id) = if mine.is_empty() || n % 3 == 0 {
+        let (req, expect, id) = if mine.is_empty() || n.is_multiple_of(3) {
             let name = format!("a{w}n{n} created");
             let body = json!({
                 "given_name": "Admin", "family_name": format!("W{w} N{n}"),
