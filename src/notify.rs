@@ -84,7 +84,7 @@ pub fn start(roster: Roster, sync: SyncEngine) -> JoinHandle<()> {
             // Pings only while writes complete: a process whose write path is
             // wedged stops pinging and systemd restarts it.
             if let Some(d) = watchdog
-                && roster.store().is_ready()
+                && roster.store_ready()
                 && roster
                     .writable((d / 4).max(Duration::from_millis(50)))
                     .await

@@ -166,7 +166,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response()
     };
-    if !state.roster.store().is_ready() {
+    if !state.roster.store_ready() {
         return unavailable("store not ready");
     }
     if !state.roster.writable(READY_WRITE_TIMEOUT).await {

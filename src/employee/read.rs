@@ -48,6 +48,11 @@ impl Roster {
         Ok(self.store.generation()?)
     }
 
+    /// Whether the store answers reads.
+    pub fn store_ready(&self) -> bool {
+        self.store.is_ready()
+    }
+
     /// Whether a write gets through and is made durable within `timeout`
     /// (`/readyz` and the systemd watchdog ask).
     pub async fn writable(&self, timeout: std::time::Duration) -> bool {
