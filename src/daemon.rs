@@ -26,6 +26,10 @@ use crate::mail::worker::MailWorker;
 use crate::sync::SyncEngine;
 use crate::sync::scheduler::Scheduler;
 
+/// How long a stop waits for sync runs in flight to end (well inside systemd's
+/// stop timeout).
+const SYNC_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A running daemon (see [`start`]); [`Daemon::stop`] shuts it down cleanly.
 pub struct Daemon {
     /// The address the listener is bound to (useful with port 0).
@@ -58,6 +62,9 @@ impl Daemon {
         if let Some(s) = self.scheduler.take() {
             s.shutdown().await;
         }
+        // Runs in flight stop at their next batch (recorded `interrupted`) or
+        // complete; one still going at the timeout is marked at the next start.
+        self.sync.shutdown(SYNC_STOP_TIMEOUT).await;
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }

@@ -38,6 +38,9 @@ impl From<SyncError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "already_running", msg)
             }
             SyncError::NotHeld(_) => ApiError::new(StatusCode::CONFLICT, "not_held", msg),
+            SyncError::Interrupted(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg)
+            }
             SyncError::Domain(d) => d.into(),
             SyncError::Store(s) => crate::employee::Error::Store(s).into(),
         }

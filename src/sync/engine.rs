@@ -35,6 +35,9 @@ pub enum SyncError {
     Domain(#[from] employee::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// rosterd is stopping: the run ended early (recorded `interrupted`).
+    #[error("rosterd is stopping: {0}")]
+    Interrupted(String),
 }
 
 /// The lifecycle sources, highest priority first.
@@ -173,11 +176,51 @@ pub struct SyncEngine {
     metrics: crate::metrics::SyncMetrics,
     /// A fixed clock (tests); the real time when `None`.
     clock: Arc<RwLock<Option<DateTime<Utc>>>>,
+    /// Runs in flight (each in a task of its own, see [`SyncEngine::run`]).
+    inflight: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Set by [`SyncEngine::shutdown`]: runs stop between batches.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The same, for runs waiting on their source.
+    stop_tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Counts a run in flight while it lives.
+struct InFlight(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl InFlight {
+    fn new(tx: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        tx.send_modify(|n| *n += 1);
+        Self(tx.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Runs `f`, which blocks (CPU work, store scans and writes), without stalling
+/// the runtime's workers: on the multi-threaded runtime the worker hands its
+/// other tasks on first (`block_in_place`); elsewhere (tests on a
+/// current-thread runtime) it simply runs.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 impl SyncEngine {
     pub fn new(roster: Roster, sources: Vec<Source>) -> Result<Self, StoreError> {
         let runs = RunStore::open(roster.store())?;
+        let found = runs.mark_interrupted(Utc::now())?;
+        if !found.is_empty() {
+            tracing::warn!(
+                runs = ?found,
+                "sync runs found still running at start (rosterd stopped during them) are marked interrupted"
+            );
+        }
         let locks = sources
             .iter()
             .map(|s| (s.id.clone(), Arc::new(tokio::sync::Mutex::new(()))))
@@ -189,7 +232,41 @@ impl SyncEngine {
             locks: Arc::new(Mutex::new(locks)),
             metrics: Default::default(),
             clock: Default::default(),
+            inflight: Arc::new(tokio::sync::watch::channel(0).0),
+            stopping: Default::default(),
+            stop_tx: Arc::new(tokio::sync::watch::channel(false).0),
         })
+    }
+
+    /// Stops taking runs, lets the runs in flight end (each stops at its next
+    /// batch and is recorded `interrupted`, or completes), and waits for them
+    /// for at most `timeout`. Returns whether every run ended.
+    pub async fn shutdown(&self, timeout: std::time::Duration) -> bool {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop_tx.send_replace(true);
+        let mut rx = self.inflight.subscribe();
+        let ended = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        if !ended {
+            tracing::warn!(
+                runs = *rx.borrow(),
+                "sync runs still going at the stop timeout; they are marked interrupted at the next start"
+            );
+        }
+        ended
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn check_stopping(&self, what: &str) -> Result<(), SyncError> {
+        if self.is_stopping() {
+            return Err(SyncError::Interrupted(what.to_string()));
+        }
+        Ok(())
     }
 
     /// The sources in force.
@@ -240,8 +317,38 @@ impl SyncEngine {
     /// Runs one sync of `source_id`. A run that fails (directory down, truncated
     /// result...) is recorded with outcome `failed` and returned as `Ok`; `Err` means
     /// the run could not start (unknown source, one already running).
-    #[instrument(skip(self), fields(source = %source_id))]
+    ///
+    /// The run goes on in a task of its own: a caller that goes away (the HTTP
+    /// client of a manual run) does not cut it short, and [`SyncEngine::shutdown`]
+    /// waits for it.
     pub async fn run(
+        &self,
+        source_id: &str,
+        kind: RunKind,
+        dry_run: bool,
+        trigger: &str,
+    ) -> Result<RunRecord, SyncError> {
+        if self.is_stopping() {
+            return Err(SyncError::Interrupted(
+                "no new sync run starts during a shutdown".into(),
+            ));
+        }
+        let engine = self.clone();
+        let (source_id, trigger) = (source_id.to_string(), trigger.to_string());
+        let guard = InFlight::new(&self.inflight);
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            engine.run_here(&source_id, kind, dry_run, &trigger).await
+        });
+        task.await.map_err(|e| {
+            SyncError::Store(StoreError::Corrupt(format!(
+                "the sync run's task failed: {e}"
+            )))
+        })?
+    }
+
+    #[instrument(skip(self), fields(source = %source_id))]
+    async fn run_here(
         &self,
         source_id: &str,
         kind: RunKind,
@@ -283,14 +390,24 @@ impl SyncEngine {
             timings_ms: Default::default(),
         };
         self.runs.put(&mut rec)?;
+        // Durable from the start: a run cut short by a crash is in the history
+        // (and marked interrupted at the next start).
+        self.runs.flush().await?;
         let result = self.run_inner(&src, kind, dry_run, &mut rec).await;
-        if let Err(e) = result {
-            rec.outcome = Outcome::Failed;
-            rec.message = Some(e.to_string());
+        match result {
+            Ok(()) => {}
+            Err(SyncError::Interrupted(why)) => {
+                rec.outcome = Outcome::Interrupted;
+                rec.message = Some(why);
+            }
+            Err(e) => {
+                rec.outcome = Outcome::Failed;
+                rec.message = Some(e.to_string());
+            }
         }
         rec.finished_at = Some(Utc::now());
-        self.runs.put(&mut rec)?;
-        match self.runs.prune(&src.id, src.keep_runs) {
+        blocking(|| self.runs.put(&mut rec))?;
+        match blocking(|| self.runs.prune(&src.id, src.keep_runs)) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::debug!(source = %src.id, deleted = n, "old runs pruned from the history")
@@ -307,6 +424,11 @@ impl SyncEngine {
                 run = rec.id,
                 reason = rec.message.as_deref().unwrap_or(""),
                 "sync run failed; nobody was deactivated"
+            ),
+            Outcome::Interrupted => tracing::warn!(
+                run = rec.id,
+                reason = rec.message.as_deref().unwrap_or(""),
+                "sync run interrupted"
             ),
             Outcome::Held => tracing::warn!(
                 run = rec.id,
@@ -357,7 +479,15 @@ impl SyncEngine {
         let state = self.runs.state(&src.id)?;
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let t = std::time::Instant::now();
-        let fetched = self.fetch(src, kind, &state).await;
+        let mut stop = self.stop_tx.subscribe();
+        let fetched = tokio::select! {
+            f = self.fetch(src, kind, &state) => f,
+            _ = stop.wait_for(|s| *s) => {
+                return Err(SyncError::Interrupted(
+                    "the run stopped while fetching from the source; nothing was changed".into(),
+                ));
+            }
+        };
         rec.timings_ms.fetch = ms(t);
         let fetched = match fetched {
             Ok(f) => f,
@@ -388,14 +518,17 @@ impl SyncEngine {
             cookie,
             ..
         } = fetched;
+        self.check_stopping("the run stopped after fetching; nothing was changed")?;
         let ctx = self.context(src)?;
-        let mut plan = plan::plan(
-            &ctx.plan_source(src),
-            kind,
-            &mapped,
-            &map_errors,
-            &self.roster,
-        )?;
+        let mut plan = blocking(|| {
+            plan::plan(
+                &ctx.plan_source(src),
+                kind,
+                &mapped,
+                &map_errors,
+                &self.roster,
+            )
+        })?;
         rec.counts = plan.counts.clone();
         rec.errors = plan
             .items
@@ -426,6 +559,7 @@ impl SyncEngine {
             rec.outcome = Outcome::DryRun;
             return Ok(());
         }
+        self.check_stopping("the run stopped after planning; nothing was changed")?;
         self.runs.supersede_held(&src.id)?;
         if let Some(why) = plan.exceeds(src.max_deactivations, src.max_deactivations_percent) {
             rec.outcome = Outcome::Held;
@@ -452,7 +586,7 @@ impl SyncEngine {
             .iter()
             .map(|(id, v, fp)| (*id, *v, fp.to_bytes()))
             .collect();
-        self.roster.set_sync_marks(&src.id, &marks)?;
+        blocking(|| self.roster.set_sync_marks(&src.id, &marks))?;
         self.advance_mark(src, state, high_water_mark, cookie)?;
         Ok(())
     }
@@ -582,20 +716,25 @@ impl SyncEngine {
         store_plan: bool,
     ) -> Result<(), SyncError> {
         let run_id = rec.id;
-        std::thread::scope(|s| {
-            let writer = store_plan.then(|| s.spawn(|| self.runs.put_plan(run_id, items)));
-            self.apply_changes(src, items, mapped, rec)?;
-            if let Some(w) = writer {
-                w.join().map_err(|_| {
-                    SyncError::Store(StoreError::Corrupt("writing the run's plan failed".into()))
-                })??;
-            }
-            Ok::<(), SyncError>(())
-        })?;
-        // One flush at the end: a run is not acknowledged item by item, and a
-        // crash mid-apply is repaired by the next run.
+        let applied = blocking(|| {
+            std::thread::scope(|s| {
+                let writer = store_plan.then(|| s.spawn(|| self.runs.put_plan(run_id, items)));
+                let applied = self.apply_changes(src, items, mapped, rec);
+                if let Some(w) = writer {
+                    w.join().map_err(|_| {
+                        SyncError::Store(StoreError::Corrupt(
+                            "writing the run's plan failed".into(),
+                        ))
+                    })??;
+                }
+                applied
+            })
+        });
+        // One flush at the end (also of an interrupted apply): a run is not
+        // acknowledged item by item, and a crash mid-apply is repaired by the
+        // next run.
         self.roster.flush().await?;
-        Ok(())
+        applied
     }
 
     /// The writes of [`SyncEngine::apply`], without the flush.
@@ -620,7 +759,15 @@ impl SyncEngine {
             rec.counts.errors += 1;
         };
         let mut marks = Vec::new();
-        for item in items {
+        let total = items.len();
+        for (done, item) in items.iter().enumerate() {
+            // A shutdown stops the run between changes; what is done stays.
+            if done % 256 == 0 && self.is_stopping() {
+                self.roster.set_sync_marks(&src.id, &marks)?;
+                return Err(SyncError::Interrupted(format!(
+                    "the run stopped after {done} of {total} plan items; the next run completes it"
+                )));
+            }
             let entry = by_key.get(item.key.as_str());
             let result = match (item.action, item.employee_id, entry) {
                 (
@@ -654,6 +801,12 @@ impl SyncEngine {
                 Err(employee::Error::Store(se)) => return Err(se.into()),
                 Err(e) => report(rec, item, &e),
             }
+        }
+        if self.is_stopping() {
+            self.roster.set_sync_marks(&src.id, &marks)?;
+            return Err(SyncError::Interrupted(
+                "the run stopped before its creates; the next run completes it".into(),
+            ));
         }
         // Creates after updates (an update may free an email a create needs), in
         // batches of one store transaction each.

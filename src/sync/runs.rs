@@ -30,6 +30,10 @@ pub enum Outcome {
     Superseded,
     Failed,
     DryRun,
+    /// Ended by a shutdown before it finished (what was applied stays, and the
+    /// next run completes it), or found still `running` when rosterd started
+    /// (it was killed during the run).
+    Interrupted,
 }
 
 /// One entry's problem.
@@ -279,6 +283,42 @@ impl RunStore {
 
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.store.flush().await
+    }
+
+    /// Runs still `running` (rosterd stopped or was killed during them) become
+    /// `interrupted`, finished at `now`. Called at start, before any run begins.
+    /// Returns their ids.
+    pub fn mark_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunId>, StoreError> {
+        #[derive(Deserialize)]
+        struct Head {
+            outcome: Outcome,
+        }
+        let mut found = Vec::new();
+        for r in self.store.run_headers() {
+            let (id, v) = r?;
+            if dec::<Head>(&v)?.outcome == Outcome::Running {
+                found.push(id);
+            }
+        }
+        for id in &found {
+            if let Some(mut rec) = self.get_header(*id)? {
+                rec.outcome = Outcome::Interrupted;
+                rec.finished_at = Some(now);
+                rec.message = Some(format!(
+                    "{}found still running when rosterd started at {}: it stopped during the run; \
+                     what was applied stays and the next run completes it",
+                    rec.message
+                        .as_deref()
+                        .map(|m| format!("{m}; "))
+                        .unwrap_or_default(),
+                    now.to_rfc3339()
+                ));
+                // The plan stays as it is.
+                rec.plan_stored = true;
+                self.put(&mut rec)?;
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -9,6 +9,7 @@ mod admin_api;
 mod common;
 mod durability;
 mod hr_sources;
+mod interrupted;
 mod ldap_sync;
 mod mail;
 mod metrics;
