@@ -14,6 +14,7 @@ use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::sources::{hr, ldap};
+use super::vet;
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
@@ -382,12 +383,17 @@ impl SyncEngine {
         }
         let t = std::time::Instant::now();
         let Fetched {
-            mapped,
+            mut mapped,
             map_errors,
             high_water_mark,
             cookie,
             ..
         } = fetched;
+        // An unusable optional value is left out with a warning (see `vet`).
+        let catalog = self.roster.catalog();
+        for m in &mut mapped {
+            vet::vet(m, &catalog);
+        }
         let ctx = self.context(src)?;
         let mut plan = plan::plan(
             &ctx.plan_source(src),
