@@ -504,11 +504,7 @@ impl SourceCtx<'_> {
 
 /// Checks a 6-field cron expression the way the scheduler will parse it.
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| {
-            format!("`{expr}` is not a valid cron expression (sec min hour day month weekday): {e}")
-        })
+    super::scheduler::Schedule::parse(expr, chrono_tz::Tz::UTC).map(|_| ())
 }
 
 pub fn validate_sources(
