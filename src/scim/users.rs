@@ -111,10 +111,12 @@ pub async fn users_create(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimError> {
     let catalog = state.roster.catalog();
+    let settings = state.settings();
     let input = user::parse(&body)?.into_new(
         &catalog,
-        state.settings().default_role.as_deref(),
-        state.settings().account_status,
+        settings.default_role.as_deref(),
+        settings.account_status,
+        settings.passwords_of(&actor.name),
     )?;
     let e = state.roster.create(&actor, input).await?;
     user_response(&state, StatusCode::CREATED, &e, &base, &q)
@@ -131,7 +133,8 @@ pub async fn users_replace(
 ) -> Result<Response, ScimError> {
     let current = get_user(&state, &id)?;
     check_if_match(&headers, &current)?;
-    let patch = user::parse(&body)?.into_replace(&current, &state.roster.catalog())?;
+    let passwords = state.settings().passwords_of(&actor.name);
+    let patch = user::parse(&body)?.into_replace(&current, &state.roster.catalog(), passwords)?;
     let e = state
         .roster
         .update(&actor, current.id, patch, Some(current.version))
@@ -178,7 +181,10 @@ pub async fn users_patch(
         for op in &ops {
             patch::apply(&mut doc, Kind::User, op)?;
         }
-        let replace = user::parse(&doc)?.into_replace(&current, &state.roster.catalog())?;
+        patch::check_required(&doc, Kind::User)?;
+        let passwords = state.settings().passwords_of(&actor.name);
+        let replace =
+            user::parse(&doc)?.into_replace(&current, &state.roster.catalog(), passwords)?;
         match state
             .roster
             .update(&actor, current.id, replace, Some(current.version))
