@@ -316,8 +316,20 @@ fn apply_at(
         let hits: Vec<usize> = (0..items.len())
             .filter(|i| filter::matches(f, &items[*i], &res))
             .collect();
+        // Clearing a required sub-attribute (Entra's `"value": ""` on
+        // `phoneNumbers[type eq "mobile"].value`) clears the values it selects.
+        let required_sub = sub_name
+            .as_deref()
+            .is_some_and(|s| a.sub.iter().any(|x| x.name == s && x.required));
         if op == OpKind::Remove || (is_empty(&value) && sub_name.is_some()) {
             match &sub_name {
+                _ if required_sub => {
+                    let mut i = 0;
+                    items.retain(|_| {
+                        i += 1;
+                        !hits.contains(&(i - 1))
+                    });
+                }
                 None => {
                     let mut i = 0;
                     items.retain(|_| {

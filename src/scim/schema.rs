@@ -230,9 +230,12 @@ pub const USER_ATTRS: &[Attr] = &[
 ];
 
 const MANAGER_SUBS: &[Attr] = &[
-    attr("value", "string", "The manager's id (stored as sent)")
-        .exact()
-        .req(),
+    attr(
+        "value",
+        "string",
+        "The manager's id (stored as sent); removing it removes the manager",
+    )
+    .exact(),
     attr(
         "$ref",
         "reference",

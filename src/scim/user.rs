@@ -296,12 +296,8 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
         }
     }
     let photos = elements(ci_get(body, "photos"));
-    u.photo_url = photos
-        .iter()
-        .rev()
-        .find(|p| elem_type(p) == "photo")
-        .or_else(|| photos.last())
-        .and_then(|p| text(ci_get(p, "value")));
+    // One photo is stored: the last one sent (its type is always `photo`).
+    u.photo_url = photos.last().and_then(|p| text(ci_get(p, "value")));
     let roles = elements(ci_get(body, "roles"));
     // rosterd has one role: the primary one, else the last one listed.
     u.role = roles
@@ -459,17 +455,21 @@ impl UserInput {
     /// value, a body without any name attribute keeps the name, and rosterd
     /// extension attributes change only when the extension object is present. An
     /// uploaded photo is kept unless a photo link is given.
+    ///
+    /// `whole`: the body is the whole resource (PATCH applies its operations to
+    /// the rendered resource), so a name it lacks was removed.
     pub fn into_replace(
         self,
         current: &Employee,
         catalog: &Catalog,
         passwords: ScimPasswords,
+        whole: bool,
     ) -> Result<EmployeePatch, ScimError> {
         let user_name = self
             .user_name
             .clone()
             .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
-        let names = self.names_sent();
+        let names = whole || self.names_sent();
         let business_unit = if self.has_rosterd || self.enterprise.division.is_some() {
             match self.business_unit(catalog) {
                 Some(b) => Some(Some(b)),

@@ -134,7 +134,8 @@ pub async fn users_replace(
     let current = get_user(&state, &id)?;
     check_if_match(&headers, &current)?;
     let passwords = state.settings().passwords_of(&actor.name);
-    let patch = user::parse(&body)?.into_replace(&current, &state.roster.catalog(), passwords)?;
+    let patch =
+        user::parse(&body)?.into_replace(&current, &state.roster.catalog(), passwords, false)?;
     let e = state
         .roster
         .update(&actor, current.id, patch, Some(current.version))
@@ -171,10 +172,15 @@ pub async fn users_patch(
         }
         // Nor are the current role and email marked primary, so one added by
         // `add roles` / `add emails` (the last one listed) wins.
+        // (nor the email's `type`, which rosterd sets itself, so that a new one
+        // of any type wins).
         for multi in ["roles", "emails"] {
             if let Some(items) = doc.get_mut(multi).and_then(|r| r.as_array_mut()) {
                 for r in items.iter_mut().filter_map(|r| r.as_object_mut()) {
                     r.remove("primary");
+                    if multi == "emails" {
+                        r.remove("type");
+                    }
                 }
             }
         }
@@ -184,7 +190,7 @@ pub async fn users_patch(
         patch::check_required(&doc, Kind::User)?;
         let passwords = state.settings().passwords_of(&actor.name);
         let replace =
-            user::parse(&doc)?.into_replace(&current, &state.roster.catalog(), passwords)?;
+            user::parse(&doc)?.into_replace(&current, &state.roster.catalog(), passwords, true)?;
         match state
             .roster
             .update(&actor, current.id, replace, Some(current.version))
