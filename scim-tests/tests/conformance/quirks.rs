@@ -518,7 +518,7 @@ async fn okta_2_post_with_password_groups_and_external_id() {
                 "locale": "en-US",
                 "externalId": ext,
                 "groups": [],
-                "password": "1mz050nq-Random-Okta",
+                "password": "1mz050nq",
                 "active": true
             }),
         )
