@@ -6,14 +6,17 @@
 //! - [`config`]: the typed configuration (TOML file, then `ROSTERD_…` environment
 //!   overrides), validated once at start into [`config::Config`].
 //! - [`employee`]: the domain. The employee profile, the catalogs (positions, roles,
-//!   business units, permissions), validation, and the operations (create, update,
-//!   activate, deactivate, list, bulk). Every rule of the roster lives here.
+//!   business units, permissions), validation (one phone parser for every
+//!   surface, the name rule), and the operations (create, update, activate,
+//!   deactivate, list, bulk). Every rule of the roster lives here.
 //! - [`store`]: sled. Trees, unique secondary indexes kept in the same transaction
 //!   as the profile, the append-only audit log, the schema version.
 //! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
 //!   `/healthz` and `/readyz`.
-//! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
-//!   through `employee`, run history, cron schedules.
+//! - [`sync`]: the sync engine: sources (LDAP, HR APIs, CSV), pure mapping,
+//!   vetting (an unusable optional value is left out with a warning) and
+//!   planning, apply through `employee`, run history, cron schedules in each
+//!   source's time zone.
 //! - [`mail`]: the outbox worker (delivers the messages `employee` writes to the
 //!   store's outbox in the same transaction as their change), the lettre SMTP
 //!   transport, templates, and `[mail]`/`[accounts]` config.

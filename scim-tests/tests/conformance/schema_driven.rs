@@ -727,10 +727,12 @@ async fn a_schema_driven_client_round_trips_every_writable_attribute() {
             format!("GET deleted {}: {}", res.name, r.status)
         });
     }
-    assert!(
-        resources.iter().any(|r| r.name == "Group"),
-        "rosterd serves Groups"
-    );
+    if std::env::var("SCIM_BASE_URL").is_err() {
+        assert!(
+            resources.iter().any(|r| r.name == "Group"),
+            "rosterd serves Groups"
+        );
+    }
     let id = checked_user["id"].as_str().expect("id").to_string();
     let r = s.delete(&format!("{}/{id}", user.endpoint)).await;
     c.check(r.status == StatusCode::NO_CONTENT, || {
