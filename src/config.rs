@@ -826,6 +826,24 @@ permissions = ["a"]
     }
 
     #[test]
+    fn scim_clients_say_what_their_passwords_mean() {
+        let text = format!(
+            "{MINIMAL}\n[scim]\ndefault_role = \"driver\"\n[[scim.clients]]\nname = \"okta\"\ntoken_env = \"T\"\npasswords = \"accept\"\n[[scim.clients]]\nname = \"entra\"\ntoken_env = \"T\"\n"
+        );
+        let env = [("T", "0123456789abcdef0123")];
+        let c = p(&text, &env).unwrap();
+        assert_eq!(c.scim.passwords_of("okta"), ScimPasswords::Accept);
+        assert_eq!(
+            c.scim.passwords_of("entra"),
+            ScimPasswords::Ignore,
+            "the default"
+        );
+        assert_eq!(c.scim.passwords_of("default"), ScimPasswords::Ignore);
+        let e = p(&text.replace("\"accept\"", "\"sometimes\""), &env).unwrap_err();
+        assert!(e.to_string().contains("passwords"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_file() {
         let e = p(
             &format!("{MINIMAL}\n[password_policy]\nmin_lenght = 3\n"),

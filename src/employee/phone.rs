@@ -125,8 +125,26 @@ fn parse_tel(rest: &str, whole: &str) -> Result<Phone, String> {
     })
 }
 
-/// `number [sep] marker [sep] digits` at the end of `s` → `(number, digits)`.
+/// `number [sep] marker [sep] digits` at the end of `s`, or the same in
+/// parentheses (`(617) 555-9548 (ext. 8413)`) → `(number, digits)`.
 fn split_inline_extension(s: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = s.strip_suffix(')')
+        && let Some(open) = inner.rfind('(')
+    {
+        let ext = inner[open + 1..].trim();
+        let lower = ext.to_ascii_lowercase();
+        let marked = MARKERS.iter().any(|m| lower.starts_with(m));
+        if marked && matches!(parse_extension(ext), Ok(Some(_))) {
+            let digits = inner.len() - inner.bytes().rev().take_while(u8::is_ascii_digit).count();
+            let number = s[..open].trim_end_matches([' ', '\u{a0}', ',', ';', '-', '/']);
+            return Some((number, &inner[digits..]));
+        }
+    }
+    split_marked(s)
+}
+
+/// [`split_inline_extension`] without the parenthesised form.
+fn split_marked(s: &str) -> Option<(&str, &str)> {
     let digits_start = s
         .char_indices()
         .rev()
@@ -212,6 +230,8 @@ mod tests {
             Some("8413"),
         ),
         ("617-555-9548, ext. 8413", "617-555-9548", Some("8413")),
+        ("(617) 555-9548 (ext. 8413)", "(617) 555-9548", Some("8413")),
+        ("+1 617 555 9548 (x8413)", "+1 617 555 9548", Some("8413")),
         ("617.555.9548 #8413", "617.555.9548", Some("8413")),
         ("617.555.9548#8413", "617.555.9548", Some("8413")),
         ("+1 617 555 9548;ext=8413", "+1 617 555 9548", Some("8413")),

@@ -513,6 +513,45 @@ impl<'a> Client<'a> {
             );
         }
 
+        // The same projections in a list and in a .search body.
+        if let Some((urn, a)) = paths.first() {
+            let path = match urn {
+                Some(u) => format!("{u}:{}", a.name),
+                None => a.name.clone(),
+            };
+            let url = reqwest::Url::parse_with_params(
+                &format!("{}{}", self.s.base, res.endpoint),
+                &[("filter", filter.as_str()), ("attributes", path.as_str())],
+            )
+            .expect("url");
+            let l = self.s.get(url.as_str()).await;
+            let q = self
+                .s
+                .post(
+                    &format!("{}/.search", res.endpoint),
+                    json!({"schemas": [SEARCH], "filter": filter, "excludedAttributes": [path]}),
+                )
+                .await;
+            let listed = &l.body["Resources"][0];
+            let searched = &q.body["Resources"][0];
+            let other_listed = paths
+                .iter()
+                .skip(1)
+                .any(|(u, b)| Self::at(listed, u.as_deref(), &b.name, None).is_some());
+            self.check(
+                listed["id"] == id.as_str()
+                    && Self::at(listed, urn.as_deref(), &a.name, None).is_some()
+                        == Self::at(&got, urn.as_deref(), &a.name, None).is_some()
+                    && !other_listed,
+                || format!("list attributes={path}: {:#}", l.body),
+            );
+            self.check(
+                searched["id"] == id.as_str()
+                    && Self::at(searched, urn.as_deref(), &a.name, None).is_none(),
+                || format!(".search excludedAttributes={path}: {:#}", q.body),
+            );
+        }
+
         // PUT with fresh values (immutable ones as created).
         let mut put = self.resource(res, true);
         for (urn, attrs) in &res.parts {
