@@ -10,7 +10,7 @@
 //!   (`positions`, `role`, `businessUnit`, `enabled`, `accountStatus`,
 //!   `permissions`, `effectivePermissions`). `emails` holds the one profile email;
 //!   `phoneNumbers` type `mobile` and `work` (the extension as RFC 3966
-//!   `tel:+1-555-0100;ext=42`); `photos` type `photo` (https links); `password` sets
+//!   `tel:+1-555-0100;ext=42`, or `<number>;ext=42` for a number with spaces); `photos` type `photo` (https links); `password` sets
 //!   credentials and is never returned; `roles[0].value` is the role too.
 //! - **Business unit vs department/division.** The rosterd `businessUnit` is the
 //!   catalog-bound field (validated against `[[catalog.business_units]]`). The

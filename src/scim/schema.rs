@@ -152,7 +152,7 @@ const PHONE_SUBS: &[Attr] = &[
     attr(
         "value",
         "string",
-        "mobile: the number as written; work: the office number, its extension (written x42, ext. 42, #42, ;ext=42 or tel:+1-555-0100;ext=42) returned in RFC 3966 form (tel:+1-555-0100;ext=42)",
+        "mobile: the number as written; work: the office number, its extension (written x42, ext. 42, #42, ;ext=42 or tel:+1-555-0100;ext=42) returned as tel:<number>;ext=42 (<number>;ext=42 when the number has spaces)",
     )
     .req(),
     attr("type", "string", "`mobile` or `work`; one of each is stored (the last sent)")

@@ -32,10 +32,15 @@ pub fn etag(version: u64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// Renders the office phone: the number as stored, or `tel:` form with `;ext=`.
+/// Renders the office phone: the number as stored; with an extension, RFC 3966
+/// `tel:<number>;ext=<ext>`, or `<number>;ext=<ext>` when the number is written
+/// with spaces (a `tel:` URI has none), so that it reads back as written.
 fn office_value(p: &OfficePhone) -> String {
     match &p.extension {
-        Some(ext) => format!("tel:{};ext={ext}", p.number.replace(' ', "-")),
+        Some(ext) if p.number.contains(char::is_whitespace) => {
+            format!("{};ext={ext}", p.number)
+        }
+        Some(ext) => format!("tel:{};ext={ext}", p.number),
         None => p.number.clone(),
     }
 }
@@ -518,6 +523,23 @@ impl UserInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_office_phone_reads_back_as_written() {
+        for (number, ext, shown) in [
+            ("+1-555-0100", Some("42"), "tel:+1-555-0100;ext=42"),
+            ("+1 617 555 9548", Some("8413"), "+1 617 555 9548;ext=8413"),
+            ("(617) 555-9548", Some("7"), "(617) 555-9548;ext=7"),
+            ("+1 617 555 9548", None, "+1 617 555 9548"),
+        ] {
+            let p = OfficePhone {
+                number: number.into(),
+                extension: ext.map(str::to_string),
+            };
+            assert_eq!(office_value(&p), shown);
+            assert_eq!(parse_office(shown), p, "{shown}");
+        }
+    }
 
     #[test]
     fn tolerant_parsing() {
