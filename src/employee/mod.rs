@@ -571,7 +571,7 @@ impl Roster {
             Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
-        let (e, _) = self.modify_noted(
+        let (e, changed) = self.modify_noted(
             actor,
             id,
             "update",
@@ -582,6 +582,10 @@ impl Roster {
                     .map(|()| (vec![], PhotoChange::Keep))
             },
         )?;
+        // A change that writes nothing has no audit entry to carry the note.
+        if let (false, Some(note)) = (changed, &patch.audit_note) {
+            tracing::info!(employee = %id, note = %note, "nothing changed");
+        }
         self.store.flush().await?;
         Ok(e)
     }
