@@ -206,7 +206,7 @@ const IGNORED_COMPLEX_SUBS: &[Attr] = &[
 /// RFC 7643 attributes rosterd does not store: accepted and dropped in requests
 /// (IdPs send them by default), never in responses, unlisted in `/Schemas`.
 pub const USER_ATTRS: &[Attr] = &[
-    attr("userName", "string", "Sign-in name; unique, ignoring case").req().unique(),
+    attr("userName", "string", "Sign-in name (no spaces or control characters); unique, ignoring case").req().unique(),
     attr("name", "complex", "The employee's name").subs(NAME_SUBS),
     attr("displayName", "string", "Name shown everywhere; derived from the name parts when not given"),
     attr("emails", "complex", "Exactly one: the profile email (type work, primary; the last primary one sent is kept)").multi().req().subs(EMAIL_SUBS),
