@@ -1204,10 +1204,15 @@ fn apply_patch(
             e.display_name = validate::name("display_name", d)?;
             e.display_name_derived = false;
         }
-        // A display name that was derived follows the name parts.
+        // A display name that was derived follows the name parts. (A profile
+        // stored before the flag existed keeps it unset while the derived name
+        // does not change, so that an upgrade rewrites nobody.)
         None if names_changed && was_derived => {
-            e.display_name = validate::derived_display_name(&e.given_name, &e.family_name);
-            e.display_name_derived = true;
+            let derived = validate::derived_display_name(&e.given_name, &e.family_name);
+            if derived != e.display_name {
+                e.display_name = derived;
+                e.display_name_derived = true;
+            }
         }
         None => {}
     }
@@ -1698,6 +1703,88 @@ mod tests {
         });
         e.updated_at = Utc::now();
         e
+    }
+
+    #[test]
+    fn one_name_part_is_a_name_and_a_derived_display_name_follows_the_parts() {
+        let catalog = Catalog::new(
+            vec![],
+            vec![],
+            vec![catalog::RoleDef {
+                name: "Technician".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("Technician".into()),
+        )
+        .unwrap();
+        let actor = Actor::admin("t");
+        let new = |given: &str, family: &str, display: Option<&str>| NewEmployee {
+            given_name: given.into(),
+            family_name: family.into(),
+            display_name: display.map(str::to_string),
+            email: "a@example.com".into(),
+            ..Default::default()
+        };
+        let e = build_new(&catalog, &new("Sukarno", "", None), None, &actor).unwrap();
+        assert_eq!(
+            (e.display_name.as_str(), e.display_name_derived),
+            ("Sukarno", true)
+        );
+        let e = build_new(&catalog, &new("", "", Some(" Teuku ")), None, &actor).unwrap();
+        assert_eq!(
+            (
+                e.given_name.as_str(),
+                e.display_name.as_str(),
+                e.display_name_derived
+            ),
+            ("", "Teuku", false)
+        );
+        let err = build_new(&catalog, &new(" ", "", Some("")), None, &actor).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "name"),
+            "{err}"
+        );
+
+        // Derived: follows the parts. Given: stays.
+        let mut derived = build_new(&catalog, &new("Ada", "", None), None, &actor).unwrap();
+        let family = EmployeePatch {
+            family_name: Some("Lovelace".into()),
+            ..Default::default()
+        };
+        apply_patch(&mut derived, &family, None, &catalog, &actor).unwrap();
+        assert_eq!(derived.display_name, "Ada Lovelace");
+        let mut given =
+            build_new(&catalog, &new("Ada", "", Some("Countess")), None, &actor).unwrap();
+        apply_patch(&mut given, &family, None, &catalog, &actor).unwrap();
+        assert_eq!(given.display_name, "Countess");
+        // Clearing the only part left is refused.
+        let clear = EmployeePatch {
+            display_name: Some(String::new()),
+            given_name: Some(String::new()),
+            family_name: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(apply_patch(&mut given, &clear, None, &catalog, &actor).is_err());
+
+        // A profile stored before the flag existed is not rewritten by a change
+        // that leaves its derived display name as it was.
+        let mut legacy = plain();
+        assert!(!legacy.display_name_derived);
+        let same = EmployeePatch {
+            given_name: Some("Ada".into()),
+            ..Default::default()
+        };
+        let before = legacy.clone();
+        apply_patch(&mut legacy, &same, None, &catalog, &actor).unwrap();
+        assert!(diff(Some(&before), Some(&legacy)).is_empty());
+        let renamed = EmployeePatch {
+            given_name: Some("Augusta".into()),
+            ..Default::default()
+        };
+        apply_patch(&mut legacy, &renamed, None, &catalog, &actor).unwrap();
+        assert_eq!(legacy.display_name, "Augusta Lovelace");
     }
 
     #[test]
