@@ -3,7 +3,7 @@
 //! general), validated once into [`Config`]. Secrets come from `*_file` or `*_env`
 //! keys and are held as [`Secret`]. Every error names the key and the file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -185,7 +185,7 @@ struct ScimSection {
     /// SCIM clients (identity providers), each with its own bearer token; the
     /// audit log records the client's `name`. No client: SCIM is off.
     #[serde(default)]
-    clients: Vec<TokenSection>,
+    clients: Vec<ScimClientSection>,
     /// Role of users created over SCIM without one (default: catalog.default_role).
     default_role: Option<String>,
     /// Account status of users created over SCIM without a password: `invite`
@@ -199,6 +199,24 @@ struct ScimSection {
     /// the first start and serve SCIM to a client named `default` holding it.
     #[serde(default)]
     generate_token: bool,
+}
+
+/// One `[[scim.clients]]` entry: a named token, and what the client's passwords mean.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScimClientSection {
+    /// Name recorded in the audit log (`scim:<name>`).
+    name: String,
+    /// File holding the token (surrounding whitespace is ignored).
+    token_file: Option<PathBuf>,
+    /// Environment variable holding the token.
+    token_env: Option<String>,
+    /// What a `password` this identity provider sends means: `ignore` (the
+    /// default: dropped, the account follows `scim.account_status`) or `accept`
+    /// (the IdP's password policy governs: stored as an argon2 hash as sent,
+    /// account status `credentials`, rosterd's `[password_policy]` not applied).
+    #[serde(default)]
+    passwords: ScimPasswords,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,11 +325,35 @@ impl PasswordPolicy {
     }
 }
 
+/// What a password sent by a SCIM client (an identity provider) means. Okta, for
+/// one, sends a random password on every create even without password sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScimPasswords {
+    /// Dropped (and audited as such): the account follows `scim.account_status`.
+    #[default]
+    Ignore,
+    /// Stored (argon2 hash) as sent, whatever rosterd's own password policy says:
+    /// the identity provider's policy governs. The account status is `credentials`.
+    Accept,
+}
+
+impl ScimPasswords {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScimPasswords::Ignore => "ignore",
+            ScimPasswords::Accept => "accept",
+        }
+    }
+}
+
 /// The SCIM endpoint's settings.
 #[derive(Debug, Clone)]
 pub struct ScimConfig {
     /// Clients and their tokens; empty means SCIM is off.
     pub clients: Vec<NamedToken>,
+    /// Per client name, what its passwords mean (absent: [`ScimPasswords::Ignore`]).
+    pub passwords: BTreeMap<String, ScimPasswords>,
     /// Role for SCIM-created users without one (catalog spelling); `None` falls
     /// back to the catalog's default role.
     pub default_role: Option<String>,
@@ -327,11 +369,19 @@ impl Default for ScimConfig {
     fn default() -> Self {
         Self {
             clients: Vec::new(),
+            passwords: BTreeMap::new(),
             default_role: None,
             account_status: AccountStatus::Later,
             max_page_size: DEFAULT_SCIM_PAGE,
             generate_token: false,
         }
+    }
+}
+
+impl ScimConfig {
+    /// What the passwords of the client named `client` mean.
+    pub fn passwords_of(&self, client: &str) -> ScimPasswords {
+        self.passwords.get(client).copied().unwrap_or_default()
     }
 }
 
@@ -541,7 +591,21 @@ fn validate_scim(
     mail_on: bool,
 ) -> Result<ScimConfig, ConfigError> {
     let err = |key: &str, msg: String| ConfigError::new(path, key, msg);
-    let clients = named_tokens(path, "scim.clients", &s.clients, env)?;
+    let tokens: Vec<TokenSection> = s
+        .clients
+        .iter()
+        .map(|c| TokenSection {
+            name: c.name.clone(),
+            token_file: c.token_file.clone(),
+            token_env: c.token_env.clone(),
+        })
+        .collect();
+    let clients = named_tokens(path, "scim.clients", &tokens, env)?;
+    let passwords = s
+        .clients
+        .iter()
+        .map(|c| (c.name.clone(), c.passwords))
+        .collect();
     // Default: invite when rosterd can send mail, else later.
     let account_status = s.account_status.unwrap_or(if mail_on {
         AccountStatus::Invite
@@ -585,6 +649,7 @@ fn validate_scim(
     };
     Ok(ScimConfig {
         clients,
+        passwords,
         default_role,
         account_status,
         max_page_size,
@@ -758,6 +823,24 @@ permissions = ["a"]
         )
         .unwrap_err();
         assert_eq!(e.key, "scim.account_status");
+    }
+
+    #[test]
+    fn scim_clients_say_what_their_passwords_mean() {
+        let text = format!(
+            "{MINIMAL}\n[scim]\ndefault_role = \"driver\"\n[[scim.clients]]\nname = \"okta\"\ntoken_env = \"T\"\npasswords = \"accept\"\n[[scim.clients]]\nname = \"entra\"\ntoken_env = \"T\"\n"
+        );
+        let env = [("T", "0123456789abcdef0123")];
+        let c = p(&text, &env).unwrap();
+        assert_eq!(c.scim.passwords_of("okta"), ScimPasswords::Accept);
+        assert_eq!(
+            c.scim.passwords_of("entra"),
+            ScimPasswords::Ignore,
+            "the default"
+        );
+        assert_eq!(c.scim.passwords_of("default"), ScimPasswords::Ignore);
+        let e = p(&text.replace("\"accept\"", "\"sometimes\""), &env).unwrap_err();
+        assert!(e.to_string().contains("passwords"), "{e}");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - [`config`]: the typed configuration (TOML file, then `ROSTERD_…` environment
 //!   overrides), validated once at start into [`config::Config`].
 //! - [`employee`]: the domain. The employee profile, the catalogs (positions, roles,
-//!   business units, permissions), validation, and the operations (create, update,
-//!   activate, deactivate, list, bulk). Every rule of the roster lives here.
+//!   business units, permissions), validation (one phone parser for every
+//!   surface, the name rule), the operations (create, update, activate,
+//!   deactivate, list, bulk) and the reads every surface uses (`employee/read.rs`).
+//!   Every rule of the roster lives here.
 //! - [`store`]: the store's interface ([`store::Backend`], no sled type in it) and
 //!   its sled backend: records with their unique keys and versions, the unique
 //!   indexes, counts and id-order positions kept in memory, the append-only audit
@@ -16,8 +18,10 @@
 //!   `store` sees sled (`clippy.toml` and a test keep it so).
 //! - [`admin`]: the admin HTTP API under `/api/v1` (used by `rosterctl`), plus
 //!   `/healthz` and `/readyz`.
-//! - [`sync`]: the sync engine: sources (LDAP), pure mapping and planning, apply
-//!   through `employee`, run history, cron schedules.
+//! - [`sync`]: the sync engine: sources (LDAP, HR APIs, CSV), pure mapping,
+//!   vetting (an unusable optional value is left out with a warning) and
+//!   planning, apply through `employee`, run history, cron schedules in each
+//!   source's time zone.
 //! - [`mail`]: the outbox worker (delivers the messages `employee` writes to the
 //!   store's outbox in the same transaction as their change), the lettre SMTP
 //!   transport, templates, and `[mail]`/`[accounts]` config.

@@ -7,6 +7,7 @@ pub mod account;
 pub mod catalog;
 pub mod list;
 pub mod model;
+pub mod phone;
 pub mod positions;
 mod read;
 pub mod validate;
@@ -193,11 +194,14 @@ impl Roster {
     pub async fn create(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
         let account_status = input.account_status.unwrap_or(AccountStatus::Later);
         let password_hash = match (account_status, &input.password) {
+            (AccountStatus::Credentials, Some(p)) if input.password_unchecked => {
+                Some(self.hash(p).await?)
+            }
             (AccountStatus::Credentials, Some(p)) => Some(self.hash_password(p).await?),
             _ => None,
         };
         let e = build_new(&self.catalog(), &input, password_hash, actor)?;
-        let e = self.insert_new(actor, e)?;
+        let e = self.insert_new_noted(actor, e, input.audit_note.as_deref())?;
         self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
@@ -247,13 +251,25 @@ impl Roster {
     /// Writes a new profile with its audit entry and, for account status `invite`,
     /// its invitation (token digest on the record, message in the outbox) in one
     /// transaction. Every create path goes through here. Not flushed.
-    fn insert_new(&self, actor: &Actor, mut e: Employee) -> Result<Employee, Error> {
+    fn insert_new(&self, actor: &Actor, e: Employee) -> Result<Employee, Error> {
+        self.insert_new_noted(actor, e, None)
+    }
+
+    /// [`Roster::insert_new`] with a note in the audit entry.
+    fn insert_new_noted(
+        &self,
+        actor: &Actor,
+        mut e: Employee,
+        note: Option<&str>,
+    ) -> Result<Employee, Error> {
         let outbox = if e.account_status == AccountStatus::Invite {
             vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
         } else {
             vec![]
         };
-        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
+        let mut changes = diff(None, Some(&e));
+        changes.extend(note.map(audit_note));
+        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
         self.commit_with(None, &e, PhotoChange::Keep, audit, outbox)?;
         if e.account_status == AccountStatus::Invite {
             tracing::info!(employee = %e.id, "invitation queued");
@@ -569,17 +585,25 @@ impl Roster {
     ) -> Result<Employee, Error> {
         let expected = expected_version.or(patch.version);
         let password_hash = match &patch.password {
+            Some(p) if patch.password_unchecked => Some(self.hash(p).await?),
             Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
-        let (e, _) = self.modify(
+        let (e, changed) = self.modify_noted(
             actor,
             id,
             "update",
             expected,
-            PhotoChange::Keep,
-            |e, catalog| apply_patch(e, &patch, password_hash.clone(), catalog, actor),
+            patch.audit_note.as_deref(),
+            |e, catalog| {
+                apply_patch(e, &patch, password_hash.clone(), catalog, actor)
+                    .map(|()| (vec![], PhotoChange::Keep))
+            },
         )?;
+        // A change that writes nothing has no audit entry to carry the note.
+        if let (false, Some(note)) = (changed, &patch.audit_note) {
+            tracing::info!(employee = %id, note = %note, "nothing changed");
+        }
         self.store.flush().await?;
         Ok(e)
     }
@@ -779,6 +803,15 @@ impl Roster {
         self.policy
             .check(password.expose())
             .map_err(|m| Error::invalid("password", m))?;
+        self.hash(password).await
+    }
+
+    /// Hashes a password with argon2id, on a blocking thread; no policy check
+    /// (an identity provider's password, under its own policy).
+    async fn hash(&self, password: &Secret) -> Result<PasswordHash, Error> {
+        if password.expose().is_empty() {
+            return Err(Error::invalid("password", "must not be empty"));
+        }
         let password = password.clone();
         let hash = tokio::task::spawn_blocking(move || {
             use argon2::password_hash::PasswordHasher;
@@ -834,6 +867,20 @@ impl Roster {
         expected_version: Option<u64>,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(Vec<OutboxRecord>, PhotoChange), Error>,
     ) -> Result<(Employee, bool), Error> {
+        self.modify_noted(actor, id, action, expected_version, None, f)
+    }
+
+    /// [`Roster::modify_full`] with a note in the audit entry (when the change
+    /// writes anything).
+    fn modify_noted(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        action: &str,
+        expected_version: Option<u64>,
+        note: Option<&str>,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<(Vec<OutboxRecord>, PhotoChange), Error>,
+    ) -> Result<(Employee, bool), Error> {
         let catalog = self.catalog();
         let mut attempts = 0;
         loop {
@@ -855,6 +902,8 @@ impl Roster {
             }
             next.version = current.version + 1;
             next.updated_at = Utc::now();
+            let mut changes = changes;
+            changes.extend(note.map(audit_note));
             let audit = AuditEntry::new(actor.clone(), Some(id.0), action, changes);
             match self.commit_with(Some(current.version), &next, photo, audit, outbox) {
                 Ok(()) => return Ok((next, true)),
@@ -943,11 +992,16 @@ pub fn build_new(
     password_hash: Option<PasswordHash>,
     actor: &Actor,
 ) -> Result<Employee, Error> {
-    let given_name = validate::name("given_name", &input.given_name)?;
-    let family_name = validate::name("family_name", &input.family_name)?;
-    let display_name = match input.display_name.as_deref().map(str::trim) {
-        Some(d) if !d.is_empty() => validate::name("display_name", d)?,
-        _ => format!("{given_name} {family_name}"),
+    let given_name = validate::optional_name("given_name", &input.given_name)?;
+    let family_name = validate::optional_name("family_name", &input.family_name)?;
+    let given_display = input.display_name.as_deref().unwrap_or("");
+    validate::has_a_name(&given_name, &family_name, given_display)?;
+    let (display_name, display_name_derived) = match given_display.trim() {
+        "" => (
+            validate::derived_display_name(&given_name, &family_name),
+            true,
+        ),
+        d => (validate::name("display_name", d)?, false),
     };
     let email = validate::email(&input.email)?;
     let username = match input.username.as_deref() {
@@ -988,6 +1042,7 @@ pub fn build_new(
         given_name,
         family_name,
         display_name,
+        display_name_derived,
         email,
         username,
         positions: validate::positions(catalog, &input.positions)?,
@@ -1149,22 +1204,38 @@ fn apply_patch(
     actor: &Actor,
 ) -> Result<(), Error> {
     let names_changed = p.given_name.is_some() || p.family_name.is_some();
-    let derived_display = format!("{} {}", e.given_name, e.family_name);
+    // Profiles stored before the flag existed: a display name equal to the
+    // derived one was derived.
+    let was_derived = e.display_name_derived
+        || e.display_name == validate::derived_display_name(&e.given_name, &e.family_name);
     if let Some(v) = &p.given_name {
-        e.given_name = validate::name("given_name", v)?;
+        e.given_name = validate::optional_name("given_name", v)?;
     }
     if let Some(v) = &p.family_name {
-        e.family_name = validate::name("family_name", v)?;
+        e.family_name = validate::optional_name("family_name", v)?;
     }
     match p.display_name.as_deref().map(str::trim) {
-        Some("") => e.display_name = format!("{} {}", e.given_name, e.family_name),
-        Some(d) => e.display_name = validate::name("display_name", d)?,
-        // A display name that was derived follows the name parts.
-        None if names_changed && e.display_name == derived_display => {
-            e.display_name = format!("{} {}", e.given_name, e.family_name)
+        Some("") => {
+            e.display_name = validate::derived_display_name(&e.given_name, &e.family_name);
+            e.display_name_derived = true;
+        }
+        Some(d) => {
+            e.display_name = validate::name("display_name", d)?;
+            e.display_name_derived = false;
+        }
+        // A display name that was derived follows the name parts. (A profile
+        // stored before the flag existed keeps it unset while the derived name
+        // does not change, so that an upgrade rewrites nobody.)
+        None if names_changed && was_derived => {
+            let derived = validate::derived_display_name(&e.given_name, &e.family_name);
+            if derived != e.display_name {
+                e.display_name = derived;
+                e.display_name_derived = true;
+            }
         }
         None => {}
     }
+    validate::has_a_name(&e.given_name, &e.family_name, &e.display_name)?;
     if let Some(v) = &p.email {
         let old_email = e.email.clone();
         e.email = validate::email(v)?;
@@ -1359,6 +1430,12 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
         b.map(|e| &e.display_name),
         a.map(|e| &e.display_name),
     );
+    field(
+        &mut out,
+        "display_name_derived",
+        b.map(|e| &e.display_name_derived).filter(|d| **d),
+        a.map(|e| &e.display_name_derived).filter(|d| **d),
+    );
     field(&mut out, "email", b.map(|e| &e.email), a.map(|e| &e.email));
     field(
         &mut out,
@@ -1460,6 +1537,16 @@ pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldCha
     out
 }
 
+/// A note in an audit entry: a pseudo-field `note` whose `after` says what was
+/// done (e.g. with an identity provider's password; never the password).
+fn audit_note(note: &str) -> FieldChange {
+    FieldChange {
+        field: "note".into(),
+        before: Value::Null,
+        after: Value::String(note.to_string()),
+    }
+}
+
 /// The enterprise fields, `None` when all are empty (they are not stored then).
 fn enterprise_set(e: &Employee) -> Option<&Enterprise> {
     (!e.enterprise.is_empty()).then_some(&e.enterprise)
@@ -1475,6 +1562,7 @@ fn diff_covers_every_field(e: &Employee) {
         given_name: _,
         family_name: _,
         display_name: _,
+        display_name_derived: _,
         email: _,
         username: _,
         positions: _,
@@ -1567,6 +1655,7 @@ mod tests {
             given_name: "Ada".into(),
             family_name: "Lovelace".into(),
             display_name: "Ada Lovelace".into(),
+            display_name_derived: false,
             email: "ada@example.com".into(),
             username: "ada@example.com".into(),
             positions: vec![],
@@ -1594,6 +1683,7 @@ mod tests {
     fn full() -> Employee {
         let mut e = plain();
         e.version = 7;
+        e.display_name_derived = true;
         e.positions = vec!["Driver".into(), "Dispatcher".into()];
         e.business_unit = Some("North".into());
         e.photo = Some(Photo::Uploaded {
@@ -1632,6 +1722,88 @@ mod tests {
         });
         e.updated_at = Utc::now();
         e
+    }
+
+    #[test]
+    fn one_name_part_is_a_name_and_a_derived_display_name_follows_the_parts() {
+        let catalog = Catalog::new(
+            vec![],
+            vec![],
+            vec![catalog::RoleDef {
+                name: "Technician".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("Technician".into()),
+        )
+        .unwrap();
+        let actor = Actor::admin("t");
+        let new = |given: &str, family: &str, display: Option<&str>| NewEmployee {
+            given_name: given.into(),
+            family_name: family.into(),
+            display_name: display.map(str::to_string),
+            email: "a@example.com".into(),
+            ..Default::default()
+        };
+        let e = build_new(&catalog, &new("Sukarno", "", None), None, &actor).unwrap();
+        assert_eq!(
+            (e.display_name.as_str(), e.display_name_derived),
+            ("Sukarno", true)
+        );
+        let e = build_new(&catalog, &new("", "", Some(" Teuku ")), None, &actor).unwrap();
+        assert_eq!(
+            (
+                e.given_name.as_str(),
+                e.display_name.as_str(),
+                e.display_name_derived
+            ),
+            ("", "Teuku", false)
+        );
+        let err = build_new(&catalog, &new(" ", "", Some("")), None, &actor).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "name"),
+            "{err}"
+        );
+
+        // Derived: follows the parts. Given: stays.
+        let mut derived = build_new(&catalog, &new("Ada", "", None), None, &actor).unwrap();
+        let family = EmployeePatch {
+            family_name: Some("Lovelace".into()),
+            ..Default::default()
+        };
+        apply_patch(&mut derived, &family, None, &catalog, &actor).unwrap();
+        assert_eq!(derived.display_name, "Ada Lovelace");
+        let mut given =
+            build_new(&catalog, &new("Ada", "", Some("Countess")), None, &actor).unwrap();
+        apply_patch(&mut given, &family, None, &catalog, &actor).unwrap();
+        assert_eq!(given.display_name, "Countess");
+        // Clearing the only part left is refused.
+        let clear = EmployeePatch {
+            display_name: Some(String::new()),
+            given_name: Some(String::new()),
+            family_name: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(apply_patch(&mut given, &clear, None, &catalog, &actor).is_err());
+
+        // A profile stored before the flag existed is not rewritten by a change
+        // that leaves its derived display name as it was.
+        let mut legacy = plain();
+        assert!(!legacy.display_name_derived);
+        let same = EmployeePatch {
+            given_name: Some("Ada".into()),
+            ..Default::default()
+        };
+        let before = legacy.clone();
+        apply_patch(&mut legacy, &same, None, &catalog, &actor).unwrap();
+        assert!(diff(Some(&before), Some(&legacy)).is_empty());
+        let renamed = EmployeePatch {
+            given_name: Some("Augusta".into()),
+            ..Default::default()
+        };
+        apply_patch(&mut legacy, &renamed, None, &catalog, &actor).unwrap();
+        assert_eq!(legacy.display_name, "Augusta Lovelace");
     }
 
     #[test]

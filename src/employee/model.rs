@@ -336,9 +336,16 @@ pub struct Employee {
     pub id: EmployeeId,
     /// Changes on every write; the SCIM ETag.
     pub version: u64,
+    /// Optional: a profile needs one of given, family or display name.
     pub given_name: String,
+    /// Optional (people with one name, shared and service accounts).
     pub family_name: String,
+    /// Always set: as given, or derived from the name parts.
     pub display_name: String,
+    /// The display name was not given but derived from the name parts (and
+    /// follows them); SCIM then does not return it as `displayName`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub display_name_derived: bool,
     pub email: String,
     pub username: String,
     /// Catalog spellings, sorted, no duplicates.
@@ -408,6 +415,14 @@ pub struct NewEmployee {
     /// Sync only: photo bytes from the source (they win over `photo_url`).
     #[serde(skip)]
     pub photo: Option<PhotoBytes>,
+    /// SCIM only (never read from clients): `password` comes from an identity
+    /// provider whose own policy governs; rosterd's policy is not applied.
+    #[serde(skip)]
+    pub password_unchecked: bool,
+    /// SCIM only: a note for the change's audit entry (what was done with an
+    /// identity provider's password). Never holds a secret.
+    #[serde(skip)]
+    pub audit_note: Option<String>,
 }
 
 /// A partial update. Absent fields are kept; `null` clears an optional field.
@@ -460,6 +475,12 @@ pub struct EmployeePatch {
     /// applied after `photo_url`).
     #[serde(skip)]
     pub photo: Option<Option<PhotoBytes>>,
+    /// SCIM only: as [`NewEmployee::password_unchecked`].
+    #[serde(skip)]
+    pub password_unchecked: bool,
+    /// SCIM only: as [`NewEmployee::audit_note`].
+    #[serde(skip)]
+    pub audit_note: Option<String>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

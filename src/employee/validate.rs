@@ -4,6 +4,7 @@
 use super::Error;
 use super::catalog::Catalog;
 use super::model::{Enterprise, OfficePhone, PermissionOverrides};
+use super::phone;
 
 const MAX_NAME: usize = 200;
 
@@ -16,9 +17,19 @@ fn invalid(field: &str, message: impl Into<String>) -> Error {
 
 fn no_control(field: &str, s: &str) -> Result<(), Error> {
     if s.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+        return Err(invalid(
+            field,
+            format!("{} must not contain control characters", shown(s)),
+        ));
     }
     Ok(())
+}
+
+/// A value as an error message shows it: quoted, escaped, cut after 40 characters.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(40).collect();
+    let more = if cut.len() < s.len() { "…" } else { "" };
+    format!("`{}`{more}", cut.escape_debug())
 }
 
 /// A required name part: trimmed, non-empty, bounded.
@@ -30,11 +41,40 @@ pub fn name(field: &str, raw: &str) -> Result<String, Error> {
     if s.chars().count() > MAX_NAME {
         return Err(invalid(
             field,
-            format!("is longer than {MAX_NAME} characters"),
+            format!("{} is longer than {MAX_NAME} characters", shown(s)),
         ));
     }
     no_control(field, s)?;
     Ok(s.to_string())
+}
+
+/// An optional name part: trimmed, bounded; empty when not given.
+pub fn optional_name(field: &str, raw: &str) -> Result<String, Error> {
+    if raw.trim().is_empty() {
+        return Ok(String::new());
+    }
+    name(field, raw)
+}
+
+/// The display name derived from the name parts: given and family name, either
+/// alone when the other is empty.
+pub fn derived_display_name(given: &str, family: &str) -> String {
+    match (given.is_empty(), family.is_empty()) {
+        (false, false) => format!("{given} {family}"),
+        (false, true) => given.to_string(),
+        _ => family.to_string(),
+    }
+}
+
+/// The one name rule: a profile needs a name, not necessarily two parts.
+pub fn has_a_name(given: &str, family: &str, display: &str) -> Result<(), Error> {
+    if given.is_empty() && family.is_empty() && display.trim().is_empty() {
+        return Err(invalid(
+            "name",
+            "at least one of display_name, given_name or family_name is required",
+        ));
+    }
+    Ok(())
 }
 
 /// An email address, trimmed; compared case-insensitively elsewhere.
@@ -64,48 +104,52 @@ pub fn username(raw: &str) -> Result<String, Error> {
         return Err(invalid("username", "must not be empty"));
     }
     if s.chars().count() > 254 {
-        return Err(invalid("username", "is longer than 254 characters"));
+        return Err(invalid(
+            "username",
+            format!("{} is longer than 254 characters", shown(s)),
+        ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid(
             "username",
-            "must not contain spaces or control characters",
+            format!("{} must not contain spaces or control characters", shown(s)),
         ));
     }
     Ok(s.to_string())
 }
 
-/// A phone number: digits with the usual separators, at least 3 digits.
+/// A phone number that is stored whole (the mobile phone): any form
+/// [`phone::parse`] recognises, kept as written (trimmed), an extension included.
 pub fn phone(field: &str, raw: &str) -> Result<String, Error> {
-    let s = raw.trim();
-    let ok_chars = s
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
-    let digits = s.chars().filter(char::is_ascii_digit).count();
-    if !ok_chars || !(3..=20).contains(&digits) || s.len() > 32 {
-        return Err(invalid(
-            field,
-            format!("`{s}` is not a phone number (digits, spaces and + - ( ) . only)"),
-        ));
-    }
-    Ok(s.to_string())
+    phone::parse(raw).map_err(|m| invalid(field, m))?;
+    Ok(raw.trim().to_string())
 }
 
+/// The office phone: an extension written inline in the number (`x8413`,
+/// `;ext=8413`, `tel:…;ext=8413`...) moves to `extension`; an extension given
+/// on its own may be written `42`, `x42` or `ext. 42`. Both at once must agree.
 pub fn office_phone(p: &OfficePhone) -> Result<OfficePhone, Error> {
-    let number = phone("office_phone.number", &p.number)?;
-    let extension = match p.extension.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(e) => {
-            if !e.chars().all(|c| c.is_ascii_digit()) || e.len() > 10 {
-                return Err(invalid(
-                    "office_phone.extension",
-                    format!("`{e}` is not an extension (up to 10 digits)"),
-                ));
-            }
-            Some(e.to_string())
-        }
+    let parsed = phone::parse(&p.number).map_err(|m| invalid("office_phone.number", m))?;
+    let given = match p.extension.as_deref() {
+        Some(e) => phone::parse_extension(e).map_err(|m| invalid("office_phone.extension", m))?,
+        None => None,
     };
-    Ok(OfficePhone { number, extension })
+    let extension = match (parsed.extension, given) {
+        (Some(inline), Some(given)) if inline != given => {
+            return Err(invalid(
+                "office_phone.extension",
+                format!(
+                    "`{given}` differs from the extension written in the number `{}`",
+                    p.number.trim()
+                ),
+            ));
+        }
+        (inline, given) => given.or(inline),
+    };
+    Ok(OfficePhone {
+        number: parsed.number,
+        extension,
+    })
 }
 
 /// A photo link: an absolute https URL.
@@ -123,7 +167,10 @@ pub fn optional_text(field: &str, raw: &str, max: usize) -> Result<Option<String
         return Ok(None);
     }
     if s.chars().count() > max {
-        return Err(invalid(field, format!("is longer than {max} characters")));
+        return Err(invalid(
+            field,
+            format!("{} is longer than {max} characters", shown(s)),
+        ));
     }
     no_control(field, s)?;
     Ok(Some(s.to_string()))
@@ -207,14 +254,10 @@ pub fn permissions(
         out.dedup();
         Ok(out)
     };
+    // A permission both granted and revoked is revoked (revokes apply last):
+    // every combination of catalog permissions is a valid override.
     let grant = canon("permissions.grant", &raw.grant)?;
     let revoke = canon("permissions.revoke", &raw.revoke)?;
-    if let Some(both) = grant.iter().find(|g| revoke.contains(g)) {
-        return Err(invalid(
-            "permissions",
-            format!("permission `{both}` is both granted and revoked"),
-        ));
-    }
     Ok(PermissionOverrides { grant, revoke })
 }
 
@@ -266,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn overrides_must_exist_and_not_contradict() {
+    fn overrides_must_exist_and_a_revoke_wins() {
         let c = catalog();
         let bad = PermissionOverrides {
             grant: vec!["zz".into()],
@@ -276,10 +319,11 @@ mod tests {
             matches!(permissions(&c, &bad), Err(Error::Invalid { field, .. }) if field == "permissions.grant")
         );
         let both = PermissionOverrides {
-            grant: vec!["A".into()],
+            grant: vec!["A".into(), "c".into()],
             revoke: vec!["a".into()],
         };
-        assert!(permissions(&c, &both).is_err());
+        let both = permissions(&c, &both).unwrap();
+        assert_eq!(effective_permissions(&c, "R", &both), vec!["b", "c"]);
     }
 
     #[test]
@@ -299,12 +343,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(p.extension.as_deref(), Some("42"));
+        let p = office_phone(&OfficePhone {
+            number: "555 0100".into(),
+            extension: Some("x42".into()),
+        })
+        .unwrap();
+        assert_eq!(p.extension.as_deref(), Some("42"));
+        let p = office_phone(&OfficePhone {
+            number: "+1 617 555 9548 ext. 8413".into(),
+            extension: None,
+        })
+        .unwrap();
+        assert_eq!(
+            (p.number.as_str(), p.extension.as_deref()),
+            ("+1 617 555 9548", Some("8413"))
+        );
         assert!(
             office_phone(&OfficePhone {
-                number: "555 0100".into(),
-                extension: Some("x42".into()),
+                number: "555 0100 x12".into(),
+                extension: Some("13".into()),
             })
             .is_err()
+        );
+        // A mobile number keeps its extension in the number.
+        assert_eq!(
+            phone("mobile_phone", " +1 617 555 0199 x12 ").unwrap(),
+            "+1 617 555 0199 x12"
         );
     }
 }

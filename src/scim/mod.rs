@@ -10,7 +10,7 @@
 //!   (`positions`, `role`, `businessUnit`, `enabled`, `accountStatus`,
 //!   `permissions`, `effectivePermissions`). `emails` holds the one profile email;
 //!   `phoneNumbers` type `mobile` and `work` (the extension as RFC 3966
-//!   `tel:+1-555-0100;ext=42`); `photos` type `photo` (https links); `password` sets
+//!   `tel:+1-555-0100;ext=42`, or `<number>;ext=42` for a number with spaces); `photos` type `photo` (https links); `password` sets
 //!   credentials and is never returned; `roles[0].value` is the role too.
 //! - **Business unit vs department/division.** The rosterd `businessUnit` is the
 //!   catalog-bound field (validated against `[[catalog.business_units]]`). The
@@ -25,9 +25,17 @@
 //!   position to the catalog; `DELETE` removes it from the catalog and its holders.
 //! - A user created without a role gets `scim.default_role` (else the catalog
 //!   default); without an email, `userName` if it is an address, else 400
-//!   `invalidValue`. Its account status is `scim.account_status` (default `invite`
-//!   when `[mail]` is configured, so the invitation goes out in the same
-//!   transaction, else `later`) or `credentials` when a password is given.
+//!   `invalidValue`; without any of `displayName`, `name.givenName`,
+//!   `name.familyName`, 400. Its account status is `scim.account_status`
+//!   (default `invite` when `[mail]` is configured, so the invitation goes out
+//!   in the same transaction, else `later`), or `credentials` when the client's
+//!   `passwords = "accept"` and a password was sent. With `passwords = "ignore"`
+//!   (the default) an IdP's password is dropped; either way the audit entry says
+//!   so. An IdP's password is never checked against `[password_policy]`.
+//! - `/Schemas` publishes what is stored: each writable attribute round-trips
+//!   (`scim-tests`' schema-driven client checks it); what every user has is
+//!   `required` and a PATCH cannot remove it (400 `mutability`,
+//!   [`patch::check_required`]); what rosterd sets itself is `readOnly`.
 //!
 //! # Behaviour worth knowing
 //!

@@ -108,6 +108,65 @@ pub fn apply(doc: &mut Value, kind: Kind, op: &PatchOp) -> Result<(), ScimError>
     }
 }
 
+/// RFC 7644 §3.5.2.2: an operation may not remove (or leave unassigned) a
+/// required attribute, nor a required sub-attribute of a value that is still
+/// there: 400 `mutability`, nothing changed.
+pub fn check_required(doc: &Value, kind: Kind) -> Result<(), ScimError> {
+    for (urn, attrs) in kind.attribute_tables() {
+        let container = match urn {
+            Some(u) => match ci_get(doc, u) {
+                Some(c) => c,
+                None => continue,
+            },
+            None => doc,
+        };
+        for a in attrs
+            .iter()
+            .filter(|a| !a.ignored && a.mutability != "readOnly")
+        {
+            let v = ci_get(container, a.name).filter(|v| !absent(v));
+            let Some(v) = v else {
+                if a.required {
+                    return Err(ScimError::bad(
+                        "mutability",
+                        format!("{} is required; it can be replaced, not removed", a.name),
+                    ));
+                }
+                continue;
+            };
+            let elems: Vec<&Value> = match v {
+                Value::Array(items) => items.iter().collect(),
+                v => vec![v],
+            };
+            for e in elems.into_iter().filter(|e| e.is_object()) {
+                for sub in a.sub.iter().filter(|s| s.required) {
+                    if ci_get(e, sub.name).is_none_or(absent) {
+                        return Err(ScimError::bad(
+                            "mutability",
+                            format!(
+                                "{}.{} is required in every value of {}; remove the value instead",
+                                a.name, sub.name, a.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An unassigned value: null, `""`, `[]` or `{}`.
+fn absent(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.iter().all(absent),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
 fn is_empty(v: &Option<Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,
@@ -257,8 +316,20 @@ fn apply_at(
         let hits: Vec<usize> = (0..items.len())
             .filter(|i| filter::matches(f, &items[*i], &res))
             .collect();
+        // Clearing a required sub-attribute (Entra's `"value": ""` on
+        // `phoneNumbers[type eq "mobile"].value`) clears the values it selects.
+        let required_sub = sub_name
+            .as_deref()
+            .is_some_and(|s| a.sub.iter().any(|x| x.name == s && x.required));
         if op == OpKind::Remove || (is_empty(&value) && sub_name.is_some()) {
             match &sub_name {
+                _ if required_sub => {
+                    let mut i = 0;
+                    items.retain(|_| {
+                        i += 1;
+                        !hits.contains(&(i - 1))
+                    });
+                }
                 None => {
                     let mut i = 0;
                     items.retain(|_| {
@@ -324,11 +395,27 @@ fn apply_at(
         } else {
             target
         };
+        let sub_multi = a.sub.iter().any(|x| x.name == s.as_str() && x.multi);
         if let Some(o) = elem.as_object_mut() {
             if clear || is_empty(&value) {
                 o.remove(s);
             } else if let Some(v) = value {
-                o.insert(s.clone(), v);
+                match (op, o.get_mut(s.as_str())) {
+                    // `add` to a multi-valued sub-attribute adds values.
+                    (OpKind::Add, Some(Value::Array(items))) if sub_multi => {
+                        for n in match v {
+                            Value::Array(xs) => xs,
+                            x => vec![x],
+                        } {
+                            if !items.contains(&n) {
+                                items.push(n);
+                            }
+                        }
+                    }
+                    _ => {
+                        o.insert(s.clone(), v);
+                    }
+                }
             }
         }
         return Ok(());

@@ -121,8 +121,16 @@ const NAME_SUBS: &[Attr] = &[
         "Given and family name, derived (read-only)",
     )
     .ro(),
-    attr("familyName", "string", "Family name (required by rosterd)"),
-    attr("givenName", "string", "Given name (required by rosterd)"),
+    attr(
+        "familyName",
+        "string",
+        "Family name; optional (a user needs one of displayName, name.givenName or name.familyName)",
+    ),
+    attr(
+        "givenName",
+        "string",
+        "Given name; optional (a user needs one of displayName, name.givenName or name.familyName)",
+    ),
     attr("middleName", "string", "").ignored(),
     attr("honorificPrefix", "string", "").ignored(),
     attr("honorificSuffix", "string", "").ignored(),
@@ -132,24 +140,34 @@ const EMAIL_SUBS: &[Attr] = &[
         "value",
         "string",
         "The profile email: unique across profiles, ignoring case",
-    ),
-    attr("type", "string", "Always `work`").canon(Canon::Fixed(&["work"])),
-    attr("primary", "boolean", "Always true"),
+    )
+    .req(),
+    attr("type", "string", "Always `work`")
+        .ro()
+        .canon(Canon::Fixed(&["work"])),
+    attr("primary", "boolean", "Always true").ro(),
     attr("display", "string", "").ignored(),
 ];
 const PHONE_SUBS: &[Attr] = &[
     attr(
         "value",
         "string",
-        "mobile: the number; work: the office number, with the extension in RFC 3966 form (tel:+1-555-0100;ext=42)",
-    ),
-    attr("type", "string", "`mobile` or `work`").canon(Canon::Fixed(&["mobile", "work"])),
+        "mobile: the number as written; work: the office number, its extension (written x42, ext. 42, #42, ;ext=42 or tel:+1-555-0100;ext=42) returned as tel:<number>;ext=42 (<number>;ext=42 when the number has spaces)",
+    )
+    .req(),
+    attr("type", "string", "`mobile` or `work`; one of each is stored (the last sent)")
+        .req()
+        .canon(Canon::Fixed(&["mobile", "work"])),
     attr("primary", "boolean", "").ignored(),
     attr("display", "string", "").ignored(),
 ];
 const PHOTO_SUBS: &[Attr] = &[
-    attr("value", "reference", "An https URL of the photo").exact(),
-    attr("type", "string", "Always `photo`").canon(Canon::Fixed(&["photo"])),
+    attr("value", "reference", "An https URL of the photo")
+        .exact()
+        .req(),
+    attr("type", "string", "Always `photo`")
+        .ro()
+        .canon(Canon::Fixed(&["photo"])),
     attr("primary", "boolean", "").ignored(),
     attr("display", "string", "").ignored(),
 ];
@@ -163,12 +181,13 @@ const ROLES_SUBS: &[Attr] = &[
     attr(
         "value",
         "string",
-        "The role (catalog name); same as the rosterd extension's `role`",
+        "The role (catalog name); the rosterd extension's `role` shows it too",
     )
+    .req()
     .canon(Canon::Roles),
     attr("display", "string", "").ignored(),
     attr("type", "string", "").ignored(),
-    attr("primary", "boolean", "Always true"),
+    attr("primary", "boolean", "Always true").ro(),
 ];
 const IGNORED_COMPLEX_SUBS: &[Attr] = &[
     attr("value", "string", "").ignored(),
@@ -187,16 +206,16 @@ const IGNORED_COMPLEX_SUBS: &[Attr] = &[
 /// RFC 7643 attributes rosterd does not store: accepted and dropped in requests
 /// (IdPs send them by default), never in responses, unlisted in `/Schemas`.
 pub const USER_ATTRS: &[Attr] = &[
-    attr("userName", "string", "Sign-in name; unique, ignoring case").req().unique(),
+    attr("userName", "string", "Sign-in name (no spaces or control characters); unique, ignoring case").req().unique(),
     attr("name", "complex", "The employee's name").subs(NAME_SUBS),
     attr("displayName", "string", "Name shown everywhere; derived from the name parts when not given"),
-    attr("emails", "complex", "Exactly one: the profile email (type work, primary)").multi().subs(EMAIL_SUBS),
+    attr("emails", "complex", "Exactly one: the profile email (type work, primary; the last primary one sent is kept)").multi().req().subs(EMAIL_SUBS),
     attr("phoneNumbers", "complex", "Type mobile (mobile phone) and type work (office phone)").multi().subs(PHONE_SUBS),
     attr("photos", "complex", "One photo link, type photo").multi().subs(PHOTO_SUBS),
-    attr("active", "boolean", "Inactive profiles are kept and cannot sign in"),
-    attr("password", "string", "Sets the password (account status becomes credentials); hashed, never returned").wo().exact(),
+    attr("active", "boolean", "Inactive profiles are kept and cannot sign in; true when a create does not say").req(),
+    attr("password", "string", "What it does is set per client ([[scim.clients]] passwords): ignored (default), or stored hashed as sent with account status credentials; never returned").wo().exact(),
     attr("groups", "complex", "The positions the employee holds (change them through Group membership or the rosterd extension)").multi().ro().subs(GROUPS_SUBS),
-    attr("roles", "complex", "The employee's one role").multi().subs(ROLES_SUBS),
+    attr("roles", "complex", "The employee's one role (the primary one sent, else the last); scim.default_role when a create has none").multi().req().subs(ROLES_SUBS),
     attr("nickName", "string", "").ignored(),
     attr("profileUrl", "reference", "").ignored(),
     attr("title", "string", "").ignored(),
@@ -211,7 +230,12 @@ pub const USER_ATTRS: &[Attr] = &[
 ];
 
 const MANAGER_SUBS: &[Attr] = &[
-    attr("value", "string", "The manager's id (stored as sent)").exact(),
+    attr(
+        "value",
+        "string",
+        "The manager's id (stored as sent); removing it removes the manager",
+    )
+    .exact(),
     attr(
         "$ref",
         "reference",
@@ -259,10 +283,10 @@ const PERMISSION_SUBS: &[Attr] = &[
 
 pub const ROSTERD_ATTRS: &[Attr] = &[
     attr("positions", "string", "Positions held (catalog names); the same data as Group membership").multi().canon(Canon::Positions),
-    attr("role", "string", "The role (catalog name); sets the default permissions. Default for SCIM-created users: scim.default_role").canon(Canon::Roles),
+    attr("role", "string", "The role (catalog name); sets the default permissions. Written through the core `roles` (read-only here: one field, one writable attribute)").ro().canon(Canon::Roles),
     attr("businessUnit", "string", "The business unit (catalog name): the catalog-bound organisational field").canon(Canon::BusinessUnits),
-    attr("enabled", "boolean", "The employee has a user in the fleet product"),
-    attr("accountStatus", "string", "How the account was set up at creation; credentials when a password was given").imm().canon(Canon::Fixed(&["later", "invite", "credentials"])),
+    attr("enabled", "boolean", "The employee has a user in the fleet product; true when a create does not say").req(),
+    attr("accountStatus", "string", "How the account was set up, derived: credentials when a password was accepted, else the client's scim.account_status").ro().canon(Canon::Fixed(&["later", "invite", "credentials"])),
     attr("permissions", "complex", "Overrides on top of the role's defaults").subs(PERMISSION_SUBS),
     attr("effectivePermissions", "string", "The role's defaults with the overrides applied").multi().ro().canon(Canon::Permissions),
 ];
@@ -270,7 +294,8 @@ pub const ROSTERD_ATTRS: &[Attr] = &[
 const MEMBER_SUBS: &[Attr] = &[
     attr("value", "string", "The member's user id")
         .imm()
-        .exact(),
+        .exact()
+        .req(),
     attr("$ref", "reference", "The member's URI").imm().exact(),
     attr("display", "string", "The member's display name").ro(),
     attr("type", "string", "Always User")
@@ -325,6 +350,17 @@ impl Kind {
             ],
             Kind::Group => &[(GROUP, GROUP_ATTRS)],
         }
+    }
+
+    /// Each schema's attributes: `None` for the core schema (top level of a
+    /// resource), else the extension URN they live under. Common attributes
+    /// (`id`, `externalId`, `meta`) included with the core ones.
+    pub fn attribute_tables(self) -> Vec<(Option<&'static str>, &'static [Attr])> {
+        let mut out = vec![(None, COMMON_ATTRS)];
+        for (urn, attrs) in self.schemas() {
+            out.push(((*urn != self.core()).then_some(*urn), *attrs));
+        }
+        out
     }
 
     fn core(self) -> &'static str {

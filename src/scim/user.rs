@@ -15,10 +15,11 @@ use serde_json::{Map, Value, json};
 use super::error::ScimError;
 use super::filter::{as_bool, ci_get};
 use super::schema::{ENTERPRISE, ROSTERD, USER};
+use crate::config::ScimPasswords;
 use crate::employee::positions::Position;
 use crate::employee::{
     AccountStatus, Catalog, Employee, EmployeePatch, Enterprise, NewEmployee, OfficePhone,
-    PermissionOverrides, Photo,
+    PermissionOverrides, Photo, validate,
 };
 use crate::secret::Secret;
 
@@ -31,25 +32,33 @@ pub fn etag(version: u64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// Renders the office phone: the number as stored, or `tel:` form with `;ext=`.
+/// Renders the office phone: the number as stored; with an extension, RFC 3966
+/// `tel:<number>;ext=<ext>`, or `<number>;ext=<ext>` when the number is written
+/// with spaces (a `tel:` URI has none), so that it reads back as written.
 fn office_value(p: &OfficePhone) -> String {
     match &p.extension {
-        Some(ext) => format!("tel:{};ext={ext}", p.number.replace(' ', "-")),
+        Some(ext) if p.number.contains(char::is_whitespace) => {
+            format!("{};ext={ext}", p.number)
+        }
+        Some(ext) => format!("tel:{};ext={ext}", p.number),
         None => p.number.clone(),
     }
 }
 
-/// Reads `tel:+1-555-0100;ext=42`, `+1 555 0100;ext=42` or a plain number.
+/// Reads the office phone in any form [`crate::employee::phone`] recognises
+/// (`tel:+1-555-0100;ext=42`, `+1 555 0100 x42`, a plain number). A value that
+/// is not a phone is passed on whole, for the domain to refuse with its reason.
 fn parse_office(raw: &str) -> OfficePhone {
-    let s = raw.trim();
-    let s = s.strip_prefix("tel:").unwrap_or(s);
-    let mut parts = s.split(';');
-    let number = parts.next().unwrap_or("").trim().to_string();
-    let extension = parts
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("ext"))
-        .map(|(_, v)| v.trim().to_string());
-    OfficePhone { number, extension }
+    match crate::employee::phone::parse(raw) {
+        Ok(p) => OfficePhone {
+            number: p.number,
+            extension: p.extension,
+        },
+        Err(_) => OfficePhone {
+            number: raw.trim().to_string(),
+            extension: None,
+        },
+    }
 }
 
 /// The full User resource of a profile.
@@ -63,12 +72,6 @@ pub fn to_scim(
         "schemas": [USER, ENTERPRISE, ROSTERD],
         "id": e.id.to_string(),
         "userName": e.username,
-        "name": {
-            "givenName": e.given_name,
-            "familyName": e.family_name,
-            "formatted": format!("{} {}", e.given_name, e.family_name),
-        },
-        "displayName": e.display_name,
         "emails": [{"value": e.email, "type": "work", "primary": true}],
         "active": e.active,
         "roles": [{"value": e.role, "primary": true}],
@@ -82,6 +85,28 @@ pub fn to_scim(
     });
     if let Some(x) = &e.external_id {
         v["externalId"] = json!(x);
+    }
+    // The name parts that were given; `formatted` is derived from them.
+    if !e.given_name.is_empty() || !e.family_name.is_empty() {
+        let mut name = Map::new();
+        if !e.given_name.is_empty() {
+            name.insert("givenName".into(), json!(e.given_name));
+        }
+        if !e.family_name.is_empty() {
+            name.insert("familyName".into(), json!(e.family_name));
+        }
+        name.insert(
+            "formatted".into(),
+            json!(validate::derived_display_name(
+                &e.given_name,
+                &e.family_name
+            )),
+        );
+        v["name"] = Value::Object(name);
+    }
+    // A display name rosterd derived is not one the client wrote.
+    if !e.display_name_derived {
+        v["displayName"] = json!(e.display_name);
     }
     let mut phones = Vec::new();
     if let Some(m) = &e.mobile_phone {
@@ -144,6 +169,8 @@ pub fn to_scim(
 #[derive(Debug, Default)]
 pub struct UserInput {
     pub user_name: Option<String>,
+    /// The body has a `name` object.
+    pub has_name: bool,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub formatted: Option<String>,
@@ -162,7 +189,6 @@ pub struct UserInput {
     pub positions: Option<Vec<String>>,
     pub business_unit: Option<String>,
     pub enabled: Option<bool>,
-    pub account_status: Option<AccountStatus>,
     pub permissions: Option<PermissionOverrides>,
 }
 
@@ -242,7 +268,8 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
         external_id: text(ci_get(body, "externalId")),
         ..Default::default()
     };
-    if let Some(n) = ci_get(body, "name") {
+    if let Some(n) = ci_get(body, "name").filter(|n| !n.is_null()) {
+        u.has_name = true;
         u.given_name = text(ci_get(n, "givenName"));
         u.family_name = text(ci_get(n, "familyName"));
         u.formatted = text(ci_get(n, "formatted"));
@@ -261,22 +288,21 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
             Value::Object(_) => text(ci_get(e, "value")),
             x => text(Some(x)),
         });
+    // One mobile and one office phone are stored: the last of each type, so
+    // that a phone added by PATCH replaces the old one (as for emails).
     for p in elements(ci_get(body, "phoneNumbers")) {
         let Some(value) = text(ci_get(p, "value")) else {
             continue;
         };
         match elem_type(p).as_str() {
             "mobile" => u.mobile = Some(value),
-            "work" | "" if u.office.is_none() => u.office = Some(parse_office(&value)),
+            "work" | "" => u.office = Some(parse_office(&value)),
             _ => {}
         }
     }
     let photos = elements(ci_get(body, "photos"));
-    u.photo_url = photos
-        .iter()
-        .find(|p| elem_type(p) == "photo")
-        .or_else(|| photos.first())
-        .and_then(|p| text(ci_get(p, "value")));
+    // One photo is stored: the last one sent (its type is always `photo`).
+    u.photo_url = photos.last().and_then(|p| text(ci_get(p, "value")));
     let roles = elements(ci_get(body, "roles"));
     // rosterd has one role: the primary one, else the last one listed.
     u.role = roles
@@ -297,49 +323,59 @@ pub fn parse(body: &Value) -> Result<UserInput, ScimError> {
     if let Some(x) = ci_get(body, ROSTERD) {
         u.has_rosterd = true;
         u.positions = Some(strings(ci_get(x, "positions")));
-        if let Some(r) = text(ci_get(x, "role")) {
-            u.role = Some(r);
-        }
         u.business_unit = text(ci_get(x, "businessUnit"));
         u.enabled = boolean(ci_get(x, "enabled"), "enabled")?;
-        u.account_status = match text(ci_get(x, "accountStatus")) {
-            None => None,
-            Some(s) => Some(
-                serde_json::from_value(json!(s.to_lowercase())).map_err(|_| {
-                    ScimError::invalid_value(format!(
-                        "accountStatus must be later, invite or credentials, not `{s}`"
-                    ))
-                })?,
-            ),
-        };
-        if let Some(p) = ci_get(x, "permissions") {
-            u.permissions = Some(PermissionOverrides {
-                grant: strings(ci_get(p, "grant")),
-                revoke: strings(ci_get(p, "revoke")),
-            });
-        }
+        // `accountStatus` is readOnly (how the account was set up follows from
+        // the password and the client's settings): ignored, like `role` (the
+        // role is written through `roles`).
+        let p = ci_get(x, "permissions");
+        u.permissions = Some(PermissionOverrides {
+            grant: strings(p.and_then(|p| ci_get(p, "grant"))),
+            revoke: strings(p.and_then(|p| ci_get(p, "revoke"))),
+        });
     }
     Ok(u)
 }
 
+/// What was done with a password an identity provider sent: the password to
+/// store (if any), whether rosterd's policy is skipped, and the audit note.
+struct IdpPassword {
+    password: Option<Secret>,
+    unchecked: bool,
+    note: Option<String>,
+}
+
+fn idp_password(password: Option<Secret>, mode: ScimPasswords) -> IdpPassword {
+    match (password, mode) {
+        (None, _) => IdpPassword {
+            password: None,
+            unchecked: false,
+            note: None,
+        },
+        (Some(_), ScimPasswords::Ignore) => IdpPassword {
+            password: None,
+            unchecked: false,
+            note: Some(
+                "password sent by the identity provider was ignored ([[scim.clients]] passwords = \"ignore\")"
+                    .into(),
+            ),
+        },
+        (Some(p), ScimPasswords::Accept) => IdpPassword {
+            password: Some(p),
+            unchecked: true,
+            note: Some(
+                "password sent by the identity provider was stored as sent (hashed), under the provider's policy ([[scim.clients]] passwords = \"accept\")"
+                    .into(),
+            ),
+        },
+    }
+}
+
 impl UserInput {
-    /// Name parts, falling back to splitting `name.formatted` or `displayName`.
-    fn names(&self) -> (Option<String>, Option<String>) {
-        let whole = self.formatted.as_deref().or(self.display_name.as_deref());
-        let split = whole.and_then(|w| {
-            let w = w.trim();
-            w.split_once(' ')
-                .map(|(g, f)| (g.to_string(), f.trim().to_string()))
-        });
-        let given = self
-            .given_name
-            .clone()
-            .or_else(|| split.as_ref().map(|s| s.0.clone()));
-        let family = self
-            .family_name
-            .clone()
-            .or_else(|| split.as_ref().map(|s| s.1.clone()));
-        (given, family)
+    /// Whether the body says anything about the name (a `name` object or a
+    /// `displayName`).
+    fn names_sent(&self) -> bool {
+        self.has_name || self.display_name.is_some()
     }
 
     /// The business unit: the rosterd extension's, else a division that names a
@@ -355,12 +391,13 @@ impl UserInput {
     }
 
     /// A new profile (POST). `default_role` and `default_status` come from the
-    /// `[scim]` config.
+    /// `[scim]` config, `passwords` from the client's `[[scim.clients]]` entry.
     pub fn into_new(
         self,
         catalog: &Catalog,
         default_role: Option<&str>,
         default_status: AccountStatus,
+        passwords: ScimPasswords,
     ) -> Result<NewEmployee, ScimError> {
         let user_name = self
             .user_name
@@ -375,17 +412,26 @@ impl UserInput {
                 ));
             }
         };
-        let (given, family) = self.names();
-        let account_status = match (self.account_status, &self.password) {
-            (Some(s), _) => s,
-            (None, Some(_)) => AccountStatus::Credentials,
-            (None, None) => default_status,
+        // The name as sent: no part is invented. Only `name.formatted` (which
+        // rosterd derives itself) stands in for a missing display name when no
+        // part is given.
+        let display_name = self.display_name.clone().or_else(|| {
+            (self.given_name.is_none() && self.family_name.is_none())
+                .then(|| self.formatted.clone())
+                .flatten()
+        });
+        let pw = idp_password(self.password.clone(), passwords);
+        // A password from the identity provider means credentials.
+        let account_status = if pw.password.is_some() {
+            AccountStatus::Credentials
+        } else {
+            default_status
         };
         let business_unit = self.business_unit(catalog);
         Ok(NewEmployee {
-            given_name: given.unwrap_or_default(),
-            family_name: family.unwrap_or_default(),
-            display_name: self.display_name,
+            given_name: self.given_name.unwrap_or_default(),
+            family_name: self.family_name.unwrap_or_default(),
+            display_name,
             email,
             username: Some(user_name),
             positions: self.positions.unwrap_or_default(),
@@ -395,7 +441,7 @@ impl UserInput {
             mobile_phone: self.mobile,
             office_phone: self.office,
             account_status: Some(account_status),
-            password: self.password,
+            password: pw.password,
             enabled: self.enabled,
             active: Some(self.active.unwrap_or(true)),
             permissions: self.permissions,
@@ -403,24 +449,32 @@ impl UserInput {
             enterprise: self.enterprise,
             source_facts: Default::default(),
             photo: None,
+            password_unchecked: pw.unchecked,
+            audit_note: pw.note,
         })
     }
 
     /// A full replace (PUT, PATCH): every core and enterprise attribute becomes
     /// what the body says (absent = cleared), except that a missing `active` or
     /// `password` keeps the current one, required fields the body lacks keep their
-    /// value, and rosterd extension attributes change only when the extension
-    /// object is present. An uploaded photo is kept unless a photo link is given.
+    /// value, a body without any name attribute keeps the name, and rosterd
+    /// extension attributes change only when the extension object is present. An
+    /// uploaded photo is kept unless a photo link is given.
+    ///
+    /// `whole`: the body is the whole resource (PATCH applies its operations to
+    /// the rendered resource), so a name it lacks was removed.
     pub fn into_replace(
         self,
         current: &Employee,
         catalog: &Catalog,
+        passwords: ScimPasswords,
+        whole: bool,
     ) -> Result<EmployeePatch, ScimError> {
         let user_name = self
             .user_name
             .clone()
             .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
-        let (given, family) = self.names();
+        let names = whole || self.names_sent();
         let business_unit = if self.has_rosterd || self.enterprise.division.is_some() {
             match self.business_unit(catalog) {
                 Some(b) => Some(Some(b)),
@@ -434,10 +488,16 @@ impl UserInput {
             (None, Some(Photo::Uploaded { .. })) => None,
             (p, _) => Some(p.clone()),
         };
+        let pw = idp_password(self.password.clone(), passwords);
+        let permissions = if self.has_rosterd {
+            self.permissions.clone()
+        } else {
+            None
+        };
         Ok(EmployeePatch {
-            given_name: given,
-            family_name: family,
-            display_name: Some(self.display_name.clone().unwrap_or_default()),
+            given_name: names.then(|| self.given_name.clone().unwrap_or_default()),
+            family_name: names.then(|| self.family_name.clone().unwrap_or_default()),
+            display_name: names.then(|| self.display_name.clone().unwrap_or_default()),
             email: self.email.clone(),
             username: Some(user_name),
             positions: self.positions.clone(),
@@ -447,12 +507,14 @@ impl UserInput {
             mobile_phone: Some(self.mobile.clone()),
             office_phone: Some(self.office.clone()),
             account_status: None,
-            password: self.password.clone(),
+            password: pw.password,
             enabled: self.enabled,
             active: self.active,
-            permissions: self.permissions.clone(),
+            permissions,
             external_id: Some(self.external_id.clone()),
             enterprise: Some(self.enterprise.clone()),
+            password_unchecked: pw.unchecked,
+            audit_note: pw.note,
             ..Default::default()
         })
     }
@@ -461,6 +523,23 @@ impl UserInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_office_phone_reads_back_as_written() {
+        for (number, ext, shown) in [
+            ("+1-555-0100", Some("42"), "tel:+1-555-0100;ext=42"),
+            ("+1 617 555 9548", Some("8413"), "+1 617 555 9548;ext=8413"),
+            ("(617) 555-9548", Some("7"), "(617) 555-9548;ext=7"),
+            ("+1 617 555 9548", None, "+1 617 555 9548"),
+        ] {
+            let p = OfficePhone {
+                number: number.into(),
+                extension: ext.map(str::to_string),
+            };
+            assert_eq!(office_value(&p), shown);
+            assert_eq!(parse_office(shown), p, "{shown}");
+        }
+    }
 
     #[test]
     fn tolerant_parsing() {

@@ -111,10 +111,12 @@ pub async fn users_create(
     ScimJson(body): ScimJson,
 ) -> Result<Response, ScimError> {
     let catalog = state.roster.catalog();
+    let settings = state.settings();
     let input = user::parse(&body)?.into_new(
         &catalog,
-        state.settings().default_role.as_deref(),
-        state.settings().account_status,
+        settings.default_role.as_deref(),
+        settings.account_status,
+        settings.passwords_of(&actor.name),
     )?;
     let e = state.roster.create(&actor, input).await?;
     user_response(&state, StatusCode::CREATED, &e, &base, &q)
@@ -131,7 +133,9 @@ pub async fn users_replace(
 ) -> Result<Response, ScimError> {
     let current = get_user(&state, &id)?;
     check_if_match(&headers, &current)?;
-    let patch = user::parse(&body)?.into_replace(&current, &state.roster.catalog())?;
+    let passwords = state.settings().passwords_of(&actor.name);
+    let patch =
+        user::parse(&body)?.into_replace(&current, &state.roster.catalog(), passwords, false)?;
     let e = state
         .roster
         .update(&actor, current.id, patch, Some(current.version))
@@ -168,17 +172,25 @@ pub async fn users_patch(
         }
         // Nor are the current role and email marked primary, so one added by
         // `add roles` / `add emails` (the last one listed) wins.
+        // (nor the email's `type`, which rosterd sets itself, so that a new one
+        // of any type wins).
         for multi in ["roles", "emails"] {
             if let Some(items) = doc.get_mut(multi).and_then(|r| r.as_array_mut()) {
                 for r in items.iter_mut().filter_map(|r| r.as_object_mut()) {
                     r.remove("primary");
+                    if multi == "emails" {
+                        r.remove("type");
+                    }
                 }
             }
         }
         for op in &ops {
             patch::apply(&mut doc, Kind::User, op)?;
         }
-        let replace = user::parse(&doc)?.into_replace(&current, &state.roster.catalog())?;
+        patch::check_required(&doc, Kind::User)?;
+        let passwords = state.settings().passwords_of(&actor.name);
+        let replace =
+            user::parse(&doc)?.into_replace(&current, &state.roster.catalog(), passwords, true)?;
         match state
             .roster
             .update(&actor, current.id, replace, Some(current.version))

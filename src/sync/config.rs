@@ -33,11 +33,14 @@ pub struct SourceSection {
     /// A profile field joining entries to profiles after the join key and the
     /// email: `employee_number`.
     pub join_attribute: Option<String>,
-    /// IANA time zone in which the source's dates are read (`Europe/Berlin`).
+    /// IANA time zone (`Europe/Berlin`; default UTC) in which the source's dates
+    /// are read and its schedules fire.
     pub timezone: Option<String>,
-    /// Cron (6 fields, with seconds) for full runs, which also detect removals.
+    /// Cron (6 fields, with seconds) for full runs, which also detect removals;
+    /// read in `timezone` ("0 0 2 * * *": 02:00 there, whatever the season).
     pub full_schedule: Option<String>,
-    /// Cron for incremental runs (changes since the last high-water mark).
+    /// Cron for incremental runs (changes since the last high-water mark), read
+    /// in `timezone`.
     pub incremental_schedule: Option<String>,
     /// Run a full sync when the daemon starts.
     #[serde(default)]
@@ -504,11 +507,7 @@ impl SourceCtx<'_> {
 
 /// Checks a 6-field cron expression the way the scheduler will parse it.
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|e| {
-            format!("`{expr}` is not a valid cron expression (sec min hour day month weekday): {e}")
-        })
+    super::scheduler::Schedule::parse(expr, chrono_tz::Tz::UTC).map(|_| ())
 }
 
 pub fn validate_sources(

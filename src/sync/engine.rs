@@ -14,6 +14,7 @@ use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::sources::{hr, ldap};
+use super::vet;
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
@@ -512,13 +513,18 @@ impl SyncEngine {
         }
         let t = std::time::Instant::now();
         let Fetched {
-            mapped,
+            mut mapped,
             map_errors,
             high_water_mark,
             cookie,
             ..
         } = fetched;
         self.check_stopping("the run stopped after fetching; nothing was changed")?;
+        // An unusable optional value is left out with a warning (see `vet`).
+        let catalog = self.roster.catalog();
+        for m in &mut mapped {
+            vet::vet(m, &catalog);
+        }
         let ctx = self.context(src)?;
         let mut plan = blocking(|| {
             plan::plan(

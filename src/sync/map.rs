@@ -265,8 +265,11 @@ fn photo(src: &LdapSource, e: &Entry, warnings: &mut Vec<String>) -> Option<Opti
     match photo_type(bytes) {
         Ok(ct) => Some(Some(PhotoBytes::new(ct, bytes.to_vec()))),
         Err(why) => {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
             warnings.push(format!(
-                "{attr} {why}; the profile's photo is left as it was"
+                "{attr}: the value ({} bytes, starting {}) {why}; the profile's photo is left as it was, the rest of the entry syncs",
+                bytes.len(),
+                head.join(" ")
             ));
             None
         }

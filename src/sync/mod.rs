@@ -1,4 +1,5 @@
-//! The sync engine: fetch (at the edge: [`sources`]) → map (pure: [`map`]) → plan
+//! The sync engine: fetch (at the edge: [`sources`]) → map (pure: [`map`]) → vet
+//! (pure: [`vet`]; an unusable optional value is left out with a warning) → plan
 //! (pure: [`plan`]) → apply through the domain operations ([`engine`]), with every
 //! run recorded ([`runs`]) and scheduled by cron ([`scheduler`]).
 //!
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod runs;
 pub mod scheduler;
 pub mod sources;
+pub mod vet;
 
 use serde::{Deserialize, Serialize};
 

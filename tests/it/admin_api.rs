@@ -145,6 +145,63 @@ async fn catalog_bound_fields_are_checked() {
 }
 
 #[tokio::test]
+async fn one_part_names_are_names_and_phones_take_real_forms() {
+    let s = TestServer::start().await;
+    let (st, v) = s
+        .post(
+            "/api/v1/employees",
+            json!({"given_name": "Sukarno", "email": "sukarno@b.example"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["family_name"].as_str(), v["display_name"].as_str()),
+        (Some(""), Some("Sukarno"))
+    );
+    let (st, v) = s
+        .post(
+            "/api/v1/employees",
+            json!({"display_name": "Teuku", "email": "teuku@b.example",
+                   "office_phone": {"number": "+1 617 555 9548 ext. 8413"},
+                   "mobile_phone": "+1 617 555 0199 x12"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["given_name"].as_str(), v["display_name"].as_str()),
+        (Some(""), Some("Teuku"))
+    );
+    assert_eq!(
+        v["office_phone"],
+        json!({"number": "+1 617 555 9548", "extension": "8413"})
+    );
+    assert_eq!(v["mobile_phone"], "+1 617 555 0199 x12");
+    let id = v["id"].as_str().unwrap().to_string();
+    // The extension on its own, written as people write it.
+    let (st, v) = s
+        .patch(
+            &format!("/api/v1/employees/{id}"),
+            json!({"office_phone": {"number": "tel:+1-617-555-9548", "extension": "x 77"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["office_phone"],
+        json!({"number": "+1-617-555-9548", "extension": "77"})
+    );
+    // Removing the only name part is refused.
+    let (st, v) = s
+        .patch(
+            &format!("/api/v1/employees/{id}"),
+            json!({"display_name": ""}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "name", "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn field_rules_give_clear_errors() {
     let s = TestServer::start().await;
     let cases: Vec<(Value, &str)> = vec![
@@ -152,9 +209,10 @@ async fn field_rules_give_clear_errors() {
             json!({"given_name": "A", "family_name": "B", "email": "nope", "role": "Viewer"}),
             "email",
         ),
+        // One name part is enough (see `one_part_names_are_names`); none is not.
         (
-            json!({"given_name": "", "family_name": "B", "email": "a@b.example", "role": "Viewer"}),
-            "given_name",
+            json!({"given_name": " ", "family_name": "", "email": "a@b.example", "role": "Viewer"}),
+            "name",
         ),
         (
             json!({"given_name": "A", "family_name": "B", "email": "a@b.example", "mobile_phone": "call me"}),
@@ -165,7 +223,7 @@ async fn field_rules_give_clear_errors() {
             "photo_url",
         ),
         (
-            json!({"given_name": "A", "family_name": "B", "email": "a@b.example", "office_phone": {"number": "555 0100", "extension": "ext 4"}}),
+            json!({"given_name": "A", "family_name": "B", "email": "a@b.example", "office_phone": {"number": "555 0100", "extension": "ext four"}}),
             "office_phone.extension",
         ),
         (

@@ -14,6 +14,7 @@ mod ldap_sync;
 mod mail;
 mod metrics;
 mod multi_source;
+mod real_world;
 mod reload;
 mod rosterctl;
 mod slapd;

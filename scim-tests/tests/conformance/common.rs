@@ -75,10 +75,17 @@ pub fn shipped_config_text() -> String {
 /// The shipped config plus a SCIM client, with the test's data dir and port 0.
 /// `extra` holds `key = value` lines for the `[scim]` section (applied as
 /// `ROSTERD_SCIM__KEY` overrides, since the shipped file has a `[scim]` table).
-pub fn in_process_config(data_dir: &Path, token: &str, extra: &str) -> rosterd::config::Config {
+/// `client` lines (`key = value`) go into the test client's `[[scim.clients]]`
+/// entry (e.g. `passwords = "accept"`).
+pub fn in_process_client_config(
+    data_dir: &Path,
+    token: &str,
+    extra: &str,
+    client: &str,
+) -> rosterd::config::Config {
     let shipped = shipped_config_text();
     let text = format!(
-        "{shipped}\n[[scim.clients]]\nname = \"test-idp\"\ntoken_env = \"{TEST_TOKEN_ENV}\"\n"
+        "{shipped}\n[[scim.clients]]\nname = \"test-idp\"\ntoken_env = \"{TEST_TOKEN_ENV}\"\n{client}\n"
     );
     let mut env = vec![("ROSTERD_SCIM__MAX_PAGE_SIZE".to_string(), "100".to_string())];
     for line in extra.lines().filter(|l| l.contains('=')) {
@@ -116,9 +123,15 @@ impl Scim {
 
     /// Always in-process (tests that inspect the store or need a config).
     pub async fn in_process(extra: &str) -> Self {
+        Self::in_process_client("", extra).await
+    }
+
+    /// In-process, with `client` lines in the test client's `[[scim.clients]]`
+    /// entry and `extra` ones in `[scim]`.
+    pub async fn in_process_client(client_lines: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = format!("scim-test-token-{}", uniq());
-        let config = in_process_config(dir.path(), &token, extra);
+        let config = in_process_client_config(dir.path(), &token, extra, client_lines);
         let daemon = daemon::start(config).await.expect("rosterd starts");
         Self {
             base: format!("http://{}/scim/v2", daemon.addr),
@@ -132,6 +145,38 @@ impl Scim {
     /// The roster, when rosterd runs in-process.
     pub fn roster(&self) -> Option<&rosterd::employee::Roster> {
         self.daemon.as_ref().map(|d| &d.roster)
+    }
+
+    /// The daemon's own base URL (`http://127.0.0.1:port`), when in-process.
+    pub fn daemon_url(&self) -> Option<String> {
+        self.daemon.as_ref().map(|d| format!("http://{}", d.addr))
+    }
+
+    /// Sends `body` exactly as given (a request replayed byte for byte).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Resp {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        Resp {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
     }
 
     pub async fn send(

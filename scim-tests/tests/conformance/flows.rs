@@ -195,7 +195,7 @@ async fn okta_provisioning_flow() {
                 "locale": "en-US",
                 "externalId": format!("00ujl29u0le5T6Aj10h7-{}", uniq()),
                 "groups": [],
-                "password": "1mz050nq-okta-generated",
+                "password": "1mz050nq",
                 "active": true
             }))
             .unwrap(),

@@ -6,4 +6,6 @@ mod flows;
 mod groups;
 mod protocol;
 mod quirks;
+mod replays;
 mod scale;
+mod schema_driven;

@@ -182,15 +182,17 @@ async fn create_rules() {
     s.post("/Users", json!({"name": {"givenName": "A", "familyName": "B"}, "emails": [{"value": "x@example.com"}]}))
         .await
         .assert_error(400, Some("invalidValue"));
-    // Unknown role: 400 invalidValue.
+    // Unknown role: 400 invalidValue (the extension's `role` is read-only; the
+    // role is written through `roles`).
     let (_, mut b) = s.user_body("badrole");
-    b[ROSTERD] = json!({"role": "Astronaut"});
+    b["roles"] = json!([{"value": "Astronaut"}]);
     s.post("/Users", b)
         .await
         .assert_error(400, Some("invalidValue"));
     // Catalog-bound extension attributes.
     let (_, mut b) = s.user_body("ext");
-    b[ROSTERD] = json!({"role": "dispatcher", "positions": ["driver", "Mechanic"], "businessUnit": "south", "enabled": false, "permissions": {"grant": ["reports.view"]}});
+    b["roles"] = json!([{"value": "dispatcher"}]);
+    b[ROSTERD] = json!({"role": "Viewer", "positions": ["driver", "Mechanic"], "businessUnit": "south", "enabled": false, "permissions": {"grant": ["reports.view"]}});
     let v = s.create_user(b).await;
     assert_eq!(v[ROSTERD]["role"], "Dispatcher");
     assert_eq!(v[ROSTERD]["positions"], json!(["Driver", "Mechanic"]));
@@ -761,11 +763,13 @@ async fn scim_defaults_come_from_the_scim_section() {
 }
 
 #[tokio::test]
-async fn password_is_write_only() {
-    let s = Scim::start().await;
-    let (_, body) = s.user_body("pw");
+async fn password_is_write_only_and_the_client_decides_what_it_means() {
+    // passwords = "ignore" (the default): the account follows scim.account_status.
+    let s = Scim::in_process("").await;
+    let (_, mut body) = s.user_body("pw");
+    body["password"] = json!("1mz050nq");
     let v = s.create_user(body).await;
-    let id = v["id"].as_str().unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v[ROSTERD]["accountStatus"], "later");
     let r = s
         .patch_ops(
@@ -774,18 +778,44 @@ async fn password_is_write_only() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
-    assert!(!r.body.to_string().contains("Passw0rd"));
+    assert_eq!(r.body[ROSTERD]["accountStatus"], "later");
+    let roster = s.roster().unwrap();
+    let eid = id.parse().unwrap();
+    let e = roster.get(eid).unwrap();
+    assert!(
+        e.password_hash.is_none(),
+        "an ignored password is not stored"
+    );
+    let notes: Vec<String> = roster
+        .audit(Some(eid), None, 50)
+        .unwrap()
+        .iter()
+        .flat_map(|a| a.changes.iter())
+        .filter(|c| c.field == "note")
+        .map(|c| c.after.to_string())
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("ignored")), "{notes:?}");
+    assert!(!format!("{notes:?}").contains("1mz050nq"));
+    s.stop().await;
+
+    // passwords = "accept": stored as sent, whatever the local policy says.
+    let s = Scim::in_process_client("passwords = \"accept\"", "").await;
+    let (_, body) = s.user_body("pw");
+    let v = s.create_user(body).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch_ops(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "password", "value": "short"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+    assert!(!r.body.to_string().contains("short"));
     assert_eq!(r.body[ROSTERD]["accountStatus"], "credentials");
-    // The password policy applies (min length 12 in the shipped config).
-    s.patch_ops(
-        &format!("/Users/{id}"),
-        json!([{"op": "replace", "path": "password", "value": "short"}]),
-    )
-    .await
-    .assert_error(400, Some("invalidValue"));
-    // accountStatus is immutable: a change is ignored.
+    // accountStatus is readOnly: a change is ignored.
     let r = s
         .patch_ops(&format!("/Users/{id}"), json!([{"op": "replace", "path": format!("{ROSTERD}:accountStatus"), "value": "invite"}]))
         .await;
     assert_eq!(r.body[ROSTERD]["accountStatus"], "credentials");
+    s.stop().await;
 }

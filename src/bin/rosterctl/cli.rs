@@ -304,11 +304,12 @@ pub struct ProfileFlags {
 
 #[derive(Args)]
 pub struct AddArgs {
-    /// Given (first) name.
-    #[arg(long)]
+    /// Given (first) name. A profile needs one of --given-name, --family-name
+    /// or --display-name (one-part names are real).
+    #[arg(long, default_value = "")]
     pub given_name: String,
-    /// Family (last) name.
-    #[arg(long)]
+    /// Family (last) name; optional.
+    #[arg(long, default_value = "")]
     pub family_name: String,
     /// Unique across all profiles, ignoring letter case.
     #[arg(long)]
