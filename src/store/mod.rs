@@ -197,6 +197,10 @@ impl Store {
     /// a version 1 store) and loads the unique indexes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
+        crate::secret::restrict_dir(dir, false).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            source: e.into(),
+        })?;
         // sled releases its file lock from a background thread after the last
         // handle is dropped: a store closed and opened again in one process (the
         // tests, a daemon restarted in place) may find it still held for a
@@ -219,6 +223,12 @@ impl Store {
                 }
             }
         };
+        // sled's files, whatever the umask (the daemon also sets umask 077 for
+        // the snapshots sled writes later).
+        crate::secret::restrict_dir(dir, true).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            source: e.into(),
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {
