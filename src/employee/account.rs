@@ -14,9 +14,7 @@ use super::{
     TokenPurpose, validate,
 };
 use crate::secret::{Secret, random_token, token_digest};
-use crate::store::{
-    Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord, StoredSecret,
-};
+use crate::store::{Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord};
 
 /// What can go wrong on an account endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -50,36 +48,30 @@ pub enum RetryError {
 }
 
 impl Roster {
-    /// Puts a fresh token of `purpose` on `e` (replacing any older one) and builds
-    /// its message. The caller commits both in one transaction.
-    pub(super) fn issue_token(
+    /// Queues a fresh invite or reset link for `e`: the profile's live link (if
+    /// any) stops working at once, and the message is the intent only (no token:
+    /// the worker mints it when it sends, see [`Roster::mint_link`]). The caller
+    /// commits both in one transaction.
+    pub(super) fn queue_link(
         &self,
         e: &mut Employee,
         purpose: TokenPurpose,
     ) -> Result<OutboxRecord, Error> {
         let now = Utc::now();
-        let ttl = match purpose {
-            TokenPurpose::Invite => self.accounts.invite_ttl,
-            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
-        };
-        let expires_at =
-            now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7));
-        let token = random_token();
+        let expires_at = now + self.link_ttl(purpose);
+        let id = self.store.next_id()?;
         e.account_token = Some(AccountToken {
             purpose,
-            digest: hex::encode(token_digest(token.expose())),
+            digest: None,
             expires_at,
+            message: Some(id),
         });
         Ok(OutboxRecord {
-            id: self.store.next_id()?,
-            kind: match purpose {
-                TokenPurpose::Invite => MessageKind::Invite,
-                TokenPurpose::PasswordReset => MessageKind::PasswordReset,
-            },
+            id,
+            kind: message_kind(purpose),
             employee_id: e.id.0,
             to: e.email.clone(),
             name: e.display_name.clone(),
-            token: Some(StoredSecret::new(token.expose())),
             expires_at,
             state: DeliveryState::Pending,
             attempts: 0,
@@ -88,6 +80,55 @@ impl Roster {
             last_error: None,
             sent_at: None,
         })
+    }
+
+    fn link_ttl(&self, purpose: TokenPurpose) -> chrono::Duration {
+        let ttl = match purpose {
+            TokenPurpose::Invite => self.accounts.invite_ttl,
+            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
+        };
+        chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7))
+    }
+
+    /// The mail worker, about to send `m`: mints its link's token and stores only
+    /// the token's SHA-256 digest on the profile (replacing the link of an earlier
+    /// attempt), audited as `system:rosterd` `mail_link`. `None` when the message
+    /// no longer applies: a newer message replaced it, the address changed, the
+    /// account was set up or deleted meanwhile, or it waited past its link's
+    /// lifetime. Not flushed: the worker flushes before it sends.
+    pub fn mint_link(&self, m: &OutboxRecord) -> Result<Option<(Secret, DateTime<Utc>)>, Error> {
+        let purpose = match m.kind {
+            MessageKind::Invite => TokenPurpose::Invite,
+            MessageKind::PasswordReset => TokenPurpose::PasswordReset,
+        };
+        let now = Utc::now();
+        let token = random_token();
+        let digest = hex::encode(token_digest(token.expose()));
+        let expires_at = now + self.link_ttl(purpose);
+        let r = self.modify(
+            &Actor::system(),
+            EmployeeId(m.employee_id),
+            "mail_link",
+            None,
+            Default::default(),
+            |e, _| {
+                if !awaits(e, m, purpose, now) {
+                    return Err(Error::NotFound("the message no longer applies".into()));
+                }
+                e.account_token = Some(AccountToken {
+                    purpose,
+                    digest: Some(digest.clone()),
+                    expires_at,
+                    message: Some(m.id),
+                });
+                Ok(())
+            },
+        );
+        match r {
+            Ok(_) => Ok(Some((token, expires_at))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Why `e` cannot get this message, if it cannot.
@@ -164,7 +205,7 @@ impl Roster {
                             if kind == SendKind::Invite {
                                 e.account_status = AccountStatus::Invite;
                             }
-                            Ok(vec![self.issue_token(e, purpose)?])
+                            Ok(vec![self.queue_link(e, purpose)?])
                         },
                     )
                     .map(|_| ())
@@ -387,6 +428,31 @@ fn self_actor(id: EmployeeId) -> Actor {
     }
 }
 
+fn message_kind(purpose: TokenPurpose) -> MessageKind {
+    match purpose {
+        TokenPurpose::Invite => MessageKind::Invite,
+        TokenPurpose::PasswordReset => MessageKind::PasswordReset,
+    }
+}
+
+/// Whether `e` still waits for the link `m` would carry: its link is this
+/// message's (a record from before links were minted at send time carries no
+/// message id: its live link of the same purpose stands for it), sent to the
+/// address the profile has now, and the request has not outlived the link.
+fn awaits(e: &Employee, m: &OutboxRecord, purpose: TokenPurpose, now: DateTime<Utc>) -> bool {
+    let Some(t) = &e.account_token else {
+        return false;
+    };
+    let ours = match t.message {
+        Some(id) => id == m.id,
+        None => t.digest.is_some(),
+    };
+    ours && t.purpose == purpose
+        && now < t.expires_at
+        && validate::fold(&e.email) == validate::fold(&m.to)
+        && !(purpose == TokenPurpose::Invite && e.password_hash.is_some())
+}
+
 /// A token that vanished between the read and the write (used concurrently).
 fn token_gone(e: Error) -> AccountError {
     match e {
@@ -404,7 +470,10 @@ fn check_token(
     let Some(t) = &e.account_token else {
         return Err(AccountError::InvalidToken);
     };
-    let (Ok(a), Ok(b)) = (hex::decode(&t.digest), hex::decode(digest)) else {
+    let Some(stored) = &t.digest else {
+        return Err(AccountError::InvalidToken);
+    };
+    let (Ok(a), Ok(b)) = (hex::decode(stored), hex::decode(digest)) else {
         return Err(AccountError::InvalidToken);
     };
     let same: bool = subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()).into();
@@ -467,8 +536,9 @@ mod tests {
         let d = hex::encode(token_digest("tok"));
         let t = AccountToken {
             purpose: TokenPurpose::Invite,
-            digest: d.clone(),
+            digest: Some(d.clone()),
             expires_at: now + chrono::Duration::seconds(10),
+            message: None,
         };
         let e = emp(Some(t));
         assert!(check_token(&e, &d, TokenPurpose::Invite, now).is_ok());
@@ -495,8 +565,9 @@ mod tests {
         let mut after = before.clone();
         after.account_token = Some(AccountToken {
             purpose: TokenPurpose::Invite,
-            digest: d.clone(),
+            digest: Some(d.clone()),
             expires_at: Utc::now(),
+            message: Some(1),
         });
         let changes = crate::employee::diff(Some(&before), Some(&after));
         let text = serde_json::to_string(&changes).unwrap();

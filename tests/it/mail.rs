@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::common::{TestServer, employee};
 use crate::smtp::{Smtp, free_port, rcpt, token_of};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-fn mail_toml(port: u16, extra: &str) -> String {
+pub(crate) fn mail_toml(port: u16, extra: &str) -> String {
     format!(
         r#"
 [mail]
@@ -37,7 +37,7 @@ timeout_secs = 5
 }
 
 /// A public (no admin token) JSON POST.
-async fn public_post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn public_post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
     let resp = s
         .client
         .post(s.url(path))
@@ -59,7 +59,7 @@ async fn login(s: &TestServer, login: &str, password: &str) -> (StatusCode, Valu
     .await
 }
 
-fn invite(given: &str, email: &str) -> Value {
+pub(crate) fn invite(given: &str, email: &str) -> Value {
     let mut v = employee(given, "Tester", email);
     v["account_status"] = json!("invite");
     v

@@ -15,6 +15,7 @@ mod metrics;
 mod multi_source;
 mod reload;
 mod rosterctl;
+mod secrets;
 mod slapd;
 mod smtp;
 mod systemd;
