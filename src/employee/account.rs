@@ -1,8 +1,11 @@
-//! The account lifecycle: invitation and password-reset tokens, accepting them,
-//! and signing in. A token is 256 random bits; only its SHA-256 digest is stored
-//! (on the profile, and as the `account_token` index key to find the profile), it
-//! works once, and it expires. Issuing a token writes its message to the outbox in
-//! the same transaction; a newer token replaces the older one.
+//! The account lifecycle: invitation and password-reset links, accepting them,
+//! and signing in. Asking for a link ([`Roster::queue_link`]) writes the intent to
+//! the outbox in the same transaction as the change, and retires the profile's
+//! live link at once. The mail worker mints the token as it sends
+//! ([`Roster::mint_link`]): 256 random bits, of which only the SHA-256 digest is
+//! stored (on the profile, and as the `account_token` index key to find the
+//! profile), so no working token is ever in the store's files. A token works once
+//! and expires; a newer link replaces the older one, and so does an email change.
 
 use std::sync::OnceLock;
 

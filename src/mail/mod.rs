@@ -1,9 +1,11 @@
-//! Mail: the lettre SMTP transport, the message templates and the outbox worker.
+//! Mail: SMTP sessions (lettre's SMTP client over a connection made here, with
+//! `TCP_NODELAY`), the message templates and the outbox worker.
 //!
-//! Messages are never sent from a request: the domain writes them to the outbox
-//! (in the store, in the same transaction as the change that causes them) and the
-//! [`worker::MailWorker`] delivers them with retries. Message bodies carry one-time
-//! links and are never logged.
+//! Messages are never sent from a request: the domain writes their intent to the
+//! outbox (in the store, in the same transaction as the change that causes them)
+//! and the [`worker::MailWorker`] mints their links and delivers them with
+//! retries, one SMTP connection per batch. Message bodies carry one-time links
+//! and are never logged or stored.
 
 pub mod config;
 pub mod templates;

@@ -525,4 +525,23 @@ mod tests {
         assert_eq!(m.fields.photo, None);
         assert!(m.warnings[0].contains("max_bytes"), "{:?}", m.warnings);
     }
+
+    /// An entry that cannot be mapped still says whose it is (so that the plan
+    /// keeps that profile instead of counting it gone).
+    #[test]
+    fn an_unmappable_entry_keeps_its_key_and_email() {
+        let src = source();
+        let mut e = entry(None);
+        e.attrs.remove("mail");
+        let err = map_entry(&src, &e).unwrap_err();
+        assert!(err.message.contains("has no mail"), "{err:?}");
+        assert_eq!((err.key.as_deref(), err.email), (Some("u-1"), None));
+        let mut e = entry(None);
+        e.attrs.remove("entryuuid");
+        let err = map_entry(&src, &e).unwrap_err();
+        assert_eq!(
+            (err.key, err.email.as_deref()),
+            (None, Some("ann@example.com"))
+        );
+    }
 }

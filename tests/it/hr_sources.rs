@@ -1235,3 +1235,70 @@ hire_date = {{ from = "Hire Date", format = "%Y-%m-%d" }}
     assert_eq!(roster().await, before);
     s.stop().await;
 }
+
+/// Through the daemon, an HR API: records that cannot be mapped (bad hire
+/// dates, a record that is not an object) are reported and their profiles
+/// kept; nobody is deactivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmappable_api_records_deactivate_nobody_through_the_engine() {
+    let api = start(Expect::Bearer(TOKEN)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hr.token"), TOKEN).unwrap();
+    let block = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "http"
+url = "{base}/v1/page"
+records = "/data"
+timezone = "America/Chicago"
+join_key = "/id"
+max_deactivations = 100
+max_deactivations_percent = 100.0
+[sources.auth]
+kind = "bearer"
+token_file = "{dir}/hr.token"
+[sources.pagination]
+kind = "none"
+{FIELDS}
+"#,
+        base = api.base,
+        dir = dir.path().display()
+    );
+    let s = crate::common::TestServer::start_with(&block).await;
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let (_, before) = s.get("/api/v1/employees?status=all&limit=100").await;
+    let active = |v: &Value| {
+        let mut a: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["active"] == true)
+            .map(|e| e["email"].as_str().unwrap().to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    assert!(active(&before).len() >= 4, "{before}");
+    let mut records = employees();
+    for r in records.iter_mut().take(3) {
+        r["hireDate"] = json!("not-a-date");
+    }
+    records.push(json!("a string, not a record"));
+    api.state.lock().unwrap().raw_body = Some(json!({ "data": records }).to_string());
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(r["counts"]["errors"], 4, "{r}");
+    let kept = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("kept as it is"))
+        .count();
+    assert_eq!(kept, 3, "{r}");
+    let (_, after) = s.get("/api/v1/employees?status=all&limit=100").await;
+    assert_eq!(active(&after), active(&before), "nobody deactivated");
+    s.stop().await;
+}
