@@ -561,6 +561,90 @@ mod tests {
         assert!(!format!("{:?}", e.account_token).contains(&d));
     }
 
+    /// The worker's minting, without SMTP: a retry's new token supersedes the
+    /// first; a newer message or an email change makes an older one stale; only
+    /// digests are stored.
+    #[tokio::test]
+    async fn minted_links_supersede_each_other_and_die_with_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let catalog = crate::employee::Catalog::new(
+            vec![],
+            vec![],
+            vec![crate::employee::catalog::RoleDef {
+                name: "R".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("R".into()),
+        )
+        .unwrap();
+        let roster = Roster::new(store.clone(), catalog, Default::default(), 64);
+        let admin = Actor::admin("t");
+        let e = roster
+            .create(
+                &admin,
+                crate::employee::NewEmployee {
+                    given_name: "Ann".into(),
+                    family_name: "Lee".into(),
+                    email: "ann@exmaple.com".into(),
+                    account_status: Some(AccountStatus::Invite),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let queued = store.outbox_all().unwrap();
+        assert_eq!(queued.len(), 1);
+        let m = &queued[0];
+        let stored = roster.get(e.id).unwrap().account_token.unwrap();
+        assert_eq!((stored.digest, stored.message), (None, Some(m.id)));
+
+        let pw = Secret::new("correct horse battery staple");
+        let (first, _) = roster.mint_link(m).unwrap().unwrap();
+        let (second, _) = roster.mint_link(m).unwrap().unwrap();
+        assert_ne!(first.expose(), second.expose());
+        let t = roster.get(e.id).unwrap().account_token.unwrap();
+        assert_eq!(t.digest, Some(hex::encode(token_digest(second.expose()))));
+        assert!(matches!(
+            roster.accept_invite(&first, "ann", &pw).await,
+            Err(AccountError::InvalidToken)
+        ));
+
+        // The address is corrected: the live link dies, a new message is queued
+        // to the new address, and the old message no longer applies.
+        roster
+            .update(
+                &admin,
+                e.id,
+                crate::employee::EmployeePatch {
+                    email: Some("ann@example.com".into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            roster.accept_invite(&second, "ann", &pw).await,
+            Err(AccountError::InvalidToken)
+        ));
+        assert!(
+            roster.mint_link(m).unwrap().is_none(),
+            "the old message is stale"
+        );
+        let queued = store.outbox_all().unwrap();
+        let fresh = queued.iter().find(|q| q.id != m.id).unwrap();
+        assert_eq!(fresh.to, "ann@example.com");
+        let (third, _) = roster.mint_link(fresh).unwrap().unwrap();
+        roster.accept_invite(&third, "ann", &pw).await.unwrap();
+        assert!(
+            roster.mint_link(fresh).unwrap().is_none(),
+            "set up: nothing more to send"
+        );
+    }
+
     #[test]
     fn audit_diff_hides_the_token_digest() {
         let d = hex::encode(token_digest("tok"));
