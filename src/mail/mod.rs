@@ -16,7 +16,9 @@ use std::future::Future;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
 use config::{MailConfig, TlsMode};
@@ -127,48 +129,40 @@ impl Mailer {
     /// a message's body and its final `.` as separate small writes, and with
     /// Nagle's algorithm on, the dot waited for the server's delayed ACK of the
     /// body (about 40 ms per message). lettre's own connect does not set it, so
-    /// for `none` and `starttls` the connection is made here and handed to
-    /// lettre; with `implicit` TLS lettre connects itself (the TLS stream it
-    /// builds cannot be handed over), without `TCP_NODELAY`.
+    /// the connection is made here and handed to lettre: as is for `none`, then
+    /// upgraded by lettre for `starttls`; for `implicit`, wrapped first in
+    /// lettre's own TLS stream (its rustls setup and certificate checks).
     pub async fn connect(&self) -> Result<Session, MailError> {
         let c = &self.config;
         let hello = ClientId::default();
-        let mut conn = match (&c.tls, &self.tls) {
+        let tcp = self
+            .timed(
+                "connect",
+                tokio::net::TcpStream::connect((c.host.as_str(), c.port)),
+            )
+            .await?;
+        tcp.set_nodelay(true)
+            .map_err(|e| self.smtp_error(format!("TCP_NODELAY: {e}")))?;
+        let stream: Box<dyn AsyncTokioStream> = match (&c.tls, &self.tls) {
             (TlsMode::Implicit, Some(tls)) => {
-                self.timed(
-                    "connect",
-                    AsyncSmtpConnection::connect_tokio1(
-                        (c.host.as_str(), c.port),
-                        Some(c.timeout),
-                        &hello,
-                        Some(tls.clone()),
-                        None,
-                    ),
-                )
-                .await?
-            }
-            _ => {
-                let tcp = self
-                    .timed(
-                        "connect",
-                        tokio::net::TcpStream::connect((c.host.as_str(), c.port)),
-                    )
+                #[allow(deprecated)]
+                let mut s = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+                self.timed("TLS handshake", s.upgrade_tls(tls.clone()))
                     .await?;
-                tcp.set_nodelay(true)
-                    .map_err(|e| self.smtp_error(format!("TCP_NODELAY: {e}")))?;
-                let mut conn = self
-                    .timed(
-                        "greeting",
-                        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
-                    )
-                    .await?;
-                if let (TlsMode::Starttls, Some(tls)) = (&c.tls, &self.tls) {
-                    self.timed("STARTTLS", conn.starttls(tls.clone(), &hello))
-                        .await?;
-                }
-                conn
+                Box::new(tls_stream::Tls(s))
             }
+            _ => Box::new(tcp),
         };
+        let mut conn = self
+            .timed(
+                "greeting",
+                AsyncSmtpConnection::connect_with_transport(stream, &hello),
+            )
+            .await?;
+        if let (TlsMode::Starttls, Some(tls)) = (&c.tls, &self.tls) {
+            self.timed("STARTTLS", conn.starttls(tls.clone(), &hello))
+                .await?;
+        }
         if let Some((user, pass)) = &c.credentials {
             let creds = Credentials::new(user.clone(), pass.expose().to_string());
             self.timed("AUTH", conn.auth(DEFAULT_MECHANISMS, &creds))
@@ -241,6 +235,66 @@ impl Session {
     pub async fn quit(mut self) {
         if let Some(mut c) = self.conn.take() {
             let _ = tokio::time::timeout(self.mailer.config.timeout, c.quit()).await;
+        }
+    }
+}
+
+/// lettre's TLS stream as a tokio stream, so that a TLS connection rosterd made
+/// (with `TCP_NODELAY`) can be handed to lettre's SMTP client: lettre's
+/// `AsyncNetworkStream` speaks the `futures` I/O traits, its client takes tokio's.
+mod tls_stream {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures::io::{AsyncRead as _, AsyncWrite as _};
+    #[allow(deprecated)]
+    use lettre::transport::smtp::client::AsyncNetworkStream;
+    use tokio::io::ReadBuf;
+
+    #[allow(deprecated)]
+    #[derive(Debug)]
+    pub struct Tls(pub AsyncNetworkStream);
+
+    impl tokio::io::AsyncRead for Tls {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let dst = buf.initialize_unfilled();
+            match Pin::new(&mut self.0).poll_read(cx, dst) {
+                Poll::Ready(Ok(n)) => {
+                    buf.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Tls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_close(cx)
+        }
+    }
+
+    impl lettre::transport::smtp::client::AsyncTokioStream for Tls {
+        fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+            self.0.peer_addr()
         }
     }
 }
