@@ -223,9 +223,12 @@ impl Daemon {
 
 /// Opens the store, binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Daemon> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    // The data directory holds the store and the generated tokens: private to
+    // the daemon's user (0700, files 0600) whatever umask it was started with.
+    crate::secret::private_umask();
+    crate::secret::restrict_dir(&config.data_dir, false).with_context(|| {
         format!(
-            "while creating data_dir {} (set data_dir or ROSTERD_DATA_DIR to a writable directory)",
+            "while creating data_dir {} with mode 0700 (set data_dir or ROSTERD_DATA_DIR to a writable directory)",
             config.data_dir.display()
         )
     })?;

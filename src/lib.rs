@@ -23,8 +23,9 @@
 //!   planning, apply through `employee`, run history, cron schedules in each
 //!   source's time zone.
 //! - [`mail`]: the outbox worker (delivers the messages `employee` writes to the
-//!   store's outbox in the same transaction as their change), the lettre SMTP
-//!   transport, templates, and `[mail]`/`[accounts]` config.
+//!   store's outbox in the same transaction as their change, minting each link as
+//!   it sends), SMTP sessions over lettre, templates, and `[mail]`/`[accounts]`
+//!   config.
 //! - [`ratelimit`]: the in-memory sign-in limiter (per account, per client address).
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the request-tracking layer.

@@ -55,6 +55,47 @@ pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Makes a directory holding secrets (the data directory, the store) private:
+/// created `0700` if missing, and with `recursive`, every directory under it
+/// set to `0700` and every file to `0600`, whatever the process's umask (sled
+/// creates its `conf`, `db`, `snap.*` and `blobs/` files with the umask's
+/// default). Symbolic links are left alone.
+pub fn restrict_dir(dir: &std::path::Path, recursive: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if !recursive {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                stack.push(path);
+            } else if kind.is_file() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the process's umask to `077`, so that every file the daemon creates
+/// later (sled's snapshots and blobs, token files) is private to its user
+/// whatever umask it was started with. Returns the previous umask.
+pub fn private_umask() -> u32 {
+    // SAFETY: umask(2) only swaps the process's file-mode creation mask; it
+    // cannot fail and touches no memory.
+    unsafe { libc::umask(0o077) as u32 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +114,35 @@ mod tests {
         let b = random_token();
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.expose().len(), 64);
+    }
+
+    #[test]
+    fn a_restricted_dir_is_private_whatever_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(dir.join("blobs")).unwrap();
+        std::fs::write(dir.join("db"), "x").unwrap();
+        std::fs::write(dir.join("blobs/1"), "x").unwrap();
+        for p in ["", "blobs"] {
+            std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for p in ["db", "blobs/1"] {
+            std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        restrict_dir(&dir, true).unwrap();
+        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(""), mode("blobs")), (0o700, 0o700));
+        assert_eq!((mode("db"), mode("blobs/1")), (0o600, 0o600));
+        restrict_dir(&tmp.path().join("new/deeper"), false).unwrap();
+        assert_eq!(
+            std::fs::metadata(tmp.path().join("new/deeper"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
     }
 
     #[test]

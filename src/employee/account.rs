@@ -1,8 +1,11 @@
-//! The account lifecycle: invitation and password-reset tokens, accepting them,
-//! and signing in. A token is 256 random bits; only its SHA-256 digest is stored
-//! (on the profile, and as the `account_token` index key to find the profile), it
-//! works once, and it expires. Issuing a token writes its message to the outbox in
-//! the same transaction; a newer token replaces the older one.
+//! The account lifecycle: invitation and password-reset links, accepting them,
+//! and signing in. Asking for a link ([`Roster::queue_link`]) writes the intent to
+//! the outbox in the same transaction as the change, and retires the profile's
+//! live link at once. The mail worker mints the token as it sends
+//! ([`Roster::mint_link`]): 256 random bits, of which only the SHA-256 digest is
+//! stored (on the profile, and as the `account_token` index key to find the
+//! profile), so no working token is ever in the store's files. A token works once
+//! and expires; a newer link replaces the older one, and so does an email change.
 
 use std::sync::OnceLock;
 
@@ -14,9 +17,7 @@ use super::{
     TokenPurpose, validate,
 };
 use crate::secret::{Secret, random_token, token_digest};
-use crate::store::{
-    Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord, StoredSecret,
-};
+use crate::store::{Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord};
 
 /// What can go wrong on an account endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -50,36 +51,30 @@ pub enum RetryError {
 }
 
 impl Roster {
-    /// Puts a fresh token of `purpose` on `e` (replacing any older one) and builds
-    /// its message. The caller commits both in one transaction.
-    pub(super) fn issue_token(
+    /// Queues a fresh invite or reset link for `e`: the profile's live link (if
+    /// any) stops working at once, and the message is the intent only (no token:
+    /// the worker mints it when it sends, see [`Roster::mint_link`]). The caller
+    /// commits both in one transaction.
+    pub(super) fn queue_link(
         &self,
         e: &mut Employee,
         purpose: TokenPurpose,
     ) -> Result<OutboxRecord, Error> {
         let now = Utc::now();
-        let ttl = match purpose {
-            TokenPurpose::Invite => self.accounts.invite_ttl,
-            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
-        };
-        let expires_at =
-            now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7));
-        let token = random_token();
+        let expires_at = now + self.link_ttl(purpose);
+        let id = self.store.next_id()?;
         e.account_token = Some(AccountToken {
             purpose,
-            digest: hex::encode(token_digest(token.expose())),
+            digest: None,
             expires_at,
+            message: Some(id),
         });
         Ok(OutboxRecord {
-            id: self.store.next_id()?,
-            kind: match purpose {
-                TokenPurpose::Invite => MessageKind::Invite,
-                TokenPurpose::PasswordReset => MessageKind::PasswordReset,
-            },
+            id,
+            kind: message_kind(purpose),
             employee_id: e.id.0,
             to: e.email.clone(),
             name: e.display_name.clone(),
-            token: Some(StoredSecret::new(token.expose())),
             expires_at,
             state: DeliveryState::Pending,
             attempts: 0,
@@ -88,6 +83,55 @@ impl Roster {
             last_error: None,
             sent_at: None,
         })
+    }
+
+    fn link_ttl(&self, purpose: TokenPurpose) -> chrono::Duration {
+        let ttl = match purpose {
+            TokenPurpose::Invite => self.accounts.invite_ttl,
+            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
+        };
+        chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7))
+    }
+
+    /// The mail worker, about to send `m`: mints its link's token and stores only
+    /// the token's SHA-256 digest on the profile (replacing the link of an earlier
+    /// attempt), audited as `system:rosterd` `mail_link`. `None` when the message
+    /// no longer applies: a newer message replaced it, the address changed, the
+    /// account was set up or deleted meanwhile, or it waited past its link's
+    /// lifetime. Not flushed: the worker flushes before it sends.
+    pub fn mint_link(&self, m: &OutboxRecord) -> Result<Option<(Secret, DateTime<Utc>)>, Error> {
+        let purpose = match m.kind {
+            MessageKind::Invite => TokenPurpose::Invite,
+            MessageKind::PasswordReset => TokenPurpose::PasswordReset,
+        };
+        let now = Utc::now();
+        let token = random_token();
+        let digest = hex::encode(token_digest(token.expose()));
+        let expires_at = now + self.link_ttl(purpose);
+        let r = self.modify(
+            &Actor::system(),
+            EmployeeId(m.employee_id),
+            "mail_link",
+            None,
+            Default::default(),
+            |e, _| {
+                if !awaits(e, m, purpose, now) {
+                    return Err(Error::NotFound("the message no longer applies".into()));
+                }
+                e.account_token = Some(AccountToken {
+                    purpose,
+                    digest: Some(digest.clone()),
+                    expires_at,
+                    message: Some(m.id),
+                });
+                Ok(())
+            },
+        );
+        match r {
+            Ok(_) => Ok(Some((token, expires_at))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Why `e` cannot get this message, if it cannot.
@@ -164,7 +208,7 @@ impl Roster {
                             if kind == SendKind::Invite {
                                 e.account_status = AccountStatus::Invite;
                             }
-                            Ok(vec![self.issue_token(e, purpose)?])
+                            Ok(vec![self.queue_link(e, purpose)?])
                         },
                     )
                     .map(|_| ())
@@ -387,6 +431,31 @@ fn self_actor(id: EmployeeId) -> Actor {
     }
 }
 
+fn message_kind(purpose: TokenPurpose) -> MessageKind {
+    match purpose {
+        TokenPurpose::Invite => MessageKind::Invite,
+        TokenPurpose::PasswordReset => MessageKind::PasswordReset,
+    }
+}
+
+/// Whether `e` still waits for the link `m` would carry: its link is this
+/// message's (a record from before links were minted at send time carries no
+/// message id: its live link of the same purpose stands for it), sent to the
+/// address the profile has now, and the request has not outlived the link.
+fn awaits(e: &Employee, m: &OutboxRecord, purpose: TokenPurpose, now: DateTime<Utc>) -> bool {
+    let Some(t) = &e.account_token else {
+        return false;
+    };
+    let ours = match t.message {
+        Some(id) => id == m.id,
+        None => t.digest.is_some(),
+    };
+    ours && t.purpose == purpose
+        && now < t.expires_at
+        && validate::fold(&e.email) == validate::fold(&m.to)
+        && !(purpose == TokenPurpose::Invite && e.password_hash.is_some())
+}
+
 /// A token that vanished between the read and the write (used concurrently).
 fn token_gone(e: Error) -> AccountError {
     match e {
@@ -404,7 +473,10 @@ fn check_token(
     let Some(t) = &e.account_token else {
         return Err(AccountError::InvalidToken);
     };
-    let (Ok(a), Ok(b)) = (hex::decode(&t.digest), hex::decode(digest)) else {
+    let Some(stored) = &t.digest else {
+        return Err(AccountError::InvalidToken);
+    };
+    let (Ok(a), Ok(b)) = (hex::decode(stored), hex::decode(digest)) else {
         return Err(AccountError::InvalidToken);
     };
     let same: bool = subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()).into();
@@ -467,8 +539,9 @@ mod tests {
         let d = hex::encode(token_digest("tok"));
         let t = AccountToken {
             purpose: TokenPurpose::Invite,
-            digest: d.clone(),
+            digest: Some(d.clone()),
             expires_at: now + chrono::Duration::seconds(10),
+            message: None,
         };
         let e = emp(Some(t));
         assert!(check_token(&e, &d, TokenPurpose::Invite, now).is_ok());
@@ -488,6 +561,90 @@ mod tests {
         assert!(!format!("{:?}", e.account_token).contains(&d));
     }
 
+    /// The worker's minting, without SMTP: a retry's new token supersedes the
+    /// first; a newer message or an email change makes an older one stale; only
+    /// digests are stored.
+    #[tokio::test]
+    async fn minted_links_supersede_each_other_and_die_with_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let catalog = crate::employee::Catalog::new(
+            vec![],
+            vec![],
+            vec![crate::employee::catalog::RoleDef {
+                name: "R".into(),
+                description: String::new(),
+                permissions: vec![],
+            }],
+            vec![],
+            Some("R".into()),
+        )
+        .unwrap();
+        let roster = Roster::new(store.clone(), catalog, Default::default(), 64);
+        let admin = Actor::admin("t");
+        let e = roster
+            .create(
+                &admin,
+                crate::employee::NewEmployee {
+                    given_name: "Ann".into(),
+                    family_name: "Lee".into(),
+                    email: "ann@exmaple.com".into(),
+                    account_status: Some(AccountStatus::Invite),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let queued = store.outbox_all().unwrap();
+        assert_eq!(queued.len(), 1);
+        let m = &queued[0];
+        let stored = roster.get(e.id).unwrap().account_token.unwrap();
+        assert_eq!((stored.digest, stored.message), (None, Some(m.id)));
+
+        let pw = Secret::new("correct horse battery staple");
+        let (first, _) = roster.mint_link(m).unwrap().unwrap();
+        let (second, _) = roster.mint_link(m).unwrap().unwrap();
+        assert_ne!(first.expose(), second.expose());
+        let t = roster.get(e.id).unwrap().account_token.unwrap();
+        assert_eq!(t.digest, Some(hex::encode(token_digest(second.expose()))));
+        assert!(matches!(
+            roster.accept_invite(&first, "ann", &pw).await,
+            Err(AccountError::InvalidToken)
+        ));
+
+        // The address is corrected: the live link dies, a new message is queued
+        // to the new address, and the old message no longer applies.
+        roster
+            .update(
+                &admin,
+                e.id,
+                crate::employee::EmployeePatch {
+                    email: Some("ann@example.com".into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            roster.accept_invite(&second, "ann", &pw).await,
+            Err(AccountError::InvalidToken)
+        ));
+        assert!(
+            roster.mint_link(m).unwrap().is_none(),
+            "the old message is stale"
+        );
+        let queued = store.outbox_all().unwrap();
+        let fresh = queued.iter().find(|q| q.id != m.id).unwrap();
+        assert_eq!(fresh.to, "ann@example.com");
+        let (third, _) = roster.mint_link(fresh).unwrap().unwrap();
+        roster.accept_invite(&third, "ann", &pw).await.unwrap();
+        assert!(
+            roster.mint_link(fresh).unwrap().is_none(),
+            "set up: nothing more to send"
+        );
+    }
+
     #[test]
     fn audit_diff_hides_the_token_digest() {
         let d = hex::encode(token_digest("tok"));
@@ -495,8 +652,9 @@ mod tests {
         let mut after = before.clone();
         after.account_token = Some(AccountToken {
             purpose: TokenPurpose::Invite,
-            digest: d.clone(),
+            digest: Some(d.clone()),
             expires_at: Utc::now(),
+            message: Some(1),
         });
         let changes = crate::employee::diff(Some(&before), Some(&after));
         let text = serde_json::to_string(&changes).unwrap();

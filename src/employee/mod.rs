@@ -263,7 +263,7 @@ impl Roster {
         note: Option<&str>,
     ) -> Result<Employee, Error> {
         let outbox = if e.account_status == AccountStatus::Invite {
-            vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
+            vec![self.queue_link(&mut e, TokenPurpose::Invite)?]
         } else {
             vec![]
         };
@@ -392,7 +392,7 @@ impl Roster {
         for (i, r) in built.into_iter().enumerate() {
             let prepared = r.and_then(|(mut e, photo)| {
                 let outbox = if e.account_status == AccountStatus::Invite {
-                    vec![self.issue_token(&mut e, TokenPurpose::Invite)?]
+                    vec![self.queue_link(&mut e, TokenPurpose::Invite)?]
                 } else {
                     vec![]
                 };
@@ -895,7 +895,10 @@ impl Roster {
                 });
             }
             let mut next = current.clone();
-            let (outbox, photo) = f(&mut next, &catalog)?;
+            let (mut outbox, photo) = f(&mut next, &catalog)?;
+            if validate::fold(&next.email) != validate::fold(&current.email) {
+                self.relink_after_email_change(&mut next, &mut outbox)?;
+            }
             let changes = diff(Some(&current), Some(&next));
             if changes.is_empty() && matches!(photo, PhotoChange::Keep) && outbox.is_empty() {
                 return Ok((current, false));
@@ -911,6 +914,36 @@ impl Roster {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// An email change (by any client: admin API, SCIM, a sync) supersedes the
+    /// profile's live invite or reset link and any message still queued for the
+    /// old address: whoever holds the old (perhaps mistyped) address must not own
+    /// the account. An account still waiting for its invitation (status `invite`,
+    /// not set up, active) gets a fresh one at the new address, in the same
+    /// transaction. Both show in the change's audit entry (`account_token`).
+    fn relink_after_email_change(
+        &self,
+        e: &mut Employee,
+        outbox: &mut Vec<OutboxRecord>,
+    ) -> Result<(), Error> {
+        let had_link = e.account_token.take().is_some();
+        let waiting =
+            e.account_status == AccountStatus::Invite && e.password_hash.is_none() && e.active;
+        // A message the change itself queued is rebuilt for the new address.
+        let queued = outbox.last().map(|m| match m.kind {
+            crate::store::MessageKind::Invite => TokenPurpose::Invite,
+            crate::store::MessageKind::PasswordReset => TokenPurpose::PasswordReset,
+        });
+        outbox.clear();
+        let purpose = queued.or(waiting.then_some(TokenPurpose::Invite));
+        if let Some(purpose) = purpose {
+            outbox.push(self.queue_link(e, purpose)?);
+            tracing::info!(employee = %e.id, kind = ?purpose, "email changed: link queued again for the new address");
+        } else if had_link {
+            tracing::info!(employee = %e.id, "email changed: the pending link was withdrawn");
+        }
+        Ok(())
     }
 
     fn write_for(
@@ -1182,8 +1215,8 @@ fn index_keys(e: &Employee) -> IndexKeys {
     for (source, key) in &e.source_keys {
         entries.push((IndexKind::Source(source.clone()), key.clone()));
     }
-    if let Some(t) = &e.account_token {
-        entries.push((IndexKind::AccountToken, t.digest.clone()));
+    if let Some(d) = e.account_token.as_ref().and_then(|t| t.digest.as_ref()) {
+        entries.push((IndexKind::AccountToken, d.clone()));
     }
     IndexKeys { entries }
 }
@@ -1717,8 +1750,9 @@ mod tests {
         e.deactivated_by = Some(Actor::admin("ops"));
         e.account_token = Some(AccountToken {
             purpose: TokenPurpose::Invite,
-            digest: "abc".into(),
+            digest: Some("abc".into()),
             expires_at: Utc::now(),
+            message: Some(7),
         });
         e.updated_at = Utc::now();
         e
@@ -1909,8 +1943,9 @@ mod tests {
         });
         other.account_token = Some(AccountToken {
             purpose: TokenPurpose::PasswordReset,
-            digest: "def".into(),
+            digest: Some("def".into()),
             expires_at: Utc::now(),
+            message: None,
         });
         other.enterprise = Enterprise::default();
         other.given_name = "Grace".into();

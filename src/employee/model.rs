@@ -310,22 +310,35 @@ pub enum TokenPurpose {
     PasswordReset,
 }
 
-/// The pending invite or reset token of a profile: only its SHA-256 digest is kept.
-/// A new token replaces the old one; using it removes it (single use).
+/// The pending invite or reset link of a profile. The token itself is never
+/// stored: the outbox keeps only the intent ("mail an invitation"), and the mail
+/// worker mints the token when it sends the message, writing only its SHA-256
+/// digest here. A new link (a new message) replaces the old one; using it removes
+/// it (single use).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountToken {
     pub purpose: TokenPurpose,
-    /// Hex SHA-256 of the token (also the `account_token` index key).
-    pub digest: String,
+    /// Hex SHA-256 of the mailed token (also the `account_token` index key);
+    /// `None` while its message waits in the outbox: no link works until the
+    /// worker mints one as it sends.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Until when the link works (set again when the token is minted).
     pub expires_at: DateTime<Utc>,
+    /// The outbox message that carries this link. A queued message whose id is
+    /// not this one was superseded and is skipped. `None` on records written
+    /// before messages were minted at send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<u64>,
 }
 
 impl std::fmt::Debug for AccountToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccountToken")
             .field("purpose", &self.purpose)
-            .field("digest", &"***")
+            .field("digest", &self.digest.as_ref().map(|_| "***"))
             .field("expires_at", &self.expires_at)
+            .field("message", &self.message)
             .finish()
     }
 }

@@ -1,28 +1,41 @@
-//! The outbox worker: finds due messages, renders and sends them through the one
-//! SMTP transport, and records the outcome.
+//! The outbox worker: finds due messages, mints their links, renders them and
+//! sends them over one SMTP connection per batch, and records the outcome.
 //!
-//! Delivery: a message is marked `sent` (and its link token dropped from the store)
-//! right after the SMTP server accepted it, and that mark is flushed before the
-//! next message. A crash, kill or power loss in the window between the server's
-//! acceptance and that flush leaves the message `pending`, so it is sent once more
-//! after the restart: at worst one duplicate, never a loss. A failed attempt is
-//! retried after `backoff_initial_secs`, doubling up to `backoff_max_secs`; after
+//! A stored message is only the intent ("invite employee X at this address").
+//! The worker mints the one-time token just before it sends: it writes only the
+//! token's SHA-256 digest to the profile (superseding the link of any earlier
+//! attempt) and flushes, and the token itself exists only in memory and in the
+//! mail. So no token that works is ever in the store's files.
+//!
+//! Delivery, per batch of at most [`BATCH`] due messages: connect (a failure
+//! counts as a failed attempt for each message of the batch, and no link is
+//! minted), mint every message's link and flush, send each message over the one
+//! connection, mark each `sent` right after the server accepted it, and flush
+//! the marks at the end of the batch. A crash, kill or power loss before that
+//! flush leaves the batch's messages `pending`, so they are sent once more after
+//! the restart, each with a new link that supersedes the first: at worst a
+//! duplicate, never a loss. A failed attempt is retried after
+//! `backoff_initial_secs`, doubling up to `backoff_max_secs`; after
 //! `max_attempts` the message is kept as `dead` with the last error
-//! (`rosterctl outbox list --dead`, `rosterctl outbox retry ID`). A message whose
-//! link was superseded by a newer one, used or expired before it could be sent is
+//! (`rosterctl outbox list --dead`, `rosterctl outbox retry ID`). A message that
+//! no longer applies (a newer message replaced it, the address changed, the
+//! account was set up or deleted, it waited past its link's lifetime) is
 //! `skipped`. The store is flushed before a pass sends anything, so no message
 //! goes out for a change that a crash could still undo.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::Mailer;
 use super::templates::Vars;
-use crate::employee::{EmployeeId, Roster};
-use crate::secret::token_digest;
+use super::{MailError, Mailer, Session};
+use crate::employee::Roster;
+use crate::secret::Secret;
 use crate::store::{DeliveryState, MessageKind, OutboxRecord, StoreError};
+
+/// Most messages one batch sends over one SMTP connection, between two flushes.
+pub const BATCH: usize = 200;
 
 /// The background job that delivers the outbox.
 pub struct MailWorker {
@@ -56,7 +69,7 @@ impl MailWorker {
         tracing::info!("mail worker stopped");
     }
 
-    /// One pass over the due messages.
+    /// One pass over the due messages, batch by batch.
     pub async fn tick(&self, shutdown: &watch::Receiver<bool>) -> Result<(), StoreError> {
         let store = self.roster.store();
         let due = store.outbox_due(Utc::now())?;
@@ -66,39 +79,87 @@ impl MailWorker {
         // Only mail about changes that are durable: a sync flushes per batch, so a
         // message read here may belong to a write not yet on disk.
         store.flush().await?;
-        for m in due {
+        let mut session: Option<Session> = None;
+        let mut result = Ok(());
+        for batch in due.chunks(BATCH) {
             if *shutdown.borrow() {
                 break;
             }
-            let m = self.deliver(m).await;
-            store.outbox_put(&m)?;
-            store.flush().await?;
+            result = self.batch(batch, &mut session, shutdown).await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        if let Some(s) = session {
+            s.quit().await;
+        }
+        result
     }
 
-    /// Tries one message; returns it with its new state.
-    async fn deliver(&self, mut m: OutboxRecord) -> OutboxRecord {
-        let now = Utc::now();
-        let Some(token) = m.token.clone() else {
-            m.state = DeliveryState::Dead;
-            m.last_error = Some("the message has no link token; it cannot be rendered".into());
-            return m;
-        };
-        if !self.link_is_live(&m, token.expose()) {
-            m.state = DeliveryState::Skipped;
-            m.token = None;
-            m.last_error = Some(
-                "not sent: a newer message replaced this link, or it was used or expired".into(),
-            );
-            tracing::info!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, "outbox message skipped");
-            return m;
+    async fn batch(
+        &self,
+        batch: &[OutboxRecord],
+        session: &mut Option<Session>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let store = self.roster.store();
+        if session.is_none() {
+            match self.mailer.connect().await {
+                Ok(s) => *session = Some(s),
+                Err(e) => {
+                    // Nothing minted: each message's attempt failed on the connection.
+                    for m in batch {
+                        let mut m = m.clone();
+                        m.attempts += 1;
+                        store.outbox_put(&self.failed(m, &e))?;
+                    }
+                    return store.flush().await;
+                }
+            }
         }
+        // Every link is on disk (as a digest) before any mail carrying it leaves.
+        let mut ready = Vec::with_capacity(batch.len());
+        for m in batch {
+            match self.roster.mint_link(m).map_err(domain_to_store)? {
+                Some((token, expires_at)) => ready.push((m.clone(), token, expires_at)),
+                None => {
+                    let mut m = m.clone();
+                    m.state = DeliveryState::Skipped;
+                    m.last_error = Some(
+                        "not sent: a newer message replaced it, the address changed, or the account no longer waits for it"
+                            .into(),
+                    );
+                    tracing::info!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, "outbox message skipped");
+                    store.outbox_put(&m)?;
+                }
+            }
+        }
+        store.flush().await?;
+        for (m, token, expires_at) in ready {
+            if *shutdown.borrow() {
+                // Left pending: the next start mints a new link and sends it.
+                break;
+            }
+            let m = self.deliver(session, m, &token, expires_at).await;
+            store.outbox_put(&m)?;
+        }
+        store.flush().await
+    }
+
+    /// Sends one message with its freshly minted link; returns it with its new state.
+    async fn deliver(
+        &self,
+        session: &mut Option<Session>,
+        mut m: OutboxRecord,
+        token: &Secret,
+        expires_at: DateTime<Utc>,
+    ) -> OutboxRecord {
         let c = self.mailer.config();
         let path = match m.kind {
             MessageKind::Invite => "accept-invite",
             MessageKind::PasswordReset => "reset-password",
         };
+        m.expires_at = expires_at;
         let link = format!("{}/{path}?token={}", c.base_url, token.expose());
         let rendered = self.mailer.templates().render(
             m.kind,
@@ -106,12 +167,22 @@ impl MailWorker {
                 name: &m.name,
                 company: &c.company_name,
                 link: &link,
-                expires_at: m.expires_at,
+                expires_at,
             },
         );
         m.attempts += 1;
         let result = match self.mailer.message(&m.to, &m.name, rendered) {
-            Ok(msg) => self.mailer.send(msg).await,
+            Ok(msg) => match session {
+                Some(s) => s.send(&msg).await,
+                None => match self.mailer.connect().await {
+                    Ok(mut s) => {
+                        let r = s.send(&msg).await;
+                        *session = Some(s);
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
+            },
             Err(e) => {
                 // A message that cannot be built never will be: no retries.
                 m.attempts = m.attempts.max(c.max_attempts);
@@ -122,34 +193,37 @@ impl MailWorker {
             Ok(()) => {
                 m.state = DeliveryState::Sent;
                 m.sent_at = Some(Utc::now());
-                m.token = None;
                 m.last_error = None;
                 tracing::info!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, attempts = m.attempts, "outbox message sent");
+                m
             }
-            Err(e) => {
-                m.last_error = Some(e.to_string());
-                if m.attempts >= c.max_attempts {
-                    m.state = DeliveryState::Dead;
-                    tracing::error!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, attempts = m.attempts, error = %e, "outbox message is dead; `rosterctl outbox retry {}` after fixing the cause", m.id);
-                } else {
-                    let wait = backoff(c.backoff_initial, c.backoff_max, m.attempts);
-                    m.next_attempt_at = now
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(60));
-                    tracing::warn!(message = m.id, kind = m.kind.as_str(), attempts = m.attempts, retry_in_ms = wait.as_millis() as u64, error = %e, "outbox message not sent; will retry");
-                }
-            }
+            Err(e) => self.failed(m, &e),
+        }
+    }
+
+    /// Records a failed attempt (already counted in `m.attempts`): retried later,
+    /// or dead past `max_attempts`.
+    fn failed(&self, mut m: OutboxRecord, e: &MailError) -> OutboxRecord {
+        let c = self.mailer.config();
+        m.last_error = Some(e.to_string());
+        if m.attempts >= c.max_attempts {
+            m.state = DeliveryState::Dead;
+            tracing::error!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, attempts = m.attempts, error = %e, "outbox message is dead; `rosterctl outbox retry {}` after fixing the cause", m.id);
+        } else {
+            let wait = backoff(c.backoff_initial, c.backoff_max, m.attempts);
+            m.next_attempt_at = Utc::now()
+                + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(60));
+            tracing::warn!(message = m.id, kind = m.kind.as_str(), attempts = m.attempts, retry_in_ms = wait.as_millis() as u64, error = %e, "outbox message not sent; will retry");
         }
         m
     }
+}
 
-    /// Whether the message's token is still the employee's live token.
-    fn link_is_live(&self, m: &OutboxRecord, token: &str) -> bool {
-        let Ok(e) = self.roster.get(EmployeeId(m.employee_id)) else {
-            return false;
-        };
-        e.account_token.is_some_and(|t| {
-            t.digest == hex::encode(token_digest(token)) && Utc::now() < t.expires_at
-        })
+/// The store's failure inside a domain call (the worker's ticks fail on it).
+fn domain_to_store(e: crate::employee::Error) -> StoreError {
+    match e {
+        crate::employee::Error::Store(e) => e,
+        other => StoreError::Corrupt(other.to_string()),
     }
 }
 

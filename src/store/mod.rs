@@ -65,7 +65,7 @@ use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditEntry, FieldChange, PendingAudit};
 pub use backend::{Backend, Record, RecordIter, Store};
-pub use outbox::{DeliveryState, MessageKind, OutboxRecord, StoredSecret};
+pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -241,6 +241,10 @@ impl SledStore {
     /// a version 1 store) and loads the unique indexes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
+        crate::secret::restrict_dir(dir, false).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         // sled releases its file lock from a background thread after the last
         // handle is dropped: a store closed and opened again in one process (the
         // tests, a daemon restarted in place) may find it still held for a
@@ -263,6 +267,12 @@ impl SledStore {
                 }
             }
         };
+        // sled's files, whatever the umask (the daemon also sets umask 077 for
+        // the snapshots sled writes later).
+        crate::secret::restrict_dir(dir, true).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             None => {
@@ -1076,7 +1086,6 @@ mod tests {
             employee_id: emp,
             to: "a@x".into(),
             name: "A".into(),
-            token: Some(StoredSecret::new("t")),
             expires_at: chrono::Utc::now(),
             state: DeliveryState::Pending,
             attempts: 0,
@@ -1107,7 +1116,6 @@ mod tests {
         retried.attempts = 0;
         assert!(!s.outbox_replace(&all[0], &retried).unwrap());
         assert_eq!(s.outbox_get(1).unwrap().unwrap().state, DeliveryState::Sent);
-        assert_eq!(format!("{:?}", all[0].token), "Some(***)");
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //!
 //! Tree `outbox`: id (u64, big-endian) → [`OutboxRecord`] (JSON); tree
 //! `outbox_pending`: id → `()` for each pending message, so the worker's poll
-//! does not read the history of sent mail. A record keeps
-//! the one-time link token only until the message is sent (it is needed to render
-//! the message); after that the token is dropped from the record.
+//! does not read the history of sent mail.
+//!
+//! A record is the *intent* ("invite employee X at this address"), never the
+//! link: the one-time token is minted by the worker as it sends the message and
+//! only its digest is stored, on the profile. Nothing here grants access if the
+//! store's files are read (sled's log keeps old versions of every value, so a
+//! token written once and "dropped after sending" would stay readable).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,30 +47,9 @@ pub enum DeliveryState {
     Sent,
     /// Gave up after the maximum number of attempts; `last_error` says why.
     Dead,
-    /// Not sent: a newer message replaced its link, or the link was used or expired.
+    /// Not sent: a newer message replaced it, the address changed, or the account
+    /// no longer waits for it (set up, inactive, deleted).
     Skipped,
-}
-
-/// A secret kept in a stored record (the link token of a pending message). Its
-/// `Debug` prints `***`; it is never part of an API view.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StoredSecret(String);
-
-impl StoredSecret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for StoredSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
 }
 
 /// One message in the outbox.
@@ -80,9 +63,8 @@ pub struct OutboxRecord {
     pub to: String,
     /// The employee's display name, for the greeting.
     pub name: String,
-    /// The link token; `None` once the message is sent.
-    pub token: Option<StoredSecret>,
-    /// When the link stops working.
+    /// When the link stops working: as planned when queued, then as minted
+    /// when sent (the mail states it).
     pub expires_at: DateTime<Utc>,
     pub state: DeliveryState,
     pub attempts: u32,

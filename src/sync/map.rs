@@ -110,11 +110,40 @@ pub struct MappedEntry {
     pub manager: Option<String>,
 }
 
-/// An entry that cannot be mapped (no join key, no email...): skipped and reported.
+/// An entry that cannot be mapped (no join key, no email, a bad date...):
+/// skipped and reported. What could still be read of it says whose entry it is,
+/// so that the plan keeps that profile as it is: a row that cannot be read is
+/// not a leaver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapError {
     pub dn: String,
     pub message: String,
+    /// The entry's join key, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The entry's email, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl MapError {
+    /// An error about an entry nothing identifies (see [`MapError::of`]).
+    pub fn new(dn: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            dn: dn.into(),
+            message: message.into(),
+            key: None,
+            email: None,
+        }
+    }
+
+    /// Records whose entry this is: its join key and email (empty ones dropped).
+    pub fn of(mut self, key: Option<String>, email: Option<String>) -> Self {
+        let keep = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        self.key = keep(key);
+        self.email = keep(email);
+        self
+    }
 }
 
 fn first(e: &Entry, attr: &Option<String>) -> Option<Option<String>> {
@@ -292,9 +321,14 @@ pub fn limit_photo(m: &mut MappedEntry, max: usize) {
 
 /// Maps one entry. Pure.
 pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
-    let err = |m: String| MapError {
-        dn: e.dn.clone(),
-        message: m,
+    let err = |m: String| {
+        MapError::new(e.dn.clone(), m).of(
+            e.attrs
+                .get(&src.join_key.to_lowercase())
+                .and_then(|v| v.first())
+                .cloned(),
+            first(e, &src.attributes.email).flatten(),
+        )
     };
     let key = e
         .attrs
@@ -493,5 +527,24 @@ mod tests {
         limit_photo(&mut m, 4);
         assert_eq!(m.fields.photo, None);
         assert!(m.warnings[0].contains("max_bytes"), "{:?}", m.warnings);
+    }
+
+    /// An entry that cannot be mapped still says whose it is (so that the plan
+    /// keeps that profile instead of counting it gone).
+    #[test]
+    fn an_unmappable_entry_keeps_its_key_and_email() {
+        let src = source();
+        let mut e = entry(None);
+        e.attrs.remove("mail");
+        let err = map_entry(&src, &e).unwrap_err();
+        assert!(err.message.contains("has no mail"), "{err:?}");
+        assert_eq!((err.key.as_deref(), err.email), (Some("u-1"), None));
+        let mut e = entry(None);
+        e.attrs.remove("entryuuid");
+        let err = map_entry(&src, &e).unwrap_err();
+        assert_eq!(
+            (err.key, err.email.as_deref()),
+            (None, Some("ann@example.com"))
+        );
     }
 }

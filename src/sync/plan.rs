@@ -565,19 +565,6 @@ pub fn plan(
     // Whether each linked profile is active, as learnt (for the threshold).
     let mut active_of: HashMap<EmployeeId, bool> = HashMap::new();
 
-    for m in map_errors {
-        plan.push(PlanItem {
-            action: Action::Skip,
-            key: String::new(),
-            dn: m.dn.clone(),
-            employee_id: None,
-            label: m.dn.clone(),
-            changes: vec![],
-            reason: m.message.clone(),
-            error: true,
-        });
-    }
-
     // Entries join by key from here; a profile is read only when the entry's
     // fingerprint does not show it unchanged.
     let linked_by_key: HashMap<&str, EmployeeId> =
@@ -586,9 +573,51 @@ pub fn plan(
         Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
         None => HashMap::new(),
     };
-    let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
     let mut claimed: HashMap<EmployeeId, String> = HashMap::new();
     let mut seen_keys: HashSet<&str> = HashSet::new();
+
+    // An entry that cannot be mapped is not a leaver: the profile it belongs to
+    // (by join key, else by email) is kept as it is. When some cannot even be
+    // told apart, nobody is deactivated for being absent (below).
+    let mut unidentified = 0usize;
+    for m in map_errors {
+        let mut owner = m.key.as_deref().and_then(|k| linked_by_key.get(k).copied());
+        if owner.is_none()
+            && let Some(email) = &m.email
+            && let Some(e) = view.by_email(email)?
+            && e.source_keys.contains_key(src.id)
+        {
+            owner = Some(e.id);
+        }
+        if let Some(k) = &m.key {
+            seen_keys.insert(k.as_str());
+        }
+        let reason = match owner {
+            Some(id) => {
+                claimed
+                    .entry(id)
+                    .or_insert_with(|| m.key.clone().unwrap_or_default());
+                format!("{}; the profile is kept as it is", m.message)
+            }
+            None if m.key.is_some() || m.email.is_some() => m.message.clone(),
+            None => {
+                unidentified += 1;
+                m.message.clone()
+            }
+        };
+        plan.push(PlanItem {
+            action: Action::Skip,
+            key: m.key.clone().unwrap_or_default(),
+            dn: m.dn.clone(),
+            employee_id: owner,
+            label: m.email.clone().unwrap_or_else(|| m.dn.clone()),
+            changes: vec![],
+            reason,
+            error: true,
+        });
+    }
+
+    let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
     let facts = entry_facts(src, entries, &linked_by_key, view)?;
     let mut creates: Vec<(usize, &MappedEntry)> = Vec::new();
     for (m, (hash, marked)) in entries.iter().zip(facts) {
@@ -738,6 +767,23 @@ pub fn plan(
         for (key, e) in &absent {
             let (key, e) = (*key, e);
             if !e.active {
+                continue;
+            }
+            if unidentified > 0 {
+                plan.push(PlanItem {
+                    action: Action::Skip,
+                    key: key.clone(),
+                    dn: String::new(),
+                    employee_id: Some(e.id),
+                    label: e.email.clone(),
+                    changes: vec![],
+                    reason: format!(
+                        "no longer in {} (full run), but {unidentified} entries could not be read \
+                         and may include this one: not deactivated",
+                        src.id
+                    ),
+                    error: false,
+                });
                 continue;
             }
             let change = decide_absent(src, e);
@@ -946,6 +992,56 @@ mod tests {
         assert_eq!(p.counts.created, n - 3);
         assert_eq!(p.counts.errors, 2);
         assert_eq!(p.counts.skipped, 2);
+    }
+
+    /// A row that cannot be mapped is not a leaver: its profile (found by join
+    /// key, else by email) is kept as it is in a full run; when a refused row
+    /// cannot be told apart at all, nobody is deactivated for being absent.
+    #[test]
+    fn an_unmappable_entry_keeps_its_profile_and_an_unknown_one_keeps_everyone() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let people = vec![
+            profile("ann@example.com", "Ann", &[("hr", "E1")]),
+            profile("bob@example.com", "Bob", &[("hr", "E2")]),
+            profile("cy@example.com", "Cy", &[("hr", "E3")]),
+            profile("gone@example.com", "Gus", &[("hr", "E4")]),
+        ];
+        let ids: Vec<EmployeeId> = people.iter().map(|e| e.id).collect();
+        let entries = vec![entry("E1", "ann@example.com", "Ann")];
+        let errors = vec![
+            MapError::new("line 3", "fields.hire_date: `13/45` is not a date")
+                .of(Some("E2".into()), None),
+            MapError::new("line 4", "has no join key").of(None, Some("CY@example.com".into())),
+        ];
+        let src = s.src("hr", now);
+        let view = mem(people);
+        let p = plan(&src, RunKind::Full, &entries, &errors, &view).unwrap();
+        let item = |id: EmployeeId| p.items.iter().find(|i| i.employee_id == Some(id)).unwrap();
+        for id in [ids[1], ids[2]] {
+            let i = item(id);
+            assert!(i.action == Action::Skip && i.error, "{i:?}");
+            assert!(i.reason.contains("kept as it is"), "{i:?}");
+        }
+        assert_eq!(item(ids[3]).action, Action::Deactivate, "the real leaver");
+        assert_eq!(p.counts.deactivated, 1);
+        assert_eq!(p.counts.errors, 2);
+
+        // A row nothing identifies: nobody is deactivated for being absent.
+        let mut errors = errors;
+        errors.push(MapError::new("line 5", "cannot be read"));
+        let p = plan(&src, RunKind::Full, &entries, &errors, &view).unwrap();
+        assert_eq!(p.counts.deactivated, 0, "{:?}", p.items);
+        let gus = item_of(&p, ids[3]);
+        assert_eq!(gus.action, Action::Skip);
+        assert!(
+            gus.reason.contains("1 entries could not be read"),
+            "{gus:?}"
+        );
+    }
+
+    fn item_of(p: &Plan, id: EmployeeId) -> &PlanItem {
+        p.items.iter().find(|i| i.employee_id == Some(id)).unwrap()
     }
 
     #[test]

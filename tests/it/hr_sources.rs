@@ -778,7 +778,6 @@ async fn fetch_csv(src: &CsvSource) -> Result<HrFetched, FetchError> {
 async fn csv_with_a_malformed_row_imports_the_others() {
     let text = "\u{feff}Employee ID,First Name,Last Name,Work Email,Positions,Role,Department,Hire Date,Status\r\n\
         3001,Ana,Silva,ana.silva@example.com,Driver|Crew Lead,Technician,North,04/01/2019,Active\r\n\
-        3002,Ben,Okafor,ben.okafor@example.com,Mechanic,Technician,South\r\n\
         3003,Cleo,\"Martin, Jr.\",cleo.martin@example.com,Dispatcher,Dispatcher,Head Office,13/45/2020,Active\r\n\
         3004,Dev,Rao,dev.rao@example.com,Driver,Technician,North,02/29/2028,Active\r\n\
         3005,Eva,Lind,eva.lind@example.com,Driver,Technician,South,06/01/2015,Terminated\r\n";
@@ -799,11 +798,16 @@ async fn csv_with_a_malformed_row_imports_the_others() {
         .iter()
         .map(|e| format!("{}: {}", e.dn, e.message))
         .collect();
-    assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("line 3: has 7 fields"), "{errs:?}");
+    assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[1].starts_with("line 4: ") && errs[1].contains("13/45/2020"),
+        errs[0].starts_with("line 3: ") && errs[0].contains("13/45/2020"),
         "{errs:?}"
+    );
+    // Who the unmappable row is stays known (so the plan keeps that profile).
+    assert_eq!(f.errors[0].key.as_deref(), Some("3003"));
+    assert_eq!(
+        f.errors[0].email.as_deref(),
+        Some("cleo.martin@example.com")
     );
     let ana = &f.entries[0];
     assert_eq!(ana.dn, "line 2");
@@ -989,4 +993,312 @@ async fn run_hr(s: &crate::common::TestServer) -> Value {
     let (st, v) = s.post("/api/v1/sync/sources/hr/run", json!({})).await;
     assert_eq!(st, reqwest::StatusCode::OK, "{v}");
     v
+}
+
+/// `rosterctl sync show RUN` against a test server: its output.
+fn sync_show(s: &crate::common::TestServer, run: &Value) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rosterctl"))
+        .args(["sync", "show", &run["id"].to_string()])
+        .env("ROSTERD_URL", &s.base)
+        .env("ROSTERD_TOKEN", &s.token)
+        .env_remove("ROSTERD_TOKEN_FILE")
+        .output()
+        .expect("rosterctl");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Twenty people as an HR export: `edit(i, row)` changes row `i` (0-based);
+/// the fields are written as given (no quoting added).
+fn export_csv(edit: impl Fn(usize, &mut Vec<String>)) -> String {
+    let mut text = String::from("Employee ID,First Name,Last Name,Work Email,Hire Date\n");
+    for i in 0..20 {
+        let mut row = vec![
+            format!("H{i:02}"),
+            format!("Per{i}"),
+            format!("Son{i}"),
+            format!("per{i}@corp.example"),
+            "2020-02-03".to_string(),
+        ];
+        edit(i, &mut row);
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    text
+}
+
+/// Through the daemon: a row that cannot be read is not a leaver. A CSV with
+/// unquoted commas, or cut off mid-row (or inside a quoted value), fails the
+/// run and deactivates nobody; rows with bad hire dates or bad emails are
+/// reported by line and keep their profiles as they are. The run history and
+/// `rosterctl sync show` say why; the roster is unchanged after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_row_that_cannot_be_read_deactivates_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, export_csv(|_, _| {})).unwrap();
+    let block = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "csv"
+path = "{csv}"
+timezone = "Europe/Berlin"
+join_key = "Employee ID"
+max_deactivations = 100
+max_deactivations_percent = 100.0
+[sources.fields]
+email = "Work Email"
+given_name = "First Name"
+family_name = "Last Name"
+hire_date = {{ from = "Hire Date", format = "%Y-%m-%d" }}
+"#,
+        csv = csv.display()
+    );
+    let s = crate::common::TestServer::start_with(&block).await;
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["created"], 20, "{r}");
+    let roster = || async {
+        let (st, v) = s.get("/api/v1/employees?status=all&limit=100").await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+        let mut items: Vec<(String, String, bool, u64)> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["email"].as_str().unwrap().to_string(),
+                    e["family_name"].as_str().unwrap().to_string(),
+                    e["active"].as_bool().unwrap(),
+                    e["version"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        items.sort();
+        items
+    };
+    let before = roster().await;
+    assert_eq!(before.len(), 20);
+    assert!(before.iter().all(|e| e.2), "all active: {before:?}");
+    let mut runs = vec![r["id"].clone()];
+
+    // 1. `Smith, Jr.` unquoted on five rows: the file's rows do not line up.
+    let smith = [2, 5, 9, 14, 17];
+    std::fs::write(
+        &csv,
+        export_csv(|i, row| {
+            if smith.contains(&i) {
+                row[2] = "Smith, Jr.".into();
+            }
+        }),
+    )
+    .unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    for i in smith {
+        assert!(msg.contains(&format!("line {}", i + 2)), "{msg}");
+    }
+    assert!(
+        msg.contains("must be quoted") && msg.contains("nobody is deactivated"),
+        "{msg}"
+    );
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    let shown = sync_show(&s, &r);
+    assert!(
+        shown.contains("failed") && shown.contains("must be quoted"),
+        "{shown}"
+    );
+    assert_eq!(roster().await, before, "the roster is untouched");
+    runs.push(r["id"].clone());
+
+    // 2. Five bad hire dates: reported by line, the profiles kept as they are.
+    let bad = [1, 4, 8, 12, 19];
+    std::fs::write(
+        &csv,
+        export_csv(|i, row| {
+            if bad.contains(&i) {
+                row[4] = "2020-13-45".into();
+            }
+        }),
+    )
+    .unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(r["counts"]["errors"], 5, "{r}");
+    let errors = r["errors"].as_array().unwrap();
+    for i in bad {
+        let line = format!("line {}", i + 2);
+        let e = errors
+            .iter()
+            .find(|e| e["dn"] == line.as_str())
+            .unwrap_or_else(|| panic!("{line} reported: {r}"));
+        let m = e["message"].as_str().unwrap();
+        assert!(
+            m.contains("2020-13-45") && m.contains("kept as it is"),
+            "{m}"
+        );
+        assert_eq!(e["key"], format!("H{i:02}"), "{e}");
+    }
+    let shown = sync_show(&s, &r);
+    assert!(
+        shown.contains("line 3:") && shown.contains("kept as it is"),
+        "{shown}"
+    );
+    assert!(shown.contains("0 deactivated"), "{shown}");
+    assert_eq!(
+        roster().await,
+        before,
+        "nobody deactivated, nothing changed"
+    );
+    runs.push(r["id"].clone());
+
+    // 3. Five invalid emails: the same rule (reported, kept, nobody deactivated).
+    std::fs::write(
+        &csv,
+        export_csv(|i, row| {
+            if bad.contains(&i) {
+                row[3] = format!("per{i} at corp.example");
+            }
+        }),
+    )
+    .unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(r["counts"]["errors"], 5, "{r}");
+    assert_eq!(
+        roster().await,
+        before,
+        "an invalid email deactivates nobody either"
+    );
+    runs.push(r["id"].clone());
+
+    // 4. The file cut off in the middle of a row: fails, nobody deactivated
+    // (without the check, the 13 people after the cut would be "gone").
+    let full = export_csv(|_, _| {});
+    let cut = full.find("per6@corp").unwrap() + 3;
+    std::fs::write(&csv, &full[..cut]).unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(msg.contains("line 8") && msg.contains("truncated"), "{msg}");
+    assert!(
+        sync_show(&s, &r).contains("truncated"),
+        "rosterctl says why"
+    );
+    assert_eq!(roster().await, before);
+    runs.push(r["id"].clone());
+
+    // 5. Cut off inside a quoted value (the row's field count looks right).
+    let quoted = export_csv(|i, row| {
+        if i == 6 {
+            row[4] = "\"2020-02-03".into();
+        }
+    });
+    let cut = quoted.find("\"2020").unwrap() + 5;
+    std::fs::write(&csv, &quoted[..cut]).unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "failed", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("line 8") && msg.contains("never closed"),
+        "{msg}"
+    );
+    assert_eq!(roster().await, before);
+    runs.push(r["id"].clone());
+
+    // The history has every run with its outcome; a complete export applies.
+    std::fs::write(&csv, export_csv(|_, _| {})).unwrap();
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(r["counts"]["errors"], 0, "{r}");
+    runs.push(r["id"].clone());
+    let (_, hist) = s.get("/api/v1/sync/runs?source=hr").await;
+    let outcomes: Vec<(Value, Value)> = hist["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].clone(), r["outcome"].clone()))
+        .collect();
+    for (id, want) in runs.iter().zip([
+        "applied", "failed", "applied", "applied", "failed", "failed", "applied",
+    ]) {
+        assert!(
+            outcomes.iter().any(|(i, o)| i == id && o == want),
+            "run {id} is {want} in the history: {outcomes:?}"
+        );
+    }
+    assert_eq!(roster().await, before);
+    s.stop().await;
+}
+
+/// Through the daemon, an HR API: records that cannot be mapped (bad hire
+/// dates, a record that is not an object) are reported and their profiles
+/// kept; nobody is deactivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmappable_api_records_deactivate_nobody_through_the_engine() {
+    let api = start(Expect::Bearer(TOKEN)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hr.token"), TOKEN).unwrap();
+    let block = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "http"
+url = "{base}/v1/page"
+records = "/data"
+timezone = "America/Chicago"
+join_key = "/id"
+max_deactivations = 100
+max_deactivations_percent = 100.0
+[sources.auth]
+kind = "bearer"
+token_file = "{dir}/hr.token"
+[sources.pagination]
+kind = "none"
+{FIELDS}
+"#,
+        base = api.base,
+        dir = dir.path().display()
+    );
+    let s = crate::common::TestServer::start_with(&block).await;
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let (_, before) = s.get("/api/v1/employees?status=all&limit=100").await;
+    let active = |v: &Value| {
+        let mut a: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["active"] == true)
+            .map(|e| e["email"].as_str().unwrap().to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    assert!(active(&before).len() >= 4, "{before}");
+    let mut records = employees();
+    for r in records.iter_mut().take(3) {
+        r["hireDate"] = json!("not-a-date");
+    }
+    records.push(json!("a string, not a record"));
+    api.state.lock().unwrap().raw_body = Some(json!({ "data": records }).to_string());
+    let r = run_hr(&s).await;
+    assert_eq!(r["outcome"], "applied", "{r}");
+    assert_eq!(r["counts"]["deactivated"], 0, "{r}");
+    assert_eq!(r["counts"]["errors"], 4, "{r}");
+    let kept = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("kept as it is"))
+        .count();
+    assert_eq!(kept, 3, "{r}");
+    let (_, after) = s.get("/api/v1/employees?status=all&limit=100").await;
+    assert_eq!(active(&after), active(&before), "nobody deactivated");
+    s.stop().await;
 }

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::common::{TestServer, employee};
 use crate::smtp::{Smtp, free_port, rcpt, token_of};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-fn mail_toml(port: u16, extra: &str) -> String {
+pub(crate) fn mail_toml(port: u16, extra: &str) -> String {
     format!(
         r#"
 [mail]
@@ -37,7 +37,7 @@ timeout_secs = 5
 }
 
 /// A public (no admin token) JSON POST.
-async fn public_post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn public_post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
     let resp = s
         .client
         .post(s.url(path))
@@ -59,7 +59,7 @@ async fn login(s: &TestServer, login: &str, password: &str) -> (StatusCode, Valu
     .await
 }
 
-fn invite(given: &str, email: &str) -> Value {
+pub(crate) fn invite(given: &str, email: &str) -> Value {
     let mut v = employee(given, "Tester", email);
     v["account_status"] = json!("invite");
     v
@@ -780,4 +780,187 @@ async fn a_scim_created_user_gets_an_invitation_when_mail_is_on() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(login(&s, "sam", PASSWORD).await.0, StatusCode::OK);
     s.stop().await;
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it (openssl):
+/// returns (ca.pem, server cert, server key).
+fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rosterd test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// `tls = "implicit"` and `tls = "starttls"` against aiosmtpd with a
+/// certificate from a private CA (trusted through SSL_CERT_FILE), through the
+/// real binary: the connection rosterd makes itself (with TCP_NODELAY) is
+/// secured by lettre, the certificate is checked, the invitation arrives and
+/// its link works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(tmp.path());
+    for mode in ["implicit", "starttls"] {
+        let port = free_port();
+        let smtp = Smtp::start_tls(
+            port,
+            &tmp.path().join(format!("mail-{mode}")),
+            mode,
+            &cert,
+            &key,
+        );
+        let config = tmp.path().join(format!("rosterd-{mode}.toml"));
+        let toml = mail_toml(port, "").replace("tls = \"none\"", &format!("tls = \"{mode}\""));
+        std::fs::write(
+            &config,
+            format!("{}\n{toml}", crate::common::shipped_config_text()),
+        )
+        .unwrap();
+        let data = tmp.path().join(format!("data-{mode}"));
+        let p = crate::common::Rosterd::start_with(
+            &config,
+            &data,
+            &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+        );
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+        let client = reqwest::Client::new();
+        let email = format!("tls-{mode}@example.com");
+        let r = client
+            .post(format!("{}/api/v1/employees", p.base))
+            .bearer_auth(token.trim())
+            .json(&invite("Tls", &email))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let m = smtp.wait_for_to(&email).await;
+        let r = client
+            .post(format!("{}/api/v1/account/accept-invite", p.base))
+            .json(&json!({"token": token_of(&m), "username": format!("tls{mode}"), "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{mode}");
+        let logs = p.stop();
+        assert!(logs.contains("outbox message sent"), "{mode}: {logs}");
+    }
+
+    // Trusting another CA only, the certificate is refused: nothing is sent,
+    // the reason is recorded on the message.
+    let port = free_port();
+    let smtp = Smtp::start_tls(
+        port,
+        &tmp.path().join("mail-untrusted"),
+        "implicit",
+        &cert,
+        &key,
+    );
+    let config = tmp.path().join("rosterd-untrusted.toml");
+    let toml = mail_toml(port, "").replace("tls = \"none\"", "tls = \"implicit\"");
+    std::fs::write(
+        &config,
+        format!("{}\n{toml}", crate::common::shipped_config_text()),
+    )
+    .unwrap();
+    let data = tmp.path().join("data-untrusted");
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_ca, _, _) = test_ca(&other);
+    let p = crate::common::Rosterd::start_with(
+        &config,
+        &data,
+        &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
+    );
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/api/v1/employees", p.base))
+        .bearer_auth(token.trim())
+        .json(&invite("Un", "untrusted@example.com"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", p.logs_text()));
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut last_error = Value::Null;
+    for _ in 0..200 {
+        let v: Value = client
+            .get(format!("{}/api/v1/outbox", p.base))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        last_error = v["items"][0]["last_error"].clone();
+        if last_error.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last_error.to_string().contains("TLS"), "{last_error}");
+    assert!(
+        smtp.messages().is_empty(),
+        "nothing sent over an unchecked connection"
+    );
+    p.stop();
 }

@@ -15,7 +15,7 @@ E1,ANA@corp.example,Anastasia,Alvarez,1001,South,Active,2019-03-01,,
 E2,dev@corp.example,Dev,Dunn,1002,North,Active,2026-12-01,,E1
 E3,gone@corp.example,Gus,Gone,1003,North,Terminated,2015-01-01,2026-10-31,
 E4,ben@corp.example,Ben,Brooks,1004,South,Active,2020-05-01,2026-11-30,E1
-E5,broken@corp.example,Bo,Broken
+E5,,Bo,Broken,1005,North,Active,2020-01-01,,
 E6,eve@corp.example,Eve,Early,1006,North,Active,not-a-date,,
 ";
 

@@ -45,12 +45,31 @@ pub struct Smtp {
 impl Smtp {
     /// Starts a server on `port`, writing into `dir`; waits until it accepts.
     pub fn start(port: u16, dir: &Path) -> Smtp {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// Like [`Smtp::start`] with TLS: `mode` is `implicit` or `starttls`
+    /// (required), with the certificate chain and key in PEM files.
+    pub fn start_tls(port: u16, dir: &Path, mode: &str, cert: &Path, key: &Path) -> Smtp {
+        Self::start_with(
+            port,
+            dir,
+            &[
+                mode,
+                &cert.display().to_string(),
+                &key.display().to_string(),
+            ],
+        )
+    }
+
+    fn start_with(port: u16, dir: &Path, extra: &[&str]) -> Smtp {
         std::fs::create_dir_all(dir).expect("mail dir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/smtp_sink.py");
         let child = Command::new(python())
             .arg(script)
             .arg(port.to_string())
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,7 +1,11 @@
 //! CSV exports: read the bytes (file or URL), decode them, check the header row
-//! against the mapping, and map each row. A row that cannot be read or mapped is
-//! reported with its line number; a file that cannot be read or decoded, or whose
-//! header row lacks a mapped column, fails the fetch.
+//! against the mapping, and map each row. A row that cannot be mapped (a bad
+//! date, no email...) is reported with its line number and keeps its profile as
+//! it is (it is not a leaver). A file that cannot be read or decoded, whose
+//! header row lacks a mapped column, that ends inside a quoted value (cut off),
+//! or that has rows with another number of fields than the header row (an
+//! unquoted delimiter in a value, a truncated last row) fails the fetch: the
+//! run applies nothing and deactivates nobody.
 
 use std::collections::HashMap;
 
@@ -121,44 +125,102 @@ pub fn parse(
             ));
         }
     }
+    if let Some(line) = unterminated_quote(text, delimiter) {
+        return Err(format!(
+            "the quoted value opened on line {line} is never closed: the file looks cut off; \
+             nothing from it is applied (nobody is deactivated) until a complete export is there"
+        ));
+    }
     let width = headers.len();
     let mut out = HrFetched::default();
+    // Rows whose field count differs from the header's: (line, fields).
+    let mut misshapen: Vec<(u64, usize)> = Vec::new();
+    let mut last_line = 0u64;
     for result in reader.records() {
-        let row = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let line = line_of(text, e.position());
-                out.errors.push(MapError {
-                    dn: format!("line {line}"),
-                    message: format!("cannot be read: {e}"),
-                });
-                continue;
-            }
-        };
-        let dn = format!("line {}", line_of(text, row.position()));
+        let row = result.map_err(|e| {
+            format!(
+                "line {} cannot be read ({e}); nothing from the file is applied (nobody is deactivated)",
+                line_of(text, e.position())
+            )
+        })?;
+        let line = line_of(text, row.position());
+        last_line = line;
         if row.len() != width {
-            out.errors.push(MapError {
-                dn,
-                message: format!(
-                    "has {} fields, the header row has {width}; row skipped",
-                    row.len()
-                ),
-            });
+            misshapen.push((line, row.len()));
             continue;
         }
-        match mapping.map(
-            &Row {
-                columns: &columns,
-                row: &row,
-            },
-            &dn,
-            tz,
-        ) {
+        let dn = format!("line {line}");
+        let rec = Row {
+            columns: &columns,
+            row: &row,
+        };
+        match mapping.map(&rec, &dn, tz) {
             Ok(m) => out.entries.push(m),
-            Err(message) => out.errors.push(MapError { dn, message }),
+            Err(message) => {
+                let (key, email) = mapping.identify(&rec);
+                out.errors.push(MapError::new(dn, message).of(key, email));
+            }
         }
     }
+    if let Some(&(line, fields)) = misshapen.first() {
+        let last_cut = misshapen.len() == 1 && line == last_line;
+        let mut shown: Vec<String> = misshapen
+            .iter()
+            .take(10)
+            .map(|(l, n)| format!("line {l} ({n})"))
+            .collect();
+        if misshapen.len() > 10 {
+            shown.push(format!("and {} more", misshapen.len() - 10));
+        }
+        let hint = if last_cut && fields < width {
+            "the last row is cut off: the file looks truncated"
+        } else if fields > width {
+            "a value with the delimiter in it must be quoted, e.g. \"Smith, Jr.\""
+        } else {
+            "every row needs one field per column of the header row"
+        };
+        return Err(format!(
+            "{} row(s) do not have the header row's {width} fields: {} ({hint}); \
+             nothing from the file is applied (nobody is deactivated) until it is fixed",
+            misshapen.len(),
+            shown.join(", ")
+        ));
+    }
     Ok(out)
+}
+
+/// The line where a quoted value opens that the text never closes (a file cut
+/// off inside a quoted value), following the csv crate's reading: a quote opens
+/// a quoted value only at the start of a field, and `""` inside one is a quote.
+fn unterminated_quote(text: &str, delimiter: u8) -> Option<u64> {
+    #[derive(PartialEq)]
+    enum S {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = S::FieldStart;
+    let mut line = 1u64;
+    let mut opened = 1u64;
+    for b in text.bytes() {
+        state = match (state, b) {
+            (S::FieldStart, b'"') => {
+                opened = line;
+                S::Quoted
+            }
+            (S::FieldStart | S::Unquoted | S::QuoteInQuoted, b'\n') => S::FieldStart,
+            (S::FieldStart | S::Unquoted | S::QuoteInQuoted, d) if d == delimiter => S::FieldStart,
+            (S::Quoted, b'"') => S::QuoteInQuoted,
+            (S::QuoteInQuoted, b'"') => S::Quoted,
+            (S::Quoted, _) => S::Quoted,
+            _ => S::Unquoted,
+        };
+        if b == b'\n' {
+            line += 1;
+        }
+    }
+    (state == S::Quoted).then_some(opened)
 }
 
 /// Reads an export file of at most `cap` bytes (the cap of an export fetched

@@ -824,13 +824,19 @@ async fn fetch_pages(
         for (i, r) in records.iter().enumerate() {
             let dn = format!("record {} (page {page})", first_no + i as u64 + 1);
             let mapped = if r.is_object() {
-                src.mapping.map(&JsonRecord(r), &dn, tz)
+                src.mapping.map(&JsonRecord(r), &dn, tz).map_err(|message| {
+                    let (key, email) = src.mapping.identify(&JsonRecord(r));
+                    MapError::new(dn, message).of(key, email)
+                })
             } else {
-                Err(format!("is {}, not a JSON object", kind_of(r)))
+                Err(MapError::new(
+                    dn,
+                    format!("is {}, not a JSON object", kind_of(r)),
+                ))
             };
             match mapped {
                 Ok(m) => out.entries.push(m),
-                Err(message) => out.errors.push(MapError { dn, message }),
+                Err(e) => out.errors.push(e),
             }
         }
         let links: Vec<&str> = resp

@@ -526,6 +526,16 @@ impl Rules {
 
     /// Maps one record. `dn` says where the record is (`line 7`, `record 12
     /// (page 2)`); `Err` is the reason the record is refused. Pure.
+    /// What identifies a record that [`HrMapping::map`] refused: its join key
+    /// and email, as far as they can be read.
+    pub fn identify(&self, rec: &dyn Record) -> (Option<String>, Option<String>) {
+        let mut ignored = Vec::new();
+        (
+            self.join_key.text(rec, &mut ignored).ok().flatten(),
+            self.email.text(rec, &mut ignored).ok().flatten(),
+        )
+    }
+
     pub fn map(
         &self,
         rec: &dyn Record,

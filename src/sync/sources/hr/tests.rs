@@ -490,7 +490,7 @@ fn csv_rows_map_and_bad_rows_are_reported_with_their_line() {
     let text = "\
 Employee ID,First Name,Last Name,Work Email,Positions,Department,Hire Date
 1,Ana,López,ana@example.com,Driver;Crew Lead,North,01.02.2020
-2,Bo,Berg,bo@example.com,Mechanic,South
+2,Bo,Berg,bo@example.com,Mechanic,South,bad date
 3,Cy,Cole,,Driver,South,01.02.2020
 
 4,Di,Dunn,di@example.com,Driver,Head Office,31.02.2020
@@ -515,11 +515,75 @@ Employee ID,First Name,Last Name,Work Email,Positions,Department,Hire Date
         .collect();
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert_eq!(errs[0].0, "line 3");
-    assert!(errs[0].1.contains("6 fields"), "{errs:?}");
+    assert!(errs[0].1.contains("bad date"), "{errs:?}");
     assert_eq!(errs[1].0, "line 4");
     assert!(errs[1].1.contains("no email"), "{errs:?}");
     assert_eq!(errs[2].0, "line 6");
     assert!(errs[2].1.contains("31.02.2020"), "{errs:?}");
+    // What identifies each refused row is kept, for the plan.
+    let ids: Vec<(Option<&str>, Option<&str>)> = f
+        .errors
+        .iter()
+        .map(|e| (e.key.as_deref(), e.email.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (Some("2"), Some("bo@example.com")),
+            (Some("3"), None),
+            (Some("4"), Some("di@example.com"))
+        ]
+    );
+}
+
+#[test]
+fn csv_structure_problems_fail_the_whole_file() {
+    let c = csv_src(CSV);
+    let tz = chrono_tz::Tz::UTC;
+    let head = "Employee ID,First Name,Last Name,Work Email,Positions,Department,Hire Date\n";
+    let ok = "1,Ana,Lopez,ana@example.com,Driver,North,01.02.2020\n";
+    // An unquoted delimiter in a value: more fields than the header.
+    let text = format!("{head}{ok}2,Bo,Berg, Jr.,bo@example.com,Mechanic,South,01.02.2020\n{ok}");
+    let e = csv::parse(&text, b',', &c.mapping, tz).unwrap_err();
+    assert!(
+        e.contains("line 3 (8)") && e.contains("must be quoted"),
+        "{e}"
+    );
+    // Fewer fields on a row in the middle.
+    let text = format!("{head}2,Bo,Berg,bo@example.com,Mechanic,South\n{ok}");
+    let e = csv::parse(&text, b',', &c.mapping, tz).unwrap_err();
+    assert!(
+        e.contains("line 2 (6)") && e.contains("one field per column"),
+        "{e}"
+    );
+    // The last row cut off.
+    let text = format!("{head}{ok}2,Bo,Berg,bo@exa");
+    let e = csv::parse(&text, b',', &c.mapping, tz).unwrap_err();
+    assert!(e.contains("line 3 (4)") && e.contains("truncated"), "{e}");
+    // Cut off inside a quoted value, which swallows the rest of the file.
+    let text = format!("{head}{ok}2,Bo,Berg,bo@example.com,\"Driver;Mech\n");
+    let e = csv::parse(&text, b',', &c.mapping, tz).unwrap_err();
+    assert!(e.contains("line 3") && e.contains("never closed"), "{e}");
+    // Quoted values with delimiters, doubled quotes and newlines are fine.
+    let text = format!(
+        "{head}2,Bo,\"Berg, \"\"Jr.\"\"\",bo@example.com,Driver,South,01.02.2020\n\
+         3,Cy,Cole,cy@example.com,\"Driver;\nMechanic\",South,01.02.2020\n{ok}"
+    );
+    let f = csv::parse(&text, b',', &c.mapping, tz).unwrap();
+    assert_eq!(f.entries.len() + f.errors.len(), 3, "{:?}", f.errors);
+    assert_eq!(
+        f.entries[0].fields.family_name.as_deref(),
+        Some("Berg, \"Jr.\"")
+    );
+    // A last row without its final newline is complete when its fields are.
+    let text = format!("{head}{}", ok.trim_end());
+    assert_eq!(
+        csv::parse(&text, b',', &c.mapping, tz)
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
 }
 
 #[test]
