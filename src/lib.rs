@@ -27,6 +27,8 @@
 //!   it sends), SMTP sessions over lettre, templates, and `[mail]`/`[accounts]`
 //!   config.
 //! - [`ratelimit`]: the in-memory sign-in limiter (per account, per client address).
+//! - [`blocking`]: runs blocking work (planning, scans, write batches) off the
+//!   runtime's request workers.
 //! - [`auth`]: bearer tokens, hashed and compared in constant time.
 //! - [`metrics`]: Prometheus metrics at `/metrics` and the request-tracking layer.
 //! - [`notify`]: systemd readiness, status and watchdog notifications.
@@ -54,6 +56,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod admin;
 pub mod auth;
+pub mod blocking;
 pub mod config;
 pub mod daemon;
 pub mod employee;

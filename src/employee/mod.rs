@@ -1012,8 +1012,10 @@ impl Roster {
     }
 
     /// Lists profiles (see [`list`]).
+    /// One page of a list query. It reads every profile (any column sorts and
+    /// filters), off the runtime's request workers.
     pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
-        list::run(&self.store, q)
+        crate::blocking::blocking(|| list::run(&self.store, q))
     }
 }
 

@@ -81,16 +81,18 @@ impl Roster {
     /// The holders of every position (position name → (id, display name)), in
     /// one pass over the store.
     pub fn members_by_position(&self) -> Result<HashMap<String, Vec<(EmployeeId, String)>>, Error> {
-        let mut out: HashMap<String, Vec<(EmployeeId, String)>> = HashMap::new();
-        for e in self.scan() {
-            let e = e?;
-            for p in &e.positions {
-                out.entry(p.clone())
-                    .or_default()
-                    .push((e.id, e.display_name.clone()));
+        crate::blocking::blocking(|| {
+            let mut out: HashMap<String, Vec<(EmployeeId, String)>> = HashMap::new();
+            for e in self.scan() {
+                let e = e?;
+                for p in &e.positions {
+                    out.entry(p.clone())
+                        .or_default()
+                        .push((e.id, e.display_name.clone()));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use super::plan::{self, Action, PlanItem, PlanSource};
 use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::sources::{hr, ldap};
 use super::vet;
+use crate::blocking::blocking;
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
 use crate::store::{Actor, ActorKind, StoreError};
@@ -198,17 +199,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-/// Runs `f`, which blocks (CPU work, store scans and writes), without stalling
-/// the runtime's workers: on the multi-threaded runtime the worker hands its
-/// other tasks on first (`block_in_place`); elsewhere (tests on a
-/// current-thread runtime) it simply runs.
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
