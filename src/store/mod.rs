@@ -1352,6 +1352,73 @@ mod tests {
         assert_eq!(walked, all.iter().map(|e| e.seq).collect::<Vec<_>>());
     }
 
+    /// The write probe of `/readyz`: false while writes cannot get through (here
+    /// the write lock is held, as by a wedged transaction), without a pile of
+    /// stuck probes; true again once they can.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_write_probe_sees_a_wedged_write_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(dir.path()).unwrap();
+        let store = Store::new(sled.clone());
+        let timeout = std::time::Duration::from_millis(300);
+        assert!(store.writable(timeout).await);
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let lock = sled.write_lock.clone();
+        let holder = std::thread::spawn(move || {
+            let _wedged = lock.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        assert!(
+            !store.writable(timeout).await,
+            "a wedged write path is not writable"
+        );
+        // The first probe is still stuck: the next answer is immediate.
+        let t = std::time::Instant::now();
+        assert!(!store.writable(timeout).await);
+        assert!(t.elapsed() < timeout, "{:?}", t.elapsed());
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        // The stuck probe completes; writes get through again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !store.writable(timeout).await {
+            assert!(std::time::Instant::now() < deadline, "still not writable");
+        }
+    }
+
+    /// 64 writers flushing at once all complete (sled's own `flush_async`,
+    /// called like this, deadlocks: sled#1308), and the counts follow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = store.flushes();
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .commit(&write(Uuid::new_v4(), None, 1, &format!("f{i}@x")))
+                    .unwrap();
+                store.flush().await.unwrap();
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("every flush completes");
+        // Writers that arrived during a flush shared the next one.
+        let flushes = store.flushes() - before;
+        assert!(flushes >= 1, "{flushes}");
+        assert_eq!(store.counts().total, 64);
+    }
+
     /// A schema 2 store (no packs) opens as it is and is marked version 3.
     #[test]
     fn a_version_2_store_is_marked_3() {
