@@ -393,9 +393,8 @@ impl Parser {
     fn condition(&mut self) -> Result<Option<(Op, Lit)>, ParseError> {
         let op = match self.next() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("pr") => return Ok(None),
-            Some(Tok::Word(w)) => {
-                Op::parse(&w).ok_or_else(|| ParseError::Syntax(format!("`{w}` is not an operator")))?
-            }
+            Some(Tok::Word(w)) => Op::parse(&w)
+                .ok_or_else(|| ParseError::Syntax(format!("`{w}` is not an operator")))?,
             _ => {
                 return Err("expected an operator (eq, ne, co, sw, ew, gt, lt, ge, le, pr)".into());
             }
@@ -801,17 +800,31 @@ mod tests {
             let shown = describe("filter", text, &e);
             assert!(shown.contains("limit") && shown.len() < 200, "{shown}");
         }
-        let path = format!("emails[{}value pr{}]", "emails[".repeat(5000), "]".repeat(5000));
-        assert_eq!(parse_patch_path(&path).unwrap_err(), ParseError::TooManyTokens);
+        let path = format!(
+            "emails[{}value pr{}]",
+            "emails[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert_eq!(
+            parse_patch_path(&path).unwrap_err(),
+            ParseError::TooManyTokens
+        );
         // Within the token limit, the nesting limit.
         let nots = format!("{}userName pr", "not ".repeat(500));
         assert_eq!(parse(&nots).unwrap_err(), ParseError::TooDeep);
-        let path = format!("emails[{}value pr{}]", "emails[".repeat(200), "]".repeat(200));
+        let path = format!(
+            "emails[{}value pr{}]",
+            "emails[".repeat(200),
+            "]".repeat(200)
+        );
         assert_eq!(parse_patch_path(&path).unwrap_err(), ParseError::TooDeep);
         let parens = format!("{}userName pr{}", "(".repeat(400), ")".repeat(400));
         assert_eq!(parse(&parens).unwrap_err(), ParseError::TooDeep);
         let path = format!("emails[{}]", vec!["type eq \"work\""; 600].join(" or "));
-        assert_eq!(parse_patch_path(&path).unwrap_err(), ParseError::TooManyTokens);
+        assert_eq!(
+            parse_patch_path(&path).unwrap_err(),
+            ParseError::TooManyTokens
+        );
         // Syntax errors stay syntax errors.
         assert!(!parse("userName eq").unwrap_err().is_limit());
     }
@@ -819,9 +832,20 @@ mod tests {
     #[test]
     fn accepts_filters_up_to_the_limits() {
         let depth = MAX_DEPTH;
-        assert!(parse(&format!("{}userName pr{}", "(".repeat(depth), ")".repeat(depth))).is_ok());
+        assert!(
+            parse(&format!(
+                "{}userName pr{}",
+                "(".repeat(depth),
+                ")".repeat(depth)
+            ))
+            .is_ok()
+        );
         assert_eq!(
-            parse(&format!("{}userName pr{}", "(".repeat(depth + 1), ")".repeat(depth + 1))),
+            parse(&format!(
+                "{}userName pr{}",
+                "(".repeat(depth + 1),
+                ")".repeat(depth + 1)
+            )),
             Err(ParseError::TooDeep)
         );
         assert!(parse(&format!("{}userName pr", "not ".repeat(depth))).is_ok());
@@ -900,7 +924,8 @@ mod tests {
                         Ok(f) => f,
                         Err(e) => panic!("{text}: {e}"),
                     };
-                    let _ = super::super::schema::check_filter(super::super::schema::Kind::User, &f);
+                    let _ =
+                        super::super::schema::check_filter(super::super::schema::Kind::User, &f);
                     let _ = matches(&f, &doc, &super::super::schema::Kind::User);
                     let copy = f.clone();
                     drop(f);
@@ -920,9 +945,32 @@ mod tests {
 
         fn token() -> impl Strategy<Value = &'static str> {
             prop::sample::select(vec![
-                "(", ")", "[", "]", "not", "and", "or", "pr", "eq", "co", "gt", "\"x\"", "1",
-                "true", "null", "userName", "emails", "value", "type", "name.givenName",
-                ".value", "members", "\"", "\\", "émails", "",
+                "(",
+                ")",
+                "[",
+                "]",
+                "not",
+                "and",
+                "or",
+                "pr",
+                "eq",
+                "co",
+                "gt",
+                "\"x\"",
+                "1",
+                "true",
+                "null",
+                "userName",
+                "emails",
+                "value",
+                "type",
+                "name.givenName",
+                ".value",
+                "members",
+                "\"",
+                "\\",
+                "émails",
+                "",
             ])
         }
 
@@ -932,7 +980,13 @@ mod tests {
                 prop::collection::vec(token(), 0..60).prop_map(|t| t.join(" ")),
                 prop::collection::vec(token(), 0..60).prop_map(|t| t.concat()),
                 (
-                    prop::sample::select(vec!["(", "not ", "emails[", "not (", "emails[value pr and "]),
+                    prop::sample::select(vec![
+                        "(",
+                        "not ",
+                        "emails[",
+                        "not (",
+                        "emails[value pr and "
+                    ]),
                     0usize..3000,
                     prop::sample::select(vec![")", "]", "", ") and userName pr"]),
                 )
@@ -959,7 +1013,11 @@ mod tests {
                     }
                 }
             }
-            for path in [format!("emails[{text}]"), format!("emails[{text}].value"), text.to_string()] {
+            for path in [
+                format!("emails[{text}]"),
+                format!("emails[{text}].value"),
+                text.to_string(),
+            ] {
                 let op = PatchOp {
                     kind: OpKind::Replace,
                     path: Some(path.clone()),
