@@ -199,6 +199,13 @@ async fn invented_methods_and_huge_logins_do_not_grow_memory() {
     for t in tasks {
         t.await.unwrap();
     }
+    // And invented paths, under the admin API and under SCIM: `unmatched`.
+    for i in 0..1_000 {
+        for path in [format!("/random{i}"), format!("/scim/v2/random{i}")] {
+            let r = c.get(format!("{}{path}", p.base)).send().await.unwrap();
+            assert!(r.status().is_client_error(), "{path}: {}", r.status());
+        }
+    }
     let after = metrics_text(&c, &p.base).await;
     let methods = label_values(&after, "method");
     let closed: std::collections::BTreeSet<String> = [
@@ -217,6 +224,11 @@ async fn invented_methods_and_huge_logins_do_not_grow_memory() {
     );
     let routes = label_values(&after, "route");
     assert!(routes.len() < 10, "route labels: {routes:?}");
+    assert!(routes.contains("unmatched"), "route labels: {routes:?}");
+    assert!(
+        !routes.iter().any(|r| r.contains("random")),
+        "route labels: {routes:?}"
+    );
 
     // 300 failed sign-ins with a login of ~1 MB each: refused before the limiter.
     let huge = "x".repeat(1_000_000);
