@@ -430,6 +430,19 @@ impl Conns {
     }
 }
 
+/// A connection's place in [`Conns`], given up when its task ends, even by a
+/// panic (a leaked place would count against the cap for ever).
+struct Registered {
+    conns: Arc<Conns>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.conns.remove(self.id);
+    }
+}
+
 /// An IO stream that records when a byte last moved.
 struct Tracked<T> {
     inner: T,
@@ -648,8 +661,12 @@ pub async fn serve<L: Listen>(
             });
         let http = http.clone();
         let mut stop_rx = stop_rx.clone();
-        let conns = conns.clone();
+        let registered = Registered {
+            conns: conns.clone(),
+            id,
+        };
         tokio::spawn(async move {
+            let conns = &registered.conns;
             let c = http.serve_connection(TokioIo::new(io), svc);
             tokio::pin!(c);
             let mut stopping = false;
@@ -692,7 +709,7 @@ pub async fn serve<L: Listen>(
                     }
                 }
             }
-            conns.remove(id);
+            drop(registered);
             drop(stop_rx);
         });
     }
