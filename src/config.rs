@@ -819,6 +819,43 @@ permissions = ["a"]
     }
 
     #[test]
+    fn http_connection_keys_default_validate_and_name_the_key() {
+        let c = p(MINIMAL, &[]).unwrap();
+        assert_eq!(c.http, crate::serve::HttpSettings::default());
+        assert!(c.http.trusted_proxies.is_empty());
+        let text = format!(
+            "{MINIMAL}\n[http]\nheader_read_timeout_secs = 5\nidle_timeout_secs = 30\nmax_connections = 100\ntrusted_proxies = [\"10.0.0.0/8\", \"unix\"]\n"
+        );
+        let c = p(&text, &[]).unwrap();
+        assert_eq!(c.http.header_read_timeout.as_secs(), 5);
+        assert_eq!(c.http.idle_timeout.as_secs(), 30);
+        assert_eq!(c.http.max_connections, 100);
+        assert!(c.http.trusted_proxies.trusts_unix());
+        assert!(c.http.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        for (line, key) in [
+            (
+                "trusted_proxies = [\"proxy.local\"]",
+                "http.trusted_proxies",
+            ),
+            (
+                "header_read_timeout_secs = 0",
+                "http.header_read_timeout_secs",
+            ),
+            ("idle_timeout_secs = 0", "http.idle_timeout_secs"),
+            ("max_connections = 0", "http.max_connections"),
+        ] {
+            let e = p(&format!("{MINIMAL}\n[http]\n{line}\n"), &[]).unwrap_err();
+            assert_eq!(e.key, key, "{line}: {e}");
+        }
+        let c = p(
+            MINIMAL,
+            &[("ROSTERD_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+        )
+        .unwrap();
+        assert!(c.http.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn invalid_listen_names_key() {
         let e = p(&MINIMAL.replace("127.0.0.1:9000", "localhost"), &[]).unwrap_err();
         assert_eq!(e.key, "listen");
