@@ -515,17 +515,25 @@ async fn over_the_unix_socket_the_address_limit_uses_a_trusted_proxys_forwarded_
     p.stop();
 }
 
-/// Raises this process's soft open-file limit to its hard limit.
+/// Raises this process's open-file limit: to at least 8,192 where it may (root),
+/// else the soft limit to the hard one.
 fn raise_own_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: plain libc calls on a local struct.
+    // SAFETY: plain libc calls on local structs.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        let want = lim.rlim_max.max(8192);
+        let up = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &up) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     lim.rlim_cur
