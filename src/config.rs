@@ -167,14 +167,36 @@ impl Default for PhotoSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct HttpSection {
-    /// Largest JSON request body, in bytes; larger bodies get 413.
+    /// Largest JSON request body, in bytes; larger bodies get 413 (a declared
+    /// `Content-Length` over it at once, before the body is read).
     max_body_bytes: usize,
+    /// Seconds a client has to send a request's head, counted from when the
+    /// connection opens or the previous response was sent.
+    header_read_timeout_secs: u64,
+    /// Seconds a connection may sit with no handler running and no byte moving
+    /// before it is closed (keep-alive, or a client that stops reading a
+    /// response; a handler waiting for a slow body is running, so not idle).
+    idle_timeout_secs: u64,
+    /// Most open client connections (TCP and the unix socket together, three
+    /// quarters to TCP when both are on); always kept below the open-file
+    /// limit. At the cap, the connection idle the longest is closed to make room.
+    max_connections: usize,
+    /// Addresses (`"127.0.0.1"`, CIDR ranges `"10.0.0.0/8"`, or `"unix"` for
+    /// whoever connects over `listen_unix`) whose `X-Forwarded-For`,
+    /// `Forwarded`, `X-Forwarded-Host` and `X-Forwarded-Proto` are believed.
+    /// Empty (the default): forwarded headers are ignored.
+    trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
+        let d = crate::serve::HttpSettings::default();
         Self {
             max_body_bytes: 1024 * 1024,
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            max_connections: d.max_connections,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -252,6 +274,8 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     pub photo_max_bytes: usize,
     pub max_body_bytes: usize,
+    /// `[http]` timeouts, connection cap and trusted proxies.
+    pub http: crate::serve::HttpSettings,
     pub scim: ScimConfig,
     pub catalog: Catalog,
     pub sources: Vec<crate::sync::config::Source>,
@@ -541,6 +565,26 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
     if f.http.max_body_bytes < 1024 {
         return Err(err("http.max_body_bytes", "must be at least 1024".into()));
     }
+    let h = &f.http;
+    if h.header_read_timeout_secs == 0 {
+        return Err(err(
+            "http.header_read_timeout_secs",
+            "must be at least 1".into(),
+        ));
+    }
+    if h.idle_timeout_secs == 0 {
+        return Err(err("http.idle_timeout_secs", "must be at least 1".into()));
+    }
+    if h.max_connections == 0 {
+        return Err(err("http.max_connections", "must be at least 1".into()));
+    }
+    let http = crate::serve::HttpSettings {
+        header_read_timeout: std::time::Duration::from_secs(h.header_read_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(h.idle_timeout_secs),
+        max_connections: h.max_connections,
+        trusted_proxies: crate::serve::TrustedProxies::parse(&h.trusted_proxies)
+            .map_err(|m| err("http.trusted_proxies", m))?,
+    };
 
     let c = f.catalog;
     let catalog = Catalog::new(
@@ -575,6 +619,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         },
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
+        http,
         scim: validate_scim(path, &f.scim, &catalog, env, mail_on)?,
         catalog,
         sources,
@@ -854,6 +899,43 @@ permissions = ["a"]
         assert!(msg.contains("test.toml"), "{msg}");
         assert!(msg.contains("min_lenght"), "{msg}");
         assert!(msg.contains("password_policy"), "{msg}");
+    }
+
+    #[test]
+    fn http_connection_keys_default_validate_and_name_the_key() {
+        let c = p(MINIMAL, &[]).unwrap();
+        assert_eq!(c.http, crate::serve::HttpSettings::default());
+        assert!(c.http.trusted_proxies.is_empty());
+        let text = format!(
+            "{MINIMAL}\n[http]\nheader_read_timeout_secs = 5\nidle_timeout_secs = 30\nmax_connections = 100\ntrusted_proxies = [\"10.0.0.0/8\", \"unix\"]\n"
+        );
+        let c = p(&text, &[]).unwrap();
+        assert_eq!(c.http.header_read_timeout.as_secs(), 5);
+        assert_eq!(c.http.idle_timeout.as_secs(), 30);
+        assert_eq!(c.http.max_connections, 100);
+        assert!(c.http.trusted_proxies.trusts_unix());
+        assert!(c.http.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        for (line, key) in [
+            (
+                "trusted_proxies = [\"proxy.local\"]",
+                "http.trusted_proxies",
+            ),
+            (
+                "header_read_timeout_secs = 0",
+                "http.header_read_timeout_secs",
+            ),
+            ("idle_timeout_secs = 0", "http.idle_timeout_secs"),
+            ("max_connections = 0", "http.max_connections"),
+        ] {
+            let e = p(&format!("{MINIMAL}\n[http]\n{line}\n"), &[]).unwrap_err();
+            assert_eq!(e.key, key, "{line}: {e}");
+        }
+        let c = p(
+            MINIMAL,
+            &[("ROSTERD_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+        )
+        .unwrap();
+        assert!(c.http.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -185,6 +185,9 @@ impl Daemon {
         if old.data_dir != new.data_dir {
             keys.push("data_dir");
         }
+        if old.http != new.http {
+            keys.push("http");
+        }
         if old.max_body_bytes != new.max_body_bytes {
             keys.push("http.max_body_bytes");
         }
@@ -288,7 +291,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             metrics,
             crate::metrics::track,
         ))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new_for_http().make_span_with(crate::serve::request_span));
 
     let listener = match socket_activated()? {
         Some(l) => {
@@ -309,6 +312,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         None => None,
     };
     let addr = listener.local_addr()?;
+    let (tcp_opts, unix_opts) = serve_options(&config);
     tracing::info!(%addr, employees = roster.counts().total, "listening on http://{addr}");
 
     let scheduler = Scheduler::start(sync.clone())
@@ -341,19 +345,14 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
     let unix_app = app.clone();
     let unix_server = unix_listener.map(|l| {
         tokio::spawn(async move {
-            axum::serve(l, unix_app.into_make_service())
-                .with_graceful_shutdown(async {
-                    let _ = unix_stop_rx.await;
-                })
-                .await
+            crate::serve::serve(l, unix_app, unix_opts, async {
+                let _ = unix_stop_rx.await;
+            })
+            .await
         })
     });
     let server = tokio::spawn(async move {
-        let tcp = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+        let tcp = crate::serve::serve(listener, app, tcp_opts, async {
             let _ = shutdown_rx.await;
             tracing::info!("shutting down: no new connections, finishing requests");
             let _ = unix_stop_tx.send(());
@@ -383,6 +382,36 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         shutdown_tx: Some(shutdown_tx),
         server,
     })
+}
+
+/// The serving options of the TCP and unix listeners: the open-file limit is
+/// raised to its hard limit, and the connection cap kept below it (shared by the
+/// two listeners, three quarters to TCP when both are on).
+fn serve_options(config: &Config) -> (crate::serve::ServeOptions, crate::serve::ServeOptions) {
+    let nofile = crate::serve::raise_nofile_limit();
+    let cap = crate::serve::connection_cap(config.http.max_connections, nofile);
+    let (tcp_cap, unix_cap) = match config.listen_unix {
+        Some(_) => ((cap * 3 / 4).max(1), (cap / 4).max(1)),
+        None => (cap, 1),
+    };
+    tracing::info!(
+        open_file_limit = nofile,
+        max_connections = cap,
+        "connection cap (kept below the open-file limit)"
+    );
+    if config.listen_unix.is_some() && !config.http.trusted_proxies.trusts_unix() {
+        tracing::info!(
+            "the per-address sign-in limit is off for the unix socket (its clients have no address); \
+             add \"unix\" to [http] trusted_proxies when a reverse proxy connects there and sends X-Forwarded-For"
+        );
+    }
+    let opts = |max_connections| crate::serve::ServeOptions {
+        settings: config.http.clone(),
+        max_connections,
+        // The photo route takes bodies up to the photo limit.
+        max_body_bytes: config.max_body_bytes.max(config.photo_max_bytes + 1),
+    };
+    (opts(tcp_cap), opts(unix_cap))
 }
 
 fn start_mail_worker(roster: &Roster, mailer: Mailer) -> (watch::Sender<bool>, JoinHandle<()>) {

@@ -35,6 +35,8 @@
 //! - [`scim`]: the SCIM 2.0 endpoint under `/scim/v2` for identity providers
 //!   (Users = profiles, Groups = positions), on when `[[scim.clients]]` exist.
 //!   Like `admin`, it calls `employee` only.
+//! - [`serve`]: the HTTP/1.1 server loop: header-read and idle timeouts, the
+//!   connection cap, the early 413, and the client's address (trusted proxies).
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
@@ -66,6 +68,7 @@ pub mod notify;
 pub mod ratelimit;
 pub mod scim;
 pub mod secret;
+pub mod serve;
 pub mod store;
 pub mod sync;
 

@@ -170,10 +170,12 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts every request by method, matched route (the template, not
-/// the path, so ids do not explode the label space) and status, with latency.
+/// Middleware: counts every request by method (a closed set, see
+/// [`method_label`]), matched route (the template, not the path, so ids do not
+/// explode the label space; `unmatched` for any path no route takes) and status,
+/// with latency.
 pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -195,6 +197,25 @@ pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Respon
         })
         .inc();
     resp
+}
+
+/// The method as a label from a closed set: the standard methods by name, any
+/// other (HTTP lets a client invent one per request) as `other`, so label
+/// cardinality stays bounded whatever clients send.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// `/api/v1/employees/{id}` → `/api/v1/employees/:id`: the same template, without
@@ -224,5 +245,21 @@ pub async fn metrics_get(State(m): State<Metrics>) -> Response {
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["X1", "X49999", "get", "PROPFIND"] {
+            let m = Method::from_bytes(invented.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{invented}");
+        }
     }
 }

@@ -69,7 +69,9 @@ impl From<RetryError> for ApiError {
     }
 }
 
-/// The client's address, when the server knows it (not in `oneshot` tests).
+/// The client's address, when the server knows it: the peer's, or the one a
+/// trusted proxy forwarded ([`crate::serve::ClientInfo`]); `None` over a unix
+/// socket without a trusted proxy (and in `oneshot` tests).
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
@@ -77,10 +79,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+            match parts.extensions.get::<crate::serve::ClientInfo>() {
+                Some(c) => c.ip,
+                None => parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip()),
+            },
         ))
     }
 }
@@ -143,6 +148,21 @@ async fn account_reset_password(
     Ok(Json(account_view(&state, &e)))
 }
 
+/// The per-account limiter's key: the employee the login names (by username or
+/// email alike), else a digest of the folded login (short, and the same answer
+/// for a login that names nobody as for one that does).
+fn account_key(state: &AppState, login: &str) -> Result<String, ApiError> {
+    use sha2::Digest;
+    Ok(match state.roster.login_account(login)? {
+        Some(id) => format!("id:{id}"),
+        None => {
+            let folded = crate::employee::validate::fold(login.trim());
+            let digest = sha2::Sha256::digest(folded.as_bytes());
+            format!("h:{}", hex::encode(&digest[..16]))
+        }
+    })
+}
+
 fn too_many(wait: std::time::Duration) -> Response {
     let secs = wait.as_secs().max(1);
     let mut resp = ApiError::new(
@@ -166,14 +186,27 @@ async fn auth_login(
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
     let now = Instant::now();
-    let addr_key = addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    let account_key = crate::employee::validate::fold(req.login.trim());
-    let limits = &state.login_limits;
-    if let Err(wait) = limits.per_address.check(&addr_key, now) {
-        tracing::warn!(client = %addr_key, "sign-in refused: too many attempts from this address");
-        return Ok(too_many(wait));
+    if req.login.len() > crate::ratelimit::MAX_LOGIN_LEN {
+        return Err(ApiError::bad_request(format!(
+            "login is longer than {} bytes",
+            crate::ratelimit::MAX_LOGIN_LEN
+        ))
+        .with_field("login"));
     }
-    limits.per_address.hit(&addr_key, now);
+    let addr_key = addr.map(|a| a.to_string());
+    let shown = addr_key.as_deref().unwrap_or("-");
+    let limits = &state.login_limits;
+    // Without a client address (a unix socket without a trusted proxy), the
+    // per-address limit is off; the per-account limit still holds.
+    if let Some(addr_key) = &addr_key {
+        if let Err(wait) = limits.per_address.check(addr_key, now) {
+            tracing::warn!(client = %addr_key, "sign-in refused: too many attempts from this address");
+            return Ok(too_many(wait));
+        }
+        limits.per_address.hit(addr_key, now);
+    }
+    let account_key = account_key(&state, &req.login)?;
+    let addr_key = shown;
     if let Err(wait) = limits.per_account.check(&account_key, now) {
         tracing::warn!(client = %addr_key, "sign-in refused: too many failures for this account");
         return Ok(too_many(wait));
@@ -214,21 +247,34 @@ fn outbox_view(m: &OutboxRecord) -> Value {
 struct OutboxQuery {
     #[serde(default)]
     dead: bool,
+    /// Page size (default 100, at most 1000).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
+/// `GET /api/v1/outbox[?dead=true][&limit=N][&cursor=C]`: oldest first, in pages;
+/// `next_cursor` is `null` on the last page.
 async fn outbox_list(
     _: Admin,
     State(state): State<AppState>,
     q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q?;
-    let items: Vec<Value> = state
-        .roster
-        .outbox(q.dead)?
-        .iter()
-        .map(outbox_view)
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("cursor must be a next_cursor from a previous page")
+                .with_field("cursor")
+        })?),
+        None => None,
+    };
+    let (page, next) = state.roster.outbox_page(q.dead, after, limit)?;
+    let items: Vec<Value> = page.iter().map(outbox_view).collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": next.map(|n| n.to_string()),
+    })))
 }
 
 async fn outbox_retry(

@@ -332,6 +332,22 @@ impl Roster {
         Ok(e)
     }
 
+    /// The account a login (username or email, any case) names, if any: the key
+    /// of the per-account sign-in limit, so that failures by email and by
+    /// username count against the same account.
+    pub fn login_account(&self, login: &str) -> Result<Option<EmployeeId>, Error> {
+        let folded = validate::fold(login.trim());
+        if folded.is_empty() {
+            return Ok(None);
+        }
+        for index in [IndexKind::Username, IndexKind::Email] {
+            if let Some(id) = self.store.lookup(&index, &folded)? {
+                return Ok(Some(EmployeeId(id)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Checks a login (username or email) and password. Wrong login and wrong
     /// password give the same error after the same work (an argon2 verification
     /// against a dummy hash when there is no account). Only with the right password
@@ -391,6 +407,25 @@ impl Roster {
             .into_iter()
             .filter(|m| !dead_only || m.state == DeliveryState::Dead)
             .collect())
+    }
+
+    /// One page of the outbox: up to `limit` messages after the id `after`,
+    /// oldest first, and the cursor of the next page (`None` on the last).
+    pub fn outbox_page(
+        &self,
+        dead_only: bool,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<OutboxRecord>, Option<u64>), Error> {
+        let (items, more) = self.store.outbox_page(after, limit, &|m| {
+            !dead_only || m.state == DeliveryState::Dead
+        })?;
+        let next = if more {
+            items.last().map(|m| m.id)
+        } else {
+            None
+        };
+        Ok((items, next))
     }
 
     /// Makes a dead (or pending) message due now, with a fresh attempt budget.

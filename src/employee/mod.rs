@@ -37,6 +37,20 @@ pub use read::parse_id;
 /// Content types accepted for uploaded photos.
 pub const PHOTO_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
 
+/// The image type of uploaded photo bytes by their magic numbers (PNG, JPEG,
+/// WebP), whatever content type the upload declared.
+pub fn sniff_photo(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
 /// Most ids one bulk request may name.
 pub const BULK_MAX: usize = 5000;
 
@@ -718,6 +732,23 @@ impl Roster {
                 size: bytes.len(),
                 max: self.photo_max_bytes,
             });
+        }
+        match sniff_photo(&bytes) {
+            Some(real) if real == ct => {}
+            Some(real) => {
+                return Err(Error::invalid(
+                    "photo",
+                    format!("the bytes are {real}, not {ct}; send them as {real}"),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "photo",
+                    format!(
+                        "the bytes are not an image of type {ct} (checked by their first bytes)"
+                    ),
+                ));
+            }
         }
         let size = bytes.len();
         let sha256 = {

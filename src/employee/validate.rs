@@ -15,11 +15,33 @@ fn invalid(field: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// Characters no name or text field may hold: control characters, the
+/// bidirectional controls (U+202E and kin, which make a name read backwards),
+/// line and paragraph separators (U+2028, U+2029) and the byte-order mark.
+pub fn forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{FEFF}'
+        )
+}
+
 fn no_control(field: &str, s: &str) -> Result<(), Error> {
-    if s.chars().any(char::is_control) {
+    if let Some(c) = s.chars().find(|c| forbidden_char(*c)) {
         return Err(invalid(
             field,
-            format!("{} must not contain control characters", shown(s)),
+            format!(
+                "{} must not contain control, bidirectional-control, line-separator or byte-order-mark characters (found U+{:04X})",
+                shown(s),
+                u32::from(c)
+            ),
         ));
     }
     Ok(())
@@ -83,7 +105,10 @@ pub fn email(raw: &str) -> Result<String, Error> {
     if s.is_empty() {
         return Err(invalid("email", "is required"));
     }
-    if s.len() > 254 || !email_address::EmailAddress::is_valid(s) || s.contains(char::is_whitespace)
+    if s.len() > 254
+        || !email_address::EmailAddress::is_valid(s)
+        || s.contains(char::is_whitespace)
+        || s.contains(forbidden_char)
     {
         return Err(invalid(
             "email",
@@ -109,7 +134,7 @@ pub fn username(raw: &str) -> Result<String, Error> {
             format!("{} is longer than 254 characters", shown(s)),
         ));
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if s.chars().any(|c| c.is_whitespace() || forbidden_char(c)) {
         return Err(invalid(
             "username",
             format!("{} must not contain spaces or control characters", shown(s)),

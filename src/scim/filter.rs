@@ -33,8 +33,82 @@
 //!
 //! Attribute paths keep their raw text; [`super::schema`] resolves them (URN by
 //! longest prefix, names case-insensitively) and rejects unknown attributes.
+//!
+//! # Limits
+//!
+//! Any SCIM client can send a filter, so its size is bounded before anything
+//! recurses over it: at most [`MAX_TOKENS`] tokens (checked while lexing) and at
+//! most [`MAX_DEPTH`] levels of nesting (`(`, `not`, `attr[`; checked while
+//! parsing). Chains of `and`/`or` terms are built as balanced trees, so the tree's
+//! depth grows with the log of their length. Evaluating, checking, cloning and
+//! dropping a filter recurse over the tree, so they stay within a few hundred
+//! frames whatever the input (a test runs the worst cases on a 256 KiB stack).
 
 use serde_json::Value;
+
+/// The most tokens a filter or PATCH path may have (a token is a word, a quoted
+/// string, a parenthesis or a bracket): room for ~250 `id eq "…" or …` terms.
+pub const MAX_TOKENS: usize = 1000;
+
+/// The deepest nesting of `(`, `not` and `attr[` a filter or PATCH path may have.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a filter or PATCH path does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not the grammar (the message says where).
+    Syntax(String),
+    /// More than [`MAX_TOKENS`] tokens.
+    TooManyTokens,
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl ParseError {
+    /// True for the size limits (always `invalidFilter`, also in a PATCH path).
+    pub fn is_limit(&self) -> bool {
+        !matches!(self, ParseError::Syntax(_))
+    }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::Syntax(m) => f.write_str(m),
+            ParseError::TooManyTokens => write!(
+                f,
+                "the filter has more than {MAX_TOKENS} tokens (the token limit); split it into several requests"
+            ),
+            ParseError::TooDeep => write!(
+                f,
+                "the filter nests `(`, `not` or `[` deeper than {MAX_DEPTH} levels (the nesting limit)"
+            ),
+        }
+    }
+}
+
+/// The error detail for `what` (`filter`, `path`) written as `text`: the text is
+/// quoted back unless a size limit was hit (then it is long, and the limit is
+/// what matters).
+pub fn describe(what: &str, text: &str, e: &ParseError) -> String {
+    if e.is_limit() {
+        format!("{what}: {e}")
+    } else {
+        format!("{what} `{text}`: {e}")
+    }
+}
+
+impl From<String> for ParseError {
+    fn from(m: String) -> Self {
+        ParseError::Syntax(m)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(m: &str) -> Self {
+        ParseError::Syntax(m.to_string())
+    }
+}
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +206,13 @@ enum Tok {
     Word(String),
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
+fn lex(s: &str) -> Result<Vec<Tok>, ParseError> {
     let mut out = Vec::new();
     let mut chars = s.char_indices().peekable();
     while let Some(&(i, c)) = chars.peek() {
+        if out.len() >= MAX_TOKENS && !c.is_whitespace() {
+            return Err(ParseError::TooManyTokens);
+        }
         match c {
             c if c.is_whitespace() => {
                 chars.next();
@@ -188,6 +265,29 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Current nesting of `(`, `not` and `[`.
+    depth: usize,
+}
+
+/// Joins `terms` (in order) into a balanced tree of `join`, pairing neighbours
+/// level by level: `n` terms make a tree of depth ⌈log₂ n⌉, not `n`.
+fn balanced(mut terms: Vec<Filter>, join: fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(join(Box::new(a), Box::new(b))),
+                None => next.push(a),
+            }
+        }
+        terms = next;
+    }
+    match terms.pop() {
+        Some(f) => f,
+        // Callers always pass at least one term.
+        None => Filter::Present(RawPath(String::new())),
+    }
 }
 
 impl Parser {
@@ -205,55 +305,69 @@ impl Parser {
         matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
     }
 
-    fn or(&mut self) -> Result<Filter, String> {
-        let mut l = self.and()?;
+    /// Enters one level of nesting (refused past [`MAX_DEPTH`]).
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError::TooDeep);
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Filter, ParseError> {
+        let mut terms = vec![self.and()?];
         while self.keyword("or") {
             self.pos += 1;
-            let r = self.and()?;
-            l = Filter::Or(Box::new(l), Box::new(r));
+            terms.push(self.and()?);
         }
-        Ok(l)
+        Ok(balanced(terms, Filter::Or))
     }
 
-    fn and(&mut self) -> Result<Filter, String> {
-        let mut l = self.unary()?;
+    fn and(&mut self) -> Result<Filter, ParseError> {
+        let mut terms = vec![self.unary()?];
         while self.keyword("and") {
             self.pos += 1;
-            let r = self.unary()?;
-            l = Filter::And(Box::new(l), Box::new(r));
+            terms.push(self.unary()?);
         }
-        Ok(l)
+        Ok(balanced(terms, Filter::And))
     }
 
-    fn unary(&mut self) -> Result<Filter, String> {
+    fn unary(&mut self) -> Result<Filter, ParseError> {
         if self.keyword("not") {
             self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
+            self.enter()?;
+            let f = Filter::Not(Box::new(self.unary()?));
+            self.depth -= 1;
+            return Ok(f);
         }
         if self.peek() == Some(&Tok::LParen) {
             self.pos += 1;
+            self.enter()?;
             let f = self.or()?;
             if self.next() != Some(Tok::RParen) {
                 return Err("missing `)`".into());
             }
+            self.depth -= 1;
             return Ok(f);
         }
         self.attr_exp()
     }
 
-    fn attr_exp(&mut self) -> Result<Filter, String> {
+    fn attr_exp(&mut self) -> Result<Filter, ParseError> {
         let path = match self.next() {
             Some(Tok::Word(w)) => w,
-            Some(t) => return Err(format!("expected an attribute name, found {t:?}")),
+            Some(t) => return Err(format!("expected an attribute name, found {t:?}").into()),
             None => return Err("expected an attribute name, found the end".into()),
         };
         check_path(&path)?;
         if self.peek() == Some(&Tok::LBracket) {
             self.pos += 1;
+            self.enter()?;
             let inner = self.or()?;
             if self.next() != Some(Tok::RBracket) {
                 return Err("missing `]`".into());
             }
+            self.depth -= 1;
             let then = match self.peek() {
                 Some(Tok::Word(w)) if w.starts_with('.') => {
                     let sub = w[1..].to_string();
@@ -276,12 +390,11 @@ impl Parser {
     }
 
     /// `pr` (None) or `op value`.
-    fn condition(&mut self) -> Result<Option<(Op, Lit)>, String> {
+    fn condition(&mut self) -> Result<Option<(Op, Lit)>, ParseError> {
         let op = match self.next() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("pr") => return Ok(None),
-            Some(Tok::Word(w)) => {
-                Op::parse(&w).ok_or_else(|| format!("`{w}` is not an operator"))?
-            }
+            Some(Tok::Word(w)) => Op::parse(&w)
+                .ok_or_else(|| ParseError::Syntax(format!("`{w}` is not an operator")))?,
             _ => {
                 return Err("expected an operator (eq, ne, co, sw, ew, gt, lt, ge, le, pr)".into());
             }
@@ -323,23 +436,31 @@ fn check_path(p: &str) -> Result<(), String> {
 }
 
 /// Parses a filter expression.
-pub fn parse(text: &str) -> Result<Filter, String> {
+pub fn parse(text: &str) -> Result<Filter, ParseError> {
     let toks = lex(text)?;
     if toks.is_empty() {
         return Err("the filter is empty".into());
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let f = p.or()?;
     if p.pos < p.toks.len() {
-        return Err(format!("unexpected {:?} after the filter", p.toks[p.pos]));
+        return Err(format!("unexpected {:?} after the filter", p.toks[p.pos]).into());
     }
     Ok(f)
 }
 
 /// Parses a PATCH `path`.
-pub fn parse_patch_path(text: &str) -> Result<PatchPath, String> {
+pub fn parse_patch_path(text: &str) -> Result<PatchPath, ParseError> {
     let toks = lex(text)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let attr = match p.next() {
         Some(Tok::Word(w)) => w,
         _ => return Err("the path must start with an attribute name".into()),
@@ -352,6 +473,7 @@ pub fn parse_patch_path(text: &str) -> Result<PatchPath, String> {
     };
     if p.peek() == Some(&Tok::LBracket) {
         p.pos += 1;
+        p.enter()?;
         out.filter = Some(p.or()?);
         if p.next() != Some(Tok::RBracket) {
             return Err("missing `]`".into());
@@ -365,7 +487,7 @@ pub fn parse_patch_path(text: &str) -> Result<PatchPath, String> {
         }
     }
     if p.pos < p.toks.len() {
-        return Err(format!("unexpected {:?} in the path", p.toks[p.pos]));
+        return Err(format!("unexpected {:?} in the path", p.toks[p.pos]).into());
     }
     Ok(out)
 }
@@ -654,6 +776,284 @@ mod tests {
     fn precedence_and_binds_tighter_than_or() {
         let f = parse("a eq 1 or b eq 2 and c eq 3").unwrap();
         assert!(matches!(f, Filter::Or(_, r) if matches!(*r, Filter::And(_, _))));
+    }
+
+    /// The issue's 3.4 KB filters (and bigger): refused with the limit named,
+    /// never a stack overflow.
+    #[test]
+    fn refuses_filters_past_the_limits() {
+        let parens = format!("{}userName pr{}", "(".repeat(1700), ")".repeat(1700));
+        let nots = format!("{}userName pr", "not ".repeat(4100));
+        let ands = vec!["userName pr"; 6800].join(" and ");
+        let brackets = format!("{}value pr{}", "emails[".repeat(5000), "]".repeat(5000));
+        // The lexer counts tokens before the parser nests: past both limits, the
+        // token limit is the one named.
+        for (text, want) in [
+            (&parens, ParseError::TooManyTokens),
+            (&nots, ParseError::TooManyTokens),
+            (&ands, ParseError::TooManyTokens),
+            (&brackets, ParseError::TooManyTokens),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e, want);
+            assert!(e.is_limit());
+            let shown = describe("filter", text, &e);
+            assert!(shown.contains("limit") && shown.len() < 200, "{shown}");
+        }
+        let path = format!(
+            "emails[{}value pr{}]",
+            "emails[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert_eq!(
+            parse_patch_path(&path).unwrap_err(),
+            ParseError::TooManyTokens
+        );
+        // Within the token limit, the nesting limit.
+        let nots = format!("{}userName pr", "not ".repeat(500));
+        assert_eq!(parse(&nots).unwrap_err(), ParseError::TooDeep);
+        let path = format!(
+            "emails[{}value pr{}]",
+            "emails[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(parse_patch_path(&path).unwrap_err(), ParseError::TooDeep);
+        let parens = format!("{}userName pr{}", "(".repeat(400), ")".repeat(400));
+        assert_eq!(parse(&parens).unwrap_err(), ParseError::TooDeep);
+        let path = format!("emails[{}]", vec!["type eq \"work\""; 600].join(" or "));
+        assert_eq!(
+            parse_patch_path(&path).unwrap_err(),
+            ParseError::TooManyTokens
+        );
+        // Syntax errors stay syntax errors.
+        assert!(!parse("userName eq").unwrap_err().is_limit());
+    }
+
+    #[test]
+    fn accepts_filters_up_to_the_limits() {
+        let depth = MAX_DEPTH;
+        assert!(
+            parse(&format!(
+                "{}userName pr{}",
+                "(".repeat(depth),
+                ")".repeat(depth)
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            parse(&format!(
+                "{}userName pr{}",
+                "(".repeat(depth + 1),
+                ")".repeat(depth + 1)
+            )),
+            Err(ParseError::TooDeep)
+        );
+        assert!(parse(&format!("{}userName pr", "not ".repeat(depth))).is_ok());
+        // 3 tokens a term, 1 per `or`: 250 terms are 999 tokens.
+        let ors = vec!["id eq \"x\""; 250].join(" or ");
+        assert!(parse(&ors).is_ok());
+        let ors = vec!["id eq \"x\""; 251].join(" or ");
+        assert_eq!(parse(&ors), Err(ParseError::TooManyTokens));
+    }
+
+    #[test]
+    fn chains_are_balanced_trees_in_order() {
+        fn depth(f: &Filter) -> usize {
+            match f {
+                Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+                Filter::Not(a) => 1 + depth(a),
+                Filter::ValuePath { filter, .. } => 1 + depth(filter),
+                _ => 1,
+            }
+        }
+        fn leaves(f: &Filter, out: &mut Vec<String>) {
+            match f {
+                Filter::And(a, b) | Filter::Or(a, b) => {
+                    leaves(a, out);
+                    leaves(b, out);
+                }
+                Filter::Present(p) => out.push(p.0.clone()),
+                _ => {}
+            }
+        }
+        let names: Vec<String> = (0..300).map(|i| format!("a{i}")).collect();
+        let text = names
+            .iter()
+            .map(|n| format!("{n} pr"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let f = parse(&text).unwrap();
+        assert!(depth(&f) <= 10, "depth {}", depth(&f));
+        let mut got = Vec::new();
+        leaves(&f, &mut got);
+        assert_eq!(got, names);
+    }
+
+    /// The largest trees the limits allow, parsed, checked, evaluated, cloned and
+    /// dropped on a 256 KiB stack (a tokio worker has 2 MiB).
+    #[test]
+    fn worst_allowed_filters_fit_a_small_stack() {
+        let d = MAX_DEPTH;
+        let mut worst = vec![
+            format!("{}userName pr{}", "(".repeat(d), ")".repeat(d)),
+            format!("{}userName pr", "not ".repeat(d)),
+            format!("{}value pr{}", "emails[".repeat(d), "]".repeat(d)),
+            vec!["userName pr"; 333].join(" and "),
+            vec!["userName pr"; 333].join(" or "),
+        ];
+        // Nesting with a short chain at every level: the deepest tree per token.
+        // `(` nests one level, `(… not (` two: 21 of them alternating are 31 levels.
+        let mut nested = String::from("userName pr");
+        for i in 0..(2 * d / 3) {
+            nested = if i % 2 == 0 {
+                format!("(userName pr and {nested})")
+            } else {
+                format!("(userName pr or not {nested})")
+            };
+        }
+        worst.push(nested);
+        let doc = serde_json::json!({
+            "userName": "a",
+            "emails": [{"value": "a@example.com", "type": "work"}],
+        });
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for text in &worst {
+                    let f = match parse(text) {
+                        Ok(f) => f,
+                        Err(e) => panic!("{text}: {e}"),
+                    };
+                    let _ =
+                        super::super::schema::check_filter(super::super::schema::Kind::User, &f);
+                    let _ = matches(&f, &doc, &super::super::schema::Kind::User);
+                    let copy = f.clone();
+                    drop(f);
+                    drop(copy);
+                }
+            })
+            .unwrap();
+        handle.join().unwrap();
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use crate::scim::list::parse_filter;
+        use crate::scim::patch::{OpKind, PatchOp, apply};
+        use crate::scim::schema::Kind;
+        use proptest::prelude::*;
+
+        fn token() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "(",
+                ")",
+                "[",
+                "]",
+                "not",
+                "and",
+                "or",
+                "pr",
+                "eq",
+                "co",
+                "gt",
+                "\"x\"",
+                "1",
+                "true",
+                "null",
+                "userName",
+                "emails",
+                "value",
+                "type",
+                "name.givenName",
+                ".value",
+                "members",
+                "\"",
+                "\\",
+                "émails",
+                "",
+            ])
+        }
+
+        /// Random token soup, and deep nestings of the shapes of the issue.
+        fn filter_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(token(), 0..60).prop_map(|t| t.join(" ")),
+                prop::collection::vec(token(), 0..60).prop_map(|t| t.concat()),
+                (
+                    prop::sample::select(vec![
+                        "(",
+                        "not ",
+                        "emails[",
+                        "not (",
+                        "emails[value pr and "
+                    ]),
+                    0usize..3000,
+                    prop::sample::select(vec![")", "]", "", ") and userName pr"]),
+                )
+                    .prop_map(|(open, n, close)| {
+                        format!("{}userName pr{}", open.repeat(n), close.repeat(n))
+                    }),
+                (0usize..8000).prop_map(|n| vec!["userName pr"; n.max(1)].join(" and ")),
+            ]
+        }
+
+        fn check(text: &str) {
+            let doc = serde_json::json!({
+                "userName": "a",
+                "emails": [{"value": "a@example.com", "type": "work"}],
+            });
+            for kind in [Kind::User, Kind::Group] {
+                match parse_filter(kind, text) {
+                    Ok(f) => {
+                        let _ = matches(&f, &doc, &kind);
+                    }
+                    Err(e) => {
+                        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{text}");
+                        assert_eq!(e.scim_type, Some("invalidFilter"), "{text}");
+                    }
+                }
+            }
+            for path in [
+                format!("emails[{text}]"),
+                format!("emails[{text}].value"),
+                text.to_string(),
+            ] {
+                let op = PatchOp {
+                    kind: OpKind::Replace,
+                    path: Some(path.clone()),
+                    value: Some(serde_json::json!("b@example.com")),
+                };
+                let mut d = doc.clone();
+                if let Err(e) = apply(&mut d, Kind::User, &op) {
+                    assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{path}");
+                    assert!(e.scim_type.is_some(), "{path}");
+                }
+            }
+        }
+
+        #[test]
+        fn random_and_deep_filters_and_paths_give_scim_errors() {
+            let config = ProptestConfig {
+                cases: 300,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            };
+            // Run on a small stack, so unbounded recursion fails here first.
+            std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn(move || {
+                    let mut runner = proptest::test_runner::TestRunner::new(config);
+                    runner
+                        .run(&filter_text(), |text| {
+                            check(&text);
+                            Ok(())
+                        })
+                        .unwrap();
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
     }
 
     #[test]

@@ -326,7 +326,7 @@ pub async fn groups_patch(
             }
             Some(path) => {
                 let pp = filter::parse_patch_path(path)
-                    .map_err(|e| ScimError::invalid_path(format!("path `{path}`: {e}")))?;
+                    .map_err(|e| super::patch::path_error(path, &e))?;
                 plan.extend(step(
                     op.kind,
                     &pp.attr.0,

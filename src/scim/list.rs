@@ -138,7 +138,7 @@ impl ListParams {
 /// Parses and checks a filter for a resource kind (400 `invalidFilter`).
 pub fn parse_filter(kind: Kind, text: &str) -> Result<Filter, ScimError> {
     let f = filter::parse(text)
-        .map_err(|e| ScimError::invalid_filter(format!("filter `{text}`: {e}")))?;
+        .map_err(|e| ScimError::invalid_filter(filter::describe("filter", text, &e)))?;
     schema::check_filter(kind, &f).map_err(ScimError::invalid_filter)?;
     Ok(f)
 }

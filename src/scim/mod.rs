@@ -251,22 +251,32 @@ impl FromRequestParts<ScimState> for ScimClient {
 }
 
 /// The absolute base URL of the SCIM endpoint as the client reached it, for
-/// `meta.location` and `Location` (honours `X-Forwarded-Proto`/`-Host`).
+/// `meta.location` and `Location`: `X-Forwarded-Proto`/`-Host` (or `Forwarded`)
+/// count only from a trusted proxy (`[http] trusted_proxies`, read by
+/// [`crate::serve`] into [`crate::serve::ClientInfo`]); otherwise `Host`.
 pub struct BaseUrl(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(BaseUrl(base_url(&parts.headers)))
+        let info = parts.extensions.get::<crate::serve::ClientInfo>();
+        Ok(BaseUrl(base_url(&parts.headers, info)))
     }
 }
 
-fn base_url(h: &HeaderMap) -> String {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-    let proto = get("x-forwarded-proto").unwrap_or("http");
-    let host = get("x-forwarded-host")
-        .or_else(|| get("host"))
+fn base_url(h: &HeaderMap, info: Option<&crate::serve::ClientInfo>) -> String {
+    let proto = info
+        .and_then(|i| i.forwarded_proto.as_deref())
+        .unwrap_or("http");
+    let host = info
+        .and_then(|i| i.forwarded_host.as_deref())
+        .or_else(|| {
+            h.get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|h| crate::serve::valid_host(h))
+        })
         .unwrap_or("localhost");
     format!("{proto}://{host}{BASE_PATH}")
 }

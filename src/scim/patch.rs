@@ -32,6 +32,18 @@ pub struct PatchOp {
     pub value: Option<Value>,
 }
 
+/// A PATCH path that does not parse: `invalidPath`, or `invalidFilter` when its
+/// value filter is past the filter limits ([`filter::MAX_TOKENS`],
+/// [`filter::MAX_DEPTH`]).
+pub fn path_error(raw: &str, e: &filter::ParseError) -> ScimError {
+    let detail = filter::describe("path", raw, e);
+    if e.is_limit() {
+        ScimError::invalid_filter(detail)
+    } else {
+        ScimError::invalid_path(detail)
+    }
+}
+
 /// Reads a PatchOp request body.
 pub fn parse_ops(body: &Value) -> Result<Vec<PatchOp>, ScimError> {
     let ops = ci_get(body, "Operations")
@@ -250,8 +262,7 @@ fn apply_at(
     raw: &str,
     value: Option<Value>,
 ) -> Result<(), ScimError> {
-    let path =
-        parse_patch_path(raw).map_err(|e| ScimError::invalid_path(format!("path `{raw}`: {e}")))?;
+    let path = parse_patch_path(raw).map_err(|e| path_error(raw, &e))?;
     let (urn, a, sub_attr) = kind
         .lookup(&path.attr.0)
         .ok_or_else(|| ScimError::invalid_path(format!("path `{raw}`: no such attribute")))?;

@@ -128,6 +128,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Compare-and-swap: `false` when the stored message is no longer `old`.
     fn outbox_replace(&self, old: &OutboxRecord, new: &OutboxRecord) -> Result<bool, StoreError>;
     fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError>;
+    /// Up to `limit` messages after `after` (oldest first) that `keep` accepts,
+    /// and whether more follow.
+    fn outbox_page(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        keep: &dyn Fn(&OutboxRecord) -> bool,
+    ) -> Result<(Vec<OutboxRecord>, bool), StoreError>;
     fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError>;
 
     // Sync run history (rows whose format the sync engine owns).
@@ -343,6 +351,14 @@ impl Backend for SledStore {
     }
     fn outbox_all(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         SledStore::outbox_all(self)
+    }
+    fn outbox_page(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        keep: &dyn Fn(&OutboxRecord) -> bool,
+    ) -> Result<(Vec<OutboxRecord>, bool), StoreError> {
+        SledStore::outbox_page(self, after, limit, keep)
     }
     fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError> {
         SledStore::outbox_due(self, now)

@@ -143,6 +143,34 @@ impl SledStore {
             .collect()
     }
 
+    /// Up to `limit` messages with ids after `after` (oldest first) that `keep`
+    /// accepts, and whether more follow. Reads from `after` on only.
+    pub fn outbox_page(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        keep: &dyn Fn(&OutboxRecord) -> bool,
+    ) -> Result<(Vec<OutboxRecord>, bool), StoreError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(id) => Bound::Excluded(id.to_be_bytes()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for r in self.outbox.range::<[u8; 8], _>((start, Bound::Unbounded)) {
+            let (_, v) = r?;
+            let m = decode(&v)?;
+            if !keep(&m) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(m);
+        }
+        Ok((out, false))
+    }
+
     /// Pending messages whose next attempt is due at `now`, oldest first. Reads
     /// only the `outbox_pending` index, not the (growing) history of sent mail.
     pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxRecord>, StoreError> {

@@ -828,6 +828,38 @@ async fn photos_upload_with_type_and_size_checks() {
     assert_eq!(got.bytes().await.unwrap().to_vec(), png);
     let resp = put("image/gif", png.clone()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // The bytes are checked, not only the declared type.
+    for (ct, bytes, says) in [
+        (
+            "image/png",
+            b"<svg onload=alert(1)>".to_vec(),
+            "not an image of type image/png",
+        ),
+        (
+            "image/png",
+            b"\xFF\xD8\xFF\xE0jpeg".to_vec(),
+            "image/jpeg, not image/png",
+        ),
+        (
+            "image/webp",
+            b"RIFF\0\0\0\0WAVE".to_vec(),
+            "not an image of type image/webp",
+        ),
+    ] {
+        let resp = put(ct, bytes).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["message"].as_str().unwrap().contains(says), "{v}");
+    }
+    let webp = b"RIFF\x10\0\0\0WEBPVP8 ".to_vec();
+    assert_eq!(
+        put("image/webp", webp).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("image/png", png.clone()).await.unwrap().status(),
+        StatusCode::OK
+    );
     let resp = put("image/jpeg", vec![0u8; 2 * 1024 * 1024 + 10])
         .await
         .unwrap();

@@ -55,6 +55,28 @@ impl TestServer {
     pub async fn start_with(extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = test_config(dir.path(), extra);
+        Self::start_config(dir, config).await
+    }
+
+    /// Starts with `lines` added to the shipped config's `[http]` section.
+    pub async fn start_with_http(lines: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path(), "");
+        let text = shipped_config_text().replacen("[http]\n", &format!("[http]\n{lines}\n"), 1);
+        let env = vec![
+            ("ROSTERD_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            (
+                "ROSTERD_DATA_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+        ];
+        config.http = rosterd::config::parse(Path::new("test.toml"), &text, &env)
+            .expect("test config")
+            .http;
+        Self::start_config(dir, config).await
+    }
+
+    async fn start_config(dir: tempfile::TempDir, config: rosterd::config::Config) -> Self {
         let daemon = daemon::start(config).await.expect("daemon starts");
         let token_file = daemon
             .admin_token_file
@@ -165,8 +187,36 @@ impl Rosterd {
 
     /// Like [`Rosterd::start`], with extra environment variables.
     pub fn start_with(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_limited(config, data_dir, env, None)
+    }
+
+    /// Like [`Rosterd::start_with`]; with `nofile`, the process starts with that
+    /// open-file limit, soft and hard (so it cannot raise it).
+    pub fn start_limited(
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Self {
         use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"));
+        if let Some(n) = nofile {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
+            // child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("--config")
             .arg(config)
             .env("ROSTERD_LISTEN", "127.0.0.1:0")
@@ -241,6 +291,21 @@ impl Rosterd {
     /// Everything logged so far.
     pub fn logs_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The process's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Rewrites the config file and sends SIGHUP.

@@ -447,6 +447,9 @@ pub enum OutboxCommand {
         /// Print a JSON array of the messages.
         #[arg(long)]
         json: bool,
+        /// Messages asked per request (every page is fetched).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        page_size: u64,
     },
     /// Queue a dead (or waiting) message for another round of attempts now.
     Retry {

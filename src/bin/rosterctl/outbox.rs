@@ -29,17 +29,40 @@ struct Message {
 #[derive(Debug, Default, Deserialize)]
 struct Page {
     items: Vec<Value>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// Every message, following `next_cursor` page by page.
+async fn list_all(client: &Client, dead: bool, page_size: u64) -> Result<Page, CtlError> {
+    let mut all = Page::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", page_size.to_string())];
+        if dead {
+            query.push(("dead", "true".to_string()));
+        }
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let page: Page = decode(client.get(&["outbox"], &query).await?, "outbox")?;
+        all.items.extend(page.items);
+        // A cursor that does not move would loop for ever: stop there.
+        match page.next_cursor {
+            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+            _ => return Ok(all),
+        }
+    }
 }
 
 pub async fn run(client: &Client, cmd: OutboxCommand) -> Result<(), CtlError> {
     match cmd {
-        OutboxCommand::List { dead, json } => {
-            let query = if dead {
-                vec![("dead", "true".to_string())]
-            } else {
-                vec![]
-            };
-            let page: Page = decode(client.get(&["outbox"], &query).await?, "outbox")?;
+        OutboxCommand::List {
+            dead,
+            json,
+            page_size,
+        } => {
+            let page = list_all(client, dead, page_size).await?;
             if json {
                 return output::emit_json(&Value::Array(page.items));
             }
