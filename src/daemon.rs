@@ -53,22 +53,30 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Stops accepting, finishes in-flight requests, flushes the store.
+    /// Stops every background task in order, each by name, and awaits it:
+    /// the notifier, the schedules (no new run), the sync runs in flight (they
+    /// end at their next batch, recorded `interrupted`, or complete), the
+    /// listeners (in-flight requests finish), the mail worker (the message
+    /// being sent finishes); then flushes the store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         crate::notify::stopping();
         if let Some(t) = self.notifier.take() {
             t.abort();
+            let _ = t.await;
+            tracing::debug!(task = "notifier", "stopped");
         }
         if let Some(s) = self.scheduler.take() {
             s.shutdown().await;
+            tracing::debug!(task = "scheduler", "stopped");
         }
-        // Runs in flight stop at their next batch (recorded `interrupted`) or
-        // complete; one still going at the timeout is marked at the next start.
-        self.sync.shutdown(SYNC_STOP_TIMEOUT).await;
+        // One still going at the timeout is marked at the next start.
+        let ended = self.sync.shutdown(SYNC_STOP_TIMEOUT).await;
+        tracing::debug!(task = "sync runs", all_ended = ended, "stopped");
         if let Some(tx) = self.shutdown_tx.take() {
             let _ = tx.send(());
         }
         self.stop_mail().await;
+        tracing::debug!(task = "mail worker", "stopped");
         self.wait().await
     }
 
@@ -214,6 +222,7 @@ impl Daemon {
             .await
             .context("while waiting for the HTTP server task")?
             .context("while serving HTTP")?;
+        tracing::debug!(task = "listeners", "stopped");
         self.roster
             .store()
             .flush()
