@@ -112,6 +112,10 @@ fn main() {
             .env("ROSTERD_LISTEN", format!("127.0.0.1:{port}"))
             .env("ROSTERD_DATA_DIR", &data)
             .env_remove("NOTIFY_SOCKET")
+            // The bench's own settings are not rosterd config overrides
+            // (`ROSTERD_<KEY>`: rosterd refuses unknown keys).
+            .env_remove("ROSTERD_BENCH_ENTRIES")
+            .env_remove("ROSTERD_BENCH_SECS")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

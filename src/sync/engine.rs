@@ -389,7 +389,7 @@ impl SyncEngine {
         })?
     }
 
-    #[instrument(skip(self), fields(source = %source_id))]
+    #[instrument(skip(self, started_tx), fields(source = %source_id))]
     async fn run_here(
         &self,
         source_id: &str,
