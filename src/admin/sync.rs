@@ -1,15 +1,33 @@
 //! Admin API for sync: sources, manual runs (with dry run), run history, approval
 //! of held plans, and "explain" (which client or source set each field, and when).
+//!
+//! A run answers with its summary (counts, timings, outcome, the first errors),
+//! never with its plan: the plan (one item per changed profile, 100,000 on a
+//! first import) is read page by page from `/api/v1/sync/runs/{id}/plan`. A run
+//! in flight shows its `progress`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Admin, ApiError, AppState};
+use crate::sync::plan::{Counts, PlanItem};
+use crate::sync::progress::ProgressView;
+use crate::sync::runs::{
+    EntryError, FetchMode, MAX_RUN_ERRORS, Outcome, RunId, RunRecord, Timings,
+};
 use crate::sync::{RunKind, SyncError};
+
+/// The errors a run's summary shows unless asked for more (`?errors=N`).
+const SUMMARY_ERRORS: usize = 20;
+/// Plan items per page unless asked otherwise, and at most.
+const PLAN_PAGE: usize = 500;
+const PLAN_PAGE_MAX: usize = 5000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -17,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sync/sources/{id}/run", post(sources_run))
         .route("/api/v1/sync/runs", get(runs_list))
         .route("/api/v1/sync/runs/{id}", get(runs_show))
+        .route("/api/v1/sync/runs/{id}/plan", get(runs_plan))
         .route("/api/v1/sync/runs/{id}/approve", post(runs_approve))
         .route("/api/v1/employees/{key}/explain", get(employees_explain))
 }
@@ -44,6 +63,52 @@ impl From<SyncError> for ApiError {
             SyncError::Domain(d) => d.into(),
             SyncError::Store(s) => crate::employee::Error::Store(s).into(),
         }
+    }
+}
+
+/// What a run answers with: everything but its plan, its first errors, and
+/// its progress while it runs.
+#[derive(Serialize)]
+struct RunSummary<'a> {
+    id: RunId,
+    source: &'a str,
+    kind: RunKind,
+    trigger: &'a str,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    outcome: Outcome,
+    message: Option<&'a str>,
+    entries_seen: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch: Option<FetchMode>,
+    counts: &'a Counts,
+    timings_ms: &'a Timings,
+    /// The first errors and warnings.
+    errors: &'a [EntryError],
+    /// How many more there were.
+    errors_omitted: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<ProgressView>,
+}
+
+fn run_summary(r: &RunRecord, errors: usize, progress: Option<ProgressView>) -> RunSummary<'_> {
+    let shown = &r.errors[..r.errors.len().min(errors)];
+    RunSummary {
+        id: r.id,
+        source: &r.source,
+        kind: r.kind,
+        trigger: &r.trigger,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        outcome: r.outcome,
+        message: r.message.as_deref(),
+        entries_seen: r.entries_seen,
+        fetch: r.fetch,
+        counts: &r.counts,
+        timings_ms: &r.timings_ms,
+        errors: shown,
+        errors_omitted: r.errors_omitted + (r.errors.len() - shown.len()),
+        progress,
     }
 }
 
@@ -79,6 +144,9 @@ struct RunRequest {
     kind: Option<RunKind>,
     #[serde(default)]
     dry_run: bool,
+    /// `false`: answer 202 with the run's id as soon as it has started, and
+    /// let it go on (its progress is at `GET /api/v1/sync/runs/{id}`).
+    wait: Option<bool>,
 }
 
 async fn sources_run(
@@ -86,7 +154,7 @@ async fn sources_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: bytes::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     // An empty body means a full, real run.
     let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
@@ -94,16 +162,20 @@ async fn sources_run(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let rec = state
-        .sync
-        .run(
-            &id,
-            req.kind.unwrap_or(RunKind::Full),
-            req.dry_run,
-            "manual",
-        )
-        .await?;
-    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+    let kind = req.kind.unwrap_or(RunKind::Full);
+    if req.wait == Some(false) {
+        // The task goes on by itself (dropping its handle does not stop it).
+        let (run, _task) = state.sync.start(&id, kind, req.dry_run, "manual").await?;
+        let rec = state
+            .sync
+            .runs()
+            .get_header(run)?
+            .ok_or(SyncError::RunNotFound(run))?;
+        let summary = run_summary(&rec, SUMMARY_ERRORS, state.sync.progress(run));
+        return Ok((StatusCode::ACCEPTED, Json(summary)).into_response());
+    }
+    let rec = state.sync.run(&id, kind, req.dry_run, "manual").await?;
+    Ok(Json(run_summary(&rec, SUMMARY_ERRORS, None)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -138,27 +210,81 @@ fn run_id(raw: &str) -> Result<u64, ApiError> {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    /// How many of the run's errors to show (at most the 1000 kept).
+    errors: Option<usize>,
+}
+
 async fn runs_show(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    q: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let id = run_id(&id)?;
     let rec = state
         .sync
         .runs()
-        .get(id)?
+        .get_header(id)?
         .ok_or(SyncError::RunNotFound(id))?;
-    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+    let errors = q.errors.unwrap_or(SUMMARY_ERRORS).min(MAX_RUN_ERRORS);
+    Ok(Json(run_summary(&rec, errors, state.sync.progress(id))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// A page of a run's plan.
+#[derive(Serialize)]
+struct PlanPageBody {
+    items: Vec<PlanItem>,
+    offset: usize,
+    /// Items in the whole plan.
+    total: usize,
+    /// Where the next page starts; `null` after the last.
+    next_offset: Option<usize>,
+}
+
+async fn runs_plan(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<PlanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let id = run_id(&id)?;
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(PLAN_PAGE).clamp(1, PLAN_PAGE_MAX);
+    let runs = state.sync.runs().clone();
+    // Decoding a page passes over the whole stored plan: off the request threads.
+    let page = tokio::task::spawn_blocking(move || runs.plan_page(id, offset, limit))
+        .await
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("reading the plan stopped: {e}")))??
+        .ok_or(SyncError::RunNotFound(id))?;
+    let end = offset.saturating_add(page.items.len());
+    Ok(Json(PlanPageBody {
+        next_offset: (end < page.total).then_some(end),
+        items: page.items,
+        offset,
+        total: page.total,
+    })
+    .into_response())
 }
 
 async fn runs_approve(
     Admin(actor): Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let rec = state.sync.approve(run_id(&id)?, &actor).await?;
-    Ok(Json(serde_json::to_value(rec).unwrap_or(Value::Null)))
+    Ok(Json(run_summary(&rec, SUMMARY_ERRORS, None)).into_response())
 }
 
 /// For each field: its value, who set it last and when (from the audit log).

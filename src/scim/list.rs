@@ -5,6 +5,11 @@
 //!   as `emails[type eq "work"].value eq …`), `externalId` or `id` is answered from
 //!   the store's unique indexes: only the hits are read, then checked against the
 //!   whole filter.
+//! - **Filters before rendering.** The filter is compiled into a typed matcher
+//!   ([`super::matcher`]) that reads the stored profile; a profile is rendered
+//!   to SCIM JSON only if it matches (or if a part of the filter the matcher
+//!   does not know needs the rendered resource), and a match outside the
+//!   requested page is counted, not rendered.
 //! - **Otherwise one streaming pass.** Records are decoded one at a time; only the
 //!   requested page is kept (plus, with `sortBy`, the sort keys of the first
 //!   `startIndex + count - 1` matches). `totalResults` counts every match.
@@ -18,6 +23,7 @@
 //!   100,000 users in pages of 100 therefore reads each record about once, with
 //!   memory flat at one page.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
@@ -279,9 +285,17 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
     }
     let positions = position_map(state)?;
     let roster = &state.roster;
-    let keep = |doc: &Value| {
-        f.as_ref()
-            .is_none_or(|f| filter::matches(f, doc, &Kind::User))
+    let matcher = f.as_ref().map(super::matcher::Matcher::new);
+    let draw = |e: &Employee| render(state, e, &positions, base);
+    // Whether a profile matches; the resource, if that needed it, is left in `doc`.
+    let hit = |e: &Employee, doc: &OnceCell<Value>| {
+        matcher.as_ref().is_none_or(|m| m.matches(e, draw, doc))
+    };
+    let resource = |e: &Employee, doc: OnceCell<Value>| doc.into_inner().unwrap_or_else(|| draw(e));
+    // The resource of a matching profile.
+    let pick = |e: &Employee| {
+        let doc = OnceCell::new();
+        hit(e, &doc).then(|| resource(e, doc))
     };
     let skip = p.start_index - 1;
     let mut page: Vec<Value> = Vec::new();
@@ -294,11 +308,10 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
     if let Some(ids) = planned {
         let mut hits = Vec::new();
         for id in ids {
-            if let Ok(e) = roster.get(EmployeeId(id)) {
-                let doc = render(state, &e, &positions, base);
-                if keep(&doc) {
-                    hits.push(doc);
-                }
+            if let Ok(e) = roster.get(EmployeeId(id))
+                && let Some(doc) = pick(&e)
+            {
+                hits.push(doc);
             }
         }
         if let Some(s) = &p.sort_by {
@@ -316,10 +329,9 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         let mut n = 0usize;
         for e in roster.scan() {
             let e: Employee = e?;
-            let doc = render(state, &e, &positions, base);
-            if !keep(&doc) {
+            let Some(doc) = pick(&e) else {
                 continue;
-            }
+            };
             n += 1;
             if want == 0 {
                 continue;
@@ -362,8 +374,7 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                 // Continue after the previous page; the total is known.
                 for e in roster.scan_after(Some(EmployeeId(r.after))) {
                     let e = e?;
-                    let doc = render(state, &e, &positions, base);
-                    if keep(&doc) {
+                    if let Some(doc) = pick(&e) {
                         page.push(doc);
                         last = Some(e.id.0);
                         if page.len() >= p.count {
@@ -377,13 +388,13 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                 let mut n = 0usize;
                 for e in roster.scan() {
                     let e = e?;
-                    let doc = render(state, &e, &positions, base);
-                    if !keep(&doc) {
+                    let doc = OnceCell::new();
+                    if !hit(&e, &doc) {
                         continue;
                     }
                     n += 1;
                     if n > skip && page.len() < p.count {
-                        page.push(doc);
+                        page.push(resource(&e, doc));
                         last = Some(e.id.0);
                     }
                 }

@@ -58,6 +58,7 @@ pub mod error;
 pub mod filter;
 pub mod groups;
 pub mod list;
+pub mod matcher;
 pub mod patch;
 pub mod schema;
 pub mod user;

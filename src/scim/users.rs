@@ -42,7 +42,13 @@ fn user_response(
     q: &HashMap<String, String>,
 ) -> Result<Response, ScimError> {
     let p = ListParams::from_query(q, 1)?;
-    let doc = list::render(state, e, &list::position_map(state)?, base);
+    // The positions are read only for a profile that has some (`groups`).
+    let positions = if e.positions.is_empty() {
+        HashMap::new()
+    } else {
+        list::position_map(state)?
+    };
+    let doc = list::render(state, e, &positions, base);
     let doc = list::project(doc, Kind::User, &p.attributes, &p.excluded);
     let mut resp = scim_response(status, &doc);
     if let Ok(v) = HeaderValue::from_str(&etag(e.version)) {

@@ -12,6 +12,7 @@ use super::RunKind;
 use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
+use super::progress::{Phase, Progress, ProgressBoard, ProgressView};
 use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
 use super::sources::{hr, ldap};
 use super::vet;
@@ -184,7 +185,12 @@ pub struct SyncEngine {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The same, for runs waiting on their source.
     stop_tx: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The progress of the runs in flight (memory only).
+    progress: ProgressBoard,
 }
+
+/// A started run's task: its record once it ends.
+pub type RunTask = tokio::task::JoinHandle<Result<RunRecord, SyncError>>;
 
 /// Counts a run in flight while it lives.
 struct InFlight(Arc<tokio::sync::watch::Sender<usize>>);
@@ -226,6 +232,7 @@ impl SyncEngine {
             inflight: Arc::new(tokio::sync::watch::channel(0).0),
             stopping: Default::default(),
             stop_tx: Arc::new(tokio::sync::watch::channel(false).0),
+            progress: ProgressBoard::default(),
         })
     }
 
@@ -290,6 +297,11 @@ impl SyncEngine {
         &self.runs
     }
 
+    /// How far run `id` has got, while it runs (or a held run is applied).
+    pub fn progress(&self, id: RunId) -> Option<ProgressView> {
+        self.progress.get(id)
+    }
+
     fn source(&self, id: &str) -> Result<Source, SyncError> {
         self.sources()
             .iter()
@@ -319,6 +331,20 @@ impl SyncEngine {
         dry_run: bool,
         trigger: &str,
     ) -> Result<RunRecord, SyncError> {
+        let (_, task) = self.start(source_id, kind, dry_run, trigger).await?;
+        Self::join(task).await
+    }
+
+    /// Starts a run and returns its id as soon as the run is recorded (durably,
+    /// as `running`), with the task that goes on with it; `Err` as for
+    /// [`SyncEngine::run`]. The run goes on whether or not the task is awaited.
+    pub async fn start(
+        &self,
+        source_id: &str,
+        kind: RunKind,
+        dry_run: bool,
+        trigger: &str,
+    ) -> Result<(RunId, RunTask), SyncError> {
         if self.is_stopping() {
             return Err(SyncError::Interrupted(
                 "no new sync run starts during a shutdown".into(),
@@ -327,10 +353,25 @@ impl SyncEngine {
         let engine = self.clone();
         let (source_id, trigger) = (source_id.to_string(), trigger.to_string());
         let guard = InFlight::new(&self.inflight);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            engine.run_here(&source_id, kind, dry_run, &trigger).await
+            engine
+                .run_here(&source_id, kind, dry_run, &trigger, started_tx)
+                .await
         });
+        match started_rx.await {
+            Ok(id) => Ok((id, task)),
+            // The run ended before it was recorded: why.
+            Err(_) => {
+                let rec = Self::join(task).await?;
+                Ok((rec.id, tokio::spawn(async move { Ok(rec) })))
+            }
+        }
+    }
+
+    /// The record a run's task ends with.
+    pub async fn join(task: RunTask) -> Result<RunRecord, SyncError> {
         task.await.map_err(|e| {
             SyncError::Store(StoreError::Corrupt(format!(
                 "the sync run's task failed: {e}"
@@ -338,13 +379,14 @@ impl SyncEngine {
         })?
     }
 
-    #[instrument(skip(self), fields(source = %source_id))]
+    #[instrument(skip(self, started_tx), fields(source = %source_id))]
     async fn run_here(
         &self,
         source_id: &str,
         kind: RunKind,
         dry_run: bool,
         trigger: &str,
+        started_tx: tokio::sync::oneshot::Sender<RunId>,
     ) -> Result<RunRecord, SyncError> {
         let src = self.source(source_id)?;
         let lock = self
@@ -384,7 +426,13 @@ impl SyncEngine {
         // Durable from the start: a run cut short by a crash is in the history
         // (and marked interrupted at the next start).
         self.runs.flush().await?;
-        let result = self.run_inner(&src, kind, dry_run, &mut rec).await;
+        let tracked = self.progress.track(rec.id);
+        // The caller may have stopped waiting: the run goes on all the same.
+        let _ = started_tx.send(rec.id);
+        let result = self
+            .run_inner(&src, kind, dry_run, &mut rec, &tracked.progress)
+            .await;
+        tracked.progress.set_phase(Phase::Finish);
         match result {
             Ok(()) => {}
             Err(SyncError::Interrupted(why)) => {
@@ -466,13 +514,14 @@ impl SyncEngine {
         kind: RunKind,
         dry_run: bool,
         rec: &mut RunRecord,
+        progress: &Arc<Progress>,
     ) -> Result<(), SyncError> {
         let state = self.runs.state(&src.id)?;
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let t = std::time::Instant::now();
         let mut stop = self.stop_tx.subscribe();
         let fetched = tokio::select! {
-            f = self.fetch(src, kind, &state) => f,
+            f = self.fetch(src, kind, &state, progress) => f,
             _ = stop.wait_for(|s| *s) => {
                 return Err(SyncError::Interrupted(
                     "the run stopped while fetching from the source; nothing was changed".into(),
@@ -489,6 +538,7 @@ impl SyncEngine {
             }
         };
         rec.entries_seen = fetched.seen;
+        progress.set_fetched(fetched.seen);
         rec.fetch = fetched.mode;
         if fetched.note.is_some() {
             rec.message = fetched.note.clone();
@@ -516,6 +566,7 @@ impl SyncEngine {
             vet::vet(m, &catalog);
         }
         let ctx = self.context(src)?;
+        progress.set_phase(Phase::Plan);
         let mut plan = blocking(|| {
             plan::plan(
                 &ctx.plan_source(src),
@@ -526,6 +577,7 @@ impl SyncEngine {
             )
         })?;
         rec.counts = plan.counts.clone();
+        progress.set_planned(mapped.len() + map_errors.len());
         rec.errors = plan
             .items
             .iter()
@@ -569,7 +621,7 @@ impl SyncEngine {
         let t = std::time::Instant::now();
         // Every item apply acts on is in the run's plan (it skips the others).
         let items = std::mem::take(&mut rec.plan);
-        let applied = self.apply(src, &items, &mapped, rec, true).await;
+        let applied = self.apply(src, &items, &mapped, rec, true, progress).await;
         rec.plan = items;
         applied?;
         rec.plan_stored = true;
@@ -594,6 +646,7 @@ impl SyncEngine {
         src: &Source,
         kind: RunKind,
         state: &SourceState,
+        progress: &Arc<Progress>,
     ) -> Result<Fetched, String> {
         match &src.kind {
             SourceKind::Ldap(l) => {
@@ -605,6 +658,7 @@ impl SyncEngine {
                 let l = l.clone();
                 let (mark, cookie) = (state.high_water_mark.clone(), state.cookie());
                 let photo_max = self.roster.photo_max_bytes();
+                let progress = progress.clone();
                 tokio::task::spawn_blocking(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -617,6 +671,7 @@ impl SyncEngine {
                     let f = rt
                         .block_on(ldap::fetch(&l, kind, from))
                         .map_err(|e| e.to_string())?;
+                    progress.set_fetched(f.entries.len());
                     let mut out = Fetched {
                         seen: f.entries.len(),
                         high_water_mark: f.high_water_mark,
@@ -710,12 +765,15 @@ impl SyncEngine {
         mapped: &[MappedEntry],
         rec: &mut RunRecord,
         store_plan: bool,
+        progress: &Progress,
     ) -> Result<(), SyncError> {
         let run_id = rec.id;
+        progress.set_phase(Phase::Apply);
+        progress.set_to_apply(items.len());
         let applied = blocking(|| {
             std::thread::scope(|s| {
                 let writer = store_plan.then(|| s.spawn(|| self.runs.put_plan(run_id, items)));
-                let applied = self.apply_changes(src, items, mapped, rec);
+                let applied = self.apply_changes(src, items, mapped, rec, progress);
                 if let Some(w) = writer {
                     w.join().map_err(|_| {
                         SyncError::Store(StoreError::Corrupt(
@@ -740,6 +798,7 @@ impl SyncEngine {
         items: &[PlanItem],
         mapped: &[MappedEntry],
         rec: &mut RunRecord,
+        progress: &Progress,
     ) -> Result<(), SyncError> {
         let actor = Self::actor(&src.id);
         let ctx = self.context(src)?;
@@ -763,6 +822,9 @@ impl SyncEngine {
                 return Err(SyncError::Interrupted(format!(
                     "the run stopped after {done} of {total} plan items; the next run completes it"
                 )));
+            }
+            if item.action != Action::Create {
+                progress.add_applied(1);
             }
             let entry = by_key.get(item.key.as_str());
             let result = match (item.action, item.employee_id, entry) {
@@ -813,21 +875,26 @@ impl SyncEngine {
             .collect();
         // Each new profile carries its entry's fingerprint: the next run knows
         // it unchanged without reading it.
-        let results = self.roster.create_linked_many(
-            &actor,
-            &src.id,
-            &creates,
-            BATCH,
-            |(_, m)| (plan::new_input(&psrc, m), m.key.clone()),
-            |(_, m), e| {
-                debug_assert!(
-                    plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
-                    "a profile created from an entry must match it"
-                );
-                let hash = plan::entry_hash(psrc.signature, m);
-                Some(plan::Fingerprint::of(hash, e, psrc.now).to_bytes())
-            },
-        );
+        // In parts of a few batches each, so that the progress moves.
+        let mut results = Vec::with_capacity(creates.len());
+        for part in creates.chunks(BATCH * 8) {
+            results.extend(self.roster.create_linked_many(
+                &actor,
+                &src.id,
+                part,
+                BATCH,
+                |(_, m)| (plan::new_input(&psrc, m), m.key.clone()),
+                |(_, m), e| {
+                    debug_assert!(
+                        plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
+                        "a profile created from an entry must match it"
+                    );
+                    let hash = plan::entry_hash(psrc.signature, m);
+                    Some(plan::Fingerprint::of(hash, e, psrc.now).to_bytes())
+                },
+            ));
+            progress.add_applied(part.len());
+        }
         for ((item, _), r) in creates.iter().zip(results) {
             match r {
                 Ok(_) => {}
@@ -1040,7 +1107,9 @@ impl SyncEngine {
             .take_held(run_id)?
             .ok_or(SyncError::NotHeld(run_id))?;
         let items = rec.plan.clone();
-        self.apply(&src, &items, &mapped, &mut rec, false).await?;
+        let tracked = self.progress.track(run_id);
+        self.apply(&src, &items, &mapped, &mut rec, false, &tracked.progress)
+            .await?;
         rec.outcome = Outcome::Approved;
         rec.message = Some(format!(
             "{}; approved by {approver} at {}",

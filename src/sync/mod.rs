@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod map;
 pub mod plan;
+pub mod progress;
 pub mod runs;
 pub mod scheduler;
 pub mod sources;

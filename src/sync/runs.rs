@@ -132,6 +132,50 @@ impl SourceState {
     }
 }
 
+/// One page of a run's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanPage {
+    pub items: Vec<PlanItem>,
+    /// Items in the whole plan.
+    pub total: usize,
+}
+
+/// Decodes the items of a page of a stored plan and counts the rest.
+struct PageSeed {
+    offset: usize,
+    limit: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PageSeed {
+    type Value = PlanPage;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PlanPage, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PageSeed {
+    type Value = PlanPage;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of plan items")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PlanPage, A::Error> {
+        let mut items = Vec::with_capacity(self.limit.min(4096));
+        let mut total = 0;
+        loop {
+            let more = if total >= self.offset && items.len() < self.limit {
+                seq.next_element::<PlanItem>()?.map(|i| items.push(i))
+            } else {
+                seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
+            };
+            if more.is_none() {
+                break;
+            }
+            total += 1;
+        }
+        Ok(PlanPage { items, total })
+    }
+}
+
 /// Typed access to the run history's rows in the store.
 #[derive(Clone)]
 pub struct RunStore {
@@ -184,7 +228,7 @@ impl RunStore {
     }
 
     /// A run without its plan.
-    fn get_header(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+    pub fn get_header(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         self.store.run_header(id)?.map(|b| dec(&b)).transpose()
     }
 
@@ -198,6 +242,34 @@ impl RunStore {
             r.plan = dec(&p)?;
         }
         Ok(Some(r))
+    }
+
+    /// Items `offset..offset + limit` of run `id`'s plan, and how many items
+    /// the plan has; `None` when there is no such run. Only the page's items
+    /// are decoded (the others are skipped over), so that a page of a
+    /// 100,000-item plan costs one pass over its bytes and the page's memory.
+    pub fn plan_page(
+        &self,
+        id: RunId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<PlanPage>, StoreError> {
+        use serde::de::DeserializeSeed;
+        let Some(bytes) = self.store.run_plan(id)? else {
+            // No plan of its own: an empty one, or one kept inline by an
+            // older version.
+            return Ok(self.get_header(id)?.map(|r| {
+                let total = r.plan.len();
+                let items = r.plan.into_iter().skip(offset).take(limit).collect();
+                PlanPage { items, total }
+            }));
+        };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let page = PageSeed { offset, limit }
+            .deserialize(&mut de)
+            .and_then(|p| de.end().map(|()| p))
+            .map_err(|e| StoreError::Corrupt(format!("sync plan: {e}")))?;
+        Ok(Some(page))
     }
 
     /// Deletes the runs of `source` older than its newest `keep`, with their
@@ -360,6 +432,44 @@ mod tests {
             plan_stored: false,
             timings_ms: Default::default(),
         }
+    }
+
+    /// A stored plan reads page by page, completely and in order.
+    #[test]
+    fn a_plan_reads_page_by_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let mut rec = record(&runs, "corp", Outcome::Applied);
+        rec.plan = (0..25)
+            .map(|i| PlanItem {
+                key: format!("k{i}"),
+                ..item()
+            })
+            .collect();
+        runs.put(&mut rec).unwrap();
+        let mut keys = vec![];
+        let mut offset = 0;
+        loop {
+            let page = runs.plan_page(rec.id, offset, 10).unwrap().unwrap();
+            assert_eq!(page.total, 25);
+            if page.items.is_empty() {
+                break;
+            }
+            offset += page.items.len();
+            keys.extend(page.items.into_iter().map(|i| i.key));
+        }
+        let want: Vec<String> = (0..25).map(|i| format!("k{i}")).collect();
+        assert_eq!(keys, want);
+        assert!(runs.plan_page(rec.id + 100, 0, 10).unwrap().is_none());
+        // A run without a plan has an empty one.
+        let mut bare = RunRecord {
+            plan: vec![],
+            ..record(&runs, "corp", Outcome::Failed)
+        };
+        runs.put(&mut bare).unwrap();
+        let page = runs.plan_page(bare.id, 0, 10).unwrap().unwrap();
+        assert_eq!((page.items.len(), page.total), (0, 0));
     }
 
     #[test]

@@ -146,6 +146,31 @@ impl TestServer {
     }
 
     /// Creates an employee and returns its JSON; panics unless 201.
+    /// Run `id`'s whole plan, read page by page (`limit` items a page) from
+    /// `/api/v1/sync/runs/{id}/plan`.
+    pub async fn plan(&self, id: &Value, limit: usize) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (st, page) = self
+                .get(&format!(
+                    "/api/v1/sync/runs/{id}/plan?offset={offset}&limit={limit}"
+                ))
+                .await;
+            assert_eq!(st, StatusCode::OK, "{page}");
+            let got = page["items"].as_array().unwrap().clone();
+            assert!(got.len() <= limit, "{page}");
+            items.extend(got);
+            match page["next_offset"].as_u64() {
+                Some(n) => offset = n as usize,
+                None => {
+                    assert_eq!(page["total"].as_u64(), Some(items.len() as u64));
+                    return items;
+                }
+            }
+        }
+    }
+
     pub async fn create(&self, body: Value) -> Value {
         let (s, v) = self.post("/api/v1/employees", body).await;
         assert_eq!(s, StatusCode::CREATED, "create failed: {v}");

@@ -18,6 +18,7 @@ mod multi_source;
 mod real_world;
 mod reload;
 mod rosterctl;
+mod run_summary;
 mod secrets;
 mod slapd;
 mod smtp;

@@ -117,7 +117,7 @@ pub struct SyncRunArgs {
     /// Build and print the plan, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the run as JSON.
+    /// Print the run's summary as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -137,8 +137,13 @@ pub struct SyncRunsArgs {
 pub struct RunArgs {
     /// Run id.
     pub run: u64,
+    /// Print the summary as JSON with the whole plan (`"plan": [...]`),
+    /// streamed page by page.
     #[arg(long)]
     pub json: bool,
+    /// Print the whole plan, page by page (without it: its first 100 items).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Args)]

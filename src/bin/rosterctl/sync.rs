@@ -1,5 +1,12 @@
 //! `rosterctl sync ...` and `rosterctl employees explain`: directory sync runs,
 //! their history and plans, approval of held plans, and field provenance.
+//!
+//! A run is started without waiting for it and watched through its progress (a
+//! progress bar on a terminal, a line per phase otherwise); its summary is
+//! printed when it ends. Plans are read page by page, never whole.
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -94,17 +101,14 @@ fn run_line(r: &Value) -> String {
     line
 }
 
-/// The run, its errors, and its plan item by item.
+/// The run's summary and the errors it shows.
 fn run_lines(r: &Value) -> Vec<String> {
     let mut lines = vec![run_line(r)];
     let errors = r["errors"].as_array().cloned().unwrap_or_default();
     if !errors.is_empty() {
         let omitted = r["errors_omitted"].as_u64().unwrap_or(0);
         lines.push(if omitted > 0 {
-            format!(
-                "errors ({} shown; {omitted} more were counted, not kept):",
-                errors.len()
-            )
+            format!("errors ({} shown; {omitted} more):", errors.len())
         } else {
             format!("errors ({}):", errors.len())
         });
@@ -112,47 +116,176 @@ fn run_lines(r: &Value) -> Vec<String> {
             lines.push(format!("  {}: {}", s(&e["dn"]), s(&e["message"])));
         }
     }
-    let plan = r["plan"].as_array().cloned().unwrap_or_default();
-    if !plan.is_empty() {
+    lines
+}
+
+/// One plan item and its changes.
+fn item_lines(item: &Value, lines: &mut Vec<String>) {
+    let reason = item["reason"].as_str().unwrap_or("");
+    lines.push(format!(
+        "  {:<10} {}{}",
+        s(&item["action"]),
+        s(&item["label"]),
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!("  ({reason})")
+        }
+    ));
+    for c in item["changes"].as_array().into_iter().flatten() {
         lines.push(format!(
-            "plan ({} items that change or need attention):",
-            plan.len()
+            "      {}: {} -> {}",
+            s(&c["field"]),
+            output::compact(&c["before"]),
+            output::compact(&c["after"])
         ));
-        for item in &plan {
-            let reason = item["reason"].as_str().unwrap_or("");
+    }
+}
+
+/// Plan items shown under a summary; `--plan` shows them all.
+const PLAN_PREVIEW: usize = 100;
+/// Plan items per page when a whole plan is read.
+const PLAN_PAGE: usize = 2000;
+
+async fn plan_page(
+    client: &Client,
+    id: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<Value, CtlError> {
+    let query = [("offset", offset.to_string()), ("limit", limit.to_string())];
+    client.get(&["sync", "runs", id, "plan"], &query).await
+}
+
+/// Prints run `id`'s plan: its first [`PLAN_PREVIEW`] items, or all of them
+/// (`all`), page by page as they come.
+async fn print_plan(client: &Client, id: &str, all: bool) -> Result<(), CtlError> {
+    let mut offset = 0;
+    loop {
+        let limit = if all { PLAN_PAGE } else { PLAN_PREVIEW };
+        let page = plan_page(client, id, offset, limit).await?;
+        let total = page["total"].as_u64().unwrap_or(0);
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let mut lines = Vec::new();
+        if offset == 0 && total > 0 {
             lines.push(format!(
-                "  {:<10} {}{}",
-                s(&item["action"]),
-                s(&item["label"]),
-                if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({reason})")
-                }
+                "plan ({total} items that change or need attention):"
             ));
-            for c in item["changes"].as_array().into_iter().flatten() {
-                lines.push(format!(
-                    "      {}: {} -> {}",
-                    s(&c["field"]),
-                    output::compact(&c["before"]),
-                    output::compact(&c["after"])
-                ));
-            }
+        }
+        for item in &items {
+            item_lines(item, &mut lines);
+        }
+        offset += items.len();
+        let next = page["next_offset"].as_u64();
+        if !all && let Some(next) = next {
+            lines.push(format!(
+                "  ... {} more: rosterctl sync show {id} --plan",
+                total.saturating_sub(next)
+            ));
+        }
+        output::emit_lines(&lines)?;
+        if !all || next.is_none() || items.is_empty() {
+            return Ok(());
         }
     }
-    lines
+}
+
+/// Prints the run's summary as JSON with its whole plan, streamed page by
+/// page (`"plan": [...]` after the summary's fields).
+async fn stream_json(client: &Client, summary: &Value) -> Result<(), CtlError> {
+    let id = s(&summary["id"]);
+    let text = serde_json::to_string(summary)
+        .map_err(|e| CtlError::failed(format!("cannot format JSON: {e}")))?;
+    let head = text.strip_suffix('}').unwrap_or(&text);
+    let sep = if head.ends_with('{') { "" } else { "," };
+    output::emit(&format!("{head}{sep}\"plan\":["))?;
+    let mut offset = 0;
+    loop {
+        let page = plan_page(client, &id, offset, PLAN_PAGE).await?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let mut chunk = String::new();
+        for (i, item) in items.iter().enumerate() {
+            if offset + i > 0 {
+                chunk.push(',');
+            }
+            chunk.push_str(&item.to_string());
+        }
+        output::emit(&chunk)?;
+        offset += items.len();
+        if page["next_offset"].as_u64().is_none() || items.is_empty() {
+            break;
+        }
+    }
+    output::emit("]}\n")
+}
+
+/// Polls run `id` until it ends, showing its progress on stderr; its summary.
+async fn watch(client: &Client, id: &str) -> Result<Value, CtlError> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let spinner = ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar_style = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let mut last_phase = String::new();
+    loop {
+        let r = client.get(&["sync", "runs", id], &[]).await?;
+        if r["outcome"] != "running" {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Ok(r);
+        }
+        let p = &r["progress"];
+        if p.is_object() {
+            let phase = s(&p["phase"]);
+            let msg = format!(
+                "run #{id} {phase}: {} fetched, {} planned, {} applied ({}/s)",
+                s(&p["fetched"]),
+                s(&p["planned"]),
+                s(&p["applied"]),
+                s(&p["rate_per_sec"])
+            );
+            match &bar {
+                Some(b) => {
+                    if phase == "apply" {
+                        b.set_style(bar_style.clone());
+                        b.set_length(p["to_apply"].as_u64().unwrap_or(0));
+                        b.set_position(p["applied"].as_u64().unwrap_or(0));
+                    } else {
+                        b.set_style(spinner.clone());
+                    }
+                    b.set_message(msg);
+                }
+                None if phase != last_phase => eprintln!("{msg}"),
+                None => {}
+            }
+            last_phase = phase;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn run_source(client: &Client, a: SyncRunArgs) -> Result<(), CtlError> {
     let kind = if a.incremental { "incremental" } else { "full" };
-    let body = json!({ "kind": kind, "dry_run": a.dry_run });
-    let r = client
+    let body = json!({ "kind": kind, "dry_run": a.dry_run, "wait": false });
+    let started = client
         .send_json(Method::POST, &["sync", "sources", &a.source, "run"], &body)
         .await?;
+    let id = s(&started["id"]);
+    let r = watch(client, &id).await?;
     if a.json {
         output::emit_json(&r)?;
     } else {
         output::emit_lines(&run_lines(&r))?;
+        print_plan(client, &id, false).await?;
     }
     if r["outcome"] == "failed" {
         return Err(CtlError::failed(format!(
@@ -185,13 +318,15 @@ async fn runs(client: &Client, a: SyncRunsArgs) -> Result<(), CtlError> {
 }
 
 async fn show(client: &Client, a: RunArgs) -> Result<(), CtlError> {
-    let r = client
-        .get(&["sync", "runs", &a.run.to_string()], &[])
-        .await?;
+    let id = a.run.to_string();
+    // Every error the run kept.
+    let query = [("errors", "1000".to_string())];
+    let r = client.get(&["sync", "runs", &id], &query).await?;
     if a.json {
-        return output::emit_json(&r);
+        return stream_json(client, &r).await;
     }
-    output::emit_lines(&run_lines(&r))
+    output::emit_lines(&run_lines(&r))?;
+    print_plan(client, &id, a.plan).await
 }
 
 async fn approve(client: &Client, a: ApproveArgs) -> Result<(), CtlError> {
@@ -204,6 +339,7 @@ async fn approve(client: &Client, a: ApproveArgs) -> Result<(), CtlError> {
         )));
     }
     output::emit_lines(&run_lines(&r))?;
+    print_plan(client, &id, false).await?;
     if !a.yes {
         output::confirm(&format!("apply the held plan of run #{id}"))?;
     }
@@ -331,7 +467,7 @@ mod tests {
         };
         let lines = run_lines(&run(250));
         assert!(
-            lines.contains(&"errors (1 shown; 250 more were counted, not kept):".to_string()),
+            lines.contains(&"errors (1 shown; 250 more):".to_string()),
             "{lines:?}"
         );
         assert!(

@@ -1,0 +1,441 @@
+//! SCIM filters evaluated on the stored profile: a parsed [`Filter`] compiled
+//! into a typed matcher that reads the [`Employee`]'s fields directly, so that a
+//! listing renders to SCIM JSON only the profiles that match (rendering every
+//! profile to test it cost 1.7 s per request at 100,000 profiles).
+//!
+//! Comparisons on the attributes the matcher knows (`userName`, `displayName`,
+//! `name.givenName` / `familyName` / `formatted`, `emails` / `emails.value`,
+//! `externalId`, `id`, `active`, `roles` / `roles.value`, and the enterprise
+//! extension's `employeeNumber`, `costCenter`, `organization`, `division`,
+//! `department`) follow [`filter::matches`] exactly: the value is the one the
+//! rendered resource would carry, compared with the same case rule. Any other
+//! part of a filter (value paths, dates, groups, phones, the rosterd
+//! extension...) is evaluated by [`filter::matches`] on the rendered resource,
+//! rendered once, and only when the typed parts leave the answer open.
+
+use std::cell::OnceCell;
+
+use serde_json::Value;
+
+use super::filter::{self, Filter, Lit, Op, Resolve};
+use super::schema::{ENTERPRISE, Kind};
+use crate::employee::Employee;
+use crate::employee::validate;
+
+/// A profile field the matcher reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    UserName,
+    DisplayName,
+    GivenName,
+    FamilyName,
+    Formatted,
+    Email,
+    ExternalId,
+    Id,
+    Active,
+    Role,
+    EmployeeNumber,
+    CostCenter,
+    Organization,
+    Division,
+    Department,
+}
+
+/// A field's value as the rendered resource has it.
+enum Val<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Bool(bool),
+}
+
+impl Field {
+    /// The field a resolved path names, if the matcher knows it.
+    fn of(urn: Option<&str>, attr: &str, sub: Option<&str>) -> Option<Field> {
+        Some(match (urn, attr, sub) {
+            (None, "userName", None) => Field::UserName,
+            (None, "displayName", None) => Field::DisplayName,
+            (None, "name", Some("givenName")) => Field::GivenName,
+            (None, "name", Some("familyName")) => Field::FamilyName,
+            (None, "name", Some("formatted")) => Field::Formatted,
+            (None, "emails", None | Some("value")) => Field::Email,
+            (None, "externalId", None) => Field::ExternalId,
+            (None, "id", None) => Field::Id,
+            (None, "active", None) => Field::Active,
+            (None, "roles", None | Some("value")) => Field::Role,
+            (Some(u), a, None) if u == ENTERPRISE => match a {
+                "employeeNumber" => Field::EmployeeNumber,
+                "costCenter" => Field::CostCenter,
+                "organization" => Field::Organization,
+                "division" => Field::Division,
+                "department" => Field::Department,
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
+    fn value(self, e: &Employee) -> Option<Val<'_>> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        fn opt(s: &Option<String>) -> Option<Val<'_>> {
+            s.as_deref()
+                .map(|s| Val::Str(std::borrow::Cow::Borrowed(s)))
+        }
+        let x = &e.enterprise;
+        match self {
+            Field::UserName => Some(Val::Str(Borrowed(&e.username))),
+            Field::DisplayName => {
+                (!e.display_name_derived).then(|| Val::Str(Borrowed(&e.display_name)))
+            }
+            Field::GivenName => {
+                (!e.given_name.is_empty()).then(|| Val::Str(Borrowed(&e.given_name)))
+            }
+            Field::FamilyName => {
+                (!e.family_name.is_empty()).then(|| Val::Str(Borrowed(&e.family_name)))
+            }
+            Field::Formatted => {
+                (!e.given_name.is_empty() || !e.family_name.is_empty()).then(|| {
+                    Val::Str(Owned(validate::derived_display_name(
+                        &e.given_name,
+                        &e.family_name,
+                    )))
+                })
+            }
+            Field::Email => Some(Val::Str(Borrowed(&e.email))),
+            Field::ExternalId => opt(&e.external_id),
+            Field::Id => Some(Val::Str(Owned(e.id.to_string()))),
+            Field::Active => Some(Val::Bool(e.active)),
+            Field::Role => Some(Val::Str(Borrowed(&e.role))),
+            Field::EmployeeNumber => opt(&x.employee_number),
+            Field::CostCenter => opt(&x.cost_center),
+            Field::Organization => opt(&x.organization),
+            Field::Division => opt(&x.division),
+            Field::Department => opt(&x.department),
+        }
+    }
+}
+
+/// A comparison on a known field, with its literal prepared once.
+#[derive(Debug, Clone)]
+struct Cmp {
+    field: Field,
+    op: Op,
+    /// The literal as text, lowercased unless the attribute is caseExact.
+    text: String,
+    /// The literal as a boolean, for `active`.
+    boolean: Option<bool>,
+    case_exact: bool,
+    null: bool,
+}
+
+impl Cmp {
+    fn test(&self, e: &Employee) -> bool {
+        let v = self.field.value(e);
+        if self.null {
+            let any = v.as_ref().is_some_and(present);
+            return match self.op {
+                Op::Eq => !any,
+                Op::Ne => any,
+                _ => false,
+            };
+        }
+        match v {
+            None => false,
+            Some(Val::Bool(b)) => match (self.op, self.boolean) {
+                (Op::Eq, Some(w)) => b == w,
+                (Op::Ne, Some(w)) => b != w,
+                _ => false,
+            },
+            Some(Val::Str(s)) => {
+                let folded;
+                let a: &str = if self.case_exact {
+                    &s
+                } else {
+                    folded = s.to_lowercase();
+                    &folded
+                };
+                let b = self.text.as_str();
+                use std::cmp::Ordering;
+                let o = a.cmp(b);
+                match self.op {
+                    Op::Co => a.contains(b),
+                    Op::Sw => a.starts_with(b),
+                    Op::Ew => a.ends_with(b),
+                    Op::Eq => o == Ordering::Equal,
+                    Op::Ne => o != Ordering::Equal,
+                    Op::Gt => o == Ordering::Greater,
+                    Op::Ge => o != Ordering::Less,
+                    Op::Lt => o == Ordering::Less,
+                    Op::Le => o != Ordering::Greater,
+                }
+            }
+        }
+    }
+}
+
+fn present(v: &Val<'_>) -> bool {
+    match v {
+        Val::Str(s) => !s.is_empty(),
+        Val::Bool(_) => true,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+    Present(Field),
+    Cmp(Cmp),
+    /// Evaluated on the rendered resource.
+    Rendered(Filter),
+}
+
+/// A filter compiled for evaluation on stored profiles.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    node: Node,
+}
+
+fn compile(f: &Filter) -> Node {
+    let resolved = |path: &str| {
+        Resolve::resolve(&Kind::User, path)
+            .filter(|r| !r.ignored && !r.datetime)
+            .and_then(|r| {
+                Field::of(r.urn, &r.attr, r.sub.as_deref()).map(|field| (field, r.case_exact))
+            })
+    };
+    match f {
+        Filter::And(a, b) => Node::And(Box::new(compile(a)), Box::new(compile(b))),
+        Filter::Or(a, b) => Node::Or(Box::new(compile(a)), Box::new(compile(b))),
+        Filter::Not(a) => Node::Not(Box::new(compile(a))),
+        Filter::Present(p) => match resolved(&p.0) {
+            Some((field, _)) => Node::Present(field),
+            None => Node::Rendered(f.clone()),
+        },
+        Filter::Cmp(p, op, lit) => match resolved(&p.0) {
+            Some((field, case_exact)) => {
+                let text = lit.as_text();
+                let boolean = match lit {
+                    Lit::Bool(b) => Some(*b),
+                    Lit::Str(s) => filter::as_bool(&Value::String(s.clone())),
+                    _ => None,
+                };
+                Node::Cmp(Cmp {
+                    field,
+                    op: *op,
+                    text: if case_exact {
+                        text
+                    } else {
+                        text.to_lowercase()
+                    },
+                    boolean,
+                    case_exact,
+                    null: *lit == Lit::Null,
+                })
+            }
+            None => Node::Rendered(f.clone()),
+        },
+        Filter::ValuePath { .. } => Node::Rendered(f.clone()),
+    }
+}
+
+impl Matcher {
+    /// Compiles a filter that [`super::schema::check_filter`] accepted.
+    pub fn new(f: &Filter) -> Self {
+        Self { node: compile(f) }
+    }
+
+    /// Whether the filter needs no rendered resource at all.
+    pub fn is_typed(&self) -> bool {
+        fn typed(n: &Node) -> bool {
+            match n {
+                Node::And(a, b) | Node::Or(a, b) => typed(a) && typed(b),
+                Node::Not(a) => typed(a),
+                Node::Present(_) | Node::Cmp(_) => true,
+                Node::Rendered(_) => false,
+            }
+        }
+        typed(&self.node)
+    }
+
+    /// Whether `e` matches; `render` makes its resource, called at most once
+    /// and only if a part of the filter needs it. The resource, if made, is
+    /// left in `doc`.
+    pub fn matches(
+        &self,
+        e: &Employee,
+        render: impl Fn(&Employee) -> Value,
+        doc: &OnceCell<Value>,
+    ) -> bool {
+        fn eval(
+            n: &Node,
+            e: &Employee,
+            render: &dyn Fn(&Employee) -> Value,
+            doc: &OnceCell<Value>,
+        ) -> bool {
+            match n {
+                Node::And(a, b) => eval(a, e, render, doc) && eval(b, e, render, doc),
+                Node::Or(a, b) => eval(a, e, render, doc) || eval(b, e, render, doc),
+                Node::Not(a) => !eval(a, e, render, doc),
+                Node::Present(f) => f.value(e).as_ref().is_some_and(present),
+                Node::Cmp(c) => c.test(e),
+                Node::Rendered(f) => filter::matches(f, doc.get_or_init(|| render(e)), &Kind::User),
+            }
+        }
+        eval(&self.node, e, &render, doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn employee(i: usize, edit: impl FnOnce(&mut Value)) -> Employee {
+        let mut v = json!({
+            "id": format!("0191d6a4-0000-7000-8000-{i:012}"),
+            "version": 3,
+            "given_name": "Ana",
+            "family_name": "Abbott",
+            "display_name": "Ana Abbott",
+            "display_name_derived": true,
+            "email": format!("ana.abbott{i}@Example.com"),
+            "username": format!("ana.abbott{i}"),
+            "positions": [],
+            "role": "Technician",
+            "business_unit": null,
+            "photo": null,
+            "mobile_phone": null,
+            "office_phone": null,
+            "account_status": "later",
+            "password_hash": null,
+            "enabled": true,
+            "active": true,
+            "permissions": {"grant": [], "revoke": []},
+            "external_id": null,
+            "created_at": "2026-01-02T03:04:05Z",
+            "updated_at": "2026-01-02T03:04:05Z",
+        });
+        edit(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn people() -> Vec<Employee> {
+        vec![
+            employee(1, |_| {}),
+            employee(2, |v| {
+                v["display_name"] = json!("Dr. ABBA Zed");
+                v["display_name_derived"] = json!(false);
+                v["given_name"] = json!("");
+                v["family_name"] = json!("Zed");
+                v["external_id"] = json!("EXT-42");
+                v["active"] = json!(false);
+                v["enterprise"] = json!({"department": "Field Ops", "employee_number": "0042"});
+            }),
+            employee(3, |v| {
+                v["display_name"] = json!("Émile Ärger");
+                v["display_name_derived"] = json!(false);
+                v["given_name"] = json!("Émile");
+                v["family_name"] = json!("");
+                v["username"] = json!("EMILE");
+                v["mobile_phone"] = json!("+1 555 0100");
+                v["role"] = json!("Dispatcher");
+            }),
+            employee(4, |v| {
+                v["given_name"] = json!("");
+                v["family_name"] = json!("");
+                v["display_name"] = json!("");
+                v["display_name_derived"] = json!(false);
+            }),
+        ]
+    }
+
+    /// The typed matcher and the rendered one agree on every filter of the
+    /// table, for every profile.
+    #[test]
+    fn the_typed_matcher_agrees_with_the_rendered_one() {
+        let filters = [
+            r#"displayName co "ab""#,
+            r#"displayName co "AB""#,
+            r#"displayName sw "dr.""#,
+            r#"displayName ew "zed""#,
+            r#"displayName eq "Émile Ärger""#,
+            r#"displayName eq "émile ärger""#,
+            "displayName pr",
+            "not (displayName pr)",
+            "displayName eq null",
+            "displayName ne null",
+            r#"displayName gt "c""#,
+            r#"displayName le "dr""#,
+            r#"userName eq "ana.abbott1""#,
+            r#"userName eq "EMILE""#,
+            r#"userName sw "emi""#,
+            r#"userName co "abbott""#,
+            r#"userName ew "2""#,
+            r#"name.givenName eq "ana""#,
+            r#"name.givenName sw "é""#,
+            "name.givenName pr",
+            r#"name.familyName co "bb""#,
+            r#"name.familyName eq null"#,
+            r#"name.formatted co "ana""#,
+            "name.formatted pr",
+            r#"emails co "example.com""#,
+            r#"emails.value sw "ana.abbott3""#,
+            r#"emails.value ew "@EXAMPLE.COM""#,
+            r#"emails[type eq "work"].value co "abbott2""#,
+            r#"emails[value co "abbott1"]"#,
+            r#"emails.type eq "work""#,
+            r#"externalId eq "EXT-42""#,
+            r#"externalId eq "ext-42""#,
+            "externalId pr",
+            r#"id eq "0191d6a4-0000-7000-8000-000000000002""#,
+            "active eq true",
+            "active eq False",
+            r#"active eq "true""#,
+            "active ne true",
+            r#"roles co "tech""#,
+            r#"roles.value eq "Dispatcher""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "field ops""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber sw "00""#,
+            r#"phoneNumbers co "555""#,
+            r#"meta.created gt "2020-01-01T00:00:00Z""#,
+            r#"displayName co "ab" and active eq true"#,
+            r#"displayName co "ab" or phoneNumbers pr"#,
+            r#"not (userName sw "ana") and (name.givenName pr or emails co "4@")"#,
+            r#"userName Eq ana.abbott1"#,
+            r#"displayName co 42"#,
+        ];
+        let positions = HashMap::new();
+        let render = |e: &Employee| super::super::user::to_scim(e, &[], &positions, "http://x");
+        for text in filters {
+            let f = filter::parse(text).unwrap();
+            super::super::schema::check_filter(Kind::User, &f).unwrap();
+            let m = Matcher::new(&f);
+            for e in people() {
+                let want = filter::matches(&f, &render(&e), &Kind::User);
+                let doc = OnceCell::new();
+                assert_eq!(
+                    m.matches(&e, render, &doc),
+                    want,
+                    "{text} on {} ({})",
+                    e.username,
+                    e.display_name
+                );
+            }
+        }
+        // The common filters need no rendering at all.
+        for text in [
+            r#"displayName co "ab""#,
+            r#"userName sw "a" and active eq true"#,
+        ] {
+            assert!(
+                Matcher::new(&filter::parse(text).unwrap()).is_typed(),
+                "{text}"
+            );
+        }
+        assert!(!Matcher::new(&filter::parse("phoneNumbers pr").unwrap()).is_typed());
+    }
+}
