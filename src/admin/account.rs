@@ -165,31 +165,53 @@ async fn auth_login(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
+    match limited_login(&state, addr, &req.login, &req.password).await {
+        Ok(e) => Ok(Json(account_view(&state, &e)).into_response()),
+        Err(LoginRefused::TooMany(wait)) => Ok(too_many(wait)),
+        Err(LoginRefused::Account(e)) => Err(e.into()),
+    }
+}
+
+/// Why [`limited_login`] refused a sign-in.
+pub enum LoginRefused {
+    /// Past the per-address or per-account limit; try again after this long.
+    TooMany(std::time::Duration),
+    Account(AccountError),
+}
+
+/// A sign-in under the per-address and per-account limits: the one path for the
+/// API's `/api/v1/auth/login` and the web console's sign-in page.
+pub async fn limited_login(
+    state: &AppState,
+    addr: Option<IpAddr>,
+    login: &str,
+    password: &Secret,
+) -> Result<Employee, LoginRefused> {
     let now = Instant::now();
     let addr_key = addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    let account_key = crate::employee::validate::fold(req.login.trim());
+    let account_key = crate::employee::validate::fold(login.trim());
     let limits = &state.login_limits;
     if let Err(wait) = limits.per_address.check(&addr_key, now) {
         tracing::warn!(client = %addr_key, "sign-in refused: too many attempts from this address");
-        return Ok(too_many(wait));
+        return Err(LoginRefused::TooMany(wait));
     }
     limits.per_address.hit(&addr_key, now);
     if let Err(wait) = limits.per_account.check(&account_key, now) {
         tracing::warn!(client = %addr_key, "sign-in refused: too many failures for this account");
-        return Ok(too_many(wait));
+        return Err(LoginRefused::TooMany(wait));
     }
-    match state.roster.login(&req.login, &req.password).await {
+    match state.roster.login(login, password).await {
         Ok(e) => {
             limits.per_account.clear(&account_key);
             tracing::info!(employee = %e.id, client = %addr_key, "signed in");
-            Ok(Json(account_view(&state, &e)).into_response())
+            Ok(e)
         }
         Err(AccountError::Unauthorized) => {
             limits.per_account.hit(&account_key, now);
             tracing::info!(client = %addr_key, "sign-in failed: wrong login or password");
-            Err(AccountError::Unauthorized.into())
+            Err(LoginRefused::Account(AccountError::Unauthorized))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(LoginRefused::Account(e)),
     }
 }
 
