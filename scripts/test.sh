@@ -11,6 +11,10 @@ needs=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || needs+=("$2"); }
 need slapd slapd            # the LDAP sync tests run a real OpenLDAP server
 need ldapsearch ldap-utils  # and the LDAP benchmark compares with ldapsearch
+# The web console tests drive a real Chromium through WebDriver (Debian pins the
+# driver to the browser's exact build).
+need chromium chromium
+need chromedriver chromium-driver
 # The mail tests run a real SMTP server: Debian's aiosmtpd for /usr/bin/python3.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || needs+=(python3-aiosmtpd)
 

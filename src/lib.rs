@@ -33,10 +33,14 @@
 //! - [`scim`]: the SCIM 2.0 endpoint under `/scim/v2` for identity providers
 //!   (Users = profiles, Groups = positions), on when `[[scim.clients]]` exist.
 //!   Like `admin`, it calls `employee` only.
+//! - [`web`]: the web console at `/` (Employees screen, sign-in and sessions)
+//!   and the employee pages the mails link to (`/accept-invite`,
+//!   `/reset-password`): server-rendered templates over `employee`, like
+//!   `admin`.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
-//! Calls point one way: `admin`, `scim`, `metrics` and `sync` → `employee` →
+//! Calls point one way: `admin`, `web`, `scim`, `metrics` and `sync` → `employee` →
 //! `store`; `mail` and the sync run history (`sync::runs`) → `store`'s typed
 //! interface. Nothing calls upward; no HTTP layer reads or decodes records
 //! itself, so every client of the roster (admin API, SCIM, sync) goes through
@@ -65,6 +69,7 @@ pub mod scim;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 pub use daemon::{Daemon, run};
 
