@@ -522,6 +522,103 @@ async fn cross_origin_bulk_post_is_refused() {
     s.stop().await;
 }
 
+/// The id of the focused element.
+async fn focused(b: &Browser) -> String {
+    b.driver
+        .active_element()
+        .await
+        .unwrap()
+        .id()
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+async fn keys(b: &Browser, k: Key) {
+    b.driver
+        .action_chain()
+        .send_keys(k)
+        .perform()
+        .await
+        .unwrap();
+}
+
+/// Keyboard only from the select-all box: Space selects the page, Shift+Tab to
+/// the action, a letter picks it, Enter opens the confirmation, Escape closes it
+/// (focus back on Apply), Enter again, Tab to the confirm button, Enter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyboard_only_bulk_activate() {
+    let s = TestServer::start().await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let mut gone = Vec::new();
+    for (g, f) in [("Ina", "Away"), ("Ole", "Gone")] {
+        let id = person(&s, g, f, "Technician").await;
+        s.post(&format!("/api/v1/employees/{id}/deactivate"), json!({}))
+            .await;
+        gone.push(id);
+    }
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.open("/employees?status=inactive").await;
+    b.wait_text("Showing 1–2 of 2").await;
+    b.css("#select-page").await.focus().await.unwrap();
+    keys(&b, Key::Space).await;
+    b.wait_text("2 selected").await;
+    for _ in 0..2 {
+        b.driver
+            .action_chain()
+            .key_down(Key::Shift)
+            .send_keys(Key::Tab)
+            .key_up(Key::Shift)
+            .perform()
+            .await
+            .unwrap();
+    }
+    assert_eq!(focused(&b).await, "bulk-action");
+    b.driver
+        .action_chain()
+        .send_keys("a")
+        .perform()
+        .await
+        .unwrap();
+    let action = b.css("#bulk-action").await;
+    assert_eq!(
+        action.prop("value").await.unwrap().as_deref(),
+        Some("activate")
+    );
+    keys(&b, Key::Tab).await;
+    assert_eq!(focused(&b).await, "bulk-apply");
+    keys(&b, Key::Enter).await;
+    b.css("dialog#confirm-dialog[open] #confirm-button").await;
+    assert_eq!(focused(&b).await, "cancel", "the safe choice has the focus");
+    keys(&b, Key::Escape).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b
+        .driver
+        .find(By::Css("dialog#confirm-dialog[open]"))
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Escape did not close the dialog"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(focused(&b).await, "bulk-apply", "focus returns");
+    keys(&b, Key::Enter).await;
+    b.css("dialog#confirm-dialog[open] #confirm-button").await;
+    keys(&b, Key::Tab).await;
+    assert_eq!(focused(&b).await, "confirm-button");
+    keys(&b, Key::Enter).await;
+    b.wait_text("2 changed, 0 skipped").await;
+    for id in &gone {
+        assert!(active(&s, id).await);
+    }
+    b.quit().await;
+    s.stop().await;
+}
+
 // ---- HTTP-level tests -------------------------------------------------------------
 
 /// A form body (rosterd's reqwest has no `form` feature).
@@ -843,5 +940,49 @@ async fn dead_links_get_a_page_that_says_so() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn paging_keeps_the_view_in_the_url() {
+    let s = TestServer::start().await;
+    for (g, f) in [("Ann", "One"), ("Bob", "Two"), ("Cid", "Three")] {
+        person(&s, g, f, "Technician").await;
+    }
+    let cookie = session_cookie(&s, &[("token", s.token.as_str())]).await;
+    let r = get_with(&s, &cookie, "/employees?limit=2&sort=-name&role=").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Showing 1–2 of 3"), "{body}");
+    assert!(body.contains("aria-sort=\"descending\""), "{body}");
+    assert!(!body.contains("First page"));
+    let next = body
+        .split("id=\"next-page\"")
+        .next()
+        .and_then(|t| t.rsplit("href=\"").next())
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("limit=2") && next.contains("sort=-name") && next.contains("cursor="),
+        "{next}"
+    );
+    let body = get_with(&s, &cookie, &next).await.text().await.unwrap();
+    assert!(body.contains("Showing 3–3 of 3"), "{body}");
+    assert!(
+        body.contains("Ann One") && !body.contains("Cid Three"),
+        "{body}"
+    );
+    assert!(body.contains("First page") && !body.contains("id=\"next-page\""));
+    // A bad value is said, not a blank page.
+    let r = get_with(&s, &cookie, "/employees?status=gone").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Status must be active, inactive or all")
+    );
     s.stop().await;
 }
