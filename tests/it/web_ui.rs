@@ -474,6 +474,63 @@ async fn invite_and_reset_pages_then_view_only_sign_in() {
     s.stop().await;
 }
 
+/// Bulk Send account invite in the browser, a real SMTP server receives the
+/// mail, the browser opens its link and sets a password, and the invited
+/// employee signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_invite_by_mail_then_the_link_sets_up_the_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smtp = crate::smtp::Smtp::start(crate::smtp::free_port(), &tmp.path().join("mail"));
+    let s = TestServer::start_with(&crate::mail::mail_toml(smtp.port, "")).await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let v = s
+        .create(json!({
+            "given_name": "Nina", "family_name": "New", "email": "nina@example.com",
+            "role": "Dispatcher", "account_status": "later",
+        }))
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.click(&format!("input[name=id][value='{id}']")).await;
+    let action = b.css("#bulk-action").await;
+    thirtyfour::components::SelectElement::new(&action)
+        .await
+        .unwrap()
+        .select_by_value("send_invite")
+        .await
+        .unwrap();
+    b.click("#bulk-apply").await;
+    b.css("dialog#confirm-dialog[open] #confirm-button").await;
+    b.click("dialog#confirm-dialog[open] #confirm-button").await;
+    b.wait_text("1 changed, 0 skipped").await;
+
+    let m = smtp.wait_for_to("nina@example.com").await;
+    let text = m["text"].as_str().unwrap();
+    let start = text
+        .find("/accept-invite?token=")
+        .expect("an invitation link");
+    let path: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    b.open(&path).await;
+    b.fill("#username", "nina").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#password_again", PASSWORD).await;
+    b.click("#submit").await;
+    b.wait_text("Your account is set up").await;
+    b.sign_in("nina", PASSWORD).await;
+    b.wait_text("Signed in as Nina New").await;
+    assert!(
+        b.driver.find(By::Css("#bulk")).await.is_err(),
+        "a Dispatcher only views"
+    );
+    b.quit().await;
+    s.stop().await;
+}
+
 /// A page on another origin (127.0.0.2, another port) that auto-submits a bulk
 /// deactivation to a signed-in manager's console gets 403 and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
