@@ -202,6 +202,34 @@ impl Browser {
             .unwrap();
     }
 
+    /// Runs axe-core (WCAG 2 A/AA, 2.1 AA, 2.2 AA) on the page as it is now and
+    /// fails on any violation. axe-core comes from npm through
+    /// `scripts/test.sh` (`ROSTERD_AXE_JS`); without it the check is skipped,
+    /// except in CI.
+    async fn axe(&self, screen: &str) {
+        let Some(path) = std::env::var_os("ROSTERD_AXE_JS") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs scripts/test.sh, which sets ROSTERD_AXE_JS"
+            );
+            eprintln!(
+                "ROSTERD_AXE_JS not set (./scripts/test.sh sets it): no axe check of {screen}"
+            );
+            return;
+        };
+        let src = std::fs::read_to_string(path).unwrap();
+        let script = format!(
+            "{src}\n;const done = arguments[arguments.length - 1];\
+             axe.run(document, {{runOnly: {{type: 'tag', values: \
+             ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}}}})\
+             .then(r => done(r.violations.map(v => ({{id: v.id, help: v.help, \
+             nodes: v.nodes.map(n => n.target.join(' '))}}))))\
+             .catch(e => done(String(e)));"
+        );
+        let r = self.driver.execute_async(script, vec![]).await.unwrap();
+        assert_eq!(r.json(), &json!([]), "axe-core violations on {screen}");
+    }
+
     async fn sign_in(&self, login: &str, password: &str) {
         self.open("/sign-in").await;
         self.fill("#login", login).await;
@@ -285,6 +313,7 @@ async fn manager_lists_filters_sorts_and_bulk_deactivates() {
     let b = Browser::start(&s.base).await;
     b.sign_in("maria.manager@example.com", PASSWORD).await;
     b.shot("employees-list").await;
+    b.axe("the list").await;
     let names = b.names().await;
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(!names.iter().any(|n| n.contains("Olga")), "{names:?}");
@@ -345,6 +374,7 @@ async fn manager_lists_filters_sorts_and_bulk_deactivates() {
             .contains("sort=-name")
     );
     b.shot("employees-filtered-sorted").await;
+    b.axe("the filtered list").await;
 
     // Bulk: select three, Deactivate, confirm in the dialog.
     b.open("/employees").await;
@@ -368,6 +398,7 @@ async fn manager_lists_filters_sorts_and_bulk_deactivates() {
     b.css("dialog#confirm-dialog[open] #confirm-button").await;
     b.wait_text("3 will change, 0 will be skipped").await;
     b.shot("bulk-confirm-dialog").await;
+    b.axe("the open dialog").await;
     for id in &techs[..3] {
         assert!(active(&s, id).await, "nothing changes before confirming");
     }
@@ -409,6 +440,7 @@ async fn invite_and_reset_pages_then_view_only_sign_in() {
     b.open(&format!("/accept-invite?token={token}")).await;
     b.wait_text("The password needs:").await;
     b.shot("accept-invite").await;
+    b.axe("the invite page").await;
     b.fill("#username", "ivy").await;
     b.fill("#password", "short").await;
     b.fill("#password_again", "short").await;
@@ -424,6 +456,7 @@ async fn invite_and_reset_pages_then_view_only_sign_in() {
         Some("ivy")
     );
     b.shot("accept-invite-error").await;
+    b.axe("the invite form with errors").await;
     b.fill("#password", PASSWORD).await;
     b.fill("#password_again", PASSWORD).await;
     b.click("#submit").await;
@@ -470,6 +503,7 @@ async fn invite_and_reset_pages_then_view_only_sign_in() {
     b.wait_text("This link no longer works").await;
     b.wait_text("Ask for a new password reset").await;
     b.shot("reset-password-used").await;
+    b.axe("the used-link page").await;
     b.quit().await;
     s.stop().await;
 }

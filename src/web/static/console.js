@@ -46,6 +46,8 @@ document.addEventListener("DOMContentLoaded", () => {
         const doc = new DOMParser().parseFromString(html, "text/html");
         const part = doc.getElementById("preview") || doc.querySelector("main");
         dialog.replaceChildren(document.importNode(part, true));
+        const title = dialog.querySelector("h1");
+        if (title && title.id) dialog.setAttribute("aria-labelledby", title.id);
         dialog.removeAttribute("aria-busy");
         for (const c of dialog.querySelectorAll("[data-close]")) {
           c.addEventListener("click", (e) => {
