@@ -14,6 +14,7 @@
 pub mod account;
 pub mod assets;
 pub mod employees;
+pub mod form;
 pub mod session;
 
 use std::sync::Arc;
@@ -68,6 +69,15 @@ pub fn routes(app: AppState) -> Router {
         )
         .route("/employees", get(employees::employees_list))
         .route("/employees/bulk", post(employees::employees_bulk))
+        .route(
+            "/employees/new",
+            get(form::employee_new_get).post(form::employee_new_post),
+        )
+        .route(
+            "/employees/{id}",
+            get(form::employee_edit_get).post(form::employee_edit_post),
+        )
+        .route("/employees/{id}/actions", post(form::employee_action_post))
         .route("/employees/{id}/photo", get(employees::employee_photo))
         .layer(axum::middleware::from_fn(cross_origin_check))
         .layer(axum::middleware::from_fn(security_headers))

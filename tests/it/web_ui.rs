@@ -565,6 +565,89 @@ async fn bulk_invite_by_mail_then_the_link_sets_up_the_account() {
     s.stop().await;
 }
 
+/// Add Employee with two positions and an office extension; a duplicate email
+/// is shown next to the Email field with everything typed kept; edit, then
+/// deactivate through Profile Actions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_edit_and_profile_actions() {
+    let s = TestServer::start().await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    person(&s, "Taken", "Already", "Technician").await;
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.click("#add-employee").await;
+    b.css("#employee-form").await;
+    b.fill("#given_name", "Paula").await;
+    b.fill("#family_name", "Positions").await;
+    b.fill("#email", "TAKEN.already@example.com").await;
+    let positions = thirtyfour::components::SelectElement::new(&b.css("#positions").await)
+        .await
+        .unwrap();
+    positions.select_by_value("Driver").await.unwrap();
+    positions.select_by_value("Mechanic").await.unwrap();
+    thirtyfour::components::SelectElement::new(&b.css("#business_unit").await)
+        .await
+        .unwrap()
+        .select_by_value("North")
+        .await
+        .unwrap();
+    b.fill("#office_number", "+1 555 0100").await;
+    b.click("#has_extension").await;
+    b.fill("#office_extension", "1234").await;
+    b.click("#save").await;
+    let err = b.css("#email-error").await;
+    assert!(err.text().await.unwrap().to_lowercase().contains("email"));
+    b.shot("employee-form-error").await;
+    b.axe("the form with errors").await;
+    let value = |sel: &'static str| {
+        let b = &b;
+        async move {
+            b.css(sel)
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(value("#given_name").await, "Paula");
+    assert_eq!(value("#email").await, "TAKEN.already@example.com");
+    assert_eq!(value("#office_extension").await, "1234");
+    assert!(b.css("#has_extension").await.is_selected().await.unwrap());
+    let chosen = b
+        .driver
+        .find_all(By::Css("#positions option:checked"))
+        .await
+        .unwrap();
+    assert_eq!(chosen.len(), 2);
+
+    b.fill("#email", "paula@example.com").await;
+    b.click("#save").await;
+    b.wait_text("Saved.").await;
+    b.shot("employee-edit").await;
+    let (_, v) = s.get("/api/v1/employees/paula@example.com").await;
+    assert_eq!(v["positions"], json!(["Driver", "Mechanic"]), "{v}");
+    assert_eq!(v["office_phone"]["extension"], "1234", "{v}");
+    assert_eq!(v["business_unit"], "North", "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Edit, then Profile Actions: Deactivate.
+    b.fill("#mobile_phone", "+1 555 0199").await;
+    b.click("#save").await;
+    b.wait_text("Saved.").await;
+    let (_, v) = s.get(&format!("/api/v1/employees/{id}")).await;
+    assert_eq!(v["mobile_phone"], "+1 555 0199", "{v}");
+    b.click("#action-deactivate").await;
+    b.wait_text("Deactivated.").await;
+    assert_eq!(
+        b.css("#profile-status").await.text().await.unwrap(),
+        "Inactive"
+    );
+    assert!(!active(&s, &id).await);
+    b.quit().await;
+    s.stop().await;
+}
+
 /// A page on another origin (127.0.0.2, another port) that auto-submits a bulk
 /// deactivation to a signed-in manager's console gets 403 and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -853,7 +936,30 @@ async fn sessions_follow_the_roster() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = no_redirects()
+        .post(s.url(&format!("/employees/{target}/actions")))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form_pairs(&[("do", "deactivate")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = no_redirects()
+        .post(s.url("/employees/new"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form_pairs(&[("given_name", "Forged"), ("email", "forged@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        get_with(&s, &cookie, &format!("/employees/{target}"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     assert!(active(&s, &target).await);
+    assert_eq!(s.roster().counts().total, 3, "nothing created");
 
     // Losing the permission ends the session at once.
     let (st, v) = s
