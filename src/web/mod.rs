@@ -1,5 +1,6 @@
 //! The web console, served at `/` on the same listener as the API: the
-//! Employees screen (list, filters, sort, paging, bulk actions), sign-in with
+//! Employees screen (list, filters, sort, paging, bulk actions; [`employees`]),
+//! the Add / Edit Employee form with the Profile Actions ([`form`]), sign-in with
 //! server-side sessions ([`session`]), and the employee pages that invitation and
 //! reset mails link to ([`account`]). Server-rendered askama templates
 //! (`src/web/templates/`, autoescaped), one stylesheet and one small script of our
