@@ -28,13 +28,14 @@ if [ "${#needs[@]}" -gt 0 ]; then
 fi
 
 # axe-core (npm, MPL-2.0; no Debian package) checks each console screen for
-# WCAG 2.2 AA violations inside the browser tests.
+# WCAG 2.2 AA violations inside the browser tests. (Not a ROSTERD_ name: rosterd
+# refuses unknown ROSTERD_* variables, and the tests start the real binary.)
 axe_dir="${CARGO_TARGET_DIR:-target}/axe"
 if [ ! -f "$axe_dir/package/axe.min.js" ]; then
   mkdir -p "$axe_dir"
   (cd "$axe_dir" && npm pack axe-core@4.14.1 --silent >/dev/null && tar xzf axe-core-4.14.1.tgz package/axe.min.js)
 fi
-ROSTERD_AXE_JS="$(cd "$axe_dir" && pwd)/package/axe.min.js"
-export ROSTERD_AXE_JS
+AXE_CORE_JS="$(cd "$axe_dir" && pwd)/package/axe.min.js"
+export AXE_CORE_JS
 
 exec cargo test --workspace --locked "$@"

@@ -289,7 +289,12 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             metrics,
             crate::metrics::track,
         ))
-        .layer(TraceLayer::new_for_http());
+        // The path only: the query of the mails' links carries their token.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ));
 
     let listener = match socket_activated()? {
         Some(l) => {

@@ -204,17 +204,15 @@ impl Browser {
 
     /// Runs axe-core (WCAG 2 A/AA, 2.1 AA, 2.2 AA) on the page as it is now and
     /// fails on any violation. axe-core comes from npm through
-    /// `scripts/test.sh` (`ROSTERD_AXE_JS`); without it the check is skipped,
+    /// `scripts/test.sh` (`AXE_CORE_JS`); without it the check is skipped,
     /// except in CI.
     async fn axe(&self, screen: &str) {
-        let Some(path) = std::env::var_os("ROSTERD_AXE_JS") else {
+        let Some(path) = std::env::var_os("AXE_CORE_JS") else {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI runs scripts/test.sh, which sets ROSTERD_AXE_JS"
+                "CI runs scripts/test.sh, which sets AXE_CORE_JS"
             );
-            eprintln!(
-                "ROSTERD_AXE_JS not set (./scripts/test.sh sets it): no axe check of {screen}"
-            );
+            eprintln!("AXE_CORE_JS not set (./scripts/test.sh sets it): no axe check of {screen}");
             return;
         };
         let src = std::fs::read_to_string(path).unwrap();
