@@ -86,6 +86,8 @@ struct EmployeesPage {
     first: Option<String>,
     /// This view's URL, to come back to after a bulk action.
     back: String,
+    /// The same view as CSV.
+    csv: String,
     error: Option<String>,
 }
 
@@ -289,6 +291,7 @@ pub async fn employees_list(
         to,
         next,
         first,
+        csv: format!("/employees.csv?{}", encode(&view)),
         back: base,
         error,
     }
@@ -487,4 +490,98 @@ pub async fn employees_bulk(
         back,
     }
     .into_response()
+}
+
+/// `GET /employees.csv`: the view of the same query (filters and sort, every
+/// page of it) as CSV, read a page at a time.
+pub async fn employees_csv(
+    _: Viewer,
+    State(state): State<WebState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut q = ListQuery::default();
+    let mut filters = Filters::default();
+    for (k, v) in &params {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let r = match k.as_str() {
+            "status" => match v {
+                "inactive" => {
+                    q.status = StatusFilter::Inactive;
+                    Ok(())
+                }
+                "all" => {
+                    q.status = StatusFilter::All;
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            "sort" => v.parse::<Sort>().map(|s| q.sort = s),
+            "limit" | "cursor" | "from" => Ok(()),
+            col => filters.set(col, v),
+        };
+        if let Err(e) = r {
+            return domain_error_page(e);
+        }
+    }
+    q.filters = filters;
+    q.limit = Some(MAX_LIMIT);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "id",
+        "name",
+        "email",
+        "positions",
+        "role",
+        "business_unit",
+        "enabled",
+        "active",
+        "account_status",
+    ];
+    let mut ok = w.write_record(header).is_ok();
+    loop {
+        let page = match state.app.roster.list(&q) {
+            Ok(p) => p,
+            Err(e) => return domain_error_page(e),
+        };
+        for e in &page.items {
+            let r = row(e);
+            ok &= w
+                .write_record([
+                    r.id.as_str(),
+                    &r.name,
+                    &r.email,
+                    &e.positions.join(";"),
+                    &r.role,
+                    &r.business_unit,
+                    if e.enabled { "true" } else { "false" },
+                    if e.active { "true" } else { "false" },
+                    e.account_status.as_str(),
+                ])
+                .is_ok();
+        }
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    match (ok, w.into_inner()) {
+        (true, Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"employees.csv\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The CSV could not be written.",
+        ),
+    }
 }

@@ -69,6 +69,7 @@ pub fn routes(app: AppState) -> Router {
             get(account::reset_password_get).post(account::reset_password_post),
         )
         .route("/employees", get(employees::employees_list))
+        .route("/employees.csv", get(employees::employees_csv))
         .route("/employees/bulk", post(employees::employees_bulk))
         .route(
             "/employees/new",

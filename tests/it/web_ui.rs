@@ -1170,6 +1170,22 @@ async fn paging_keeps_the_view_in_the_url() {
         "{body}"
     );
     assert!(body.contains("First page") && !body.contains("id=\"next-page\""));
+    // The export: the whole view (both pages), in its sort.
+    let r = get_with(&s, &cookie, "/employees.csv?sort=-name&limit=2").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.unwrap();
+    let names: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(names, vec!["Cid Three", "Bob Two", "Ann One"], "{csv}");
     // A bad value is said, not a blank page.
     let r = get_with(&s, &cookie, "/employees?status=gone").await;
     assert_eq!(r.status(), StatusCode::OK);
