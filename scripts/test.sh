@@ -11,6 +11,11 @@ needs=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || needs+=("$2"); }
 need slapd slapd            # the LDAP sync tests run a real OpenLDAP server
 need ldapsearch ldap-utils  # and the LDAP benchmark compares with ldapsearch
+# The web console tests drive a real Chromium through WebDriver (Debian pins the
+# driver to the browser's exact build).
+need chromium chromium
+need chromedriver chromium-driver
+need npm npm                # fetches axe-core, which the console tests run in the browser
 # The mail tests run a real SMTP server: Debian's aiosmtpd for /usr/bin/python3.
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || needs+=(python3-aiosmtpd)
 
@@ -21,5 +26,16 @@ if [ "${#needs[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${needs[@]}"
 fi
+
+# axe-core (npm, MPL-2.0; no Debian package) checks each console screen for
+# WCAG 2.2 AA violations inside the browser tests. (Not a ROSTERD_ name: rosterd
+# refuses unknown ROSTERD_* variables, and the tests start the real binary.)
+axe_dir="${CARGO_TARGET_DIR:-target}/axe"
+if [ ! -f "$axe_dir/package/axe.min.js" ]; then
+  mkdir -p "$axe_dir"
+  (cd "$axe_dir" && npm pack axe-core@4.14.1 --silent >/dev/null && tar xzf axe-core-4.14.1.tgz package/axe.min.js)
+fi
+AXE_CORE_JS="$(cd "$axe_dir" && pwd)/package/axe.min.js"
+export AXE_CORE_JS
 
 exec cargo test --workspace --locked "$@"

@@ -44,6 +44,18 @@ impl TokenSet {
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
+
+    /// The name of the token with this digest, if it is still one of the set (a
+    /// web console session signed in with a token ends when a reload drops it).
+    pub fn name_of_digest(&self, digest: &[u8; 32]) -> Option<&str> {
+        let mut found = None;
+        for (name, d) in &self.tokens {
+            if digest_eq(digest, d) && found.is_none() {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
 }
 
 /// A [`TokenSet`] that a config reload can replace while requests use it: cheap to

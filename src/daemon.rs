@@ -274,8 +274,9 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         .route("/metrics", axum::routing::get(crate::metrics::metrics_get))
         .with_state(metrics.clone());
     let mut app = admin::routes(config.max_body_bytes, config.photo_max_bytes)
-        .with_state(state)
-        .merge(metrics_route);
+        .with_state(state.clone())
+        .merge(metrics_route)
+        .merge(crate::web::routes(state));
     let scim_config = scim_clients(&config)?;
     let scim = if scim_config.clients.is_empty() {
         tracing::info!("SCIM is off (no [[scim.clients]] configured)");

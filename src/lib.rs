@@ -37,10 +37,14 @@
 //!   Like `admin`, it calls `employee` only.
 //! - [`serve`]: the HTTP/1.1 server loop: header-read and idle timeouts, the
 //!   connection cap, the early 413, and the client's address (trusted proxies).
+//! - [`web`]: the web console at `/` (Employees screen, sign-in and sessions)
+//!   and the employee pages the mails link to (`/accept-invite`,
+//!   `/reset-password`): server-rendered templates over `employee`, like
+//!   `admin`.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
-//! Calls point one way: `admin`, `scim`, `metrics` and `sync` → `employee` →
+//! Calls point one way: `admin`, `web`, `scim`, `metrics` and `sync` → `employee` →
 //! `store`; `mail` and the sync run history (`sync::runs`) → `store`'s typed
 //! interface. Nothing calls upward; no HTTP layer reads or decodes records
 //! itself, so every client of the roster (admin API, SCIM, sync) goes through
@@ -71,6 +75,7 @@ pub mod secret;
 pub mod serve;
 pub mod store;
 pub mod sync;
+pub mod web;
 
 pub use daemon::{Daemon, run};
 

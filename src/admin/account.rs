@@ -151,16 +151,22 @@ async fn account_reset_password(
 /// The per-account limiter's key: the employee the login names (by username or
 /// email alike), else a digest of the folded login (short, and the same answer
 /// for a login that names nobody as for one that does).
-fn account_key(state: &AppState, login: &str) -> Result<String, ApiError> {
+fn account_key(state: &AppState, login: &str) -> Result<String, AccountError> {
     use sha2::Digest;
-    Ok(match state.roster.login_account(login)? {
-        Some(id) => format!("id:{id}"),
-        None => {
-            let folded = crate::employee::validate::fold(login.trim());
-            let digest = sha2::Sha256::digest(folded.as_bytes());
-            format!("h:{}", hex::encode(&digest[..16]))
-        }
-    })
+    Ok(
+        match state
+            .roster
+            .login_account(login)
+            .map_err(AccountError::Domain)?
+        {
+            Some(id) => format!("id:{id}"),
+            None => {
+                let folded = crate::employee::validate::fold(login.trim());
+                let digest = sha2::Sha256::digest(folded.as_bytes());
+                format!("h:{}", hex::encode(&digest[..16]))
+            }
+        },
+    )
 }
 
 fn too_many(wait: std::time::Duration) -> Response {
@@ -185,13 +191,39 @@ async fn auth_login(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    let now = Instant::now();
     if req.login.len() > crate::ratelimit::MAX_LOGIN_LEN {
         return Err(ApiError::bad_request(format!(
             "login is longer than {} bytes",
             crate::ratelimit::MAX_LOGIN_LEN
         ))
         .with_field("login"));
+    }
+    match limited_login(&state, addr, &req.login, &req.password).await {
+        Ok(e) => Ok(Json(account_view(&state, &e)).into_response()),
+        Err(LoginRefused::TooMany(wait)) => Ok(too_many(wait)),
+        Err(LoginRefused::Account(e)) => Err(e.into()),
+    }
+}
+
+/// Why [`limited_login`] refused a sign-in.
+pub enum LoginRefused {
+    /// Past the per-address or per-account limit; try again after this long.
+    TooMany(std::time::Duration),
+    Account(AccountError),
+}
+
+/// A sign-in under the per-address and per-account limits: the one path for the
+/// API's `/api/v1/auth/login` and the web console's sign-in page.
+pub async fn limited_login(
+    state: &AppState,
+    addr: Option<IpAddr>,
+    login: &str,
+    password: &Secret,
+) -> Result<Employee, LoginRefused> {
+    let now = Instant::now();
+    // A login no account can have is refused before the limiter keeps it.
+    if login.len() > crate::ratelimit::MAX_LOGIN_LEN {
+        return Err(LoginRefused::Account(AccountError::Unauthorized));
     }
     let addr_key = addr.map(|a| a.to_string());
     let shown = addr_key.as_deref().unwrap_or("-");
@@ -201,28 +233,28 @@ async fn auth_login(
     if let Some(addr_key) = &addr_key {
         if let Err(wait) = limits.per_address.check(addr_key, now) {
             tracing::warn!(client = %addr_key, "sign-in refused: too many attempts from this address");
-            return Ok(too_many(wait));
+            return Err(LoginRefused::TooMany(wait));
         }
         limits.per_address.hit(addr_key, now);
     }
-    let account_key = account_key(&state, &req.login)?;
+    let account_key = account_key(state, login).map_err(LoginRefused::Account)?;
     let addr_key = shown;
     if let Err(wait) = limits.per_account.check(&account_key, now) {
         tracing::warn!(client = %addr_key, "sign-in refused: too many failures for this account");
-        return Ok(too_many(wait));
+        return Err(LoginRefused::TooMany(wait));
     }
-    match state.roster.login(&req.login, &req.password).await {
+    match state.roster.login(login, password).await {
         Ok(e) => {
             limits.per_account.clear(&account_key);
             tracing::info!(employee = %e.id, client = %addr_key, "signed in");
-            Ok(Json(account_view(&state, &e)).into_response())
+            Ok(e)
         }
         Err(AccountError::Unauthorized) => {
             limits.per_account.hit(&account_key, now);
             tracing::info!(client = %addr_key, "sign-in failed: wrong login or password");
-            Err(AccountError::Unauthorized.into())
+            Err(LoginRefused::Account(AccountError::Unauthorized))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(LoginRefused::Account(e)),
     }
 }
 

@@ -239,6 +239,21 @@ impl Roster {
         Ok(out)
     }
 
+    /// Whether `token` is a live invitation (`invite`) or reset link, without
+    /// using it up: the web pages say at once when a link no longer works.
+    pub fn link_is_live(&self, token: &Secret, invite: bool) -> Result<bool, Error> {
+        let purpose = if invite {
+            TokenPurpose::Invite
+        } else {
+            TokenPurpose::PasswordReset
+        };
+        match self.by_token(token, purpose) {
+            Ok(e) => Ok(e.active),
+            Err(AccountError::Domain(Error::Store(e))) => Err(Error::Store(e)),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// The profile holding a live token of `purpose`.
     fn by_token(&self, token: &Secret, purpose: TokenPurpose) -> Result<Employee, AccountError> {
         let digest = hex::encode(token_digest(token.expose().trim()));

@@ -10,6 +10,11 @@ use super::{Employee, EmployeeId, Error, Roster, decode, validate};
 use crate::store::{Counts, IndexKind};
 
 impl Roster {
+    /// The password policy in force (shown on the pages where one is chosen).
+    pub fn password_policy(&self) -> &crate::config::PasswordPolicy {
+        &self.policy
+    }
+
     /// How many profiles there are, active and not (kept by the store: no scan).
     pub fn counts(&self) -> Counts {
         self.store.counts()

@@ -33,6 +33,8 @@ pub enum ActorKind {
     Sync,
     /// The employee, through an account endpoint.
     Account,
+    /// An employee signed in to the web console; the name is `<id> <display name>`.
+    Employee,
     /// rosterd itself.
     System,
 }
@@ -49,6 +51,14 @@ impl Actor {
         Self {
             kind: ActorKind::Admin,
             name: name.into(),
+        }
+    }
+
+    /// An employee acting in the web console (recorded by id and name).
+    pub fn employee(id: impl std::fmt::Display, display_name: &str) -> Self {
+        Self {
+            kind: ActorKind::Employee,
+            name: format!("{id} {display_name}"),
         }
     }
 

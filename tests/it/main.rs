@@ -24,3 +24,4 @@ mod slapd;
 mod smtp;
 mod store_load;
 mod systemd;
+mod web_ui;

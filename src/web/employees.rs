@@ -1,0 +1,587 @@
+//! The Employees screen: a native table of the roster with the status filter
+//! (active by default), column filters, sort by any column and keyset paging,
+//! all in the URL (a GET form), so Back and bookmarks restore a view. Users who
+//! may manage the roster also get row selection and the bulk actions, confirmed
+//! on a preview (the domain's dry run) before anything changes; the script opens
+//! that preview in a `<dialog>`, without it the preview is a page of its own.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{Chrome, Viewer, WebState, domain_error_page, error_page};
+use crate::employee::account::SendKind;
+use crate::employee::list::{DEFAULT_LIMIT, Filters, MAX_LIMIT, Sort, SortColumn};
+use crate::employee::model::Photo;
+use crate::employee::{BulkOutcome, Employee, EmployeeId, ListQuery, StatusFilter};
+
+/// The text filters of the form, in order: (query key, label).
+const TEXT_FILTERS: [(&str, &str); 5] = [
+    ("name", "Name"),
+    ("email", "Email"),
+    ("position", "Position"),
+    ("role", "Role"),
+    ("business_unit", "Business unit"),
+];
+
+/// The table's sortable columns: (sort key, header).
+const COLUMNS: [(&str, &str); 8] = [
+    ("name", "Name"),
+    ("email", "Email"),
+    ("positions", "Positions"),
+    ("role", "Role"),
+    ("business_unit", "Business unit"),
+    ("enabled", "Enabled"),
+    ("active", "Active"),
+    ("account_status", "Account status"),
+];
+
+pub struct Header {
+    pub label: &'static str,
+    /// `ascending` / `descending` on the sorted column, empty elsewhere.
+    pub aria_sort: &'static str,
+    /// The sort a click asks for.
+    pub next: String,
+}
+
+pub struct Row {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub positions: String,
+    pub role: String,
+    pub business_unit: String,
+    pub enabled: &'static str,
+    pub active: &'static str,
+    pub account_status: &'static str,
+    pub photo: Option<String>,
+}
+
+pub struct FilterField {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "employees.html")]
+struct EmployeesPage {
+    chrome: Chrome,
+    manage: bool,
+    status: &'static str,
+    filters: Vec<FilterField>,
+    enabled: String,
+    account_status: String,
+    sort: String,
+    limit: usize,
+    headers: Vec<Header>,
+    rows: Vec<Row>,
+    total: usize,
+    from: usize,
+    to: usize,
+    next: Option<String>,
+    first: Option<String>,
+    /// This view's URL, to come back to after a bulk action.
+    back: String,
+    /// The same view as CSV.
+    csv: String,
+    error: Option<String>,
+}
+
+fn account_status_text(e: &Employee) -> &'static str {
+    match e.account_status.as_str() {
+        "later" => "Set up later",
+        "invite" => "Invited",
+        "credentials" => "Has credentials",
+        _ => "Unknown",
+    }
+}
+
+fn row(e: &Employee) -> Row {
+    Row {
+        id: e.id.to_string(),
+        name: e.display_name.clone(),
+        email: e.email.clone(),
+        positions: e.positions.join(", "),
+        role: e.role.clone(),
+        business_unit: e.business_unit.clone().unwrap_or_default(),
+        enabled: if e.enabled { "Yes" } else { "No" },
+        active: if e.active { "Active" } else { "Inactive" },
+        account_status: account_status_text(e),
+        photo: match &e.photo {
+            Some(Photo::Url { url }) if url.starts_with("https://") => Some(url.clone()),
+            Some(Photo::Uploaded { .. }) => Some(format!("/employees/{}/photo", e.id)),
+            _ => None,
+        },
+    }
+}
+
+fn encode(pairs: &[(String, String)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// `GET /employees`: the view is the query string. Empty form fields are no
+/// filter; an unknown value gets the page with the error and the roster unfiltered
+/// by it.
+pub async fn employees_list(
+    viewer: Viewer,
+    State(state): State<WebState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut q = ListQuery::default();
+    let mut filters = Filters::default();
+    let mut error = None;
+    let mut view: Vec<(String, String)> = Vec::new();
+    let mut from = 0usize;
+    let mut values = std::collections::HashMap::new();
+    for (k, v) in &params {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let r: Result<(), String> = match k.as_str() {
+            "status" => match v {
+                "active" => {
+                    q.status = StatusFilter::Active;
+                    Ok(())
+                }
+                "inactive" => {
+                    q.status = StatusFilter::Inactive;
+                    Ok(())
+                }
+                "all" => {
+                    q.status = StatusFilter::All;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "Status must be active, inactive or all, not “{v}”."
+                )),
+            },
+            "sort" => v
+                .parse::<Sort>()
+                .map(|s| q.sort = s)
+                .map_err(|e| e.to_string()),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => {
+                    q.limit = Some(n);
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "Rows per page must be a number from 1 to {MAX_LIMIT}."
+                )),
+            },
+            "cursor" => {
+                q.cursor = Some(v.to_string());
+                Ok(())
+            }
+            "from" => {
+                from = v.parse().unwrap_or(0);
+                Ok(())
+            }
+            col => filters.set(col, v).map_err(|e| e.to_string()),
+        };
+        match r {
+            Ok(()) => {
+                if !matches!(k.as_str(), "cursor" | "from") {
+                    values.insert(k.clone(), v.to_string());
+                }
+            }
+            Err(m) => error = Some(m),
+        }
+    }
+    q.filters = filters;
+    // The view without its page: the same keys in a stable order.
+    for k in [
+        "status",
+        "name",
+        "email",
+        "position",
+        "role",
+        "business_unit",
+        "enabled",
+        "account_status",
+        "limit",
+    ] {
+        if let Some(v) = values.get(k) {
+            view.push((k.to_string(), v.clone()));
+        }
+    }
+    let sort_text = q.sort.to_string();
+    if sort_text != Sort::default().to_string() {
+        view.push(("sort".into(), sort_text.clone()));
+    }
+    let page = match state.app.roster.list(&q) {
+        Ok(p) => p,
+        Err(crate::employee::Error::BadRequest { message, .. }) if q.cursor.is_some() => {
+            // A stale cursor: start again from the first page.
+            error = Some(message);
+            q.cursor = None;
+            from = 0;
+            match state.app.roster.list(&q) {
+                Ok(p) => p,
+                Err(e) => return domain_error_page(e),
+            }
+        }
+        Err(e) => return domain_error_page(e),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let headers = COLUMNS
+        .iter()
+        .map(|(key, label)| {
+            let sorted = q.sort.column
+                == SortColumn::ALL
+                    .iter()
+                    .find(|(n, _)| n == key)
+                    .map(|(_, c)| *c)
+                    .unwrap_or(SortColumn::Name);
+            let (aria_sort, next) = match (sorted, q.sort.descending) {
+                (true, false) => ("ascending", format!("-{key}")),
+                (true, true) => ("descending", key.to_string()),
+                (false, _) => ("", key.to_string()),
+            };
+            Header {
+                label,
+                aria_sort,
+                next,
+            }
+        })
+        .collect();
+    let rows: Vec<Row> = page.items.iter().map(row).collect();
+    let to = from + rows.len();
+    let next = page.next_cursor.as_ref().map(|c| {
+        let mut p = view.clone();
+        p.push(("cursor".into(), c.clone()));
+        p.push(("from".into(), to.to_string()));
+        format!("/employees?{}", encode(&p))
+    });
+    let base = format!("/employees?{}", encode(&view));
+    let first = (from > 0).then(|| base.clone());
+    let get = |k: &str| values.get(k).cloned().unwrap_or_default();
+    EmployeesPage {
+        chrome: Chrome::for_viewer(&viewer),
+        manage: viewer.manage,
+        status: match q.status {
+            StatusFilter::Active => "active",
+            StatusFilter::Inactive => "inactive",
+            StatusFilter::All => "all",
+        },
+        filters: TEXT_FILTERS
+            .iter()
+            .map(|(key, label)| FilterField {
+                key,
+                label,
+                value: get(key),
+            })
+            .collect(),
+        enabled: get("enabled"),
+        account_status: get("account_status"),
+        sort: sort_text,
+        limit,
+        headers,
+        rows,
+        total: page.total,
+        from: if page.total == 0 { 0 } else { from + 1 },
+        to,
+        next,
+        first,
+        csv: format!("/employees.csv?{}", encode(&view)),
+        back: base,
+        error,
+    }
+    .into_response()
+}
+
+/// `GET /employees/{id}/photo`: an uploaded photo, for signed-in users.
+pub async fn employee_photo(
+    _: Viewer,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<EmployeeId>() else {
+        return error_page(StatusCode::NOT_FOUND, "No such employee.");
+    };
+    match state.app.roster.photo(id) {
+        Ok((ct, bytes)) => ([(header::CONTENT_TYPE, ct)], bytes).into_response(),
+        Err(e) => domain_error_page(e),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Activate,
+    Deactivate,
+    SendInvite,
+    SendPasswordReset,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "activate" => Action::Activate,
+            "deactivate" => Action::Deactivate,
+            "send_invite" => Action::SendInvite,
+            "send_password_reset" => Action::SendPasswordReset,
+            _ => return None,
+        })
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Action::Activate => "activate",
+            Action::Deactivate => "deactivate",
+            Action::SendInvite => "send_invite",
+            Action::SendPasswordReset => "send_password_reset",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Activate => "Activate",
+            Action::Deactivate => "Deactivate",
+            Action::SendInvite => "Send account invite to",
+            Action::SendPasswordReset => "Send password reset to",
+        }
+    }
+
+    /// What a skipped row's `changed: false` means when the domain gave no reason.
+    fn already(self) -> &'static str {
+        match self {
+            Action::Activate => "already active",
+            Action::Deactivate => "already inactive",
+            _ => "nothing to do",
+        }
+    }
+}
+
+pub struct Outcome {
+    pub id: String,
+    pub name: String,
+    /// Will change / changed.
+    pub changes: bool,
+    pub text: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "bulk.html")]
+struct BulkPage {
+    chrome: Chrome,
+    /// A preview (with the confirm form) or the result.
+    preview: bool,
+    title: String,
+    action: &'static str,
+    confirm_label: String,
+    ids: Vec<String>,
+    outcomes: Vec<Outcome>,
+    changing: usize,
+    skipped: usize,
+    back: String,
+}
+
+/// `POST /employees/bulk`: `action`, `id`s, `back`; without `confirm` the preview
+/// (a dry run), with `confirm=yes` the change and its result per employee.
+pub async fn employees_bulk(
+    viewer: Viewer,
+    State(state): State<WebState>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    if !viewer.manage {
+        tracing::warn!(actor = %viewer.actor, "bulk action refused: no employees.manage");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "You may view the roster but not change it (that needs the employees.manage permission).",
+        );
+    }
+    let get = |k: &str| {
+        form.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let ids: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let back = get("back")
+        .filter(|b| b.starts_with("/employees") && !b.starts_with("//"))
+        .unwrap_or("/employees")
+        .to_string();
+    let Some(action) = get("action").and_then(Action::parse) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Choose an action: Activate, Deactivate, Send account invite or Send password reset.",
+        );
+    };
+    if ids.is_empty() {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Select at least one employee first.",
+        );
+    }
+    let dry_run = get("confirm") != Some("yes");
+    let r = &state.app.roster;
+    let actor = &viewer.actor;
+    let results = match action {
+        Action::Activate => r.bulk_set_active(actor, &ids, true, dry_run).await,
+        Action::Deactivate => r.bulk_set_active(actor, &ids, false, dry_run).await,
+        Action::SendInvite => r.bulk_send(actor, &ids, SendKind::Invite, dry_run).await,
+        Action::SendPasswordReset => {
+            r.bulk_send(actor, &ids, SendKind::PasswordReset, dry_run)
+                .await
+        }
+    };
+    let results: Vec<BulkOutcome> = match results {
+        Ok(x) => x,
+        Err(e) => return domain_error_page(e),
+    };
+    let outcomes: Vec<Outcome> = results
+        .iter()
+        .map(|o| {
+            let name =
+                o.id.parse::<EmployeeId>()
+                    .ok()
+                    .and_then(|id| r.get(id).ok())
+                    .map(|e| e.display_name)
+                    .unwrap_or_else(|| o.id.clone());
+            let text = match (&o.error, o.changed, dry_run) {
+                (Some(why), _, true) => format!("Skipped: {why}"),
+                (Some(why), _, false) => format!("Failed: {why}"),
+                (None, true, true) => "Will change".into(),
+                (None, true, false) => "Done".into(),
+                (None, false, _) => format!("Skipped: {}", action.already()),
+            };
+            Outcome {
+                id: o.id.clone(),
+                name,
+                changes: o.changed,
+                text,
+            }
+        })
+        .collect();
+    let changing = outcomes.iter().filter(|o| o.changes).count();
+    let skipped = outcomes.len() - changing;
+    let plural = |n: usize| if n == 1 { "employee" } else { "employees" };
+    let title = if dry_run {
+        format!("{} {} {}?", action.verb(), ids.len(), plural(ids.len()))
+    } else {
+        format!("{}: {changing} changed, {skipped} skipped", action.verb())
+    };
+    BulkPage {
+        chrome: Chrome::for_viewer(&viewer),
+        preview: dry_run,
+        title,
+        action: action.key(),
+        confirm_label: format!("{} {changing} {}", action.verb(), plural(changing)),
+        ids: outcomes
+            .iter()
+            .filter(|o| o.changes)
+            .map(|o| o.id.clone())
+            .collect(),
+        outcomes,
+        changing,
+        skipped,
+        back,
+    }
+    .into_response()
+}
+
+/// `GET /employees.csv`: the view of the same query (filters and sort, every
+/// page of it) as CSV, read a page at a time.
+pub async fn employees_csv(
+    _: Viewer,
+    State(state): State<WebState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let mut q = ListQuery::default();
+    let mut filters = Filters::default();
+    for (k, v) in &params {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let r = match k.as_str() {
+            "status" => match v {
+                "inactive" => {
+                    q.status = StatusFilter::Inactive;
+                    Ok(())
+                }
+                "all" => {
+                    q.status = StatusFilter::All;
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            "sort" => v.parse::<Sort>().map(|s| q.sort = s),
+            "limit" | "cursor" | "from" => Ok(()),
+            col => filters.set(col, v),
+        };
+        if let Err(e) = r {
+            return domain_error_page(e);
+        }
+    }
+    q.filters = filters;
+    q.limit = Some(MAX_LIMIT);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "id",
+        "name",
+        "email",
+        "positions",
+        "role",
+        "business_unit",
+        "enabled",
+        "active",
+        "account_status",
+    ];
+    let mut ok = w.write_record(header).is_ok();
+    loop {
+        let page = match state.app.roster.list(&q) {
+            Ok(p) => p,
+            Err(e) => return domain_error_page(e),
+        };
+        for e in &page.items {
+            let r = row(e);
+            ok &= w
+                .write_record([
+                    r.id.as_str(),
+                    &r.name,
+                    &r.email,
+                    &e.positions.join(";"),
+                    &r.role,
+                    &r.business_unit,
+                    if e.enabled { "true" } else { "false" },
+                    if e.active { "true" } else { "false" },
+                    e.account_status.as_str(),
+                ])
+                .is_ok();
+        }
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    match (ok, w.into_inner()) {
+        (true, Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"employees.csv\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The CSV could not be written.",
+        ),
+    }
+}
