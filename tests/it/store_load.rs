@@ -35,6 +35,49 @@ struct Seen {
     failures: Vec<String>,
 }
 
+/// How one write went.
+enum Sent {
+    /// Acknowledged, with the response body.
+    Acked(Value),
+    /// Refused (recorded as a failure); the writer goes on.
+    Refused,
+    /// Timed out (recorded) or the daemon went away: the writer stops.
+    Stop,
+}
+
+impl Seen {
+    /// Sends one write of profile `id` (none for a create) that should leave
+    /// it as `expect`, keeping it as in flight until it is acknowledged.
+    async fn send(
+        &mut self,
+        req: reqwest::RequestBuilder,
+        id: Option<&str>,
+        expect: &Expect,
+    ) -> Sent {
+        if let Some(id) = id {
+            self.in_flight = Some((id.to_string(), expect.clone()));
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                self.failures.push(format!("timed out: {e}"));
+                return Sent::Stop;
+            }
+            // The daemon went away (the kill -9 test).
+            Err(_) => return Sent::Stop,
+        };
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            self.failures.push(format!("{status}: {body}"));
+            return Sent::Refused;
+        }
+        self.writes += 1;
+        self.in_flight = None;
+        Sent::Acked(body)
+    }
+}
+
 struct Target {
     base: String,
     admin: String,
@@ -139,26 +182,11 @@ async fn scim_writer(t: std::sync::Arc<Target>, w: usize, until: Instant) -> See
                 }
             }
         };
-        if let Some(id) = &id {
-            seen.in_flight = Some((id.clone(), expect.clone()));
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                seen.failures.push(format!("timed out: {e}"));
-                return seen;
-            }
-            // The daemon went away (the kill -9 test).
-            Err(_) => return seen,
+        let body = match seen.send(req, id.as_deref(), &expect).await {
+            Sent::Stop => return seen,
+            Sent::Refused => continue,
+            Sent::Acked(body) => body,
         };
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            seen.failures.push(format!("{status}: {body}"));
-            continue;
-        }
-        seen.writes += 1;
-        seen.in_flight = None;
         let id = match id {
             Some(id) => id,
             None => {
@@ -203,25 +231,11 @@ async fn admin_writer(t: std::sync::Arc<Target>, w: usize, until: Instant) -> Se
                 .json(&json!({"display_name": name}));
             (req, Expect::Present(name), Some(id))
         };
-        if let Some(id) = &id {
-            seen.in_flight = Some((id.clone(), expect.clone()));
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                seen.failures.push(format!("timed out: {e}"));
-                return seen;
-            }
-            Err(_) => return seen,
+        let body = match seen.send(req, id.as_deref(), &expect).await {
+            Sent::Stop => return seen,
+            Sent::Refused => continue,
+            Sent::Acked(body) => body,
         };
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            seen.failures.push(format!("{status}: {body}"));
-            continue;
-        }
-        seen.writes += 1;
-        seen.in_flight = None;
         let id = match id {
             Some(id) => id,
             None => {
