@@ -152,6 +152,14 @@ pub trait Backend: Send + Sync + 'static {
     fn held_take(&self, id: u64) -> Result<Option<Record>, StoreError>;
     fn held_ids(&self) -> Result<Vec<u64>, StoreError>;
 
+    // Web console sessions, by the SHA-256 digest of the session id (rows
+    // whose format the console owns; the id itself never reaches the store).
+    fn session_get(&self, key: &[u8; 32]) -> Result<Option<Record>, StoreError>;
+    fn session_put(&self, key: &[u8; 32], row: &[u8]) -> Result<(), StoreError>;
+    fn session_remove(&self, key: &[u8; 32]) -> Result<(), StoreError>;
+    /// Every session row (to end one employee's sessions, to prune expired ones).
+    fn sessions_all(&self) -> Result<Vec<([u8; 32], Record)>, StoreError>;
+
     // Durability and health.
     /// Resolves once every write made before the call is durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -395,6 +403,18 @@ impl Backend for SledStore {
     }
     fn held_ids(&self) -> Result<Vec<u64>, StoreError> {
         SledStore::held_ids(self)
+    }
+    fn session_get(&self, key: &[u8; 32]) -> Result<Option<Record>, StoreError> {
+        SledStore::session_get(self, key)
+    }
+    fn session_put(&self, key: &[u8; 32], row: &[u8]) -> Result<(), StoreError> {
+        SledStore::session_put(self, key, row)
+    }
+    fn session_remove(&self, key: &[u8; 32]) -> Result<(), StoreError> {
+        SledStore::session_remove(self, key)
+    }
+    fn sessions_all(&self) -> Result<Vec<([u8; 32], Record)>, StoreError> {
+        SledStore::sessions_all(self)
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(SledStore::flush(self))

@@ -23,6 +23,9 @@
 //! - `sync_runs`, `sync_plans`, `sync_held`: run id → a run's header, its plan,
 //!   the mapped entries of a held run; `sync_state`: source id → its state (the
 //!   rows' format is the sync engine's; see [`runs`]).
+//! - `web_sessions`: SHA-256 digest of a console session id (32 bytes) → the
+//!   session (who, when it started, when last seen; the console's format). The
+//!   id itself is never stored (see [`sessions`]).
 //!
 //! The unique indexes (`<kind>\0<key>` → id, one namespace per index) are kept in
 //! memory, rebuilt from the records' headers at open. Writes are serialised by one
@@ -51,6 +54,7 @@ mod durable;
 pub mod outbox;
 mod record;
 mod runs;
+mod sessions;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -221,6 +225,7 @@ pub struct SledStore {
     run_plans: sled::Tree,
     run_state: sled::Tree,
     run_held: sled::Tree,
+    sessions: sled::Tree,
     reads: Arc<AtomicU64>,
     /// Which records exist, in id order, and which are active (see [`directory`]).
     directory: Arc<RwLock<directory::Directory>>,
@@ -318,6 +323,7 @@ impl SledStore {
             run_plans: db.open_tree("sync_plans")?,
             run_state: db.open_tree("sync_state")?,
             run_held: db.open_tree("sync_held")?,
+            sessions: db.open_tree("web_sessions")?,
             meta,
             db,
             reads: Arc::new(AtomicU64::new(0)),

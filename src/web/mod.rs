@@ -48,9 +48,13 @@ pub struct WebState {
 
 /// The console's routes, with their state; merge into the daemon's router.
 pub fn routes(app: AppState) -> Router {
+    let sessions = Sessions::new(
+        session::SessionSettings::default(),
+        app.roster.store().clone(),
+    );
     let state = WebState {
         app,
-        sessions: Arc::new(Sessions::new(session::SessionSettings::default())),
+        sessions: Arc::new(sessions),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/employees") }))

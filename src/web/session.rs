@@ -5,18 +5,19 @@
 //! `/api/v1/auth/login`, through [`crate::admin::account::limited_login`]), or
 //! anyone holding a named admin token (break-glass and first setup).
 //!
-//! The session id is 256 random bits in an `HttpOnly`, `SameSite=Strict` cookie
-//! (named `__Host-rosterd_session` and `Secure` when served over TLS; rosterd
-//! serves plain HTTP, so `rosterd_session`). The server keeps only its SHA-256
-//! digest, **in memory**: a restart signs everyone out. A session ends after
+//! The session id is 256 random bits in an `HttpOnly`, `SameSite=Strict` cookie.
+//! When the request came over HTTPS (a trusted proxy says
+//! `X-Forwarded-Proto: https`; rosterd itself serves plain HTTP) the cookie is
+//! `__Host-rosterd_session` and `Secure`; on plain HTTP it is `rosterd_session`,
+//! so a newcomer on `http://127.0.0.1:8080` can sign in. Only the id's SHA-256
+//! digest is kept, **in the store** (`Backend::session_*`), so sessions survive
+//! a restart; the id itself is never written anywhere. A session ends after
 //! [`SessionSettings::idle`] without a request, after
-//! [`SessionSettings::absolute`] in any case, at sign-out, and at once when the
-//! employee is deactivated, disabled or loses [`VIEW`], or the token is removed
-//! by a reload: every request checks the profile (or the token set) afresh.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! [`SessionSettings::absolute`] in any case, at sign-out (its row is deleted),
+//! and at once when the employee is deactivated, disabled or loses [`VIEW`], or
+//! the token is removed by a reload: every request checks the profile (or the
+//! token set) afresh, and a failed check deletes every session of that
+//! principal. Expired rows are pruned whenever a session starts.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -25,159 +26,229 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{Chrome, WebState};
 use crate::admin::account::{ClientAddr, LoginRefused, limited_login};
 use crate::employee::EmployeeId;
 use crate::employee::account::AccountError;
 use crate::secret::{Secret, random_token, token_digest};
-use crate::store::Actor;
+use crate::store::{Actor, Store, StoreError};
 
 /// The permission that opens the console.
 pub const VIEW: &str = "employees.view";
 /// The permission that allows changes.
 pub const MANAGE: &str = "employees.manage";
 
-/// Session lifetimes and the cookie's form.
+/// The cookie's name over HTTPS (`Secure`, no `Domain`, `Path=/`).
+pub const SECURE_COOKIE: &str = "__Host-rosterd_session";
+/// The cookie's name over plain HTTP.
+pub const PLAIN_COOKIE: &str = "rosterd_session";
+
+/// Session lifetimes.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    pub idle: Duration,
-    pub absolute: Duration,
-    /// Served over TLS (or a trusted proxy says so): `Secure` and `__Host-`.
-    pub secure: bool,
+    pub idle: chrono::Duration,
+    pub absolute: chrono::Duration,
 }
 
 impl Default for SessionSettings {
     fn default() -> Self {
         Self {
-            idle: Duration::from_secs(30 * 60),
-            absolute: Duration::from_secs(12 * 60 * 60),
-            secure: false,
+            idle: chrono::Duration::minutes(30),
+            absolute: chrono::Duration::hours(12),
         }
     }
 }
 
+impl SessionSettings {
+    /// How stale a stored `last_seen` may get before a request writes it anew
+    /// (so that not every page view is a write).
+    fn refresh(&self) -> chrono::Duration {
+        (self.idle / 10).min(chrono::Duration::seconds(60))
+    }
+}
+
 /// Who a session belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Principal {
     Employee(EmployeeId),
     /// An admin token, by its digest (so a reload that drops it ends the session).
     Token([u8; 32]),
 }
 
-#[derive(Debug)]
-struct Session {
+/// One stored session (the row's format; the key is the id's digest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
     who: Principal,
-    created: Instant,
-    last_seen: Instant,
+    created: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
 }
 
-/// The session table: id digest → session.
-#[derive(Debug)]
+/// Whether a request came over HTTPS, as far as rosterd can tell: a trusted
+/// proxy said `X-Forwarded-Proto: https` (or `Forwarded: proto=https`).
+/// Forwarded headers from anyone else were already dropped by
+/// [`crate::serve::ClientInfo::from_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub https: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Transport {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Transport::of(parts))
+    }
+}
+
+impl Transport {
+    fn of(parts: &Parts) -> Self {
+        let https = parts
+            .extensions
+            .get::<crate::serve::ClientInfo>()
+            .and_then(|c| c.forwarded_proto.as_deref())
+            == Some("https");
+        Transport { https }
+    }
+
+    /// The cookie's name on this transport.
+    pub fn cookie_name(self) -> &'static str {
+        if self.https {
+            SECURE_COOKIE
+        } else {
+            PLAIN_COOKIE
+        }
+    }
+
+    fn attributes(self) -> &'static str {
+        if self.https { "; Secure" } else { "" }
+    }
+}
+
+/// The session table, in the store: id digest → [`Row`].
 pub struct Sessions {
     settings: SessionSettings,
-    table: Mutex<HashMap<[u8; 32], Session>>,
+    store: Store,
+}
+
+fn dec(b: &[u8]) -> Option<Row> {
+    serde_json::from_slice(b).ok()
+}
+
+fn enc(r: &Row) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(r).map_err(|e| StoreError::Corrupt(format!("session row: {e}")))
 }
 
 impl Sessions {
-    pub fn new(settings: SessionSettings) -> Self {
-        Self {
-            settings,
-            table: Mutex::new(HashMap::new()),
-        }
+    pub fn new(settings: SessionSettings, store: Store) -> Self {
+        Self { settings, store }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn live(&self, r: &Row, now: DateTime<Utc>) -> bool {
+        now.signed_duration_since(r.last_seen) < self.settings.idle
+            && now.signed_duration_since(r.created) < self.settings.absolute
     }
 
-    /// The cookie's name.
-    pub fn cookie_name(&self) -> &'static str {
-        if self.settings.secure {
-            "__Host-rosterd_session"
-        } else {
-            "rosterd_session"
-        }
-    }
-
-    /// Starts a session; returns its id (the cookie's value, kept nowhere else).
-    pub fn create(&self, who: Principal, now: Instant) -> Secret {
+    /// Starts a session, durably; returns its id (the cookie's value, kept
+    /// nowhere else). Expired sessions are deleted first.
+    pub async fn create(&self, who: Principal, now: DateTime<Utc>) -> Result<Secret, StoreError> {
+        self.prune(now)?;
         let id = random_token();
-        let mut t = self.table();
-        // Expired sessions go when new ones come.
-        let s = &self.settings;
-        t.retain(|_, x| live(s, x, now));
-        t.insert(
-            token_digest(id.expose()),
-            Session {
-                who,
-                created: now,
-                last_seen: now,
-            },
-        );
-        id
+        let row = Row {
+            who,
+            created: now,
+            last_seen: now,
+        };
+        self.store
+            .session_put(&token_digest(id.expose()), &enc(&row)?)?;
+        self.store.flush().await?;
+        Ok(id)
     }
 
-    /// The live session with this id, refreshing its idle time.
-    pub fn lookup(&self, id: &str, now: Instant) -> Option<Principal> {
+    /// The live session with this id, refreshing its idle time. An expired or
+    /// unreadable row is deleted.
+    pub fn lookup(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Principal>, StoreError> {
         let d = token_digest(id);
-        let mut t = self.table();
-        let s = t.get_mut(&d)?;
-        if !live(&self.settings, s, now) {
-            t.remove(&d);
-            return None;
+        let Some(bytes) = self.store.session_get(&d)? else {
+            return Ok(None);
+        };
+        let Some(mut row) = dec(&bytes).filter(|r| self.live(r, now)) else {
+            self.store.session_remove(&d)?;
+            return Ok(None);
+        };
+        if now.signed_duration_since(row.last_seen) >= self.settings.refresh() {
+            // Not flushed: losing it in a crash only makes the session end sooner.
+            row.last_seen = now;
+            self.store.session_put(&d, &enc(&row)?)?;
         }
-        s.last_seen = now;
-        Some(s.who.clone())
+        Ok(Some(row.who))
     }
 
-    /// Ends one session.
-    pub fn end(&self, id: &str) {
-        self.table().remove(&token_digest(id));
+    /// Ends one session, durably.
+    pub async fn end(&self, id: &str) -> Result<(), StoreError> {
+        self.store.session_remove(&token_digest(id))?;
+        self.store.flush().await
     }
 
-    /// Ends every session of `who`.
-    pub fn end_all(&self, who: &Principal) {
-        self.table().retain(|_, s| s.who != *who);
+    /// Ends every session of `who`, durably.
+    pub async fn end_all(&self, who: &Principal) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (k, v) in self.store.sessions_all()? {
+            if dec(&v).is_none_or(|r| r.who == *who) {
+                self.store.session_remove(&k)?;
+                n += 1;
+            }
+        }
+        self.store.flush().await?;
+        Ok(n)
     }
 
-    /// How many sessions are held (live or not yet swept).
-    pub fn len(&self) -> usize {
-        self.table().len()
+    /// Deletes the expired (and unreadable) rows; returns how many.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (k, v) in self.store.sessions_all()? {
+            if dec(&v).is_none_or(|r| !self.live(&r, now)) {
+                self.store.session_remove(&k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// How many sessions are stored (live or not yet pruned).
+    pub fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.store.sessions_all()?.len())
     }
 
     /// `Set-Cookie` for a new session.
-    fn set_cookie(&self, id: &Secret) -> HeaderValue {
-        let secure = if self.settings.secure { "; Secure" } else { "" };
+    fn set_cookie(&self, t: Transport, id: &Secret) -> HeaderValue {
         let v = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            self.cookie_name(),
+            "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            t.cookie_name(),
             id.expose(),
-            self.settings.absolute.as_secs()
+            self.settings.absolute.num_seconds(),
+            t.attributes()
         );
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 
     /// `Set-Cookie` that removes the cookie.
-    fn clear_cookie(&self) -> HeaderValue {
-        let secure = if self.settings.secure { "; Secure" } else { "" };
+    fn clear_cookie(&self, t: Transport) -> HeaderValue {
         let v = format!(
-            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
-            self.cookie_name()
+            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            t.cookie_name(),
+            t.attributes()
         );
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 
-    /// The session id the request's cookie carries.
-    fn cookie<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        let name = self.cookie_name();
+    /// The session id the request's cookie carries (only the cookie of this
+    /// transport: over HTTPS a plain `rosterd_session` is not believed).
+    fn cookie(t: Transport, headers: &HeaderMap) -> Option<&str> {
+        let name = t.cookie_name();
         headers
             .get_all(header::COOKIE)
             .iter()
@@ -189,9 +260,12 @@ impl Sessions {
     }
 }
 
-fn live(s: &SessionSettings, x: &Session, now: Instant) -> bool {
-    now.saturating_duration_since(x.last_seen) < s.idle
-        && now.saturating_duration_since(x.created) < s.absolute
+fn store_failed(e: StoreError) -> Response {
+    tracing::error!(error = %e, "web console: the session table could not be read or written");
+    super::error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Your session could not be checked; try again, and tell an administrator if it persists.",
+    )
 }
 
 /// The signed-in user of a console request, checked afresh against the roster.
@@ -205,28 +279,30 @@ pub struct Viewer {
     pub manage: bool,
 }
 
-/// Not signed in (or no longer allowed): to the sign-in page.
-pub struct SignInFirst;
-
-impl IntoResponse for SignInFirst {
-    fn into_response(self) -> Response {
-        Redirect::to("/sign-in").into_response()
-    }
+fn sign_in_first() -> Response {
+    Redirect::to("/sign-in").into_response()
 }
 
 impl FromRequestParts<WebState> for Viewer {
-    type Rejection = SignInFirst;
+    /// Not signed in (or no longer allowed): to the sign-in page.
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, SignInFirst> {
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
         let sessions = &state.sessions;
-        let id = sessions.cookie(&parts.headers).ok_or(SignInFirst)?;
-        let who = sessions.lookup(id, Instant::now()).ok_or(SignInFirst)?;
-        let viewer = resolve(state, &who);
-        if viewer.is_none() {
-            // Deactivated, disabled, lost the permission, or the token is gone.
-            sessions.end_all(&who);
+        let t = Transport::of(parts);
+        let id = Sessions::cookie(t, &parts.headers).ok_or_else(sign_in_first)?;
+        let who = sessions
+            .lookup(id, Utc::now())
+            .map_err(store_failed)?
+            .ok_or_else(sign_in_first)?;
+        match resolve(state, &who) {
+            Some(v) => Ok(v),
+            None => {
+                // Deactivated, disabled, lost the permission, or the token is gone.
+                sessions.end_all(&who).await.map_err(store_failed)?;
+                Err(sign_in_first())
+            }
         }
-        viewer.ok_or(SignInFirst)
     }
 }
 
@@ -307,9 +383,10 @@ pub struct SignInForm {
 pub async fn sign_in_post(
     State(state): State<WebState>,
     ClientAddr(addr): ClientAddr,
+    t: Transport,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let now = Instant::now();
+    let now = std::time::Instant::now();
     if let Some(token) = form.token.filter(|t| !t.expose().trim().is_empty()) {
         let limits = &state.app.login_limits;
         let key = addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
@@ -331,7 +408,7 @@ pub async fn sign_in_post(
                 Some("That is not an admin token of this rosterd.".into()),
             );
         }
-        return start(&state, Principal::Token(token_digest(token)), now);
+        return start(&state, t, Principal::Token(token_digest(token))).await;
     }
     let password = form.password.unwrap_or_else(|| Secret::new(""));
     match limited_login(&state.app, addr, &form.login, &password).await {
@@ -347,7 +424,7 @@ pub async fn sign_in_post(
                     None,
                 );
             }
-            start(&state, Principal::Employee(e.id), now)
+            start(&state, t, Principal::Employee(e.id)).await
         }
         Err(LoginRefused::TooMany(wait)) => sign_in_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -373,22 +450,31 @@ pub async fn sign_in_post(
     }
 }
 
-fn start(state: &WebState, who: Principal, now: Instant) -> Response {
-    let id = state.sessions.create(who, now);
+async fn start(state: &WebState, t: Transport, who: Principal) -> Response {
+    let id = match state.sessions.create(who, Utc::now()).await {
+        Ok(id) => id,
+        Err(e) => return store_failed(e),
+    };
     let mut resp = Redirect::to("/employees").into_response();
     resp.headers_mut()
-        .insert(header::SET_COOKIE, state.sessions.set_cookie(&id));
+        .insert(header::SET_COOKIE, state.sessions.set_cookie(t, &id));
     resp
 }
 
-/// `POST /sign-out`
-pub async fn sign_out_post(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    if let Some(id) = state.sessions.cookie(&headers) {
-        state.sessions.end(id);
+/// `POST /sign-out`: deletes the session's row and the cookie.
+pub async fn sign_out_post(
+    State(state): State<WebState>,
+    t: Transport,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(id) = Sessions::cookie(t, &headers)
+        && let Err(e) = state.sessions.end(id).await
+    {
+        return store_failed(e);
     }
     let mut resp = Redirect::to("/sign-in").into_response();
     resp.headers_mut()
-        .insert(header::SET_COOKIE, state.sessions.clear_cookie());
+        .insert(header::SET_COOKIE, state.sessions.clear_cookie(t));
     resp
 }
 
@@ -396,67 +482,112 @@ pub async fn sign_out_post(State(state): State<WebState>, headers: HeaderMap) ->
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_expire_idle_and_absolute() {
-        let s = Sessions::new(SessionSettings {
-            idle: Duration::from_secs(10),
-            absolute: Duration::from_secs(25),
-            secure: false,
-        });
-        let t0 = Instant::now();
+    fn sessions(idle: i64, absolute: i64) -> (tempfile::TempDir, Sessions) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = Sessions::new(
+            SessionSettings {
+                idle: chrono::Duration::seconds(idle),
+                absolute: chrono::Duration::seconds(absolute),
+            },
+            store,
+        );
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_idle_and_absolute_and_are_pruned() {
+        let (_dir, s) = sessions(100, 250);
+        let secs = chrono::Duration::seconds;
+        let t0 = Utc::now();
         let who = Principal::Employee(EmployeeId(uuid::Uuid::nil()));
-        let id = s.create(who.clone(), t0);
+        let id = s.create(who.clone(), t0).await.unwrap();
         assert_eq!(id.expose().len(), 64, "256 bits, hex");
-        // Only the digest is held.
-        assert!(!format!("{:?}", s.table()).contains(id.expose()));
+        // Only the digest is held: the row and its key carry no trace of the id.
+        for (k, v) in s.store.sessions_all().unwrap() {
+            assert_eq!(k, token_digest(id.expose()));
+            assert!(!String::from_utf8_lossy(&v).contains(id.expose()));
+        }
         assert_eq!(
-            s.lookup(id.expose(), t0 + Duration::from_secs(9)),
+            s.lookup(id.expose(), t0 + secs(90)).unwrap(),
             Some(who.clone())
         );
+        // Refreshed at 90 s, so alive at 180 s.
         assert_eq!(
-            s.lookup(id.expose(), t0 + Duration::from_secs(18)),
+            s.lookup(id.expose(), t0 + secs(180)).unwrap(),
             Some(who.clone())
         );
-        // Kept alive, but past the absolute limit.
-        assert_eq!(s.lookup(id.expose(), t0 + Duration::from_secs(26)), None);
-        let id = s.create(who.clone(), t0);
+        // Kept alive, but past the absolute limit: gone, and its row deleted.
+        assert_eq!(s.lookup(id.expose(), t0 + secs(260)).unwrap(), None);
+        assert_eq!(s.count().unwrap(), 0);
+        let idle = s.create(who.clone(), t0).await.unwrap();
         assert_eq!(
-            s.lookup(id.expose(), t0 + Duration::from_secs(11)),
+            s.lookup(idle.expose(), t0 + secs(110)).unwrap(),
             None,
             "idle"
         );
-        let id = s.create(who.clone(), t0);
-        s.end_all(&who);
-        assert_eq!(s.lookup(id.expose(), t0), None);
-        assert_eq!(s.lookup("nope", t0), None);
+        // Expired rows are pruned when a session starts.
+        let _stale = s.create(who.clone(), t0).await.unwrap();
+        let other = Principal::Token([7; 32]);
+        let fresh = s.create(other.clone(), t0 + secs(200)).await.unwrap();
+        assert_eq!(s.count().unwrap(), 1);
+        let mine = s.create(who.clone(), t0 + secs(200)).await.unwrap();
+        assert_eq!(s.end_all(&who).await.unwrap(), 1);
+        assert_eq!(s.lookup(mine.expose(), t0 + secs(201)).unwrap(), None);
+        assert_eq!(
+            s.lookup(fresh.expose(), t0 + secs(201)).unwrap(),
+            Some(other)
+        );
+        s.end(fresh.expose()).await.unwrap();
+        assert_eq!(s.lookup(fresh.expose(), t0 + secs(201)).unwrap(), None);
+        assert_eq!(s.lookup("nope", t0).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let who = Principal::Token([9; 32]);
+        let id = {
+            let s = Sessions::new(SessionSettings::default(), Store::open(dir.path()).unwrap());
+            s.create(who.clone(), Utc::now()).await.unwrap()
+        };
+        let s = Sessions::new(SessionSettings::default(), Store::open(dir.path()).unwrap());
+        assert_eq!(s.lookup(id.expose(), Utc::now()).unwrap(), Some(who));
     }
 
     #[test]
-    fn cookie_is_strict_and_httponly() {
-        let s = Sessions::new(SessionSettings::default());
-        let v = s.set_cookie(&Secret::new("abc"));
+    fn cookie_is_strict_and_httponly_and_secure_over_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sessions::new(SessionSettings::default(), Store::open(dir.path()).unwrap());
+        let plain = Transport { https: false };
+        let v = s.set_cookie(plain, &Secret::new("abc"));
         let v = v.to_str().unwrap();
         assert!(v.starts_with("rosterd_session=abc;"), "{v}");
         assert!(
-            v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+            v.contains("HttpOnly") && v.contains("SameSite=Strict") && v.contains("Path=/"),
             "{v}"
         );
         assert!(!v.contains("Secure"), "{v}");
-        let s = Sessions::new(SessionSettings {
-            secure: true,
-            ..Default::default()
-        });
-        let v = s.set_cookie(&Secret::new("abc"));
+        let tls = Transport { https: true };
+        let v = s.set_cookie(tls, &Secret::new("abc"));
         let v = v.to_str().unwrap();
         assert!(
-            v.starts_with("__Host-rosterd_session=abc;") && v.contains("Secure"),
+            v.starts_with("__Host-rosterd_session=abc;") && v.contains("; Secure"),
             "{v}"
         );
+        assert!(!v.contains("Domain"), "{v}");
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; __Host-rosterd_session=xyz"),
+            HeaderValue::from_static("a=1; __Host-rosterd_session=xyz; rosterd_session=plain"),
         );
-        assert_eq!(s.cookie(&h), Some("xyz"));
+        assert_eq!(Sessions::cookie(tls, &h), Some("xyz"));
+        assert_eq!(Sessions::cookie(plain, &h), Some("plain"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("rosterd_session=plain"),
+        );
+        assert_eq!(Sessions::cookie(tls, &h), None, "not believed over HTTPS");
     }
 }

@@ -44,6 +44,8 @@ pub struct TestServer {
     /// Kept so the temporary data directory lives as long as the server.
     _dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// What it was started with (for [`TestServer::restart`]).
+    config: rosterd::config::Config,
 }
 
 impl TestServer {
@@ -77,7 +79,7 @@ impl TestServer {
     }
 
     async fn start_config(dir: tempfile::TempDir, config: rosterd::config::Config) -> Self {
-        let daemon = daemon::start(config).await.expect("daemon starts");
+        let daemon = daemon::start(config.clone()).await.expect("daemon starts");
         let token_file = daemon
             .admin_token_file
             .clone()
@@ -96,7 +98,27 @@ impl TestServer {
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .expect("client"),
+            config,
         }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Stops the daemon cleanly and starts it again on the same data directory
+    /// and the same address.
+    pub async fn restart(mut self) -> Self {
+        let daemon = self.daemon.take().expect("running");
+        let addr = daemon.addr;
+        daemon.stop().await.expect("clean stop");
+        let mut config = self.config.clone();
+        config.listen = addr;
+        let daemon = daemon::start(config).await.expect("daemon starts again");
+        self.base = format!("http://{}", daemon.addr);
+        self.daemon = Some(daemon);
+        self
     }
 
     /// The sync engine (to fix its clock, to tick).

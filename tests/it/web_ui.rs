@@ -1197,3 +1197,166 @@ async fn paging_keeps_the_view_in_the_url() {
     );
     s.stop().await;
 }
+
+/// Every file under `dir`, read whole: does any contain `needle`?
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Sessions are in the store: a signed-in employee and an admin token stay
+/// signed in across a restart of the daemon; the data directory's files never
+/// hold a cookie's value (only its digest); sign-out survives a restart too;
+/// deactivation still ends every session of the employee at once.
+#[tokio::test]
+async fn sessions_survive_a_restart_and_only_digests_are_stored() {
+    let s = TestServer::start().await;
+    let mia = person(&s, "Mia", "Manager", "Administrator").await;
+    let login = [("login", "mia.manager@example.com"), ("password", PASSWORD)];
+    let kept = session_cookie(&s, &login).await;
+    let second = session_cookie(&s, &login).await;
+    let signed_out = session_cookie(&s, &[("token", s.token.as_str())]).await;
+    let token = session_cookie(&s, &[("token", s.token.as_str())]).await;
+    assert!(kept.starts_with("rosterd_session="), "{kept}");
+    for c in [&kept, &second, &signed_out, &token] {
+        assert_eq!(get_with(&s, c, "/employees").await.status(), StatusCode::OK);
+    }
+    let r = no_redirects()
+        .post(s.url("/sign-out"))
+        .header(reqwest::header::COOKIE, &signed_out)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let s = s.restart().await;
+    for c in [&kept, &second, &token] {
+        let r = get_with(&s, c, "/employees").await;
+        assert_eq!(r.status(), StatusCode::OK, "{c} after the restart");
+        assert!(r.text().await.unwrap().contains("Mia Manager"));
+    }
+    assert_eq!(
+        get_with(&s, &signed_out, "/employees").await.status(),
+        StatusCode::SEE_OTHER,
+        "signed out before the restart"
+    );
+    for c in [&kept, &second, &signed_out, &token] {
+        let value = c.split_once('=').unwrap().1;
+        assert_eq!(value.len(), 64, "{c}");
+        let found = files_containing(s.data_dir(), value.as_bytes());
+        assert!(found.is_empty(), "the cookie's value is in {found:?}");
+    }
+    // Deactivated after the restart: both of Mia's sessions end, the token's stays.
+    let (st, _) = s
+        .post(&format!("/api/v1/employees/{mia}/deactivate"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        get_with(&s, &kept, "/employees").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    s.post(&format!("/api/v1/employees/{mia}/activate"), json!({}))
+        .await;
+    assert_eq!(
+        get_with(&s, &second, "/employees").await.status(),
+        StatusCode::SEE_OTHER,
+        "every session of hers ended, not only the one that asked"
+    );
+    assert_eq!(
+        get_with(&s, &token, "/employees").await.status(),
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+/// A client bound to `local` (127.0.0.x) that follows no redirects.
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Behind a trusted proxy that says the request came over HTTPS, the cookie is
+/// `__Host-rosterd_session` and `Secure` (and only that name is believed);
+/// the same header from an address that is not a trusted proxy changes
+/// nothing: plain `rosterd_session`, no `Secure`.
+#[tokio::test]
+async fn the_cookie_is_secure_only_behind_a_trusted_https_proxy() {
+    let s = TestServer::start_with_http("trusted_proxies = [\"127.0.0.2\"]").await;
+    person(&s, "Pia", "Proxy", "Administrator").await;
+    let form = [("login", "pia.proxy@example.com"), ("password", PASSWORD)];
+    let sign_in = |c: reqwest::Client| {
+        let url = s.url("/sign-in");
+        async move {
+            let r = c
+                .post(url)
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-for", "198.51.100.7")
+                .form_pairs(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::SEE_OTHER);
+            r.headers()[reqwest::header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let proxy = client_from("127.0.0.2");
+    let set = sign_in(proxy.clone()).await;
+    assert!(set.starts_with("__Host-rosterd_session="), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("Path=/") && !set.contains("Domain"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let get = |c: &reqwest::Client, cookie: &str, https: bool| {
+        let mut r = c
+            .get(s.url("/employees"))
+            .header(reqwest::header::COOKIE, cookie.to_string());
+        if https {
+            r = r.header("x-forwarded-proto", "https");
+        }
+        r.send()
+    };
+    assert_eq!(
+        get(&proxy, &cookie, true).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // The same id under the plain name over HTTPS is not believed.
+    let plain_named = cookie.replacen("__Host-", "", 1);
+    assert_eq!(
+        get(&proxy, &plain_named, true).await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+
+    let direct = client_from("127.0.0.1");
+    let set = sign_in(direct.clone()).await;
+    assert!(set.starts_with("rosterd_session="), "{set}");
+    assert!(!set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    assert_eq!(
+        get(&direct, &cookie, true).await.unwrap().status(),
+        StatusCode::OK
+    );
+    s.stop().await;
+}
