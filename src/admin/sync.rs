@@ -312,19 +312,16 @@ async fn employees_explain(
     }
     // Which linked source writes each field: highest priority first, the first wins.
     let sources = state.sync.sources();
-    let mut linked: Vec<&crate::sync::config::Source> = sources
-        .iter()
-        .filter(|s| e.source_keys.contains_key(&s.id))
+    let owners: serde_json::Map<String, Value> = crate::sync::engine::field_owners(&sources, &e)
+        .into_iter()
+        .map(|(f, by)| {
+            let by: Vec<Value> = by
+                .into_iter()
+                .map(|(source, priority)| json!({ "source": source, "priority": priority }))
+                .collect();
+            (f.to_string(), Value::Array(by))
+        })
         .collect();
-    linked.sort_by_key(|s| std::cmp::Reverse(s.priority));
-    let mut owners = serde_json::Map::new();
-    for s in &linked {
-        for f in s.provides() {
-            if let Value::Array(a) = owners.entry(f).or_insert_with(|| json!([])) {
-                a.push(json!({ "source": s.id, "priority": s.priority }));
-            }
-        }
-    }
     let now = state.sync.now();
     let lifecycle_sources = crate::sync::engine::lifecycle_order(&sources);
     let says: serde_json::Map<String, Value> = e

@@ -2,7 +2,7 @@
 //! apply) → record. Applies through the domain operations in batches, audited under
 //! the source id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -48,6 +48,31 @@ pub fn lifecycle_order(sources: &[Source]) -> Vec<String> {
     let mut l: Vec<&Source> = sources.iter().filter(|s| s.lifecycle).collect();
     l.sort_by_key(|s| std::cmp::Reverse(s.priority));
     l.into_iter().map(|s| s.id.clone()).collect()
+}
+
+/// Which of the sources `e` is linked to writes each field, highest priority
+/// first: the first one wins at the next run (an edit of that field is
+/// overwritten then). What `rosterctl employees explain` shows as `owners`, and
+/// the web console as the note next to a field.
+pub fn field_owners(
+    sources: &[Source],
+    e: &employee::Employee,
+) -> BTreeMap<&'static str, Vec<(String, i64)>> {
+    let mut linked: Vec<&Source> = sources
+        .iter()
+        .filter(|s| e.source_keys.contains_key(&s.id))
+        .collect();
+    linked.sort_by_key(|s| std::cmp::Reverse(s.priority));
+    let mut owners: BTreeMap<&'static str, Vec<(String, i64)>> = BTreeMap::new();
+    for s in linked {
+        for f in s.provides() {
+            owners
+                .entry(f)
+                .or_default()
+                .push((s.id.clone(), s.priority));
+        }
+    }
+    owners
 }
 
 /// Owned inputs of a [`PlanSource`].

@@ -338,6 +338,49 @@ impl RunStore {
         self.store.held_take(id)?.map(|b| dec(&b)).transpose()
     }
 
+    /// The runs held for approval (the deactivation threshold stopped them),
+    /// newest first. Reads only the held runs' headers.
+    pub fn held(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.store.held_ids()? {
+            if let Some(rec) = self.get_header(id)?
+                && rec.outcome == Outcome::Held
+            {
+                out.push(rec);
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.id));
+        Ok(out)
+    }
+
+    /// The first `cap` items of run `id`'s plan that `keep` accepts, and how
+    /// many it accepts in all (one pass over the stored plan); `None` when
+    /// there is no such run.
+    pub fn plan_matching(
+        &self,
+        id: RunId,
+        cap: usize,
+        keep: impl Fn(&PlanItem) -> bool,
+    ) -> Result<Option<(Vec<PlanItem>, usize)>, StoreError> {
+        let all: Vec<PlanItem> = match self.store.run_plan(id)? {
+            Some(bytes) => dec(&bytes)?,
+            // No plan of its own: an empty one, or one kept inline by an older version.
+            None => match self.get_header(id)? {
+                Some(r) => r.plan,
+                None => return Ok(None),
+            },
+        };
+        let mut items = Vec::new();
+        let mut total = 0;
+        for i in all.into_iter().filter(|i| keep(i)) {
+            total += 1;
+            if items.len() < cap {
+                items.push(i);
+            }
+        }
+        Ok(Some((items, total)))
+    }
+
     /// Marks older held runs of a source as superseded and drops their entries.
     pub fn supersede_held(&self, source: &str) -> Result<(), StoreError> {
         for id in self.store.held_ids()? {

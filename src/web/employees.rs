@@ -89,6 +89,8 @@ struct EmployeesPage {
     /// The same view as CSV.
     csv: String,
     error: Option<String>,
+    /// Sync plans held by the deactivation threshold (the banner; see `super::sync`).
+    held: Vec<std::sync::Arc<super::sync::HeldPlan>>,
 }
 
 fn account_status_text(e: &Employee) -> &'static str {
@@ -265,6 +267,7 @@ pub async fn employees_list(
     let first = (from > 0).then(|| base.clone());
     let get = |k: &str| values.get(k).cloned().unwrap_or_default();
     EmployeesPage {
+        held: super::sync::held_plans(&state),
         chrome: Chrome::for_viewer(&viewer),
         manage: viewer.manage,
         status: match q.status {

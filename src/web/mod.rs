@@ -2,7 +2,8 @@
 //! Employees screen (list, filters, sort, paging, bulk actions; [`employees`]),
 //! the Add / Edit Employee form with the Profile Actions ([`form`]), sign-in with
 //! server-side sessions ([`session`]), and the employee pages that invitation and
-//! reset mails link to ([`account`]). Server-rendered askama templates
+//! reset mails link to ([`account`]), and the Sync page with the held-plan
+//! banner ([`sync`]). Server-rendered askama templates
 //! (`src/web/templates/`, autoescaped), one stylesheet and one small script of our
 //! own embedded in the binary ([`assets`]). Handlers call [`Roster`] directly,
 //! like the admin API; nothing here reads the store.
@@ -17,6 +18,7 @@ pub mod assets;
 pub mod employees;
 pub mod form;
 pub mod session;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ frame-ancestors 'none'; base-uri 'none'";
 pub struct WebState {
     pub app: AppState,
     pub sessions: Arc<Sessions>,
+    /// The held sync plans the banner shows, read once each.
+    pub held: Arc<sync::HeldCache>,
 }
 
 /// The console's routes, with their state; merge into the daemon's router.
@@ -55,6 +59,7 @@ pub fn routes(app: AppState) -> Router {
     let state = WebState {
         app,
         sessions: Arc::new(sessions),
+        held: Arc::default(),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/employees") }))
@@ -85,6 +90,10 @@ pub fn routes(app: AppState) -> Router {
         )
         .route("/employees/{id}/actions", post(form::employee_action_post))
         .route("/employees/{id}/photo", get(employees::employee_photo))
+        .route("/sync", get(sync::sync_page))
+        .route("/sync/sources/{id}/run", post(sync::sync_run_post))
+        .route("/sync/runs/{id}", get(sync::sync_run_page))
+        .route("/sync/runs/{id}/approve", post(sync::sync_approve_post))
         .layer(axum::middleware::from_fn(cross_origin_check))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)

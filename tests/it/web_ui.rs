@@ -1360,3 +1360,256 @@ async fn the_cookie_is_secure_only_behind_a_trusted_https_proxy() {
     );
     s.stop().await;
 }
+
+// ---- the Sync page ------------------------------------------------------------
+
+/// An HR export with the people `keep` accepts out of Per00..Per13.
+fn hr_export(keep: impl Fn(usize) -> bool) -> String {
+    let mut text = String::from("Employee ID,First Name,Last Name,Work Email\n");
+    for i in (0..14).filter(|i| keep(*i)) {
+        text.push_str(&format!(
+            "H{i:02},Per{i:02},Son{i:02},per{i:02}@corp.example\n"
+        ));
+    }
+    text
+}
+
+/// A CSV HR source `hr` reading `csv`, held above 3 deactivations.
+fn hr_source(csv: &std::path::Path) -> String {
+    format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "csv"
+path = "{}"
+timezone = "Europe/Berlin"
+join_key = "Employee ID"
+max_deactivations = 3
+max_deactivations_percent = 100.0
+[sources.fields]
+email = "Work Email"
+given_name = "First Name"
+family_name = "Last Name"
+"#,
+        csv.display()
+    )
+}
+
+/// Reloads the Sync page until the newest run of `hr` shows `outcome`.
+async fn wait_outcome(b: &Browser, outcome: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        b.open("/sync").await;
+        let cell = b.css("#runs-hr tbody tr td.outcome").await;
+        let text = cell.text().await.unwrap();
+        if text.starts_with(outcome) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newest run of hr shows `{text}`, not `{outcome}`"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The newest run of `hr`, from the admin API.
+async fn newest_run(s: &TestServer) -> serde_json::Value {
+    let (st, v) = s.get("/api/v1/sync/runs?source=hr&limit=1").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["items"][0].clone()
+}
+
+/// The Sync page with a real CSV source: Dry run changes nothing, Run now
+/// imports; a full run that would deactivate 12 (over the threshold of 3) is
+/// held and shown as a banner on the Sync page and the Employees screen (ten
+/// names, "and 2 more"); the plan is paged on the run's page; Approve in the
+/// browser applies it, after which those 12 are inactive and the banner is
+/// gone. axe-core finds nothing on the Sync page, the banner or the run page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_page_runs_holds_and_approves_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, hr_export(|_| true)).unwrap();
+    let s = TestServer::start_with(&hr_source(&csv)).await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.click("#nav-sync").await;
+    b.css("#source-hr").await;
+    b.wait_text("No runs yet.").await;
+    assert!(b.driver.find(By::Css("section.held")).await.is_err());
+
+    // Dry run: recorded, nothing changes.
+    b.click("#dry-run-hr").await;
+    b.wait_text("Dry run").await;
+    wait_outcome(&b, "Dry run (nothing changed)").await;
+    assert_eq!(s.roster().counts().total, 1);
+    b.wait_text("14 created").await;
+
+    // Run now: the import.
+    b.click("#run-hr").await;
+    wait_outcome(&b, "Applied").await;
+    assert_eq!(s.roster().counts().active, 15);
+    b.shot("sync").await;
+    b.axe("the Sync page").await;
+
+    // Twelve leave at once: held.
+    std::fs::write(&csv, hr_export(|i| i < 2)).unwrap();
+    b.click("#run-hr").await;
+    wait_outcome(&b, "Held for approval").await;
+    let run = newest_run(&s).await;
+    assert_eq!(run["outcome"], "held", "{run}");
+    let id = run["id"].as_u64().unwrap();
+    assert_eq!(s.roster().counts().active, 15, "nothing applied yet");
+    let banner_names = |b: &Browser| {
+        let driver = b.driver.clone();
+        async move {
+            let mut out = Vec::new();
+            for li in driver
+                .find_all(By::Css(format!("#held-{id} .held-names li")))
+                .await
+                .unwrap()
+            {
+                out.push(li.text().await.unwrap());
+            }
+            out
+        }
+    };
+    let check_banner = |names: Vec<String>| {
+        assert_eq!(names.len(), 10, "{names:?}");
+        for n in &names {
+            let i: usize = n[3..5].parse().unwrap();
+            assert!((2..14).contains(&i), "{n} is not a leaver");
+            assert!(
+                n.contains(&format!("per{i:02}@corp.example")),
+                "{n}: the name and the email"
+            );
+        }
+    };
+    check_banner(banner_names(&b).await);
+    let banner = b.css(&format!("#held-{id}")).await.text().await.unwrap();
+    assert!(
+        banner.contains("would deactivate 12 employees") && banner.contains("and 2 more"),
+        "{banner}"
+    );
+    b.shot("sync-held").await;
+    b.axe("the Sync page with a held plan").await;
+
+    // The plan, a page at a time.
+    b.click(&format!("#held-{id} a")).await;
+    b.css("#plan").await;
+    let summary = b.css("#plan-summary").await.text().await.unwrap();
+    assert_eq!(summary, "Plan items 1–12 of 12", "{summary}");
+    let rows = b
+        .driver
+        .find_all(By::XPath("//table[@id='plan']//td[1][text()='Deactivate']"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 12);
+    b.shot("sync-run-plan").await;
+    b.axe("a run's plan").await;
+
+    // The same banner on the Employees screen; approved from there.
+    b.open("/employees").await;
+    check_banner(banner_names(&b).await);
+    b.shot("employees-held-banner").await;
+    b.axe("the Employees screen with the held-plan banner")
+        .await;
+    b.click(&format!("#approve-{id}")).await;
+    b.wait_text(&format!("Run {id} of hr approved and applied"))
+        .await;
+    assert!(b.driver.find(By::Css("section.held")).await.is_err());
+    let run = newest_run(&s).await;
+    assert_eq!(run["outcome"], "approved", "{run}");
+    assert_eq!(
+        s.roster().counts().active,
+        3,
+        "the manager and two who stay"
+    );
+    for i in 2..14 {
+        let (_, v) = s
+            .get(&format!("/api/v1/employees/per{i:02}@corp.example"))
+            .await;
+        assert_eq!(v["active"], false, "{v}");
+    }
+    let (_, v) = s.get("/api/v1/employees/per01@corp.example").await;
+    assert_eq!(v["active"], true, "{v}");
+    let (_, audit) = s.get("/api/v1/audit?employee=per05@corp.example").await;
+    assert_eq!(audit["items"][0]["action"], "deactivate", "{audit}");
+    b.open("/employees").await;
+    assert!(b.driver.find(By::Css("section.held")).await.is_err());
+    b.quit().await;
+    s.stop().await;
+}
+
+/// A view-only employee sees the Sync page but no Run now / Dry run / Approve,
+/// and a forged POST from them is refused; a cross-origin POST from a manager
+/// is refused; neither starts a run.
+#[tokio::test]
+async fn sync_actions_need_manage_and_the_same_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, hr_export(|_| true)).unwrap();
+    let s = TestServer::start_with(&hr_source(&csv)).await;
+    person(&s, "Vera", "Viewer", "Dispatcher").await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let viewer = session_cookie(
+        &s,
+        &[("login", "vera.viewer@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    let r = get_with(&s, &viewer, "/sync").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("id=\"source-hr\""), "{body}");
+    assert!(!body.contains("id=\"run-hr\"") && !body.contains("dry-run-hr"));
+    let post = |cookie: &str, path: &str, site: &str| {
+        no_redirects()
+            .post(s.url(path))
+            .header(reqwest::header::COOKIE, cookie.to_string())
+            .header("sec-fetch-site", site.to_string())
+            .form_pairs(&[("mode", "run")])
+            .send()
+    };
+    let r = post(&viewer, "/sync/sources/hr/run", "same-origin")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let manager = session_cookie(
+        &s,
+        &[
+            ("login", "maria.manager@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let r = post(&manager, "/sync/sources/hr/run", "cross-site")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, runs) = s.get("/api/v1/sync/runs?source=hr").await;
+    assert_eq!(runs["items"], json!([]), "no run started");
+    // An unknown source and a run that does not exist say so.
+    let r = post(&manager, "/sync/sources/nope/run", "same-origin")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("No source with id `nope`"));
+    let r = post(&manager, "/sync/runs/999/approve", "same-origin")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get_with(&s, &manager, "/sync/runs/999").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // The manager's Run now answers at once with the run started.
+    let r = post(&manager, "/sync/sources/hr/run", "same-origin")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with("/sync?notice=Run+"), "{to}");
+    s.stop().await;
+}
