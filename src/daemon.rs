@@ -418,8 +418,11 @@ fn serve_options(config: &Config) -> (crate::serve::ServeOptions, crate::serve::
     let opts = |max_connections| crate::serve::ServeOptions {
         settings: config.http.clone(),
         max_connections,
-        // The photo route takes bodies up to the photo limit.
-        max_body_bytes: config.max_body_bytes.max(config.photo_max_bytes + 1),
+        // The photo routes take bodies up to the photo limit (the console's
+        // form, with its other fields, a little more).
+        max_body_bytes: config
+            .max_body_bytes
+            .max(config.photo_max_bytes + crate::web::form::FORM_ALLOWANCE),
     };
     (opts(tcp_cap), opts(unix_cap))
 }

@@ -700,15 +700,12 @@ impl Roster {
         Ok(out)
     }
 
-    /// Stores uploaded photo bytes for a profile.
-    #[instrument(skip_all, fields(actor = %actor, employee = %id))]
-    pub async fn set_photo(
-        &self,
-        actor: &Actor,
-        id: EmployeeId,
-        content_type: &str,
-        bytes: Vec<u8>,
-    ) -> Result<Employee, Error> {
+    /// Checks uploaded photo bytes against the rules every upload path keeps
+    /// (the admin API's `PUT …/photo`, the console's form): an accepted content
+    /// type, not empty, at most `[photos] max_bytes`, and bytes that are an
+    /// image of the declared type by their first bytes. Returns the content type
+    /// as stored (lowercase, without parameters).
+    pub fn check_photo(&self, content_type: &str, bytes: &[u8]) -> Result<String, Error> {
         let ct = content_type
             .split(';')
             .next()
@@ -733,23 +730,29 @@ impl Roster {
                 max: self.photo_max_bytes,
             });
         }
-        match sniff_photo(&bytes) {
-            Some(real) if real == ct => {}
-            Some(real) => {
-                return Err(Error::invalid(
-                    "photo",
-                    format!("the bytes are {real}, not {ct}; send them as {real}"),
-                ));
-            }
-            None => {
-                return Err(Error::invalid(
-                    "photo",
-                    format!(
-                        "the bytes are not an image of type {ct} (checked by their first bytes)"
-                    ),
-                ));
-            }
+        match sniff_photo(bytes) {
+            Some(real) if real == ct => Ok(ct),
+            Some(real) => Err(Error::invalid(
+                "photo",
+                format!("the bytes are {real}, not {ct}; send them as {real}"),
+            )),
+            None => Err(Error::invalid(
+                "photo",
+                format!("the bytes are not an image of type {ct} (checked by their first bytes)"),
+            )),
         }
+    }
+
+    /// Stores uploaded photo bytes for a profile (checked by [`Roster::check_photo`]).
+    #[instrument(skip_all, fields(actor = %actor, employee = %id))]
+    pub async fn set_photo(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Employee, Error> {
+        let ct = self.check_photo(content_type, &bytes)?;
         let size = bytes.len();
         let sha256 = {
             use sha2::Digest;

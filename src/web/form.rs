@@ -2,6 +2,13 @@
 //! creation, Enabled, permission overrides), and on edit the Profile Actions
 //! (Deactivate / Activate, Send account invite, Send password reset). A rule the
 //! domain refuses is shown next to its field, with everything typed kept.
+//!
+//! On edit, a field that a sync source owns says so (which source, and that
+//! its next run overwrites an edit), from [`field_owners`], the logic of
+//! `rosterctl employees explain`; and the employee's audit history is on the
+//! page, newest first, a page at a time.
+//!
+//! [`field_owners`]: crate::sync::engine::field_owners
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -150,6 +157,102 @@ fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// Audit entries shown per page of the history.
+const HISTORY_PAGE: usize = 20;
+
+/// One audit entry, as the history shows it.
+pub struct HistoryRow {
+    pub when: String,
+    pub who: String,
+    pub action: String,
+    /// `field: before → after`.
+    pub changes: Vec<String>,
+}
+
+/// Who acted, in words: the employee's name, the token's name, the source...
+fn actor_text(a: &crate::store::Actor) -> String {
+    use crate::store::ActorKind;
+    match a.kind {
+        // Recorded as `<id> <display name>`.
+        ActorKind::Employee => a
+            .name
+            .split_once(' ')
+            .map(|(_, n)| n)
+            .unwrap_or(&a.name)
+            .to_string(),
+        ActorKind::Admin => format!("admin token “{}”", a.name),
+        ActorKind::Sync => format!("sync source {}", a.name),
+        ActorKind::Scim => format!("SCIM client {}", a.name),
+        ActorKind::Account => "the employee (own account)".into(),
+        ActorKind::System => "rosterd".into(),
+    }
+}
+
+/// A recorded value in words (secrets are recorded as `***` already).
+fn value_text(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let t = match v {
+        Value::Null => "(none)".to_string(),
+        Value::String(s) if s.is_empty() => "(empty)".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "(none)".to_string(),
+        Value::Array(a) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        other => other.to_string(),
+    };
+    if t.chars().count() > 120 {
+        t.chars().take(117).collect::<String>() + "…"
+    } else {
+        t
+    }
+}
+
+/// A page of `e`'s audit history before `before` (newest first), and the link
+/// to the older entries when there are some.
+fn history(
+    state: &WebState,
+    e: &Employee,
+    before: Option<u64>,
+) -> Result<(Vec<HistoryRow>, Option<String>), DomainError> {
+    let mut entries = state
+        .app
+        .roster
+        .audit(Some(e.id), before, HISTORY_PAGE + 1)?;
+    let older = (entries.len() > HISTORY_PAGE).then(|| {
+        entries.truncate(HISTORY_PAGE);
+        entries
+            .last()
+            .map(|l| format!("/employees/{}?history_before={}#history", e.id, l.seq))
+            .unwrap_or_default()
+    });
+    let rows = entries
+        .iter()
+        .map(|a| HistoryRow {
+            when: a.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            who: actor_text(&a.actor),
+            action: a.action.clone(),
+            changes: a
+                .changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} → {}",
+                        c.field,
+                        value_text(&c.before),
+                        value_text(&c.after)
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    Ok((rows, older))
+}
+
 pub struct PermRow {
     pub name: String,
     pub default_on: bool,
@@ -177,6 +280,18 @@ struct FormPage {
     /// The text inputs of the profile: (name, label, value, autocomplete).
     text: Vec<(&'static str, &'static str, String, &'static str)>,
     notice: Option<String>,
+    /// The uploaded photo's URL (edit, when there is one).
+    photo: Option<String>,
+    /// `[photos] max_bytes`, in words.
+    photo_max: String,
+    /// (profile field, the sync source that writes it at its next run).
+    owners: Vec<(&'static str, String)>,
+    /// The audit history (edit only), newest first.
+    history: Vec<HistoryRow>,
+    /// The link to older history entries.
+    history_older: Option<String>,
+    /// The history page does not start with the newest entry.
+    history_paged: bool,
 }
 
 impl FormPage {
@@ -188,6 +303,30 @@ impl FormPage {
             .map(|(_, m)| m.as_str())
     }
 
+    /// The sync source that owns `input`'s field, if one does.
+    fn owner(&self, input: &str) -> Option<&str> {
+        let field = match input {
+            "office_number" | "office_extension" => "office_phone",
+            f => f,
+        };
+        self.owners
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, s)| s.as_str())
+    }
+
+    /// The ids that describe `input`: its ownership note and its error.
+    fn described(&self, input: &str, error_field: &str) -> String {
+        let mut ids = Vec::new();
+        if self.owner(input).is_some() {
+            ids.push(format!("{input}-owner"));
+        }
+        if self.err(error_field).is_some() {
+            ids.push(format!("{error_field}-error"));
+        }
+        ids.join(" ")
+    }
+
     fn selected(&self, position: &str) -> bool {
         self.v
             .positions
@@ -196,7 +335,8 @@ impl FormPage {
     }
 
     fn general_errors(&self) -> Vec<String> {
-        const SHOWN: [&str; 11] = [
+        const SHOWN: [&str; 12] = [
+            "photo",
             "given_name",
             "family_name",
             "display_name",
@@ -287,9 +427,49 @@ fn page(
         general: Vec::new(),
         text,
         notice,
+        photo: current.and_then(|e| match &e.photo {
+            Some(crate::employee::model::Photo::Uploaded { .. }) => {
+                Some(format!("/employees/{}/photo", e.id))
+            }
+            _ => None,
+        }),
+        photo_max: size_text(state.app.roster.photo_max_bytes()),
+        owners: Vec::new(),
+        history: Vec::new(),
+        history_older: None,
+        history_paged: false,
     };
     page.general = page.general_errors();
+    if let Some(e) = current {
+        // The first linked source of each field (highest priority) writes it.
+        page.owners = crate::sync::engine::field_owners(&state.app.sync.sources(), e)
+            .into_iter()
+            .filter_map(|(f, by)| by.into_iter().next().map(|(s, _)| (f, s)))
+            .collect();
+        match history(state, e, None) {
+            Ok((rows, older)) => {
+                page.history = rows;
+                page.history_older = older;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "web console: the audit history could not be read");
+                page.general.push(
+                    "The history of this employee could not be read; reload to try again.".into(),
+                );
+            }
+        }
+    }
     page
+}
+
+fn size_text(n: usize) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 fn refused(viewer: &Viewer) -> Response {
@@ -298,6 +478,130 @@ fn refused(viewer: &Viewer) -> Response {
         StatusCode::FORBIDDEN,
         "You may view the roster but not change it (that needs the employees.manage permission).",
     )
+}
+
+/// Room for the form's other fields beside the largest photo in one request.
+pub const FORM_ALLOWANCE: usize = 64 * 1024;
+
+/// A file chosen in the form's Photo field.
+pub struct Upload {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The Add / Edit form as posted: `multipart/form-data` (the page's form, with
+/// its Photo field) or `application/x-www-form-urlencoded` (no photo).
+pub struct FormData {
+    pub pairs: Vec<(String, String)>,
+    pub photo: Option<Upload>,
+}
+
+fn bad_form(what: impl std::fmt::Display, status: StatusCode) -> Response {
+    error_page(
+        status,
+        &format!("The form could not be read ({what}); go back and send it again."),
+    )
+}
+
+impl axum::extract::FromRequest<WebState> for FormData {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &WebState) -> Result<Self, Response> {
+        let multipart = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if !multipart {
+            let Form(pairs) = Form::<Vec<(String, String)>>::from_request(req, state)
+                .await
+                .map_err(|e| bad_form(e.body_text(), e.status()))?;
+            return Ok(FormData { pairs, photo: None });
+        }
+        let mut m = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|e| bad_form(e.body_text(), e.status()))?;
+        let mut out = FormData {
+            pairs: Vec::new(),
+            photo: None,
+        };
+        while let Some(field) = m
+            .next_field()
+            .await
+            .map_err(|e| bad_form(e.body_text(), e.status()))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            if name == "photo" {
+                let content_type = field.content_type().unwrap_or_default().to_string();
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| bad_form(e.body_text(), e.status()))?;
+                // A file input left empty sends an empty part.
+                if !bytes.is_empty() {
+                    out.photo = Some(Upload {
+                        content_type,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+            } else {
+                let value = field
+                    .text()
+                    .await
+                    .map_err(|e| bad_form(e.body_text(), e.status()))?;
+                out.pairs.push((name, value));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The chosen photo, checked with the API's rules before anything is written:
+/// `Err` is the (field, message) to show next to the Photo field.
+fn checked_photo(
+    state: &WebState,
+    photo: Option<Upload>,
+) -> Result<Option<Upload>, (String, String)> {
+    let Some(p) = photo else { return Ok(None) };
+    match state.app.roster.check_photo(&p.content_type, &p.bytes) {
+        Ok(content_type) => Ok(Some(Upload {
+            content_type,
+            bytes: p.bytes,
+        })),
+        Err(e) => Err(match field_error(e) {
+            Ok(fe) => fe,
+            Err(e) => ("photo".into(), e.to_string()),
+        }),
+    }
+}
+
+/// Stores the checked photo of a profile just saved; `Err` is what to tell.
+async fn store_photo(
+    state: &WebState,
+    viewer: &Viewer,
+    id: EmployeeId,
+    photo: Option<Upload>,
+) -> Result<(), String> {
+    let Some(p) = photo else { return Ok(()) };
+    state
+        .app
+        .roster
+        .set_photo(&viewer.actor, id, &p.content_type, p.bytes)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("Saved, but the photo was not stored: {e}"))
+}
+
+fn saved(id: EmployeeId, photo: Result<(), String>) -> Response {
+    match photo {
+        Ok(()) => Redirect::to(&format!("/employees/{id}?saved=1")).into_response(),
+        Err(m) => {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("done", &m)
+                .finish();
+            Redirect::to(&format!("/employees/{id}?{q}")).into_response()
+        }
+    }
 }
 
 /// A domain error as (field, message), or a page for the ones no field owns.
@@ -310,6 +614,7 @@ fn field_error(e: DomainError) -> Result<(String, String), DomainError> {
             field: Some(field),
             message,
         } => Ok((field, message)),
+        e @ DomainError::PhotoTooLarge { .. } => Ok(("photo".into(), e.to_string())),
         DomainError::VersionMismatch { .. } => Ok((
             "version".into(),
             "Someone else changed this employee meanwhile; reload the page to see their change, then edit again."
@@ -343,12 +648,22 @@ pub async fn employee_new_get(viewer: Viewer, State(state): State<WebState>) -> 
 pub async fn employee_new_post(
     viewer: Viewer,
     State(state): State<WebState>,
-    Form(form): Form<Vec<(String, String)>>,
+    form: FormData,
 ) -> Response {
     if !viewer.manage {
         return refused(&viewer);
     }
-    let (v, password) = Values::from_form(&form);
+    let (v, password) = Values::from_form(&form.pairs);
+    let photo = match checked_photo(&state, form.photo) {
+        Ok(p) => p,
+        Err(err) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(&state, &viewer, None, v, vec![err], None),
+            )
+                .into_response();
+        }
+    };
     let status = match v.account_status.as_str() {
         "invite" => AccountStatus::Invite,
         "credentials" => AccountStatus::Credentials,
@@ -372,7 +687,10 @@ pub async fn employee_new_post(
         ..Default::default()
     };
     match state.app.roster.create(&viewer.actor, input).await {
-        Ok(e) => Redirect::to(&format!("/employees/{}?saved=1", e.id)).into_response(),
+        Ok(e) => {
+            let stored = store_photo(&state, &viewer, e.id, photo).await;
+            saved(e.id, stored)
+        }
         Err(e) => match field_error(e) {
             Ok(err) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -401,6 +719,9 @@ pub struct Saved {
     saved: Option<String>,
     #[serde(default)]
     done: Option<String>,
+    /// Show the history entries older than this sequence number.
+    #[serde(default)]
+    history_before: Option<u64>,
 }
 
 /// `GET /employees/{id}`
@@ -422,15 +743,25 @@ pub async fn employee_edit_get(
         (_, Some(d)) => Some(d.chars().take(200).collect()),
         _ => None,
     };
-    page(
+    let mut p = page(
         &state,
         &viewer,
         Some(&e),
         Values::from_employee(&e),
         Vec::new(),
         notice,
-    )
-    .into_response()
+    );
+    if let Some(before) = q.history_before {
+        match history(&state, &e, Some(before)) {
+            Ok((rows, older)) => {
+                p.history = rows;
+                p.history_older = older;
+                p.history_paged = true;
+            }
+            Err(err) => return domain_error_page(err),
+        }
+    }
+    p.into_response()
 }
 
 /// `POST /employees/{id}`: Save Changes.
@@ -438,7 +769,7 @@ pub async fn employee_edit_post(
     viewer: Viewer,
     State(state): State<WebState>,
     Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    form: FormData,
 ) -> Response {
     if !viewer.manage {
         return refused(&viewer);
@@ -447,7 +778,19 @@ pub async fn employee_edit_post(
         Ok(e) => e,
         Err(r) => return *r,
     };
-    let (v, _) = Values::from_form(&form);
+    let (mut v, _) = Values::from_form(&form.pairs);
+    let photo = match checked_photo(&state, form.photo) {
+        Ok(p) => p,
+        Err(err) => {
+            v.account_status = e.account_status.as_str().into();
+            v.username = e.username.clone();
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(&state, &viewer, Some(&e), v, vec![err], None),
+            )
+                .into_response();
+        }
+    };
     let patch = EmployeePatch {
         given_name: Some(v.given_name.clone()),
         family_name: Some(v.family_name.clone()),
@@ -468,10 +811,12 @@ pub async fn employee_edit_post(
         .update(&viewer.actor, e.id, patch, v.version)
         .await
     {
-        Ok(e) => Redirect::to(&format!("/employees/{}?saved=1", e.id)).into_response(),
+        Ok(e) => {
+            let stored = store_photo(&state, &viewer, e.id, photo).await;
+            saved(e.id, stored)
+        }
         Err(err) => match field_error(err) {
             Ok(err) => {
-                let mut v = v;
                 v.account_status = e.account_status.as_str().into();
                 v.username = e.username.clone();
                 (
@@ -544,5 +889,42 @@ pub async fn employee_action_post(
             Redirect::to(&format!("/employees/{}?{q}", e.id)).into_response()
         }
         Err(err) => domain_error_page(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Actor, ActorKind};
+    use serde_json::json;
+
+    #[test]
+    fn history_says_who_in_words() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            actor_text(&Actor::employee(id, "Maria Manager")),
+            "Maria Manager"
+        );
+        assert_eq!(actor_text(&Actor::admin("ops")), "admin token “ops”");
+        let sync = Actor {
+            kind: ActorKind::Sync,
+            name: "hr".into(),
+        };
+        assert_eq!(actor_text(&sync), "sync source hr");
+        assert_eq!(value_text(&json!(null)), "(none)");
+        assert_eq!(
+            value_text(&json!(["Driver", "Mechanic"])),
+            "Driver, Mechanic"
+        );
+        assert_eq!(value_text(&json!(true)), "yes");
+        assert_eq!(value_text(&json!("***")), "***");
+        assert_eq!(value_text(&json!("x".repeat(500))).chars().count(), 118);
+    }
+
+    #[test]
+    fn sizes_in_words() {
+        assert_eq!(size_text(2 * 1024 * 1024), "2 MiB");
+        assert_eq!(size_text(4096), "4 KiB");
+        assert_eq!(size_text(1000), "1000 bytes");
     }
 }

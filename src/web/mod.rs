@@ -61,7 +61,20 @@ pub fn routes(app: AppState) -> Router {
         sessions: Arc::new(sessions),
         held: Arc::default(),
     };
+    // The Add / Edit form carries the photo: room for the largest one.
+    let form_limit = state.app.roster.photo_max_bytes() + form::FORM_ALLOWANCE;
+    let form_routes = Router::new()
+        .route(
+            "/employees/new",
+            get(form::employee_new_get).post(form::employee_new_post),
+        )
+        .route(
+            "/employees/{id}",
+            get(form::employee_edit_get).post(form::employee_edit_post),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(form_limit));
     Router::new()
+        .merge(form_routes)
         .route("/", get(|| async { Redirect::to("/employees") }))
         .route("/static/{file}", get(assets::asset_get))
         .route(
@@ -80,14 +93,6 @@ pub fn routes(app: AppState) -> Router {
         .route("/employees", get(employees::employees_list))
         .route("/employees.csv", get(employees::employees_csv))
         .route("/employees/bulk", post(employees::employees_bulk))
-        .route(
-            "/employees/new",
-            get(form::employee_new_get).post(form::employee_new_post),
-        )
-        .route(
-            "/employees/{id}",
-            get(form::employee_edit_get).post(form::employee_edit_post),
-        )
         .route("/employees/{id}/actions", post(form::employee_action_post))
         .route("/employees/{id}/photo", get(employees::employee_photo))
         .route("/sync", get(sync::sync_page))

@@ -1613,3 +1613,252 @@ async fn sync_actions_need_manage_and_the_same_origin() {
     assert!(to.starts_with("/sync?notice=Run+"), "{to}");
     s.stop().await;
 }
+
+// ---- the edit page: ownership and history; photo upload -------------------------
+
+/// On the edit page of a profile the HR source owns, the fields it writes say
+/// so (naming the source and that its next run overwrites an edit) and the
+/// others do not; an edit of an owned field is indeed overwritten by the next
+/// run. The history lists who changed what, newest first: the manager by name,
+/// the admin token by its name, the source; 20 a page with a link to older
+/// changes. axe-core finds nothing on the page with its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_page_shows_field_owners_and_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, hr_export(|i| i == 0)).unwrap();
+    let s = TestServer::start_with(&hr_source(&csv)).await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let (st, run) = s.post("/api/v1/sync/sources/hr/run", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{run}");
+    assert_eq!(run["outcome"], "applied", "{run}");
+    let (_, e) = s.get("/api/v1/employees/per00@corp.example").await;
+    let id = e["id"].as_str().unwrap().to_string();
+    // Changes by the admin token, so the history has a second page.
+    for i in 0..21 {
+        let (st, v) = s
+            .patch(
+                &format!("/api/v1/employees/{id}"),
+                json!({"mobile_phone": format!("+1 555 01{i:02}")}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.open(&format!("/employees/{id}")).await;
+    for field in ["given_name", "family_name", "email"] {
+        let note = b
+            .css(&format!("#{field}-owner"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            note.contains("sync source hr") && note.contains("next run overwrites an edit"),
+            "{field}: {note}"
+        );
+        let described = b
+            .css(&format!("#{field}"))
+            .await
+            .attr("aria-describedby")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(described.contains(&format!("{field}-owner")), "{described}");
+    }
+    for field in ["mobile_phone", "office_number", "role", "photo"] {
+        assert!(
+            b.driver
+                .find(By::Css(format!("#{field}-owner")))
+                .await
+                .is_err(),
+            "{field} is not the source's"
+        );
+    }
+    // The manager edits a field the source owns, and another.
+    b.fill("#given_name", "Edited").await;
+    b.fill("#mobile_phone", "+1 555 0999").await;
+    b.click("#save").await;
+    b.wait_text("Saved.").await;
+    let row = b
+        .css("#history-table tbody tr:first-child")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        row.contains("Maria Manager")
+            && row.contains("update")
+            && row.contains("given_name: Per00 → Edited")
+            && row.contains("mobile_phone: +1 555 0120 → +1 555 0999"),
+        "{row}"
+    );
+    let second = b
+        .css("#history-table tbody tr:nth-child(2)")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        second.contains("admin token “admin”") && second.contains("+1 555 0119 → +1 555 0120"),
+        "{second}"
+    );
+    let rows = b
+        .driver
+        .find_all(By::Css("#history-table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20, "a page of 20");
+    b.shot("employee-edit-history").await;
+    b.axe("the edit page with owners and history").await;
+    // Older changes: down to the source's create.
+    b.click("#history-older").await;
+    b.wait_text("Older changes").await;
+    let last = b
+        .css("#history-table tbody tr:last-child")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        last.contains("sync source hr") && last.contains("create"),
+        "{last}"
+    );
+    assert!(b.driver.find(By::Css("#history-older")).await.is_err());
+    b.click("#history-newest").await;
+    b.wait_text("Changes to this employee").await;
+
+    // What the note says: the next run puts the source's value back.
+    let (_, run) = s.post("/api/v1/sync/sources/hr/run", json!({})).await;
+    assert_eq!(run["outcome"], "applied", "{run}");
+    let (_, e) = s.get(&format!("/api/v1/employees/{id}")).await;
+    assert_eq!(e["given_name"], "Per00", "{e}");
+    assert_eq!(e["mobile_phone"], "+1 555 0999", "not the source's: kept");
+    b.quit().await;
+    s.stop().await;
+}
+
+/// A 1×1 PNG.
+fn png() -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+        .unwrap()
+}
+
+/// Photo upload on Add and Edit: a file that is not the image it claims to be,
+/// and one over `[photos] max_bytes`, are errors next to the Photo field with
+/// the other typed values kept and nothing saved; a real PNG is stored (the
+/// same bytes come back from the photo route) and the list shows it as the
+/// row's thumbnail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photo_upload_on_add_and_edit() {
+    let s = TestServer::start().await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let files = tempfile::tempdir().unwrap();
+    let fake = files.path().join("not-really.png");
+    std::fs::write(&fake, b"GIF89a pretending to be a PNG").unwrap();
+    let real = files.path().join("face.png");
+    std::fs::write(&real, png()).unwrap();
+    let huge = files.path().join("huge.png");
+    let mut big = png();
+    big.resize(2 * 1024 * 1024 + 1000, 0);
+    std::fs::write(&huge, &big).unwrap();
+
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.click("#add-employee").await;
+    b.fill("#given_name", "Fiona").await;
+    b.fill("#family_name", "Photo").await;
+    b.fill("#email", "fiona.photo@example.com").await;
+    b.fill("#mobile_phone", "+1 555 0142").await;
+    b.css("#photo")
+        .await
+        .send_keys(fake.display().to_string())
+        .await
+        .unwrap();
+    b.click("#save").await;
+    let err = b.css("#photo-error").await.text().await.unwrap();
+    assert!(err.contains("not an image of type image/png"), "{err}");
+    assert_eq!(
+        b.css("#photo").await.attr("aria-invalid").await.unwrap(),
+        Some("true".into())
+    );
+    let value = |sel: &'static str| {
+        let b = &b;
+        async move {
+            b.css(sel)
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(value("#given_name").await, "Fiona");
+    assert_eq!(value("#email").await, "fiona.photo@example.com");
+    assert_eq!(value("#mobile_phone").await, "+1 555 0142");
+    assert_eq!(s.roster().counts().total, 1, "nothing created");
+    b.shot("employee-photo-error").await;
+    b.axe("the form with a photo error").await;
+
+    b.css("#photo")
+        .await
+        .send_keys(real.display().to_string())
+        .await
+        .unwrap();
+    b.click("#save").await;
+    b.wait_text("Saved.").await;
+    let (_, e) = s.get("/api/v1/employees/fiona.photo@example.com").await;
+    let id = e["id"].as_str().unwrap().to_string();
+    let (ct, bytes) = s
+        .roster()
+        .photo(id.parse().unwrap())
+        .expect("the photo is stored");
+    assert_eq!(ct, "image/png");
+    assert_eq!(bytes, png());
+    b.css("#current-photo").await;
+
+    // Too large on Edit: refused next to the field, the edit not saved.
+    b.fill("#mobile_phone", "+1 555 0143").await;
+    b.css("#photo")
+        .await
+        .send_keys(huge.display().to_string())
+        .await
+        .unwrap();
+    b.click("#save").await;
+    let err = b.css("#photo-error").await.text().await.unwrap();
+    assert!(
+        err.contains("more than the limit of 2097152 bytes"),
+        "{err}"
+    );
+    assert_eq!(value("#mobile_phone").await, "+1 555 0143");
+    let (_, e) = s.get(&format!("/api/v1/employees/{id}")).await;
+    assert_eq!(e["mobile_phone"], "+1 555 0142", "nothing saved");
+    assert_eq!(s.roster().photo(id.parse().unwrap()).unwrap().1, png());
+
+    // The list shows the thumbnail, served by the photo route.
+    b.open("/employees").await;
+    let img = b.css(&format!("tr[data-id='{id}'] img.thumb")).await;
+    assert_eq!(
+        img.attr("src").await.unwrap(),
+        Some(format!("/employees/{id}/photo"))
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let w = img.prop("naturalWidth").await.unwrap().unwrap_or_default();
+        if w == "1" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the thumbnail did not load ({w})"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    b.shot("employees-with-photo").await;
+    b.quit().await;
+    s.stop().await;
+}
