@@ -515,6 +515,48 @@ mod tests {
         assert_eq!((page.items.len(), page.total), (0, 0));
     }
 
+    /// Held runs are found without listing the history; their deactivations
+    /// are counted and the first few returned.
+    #[test]
+    fn held_runs_and_their_deactivations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let mut applied = record(&runs, "corp", Outcome::Applied);
+        runs.put(&mut applied).unwrap();
+        let mut held = record(&runs, "corp", Outcome::Held);
+        held.plan = (0..30)
+            .map(|i| PlanItem {
+                action: if i % 3 == 0 {
+                    Action::Update
+                } else {
+                    Action::Deactivate
+                },
+                key: format!("k{i}"),
+                ..item()
+            })
+            .collect();
+        runs.put(&mut held).unwrap();
+        runs.put_held(held.id, &[]).unwrap();
+        let found = runs.held().unwrap();
+        assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [held.id]);
+        let (first, total) = runs
+            .plan_matching(held.id, 4, |i| i.action == Action::Deactivate)
+            .unwrap()
+            .unwrap();
+        assert_eq!(total, 20);
+        let keys: Vec<&str> = first.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["k1", "k2", "k4", "k5"]);
+        assert!(
+            runs.plan_matching(held.id + 100, 4, |_| true)
+                .unwrap()
+                .is_none()
+        );
+        // Superseded: no longer held.
+        runs.supersede_held("corp").unwrap();
+        assert!(runs.held().unwrap().is_empty());
+    }
+
     #[test]
     fn plans_are_kept_apart_and_survive_status_changes() {
         let dir = tempfile::tempdir().unwrap();

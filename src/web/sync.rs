@@ -266,6 +266,16 @@ fn sync_error_page(e: SyncError) -> Response {
     super::message_page(status, "Sync", &m, Some(("/sync", "Back to Sync")))
 }
 
+fn no_such_run(raw: &str) -> Response {
+    let raw: String = raw.chars().take(40).collect();
+    super::message_page(
+        StatusCode::NOT_FOUND,
+        "Sync",
+        &format!("“{raw}” is not a run number."),
+        Some(("/sync", "Back to Sync")),
+    )
+}
+
 /// `GET /sync`
 pub async fn sync_page(
     viewer: Viewer,
@@ -377,7 +387,7 @@ pub async fn sync_approve_post(
         return refused(&viewer);
     }
     let Ok(id) = id.parse::<RunId>() else {
-        return sync_error_page(SyncError::RunNotFound(0));
+        return no_such_run(&id);
     };
     match state.app.sync.approve(id, &viewer.actor).await {
         Ok(rec) => to_sync(&format!(
@@ -452,7 +462,7 @@ pub async fn sync_run_page(
     Query(q): Query<PlanQuery>,
 ) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
-        return sync_error_page(SyncError::RunNotFound(0));
+        return no_such_run(&id);
     };
     let rec = match state.app.sync.runs().get_header(id) {
         Ok(Some(r)) => r,
