@@ -1433,6 +1433,7 @@ async fn sync_page_runs_holds_and_approves_in_the_browser() {
     std::fs::write(&csv, hr_export(|_| true)).unwrap();
     let s = TestServer::start_with(&hr_source(&csv)).await;
     person(&s, "Maria", "Manager", "Administrator").await;
+    person(&s, "Vera", "Viewer", "Dispatcher").await;
     let b = Browser::start(&s.base).await;
     b.sign_in("maria.manager@example.com", PASSWORD).await;
     b.click("#nav-sync").await;
@@ -1444,13 +1445,13 @@ async fn sync_page_runs_holds_and_approves_in_the_browser() {
     b.click("#dry-run-hr").await;
     b.wait_text("Dry run").await;
     wait_outcome(&b, "Dry run (nothing changed)").await;
-    assert_eq!(s.roster().counts().total, 1);
+    assert_eq!(s.roster().counts().total, 2);
     b.wait_text("14 created").await;
 
     // Run now: the import.
     b.click("#run-hr").await;
     wait_outcome(&b, "Applied").await;
-    assert_eq!(s.roster().counts().active, 15);
+    assert_eq!(s.roster().counts().active, 16);
     b.shot("sync").await;
     b.axe("the Sync page").await;
 
@@ -1461,7 +1462,29 @@ async fn sync_page_runs_holds_and_approves_in_the_browser() {
     let run = newest_run(&s).await;
     assert_eq!(run["outcome"], "held", "{run}");
     let id = run["id"].as_u64().unwrap();
-    assert_eq!(s.roster().counts().active, 15, "nothing applied yet");
+    assert_eq!(s.roster().counts().active, 16, "nothing applied yet");
+    // A view-only employee sees the banner but cannot approve.
+    let viewer = session_cookie(
+        &s,
+        &[("login", "vera.viewer@example.com"), ("password", PASSWORD)],
+    )
+    .await;
+    let page = get_with(&s, &viewer, "/employees")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("id=\"held-{id}\"")), "{page}");
+    assert!(!page.contains(&format!("id=\"approve-{id}\"")), "{page}");
+    let r = no_redirects()
+        .post(s.url(&format!("/sync/runs/{id}/approve")))
+        .header(reqwest::header::COOKIE, &viewer)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(newest_run(&s).await["outcome"], "held");
     let banner_names = |b: &Browser| {
         let driver = b.driver.clone();
         async move {
@@ -1524,8 +1547,8 @@ async fn sync_page_runs_holds_and_approves_in_the_browser() {
     assert_eq!(run["outcome"], "approved", "{run}");
     assert_eq!(
         s.roster().counts().active,
-        3,
-        "the manager and two who stay"
+        4,
+        "the manager, the viewer and two who stay"
     );
     for i in 2..14 {
         let (_, v) = s
