@@ -267,7 +267,7 @@ pub async fn employees_list(
     let first = (from > 0).then(|| base.clone());
     let get = |k: &str| values.get(k).cloned().unwrap_or_default();
     EmployeesPage {
-        held: super::sync::held_plans(&state),
+        held: super::sync::held_plans(&state).await,
         chrome: Chrome::for_viewer(&viewer),
         manage: viewer.manage,
         status: match q.status {

@@ -103,9 +103,21 @@ fn held_plan(state: &WebState, rec: &RunRecord) -> Result<HeldPlan, SyncError> {
     })
 }
 
-/// The plans held for approval now, newest first. A store error is logged and
-/// shows no banner (the page around it still works).
-pub fn held_plans(state: &WebState) -> Vec<Arc<HeldPlan>> {
+/// The plans held for approval now, newest first, read on a blocking thread
+/// (the first read of a held plan passes over all of it). A store error is
+/// logged and shows no banner (the page around it still works).
+pub async fn held_plans(state: &WebState) -> Vec<Arc<HeldPlan>> {
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || held_plans_now(&st)).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "web console: reading the held sync runs stopped");
+            Vec::new()
+        }
+    }
+}
+
+fn held_plans_now(state: &WebState) -> Vec<Arc<HeldPlan>> {
     let held = match state.app.sync.runs().held() {
         Ok(h) => h,
         Err(e) => {
@@ -316,7 +328,7 @@ pub async fn sync_page(
     SyncPage {
         chrome: Chrome::for_viewer(&viewer),
         manage: viewer.manage,
-        held: held_plans(&state),
+        held: held_plans(&state).await,
         sources,
         notice: q.notice.map(|n| n.chars().take(200).collect()),
     }
