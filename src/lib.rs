@@ -37,16 +37,17 @@
 //!   Like `admin`, it calls `employee` only.
 //! - [`serve`]: the HTTP/1.1 server loop: header-read and idle timeouts, the
 //!   connection cap, the early 413, and the client's address (trusted proxies).
-//! - [`web`]: the web console at `/` (Employees screen, sign-in and sessions)
-//!   and the employee pages the mails link to (`/accept-invite`,
-//!   `/reset-password`): server-rendered templates over `employee`, like
-//!   `admin`.
+//! - [`web`]: the web console at `/` (Employees screen, Add / Edit with the
+//!   field owners and the history, the Sync page with the held-plan banner,
+//!   sign-in and sessions) and the employee pages the mails link to
+//!   (`/accept-invite`, `/reset-password`): server-rendered templates over
+//!   `employee` and the sync engine, like `admin`.
 //! - [`daemon`]: wiring. Opens the store, builds the router, binds the listener,
 //!   serves until shutdown, flushes the store; reloads the config on SIGHUP.
 //!
 //! Calls point one way: `admin`, `web`, `scim`, `metrics` and `sync` → `employee` →
-//! `store`; `mail` and the sync run history (`sync::runs`) → `store`'s typed
-//! interface. Nothing calls upward; no HTTP layer reads or decodes records
+//! `store`; `mail`, the sync run history (`sync::runs`) and the console's
+//! sessions (`web::session`) → `store`'s typed interface. Nothing calls upward; no HTTP layer reads or decodes records
 //! itself, so every client of the roster (admin API, SCIM, sync) goes through
 //! the same domain operations and reads.
 
