@@ -506,7 +506,7 @@ impl Projection {
     /// From every stored profile and every queued message (their last state
     /// counts), in one pass each.
     #[cfg(test)]
-    pub(super) fn build(
+    pub(crate) fn build(
         profiles: impl IntoIterator<Item = Employee>,
         outbox: impl IntoIterator<Item = OutboxRecord>,
     ) -> Self {

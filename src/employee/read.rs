@@ -37,6 +37,30 @@ impl Roster {
             .map(|r| r.map_err(Error::from).and_then(|(_, b)| decode(&b)))
     }
 
+    /// The profiles whose projection `pred` accepts, in id order, without
+    /// reading any profile: how many there are, and the ids of those at
+    /// positions `skip..skip + count`.
+    pub fn select_projected(
+        &self,
+        pred: impl Fn(&super::projection::Projected<'_>) -> bool,
+        skip: usize,
+        count: usize,
+    ) -> (usize, Vec<EmployeeId>) {
+        let snap = self.projection().snapshot();
+        let mut total = 0usize;
+        let mut ids = Vec::with_capacity(count.min(1000));
+        for p in snap.iter() {
+            if !pred(&p) {
+                continue;
+            }
+            if total >= skip && ids.len() < count {
+                ids.push(EmployeeId(p.id()));
+            }
+            total += 1;
+        }
+        (total, ids)
+    }
+
     /// The profiles after `after` (exclusive) in id order, read lazily.
     pub fn scan_after(
         &self,
