@@ -303,10 +303,21 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// What the projection knows of a listed profile beyond the profile itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowFacts {
+    /// The sync source that owns the profile, if any.
+    pub source: Option<String>,
+    /// The state of its last invitation or reset mail, if one was queued.
+    pub mail_status: Option<MailStatus>,
+}
+
 /// One page of results.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub items: Vec<Employee>,
+    /// One per item, in the same order.
+    pub facts: Vec<RowFacts>,
     /// Pass back as `cursor` for the next page; `None` on the last page.
     pub next_cursor: Option<String>,
     /// How many profiles match the filters in all.
@@ -351,6 +362,8 @@ fn encode_cursor(sort: &Sort, key: &str, id: Uuid) -> String {
 /// next page's cursor: one pass over the projection, no profile read.
 pub struct Selection {
     pub ids: Vec<Uuid>,
+    /// One per id (filled for pages of at most [`MAX_LIMIT`] only).
+    pub facts: Vec<RowFacts>,
     pub next_cursor: Option<String>,
     pub total: usize,
 }
@@ -425,8 +438,23 @@ pub fn select(projection: &Projection, q: &ListQuery, limit: usize) -> Result<Se
     } else {
         None
     };
+    let facts = if limit <= MAX_LIMIT {
+        buf.iter()
+            .map(|(_, id)| {
+                snap.get(*id)
+                    .map(|p| RowFacts {
+                        source: p.owner().map(str::to_string),
+                        mail_status: p.mail_status(),
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     Ok(Selection {
         ids: buf.into_iter().map(|(_, id)| id).collect(),
+        facts,
         next_cursor,
         total,
     })
@@ -444,13 +472,16 @@ pub fn run(projection: &Projection, store: &Store, q: &ListQuery) -> Result<Page
     }
     let sel = select(projection, q, limit)?;
     let mut items = Vec::with_capacity(sel.ids.len());
-    for id in sel.ids {
+    let mut facts = Vec::with_capacity(sel.ids.len());
+    for (id, f) in sel.ids.into_iter().zip(sel.facts) {
         if let Some(bytes) = store.get(id)? {
             items.push(decode(&bytes)?);
+            facts.push(f);
         }
     }
     Ok(Page {
         items,
+        facts,
         next_cursor: sel.next_cursor,
         total: sel.total,
     })

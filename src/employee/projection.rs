@@ -446,6 +446,18 @@ impl Snapshot<'_> {
             })
     }
 
+    /// One live profile by id.
+    pub fn get(&self, id: Uuid) -> Option<Projected<'_>> {
+        let inner = &*self.inner;
+        let i = inner.at(&id).ok()?;
+        let row = &inner.rows[i];
+        (row.version != REMOVED).then_some(Projected {
+            row,
+            names: &inner.names,
+            priority: &inner.priority,
+        })
+    }
+
     /// How many live profiles there are.
     pub fn len(&self) -> usize {
         self.inner.rows.len() - self.inner.removed
