@@ -599,7 +599,7 @@ async fn cell(b: &Browser, name: &str, class: &str) -> String {
             .unwrap();
         if n == name {
             return row
-                .find(By::Css(&format!("td.{class}")))
+                .find(By::Css(format!("td.{class}")))
                 .await
                 .unwrap()
                 .text()
