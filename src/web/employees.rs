@@ -277,19 +277,14 @@ pub async fn employees_list(
     State(state): State<WebState>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
+    let parsed = View::parse(&params);
+    let view = parsed.pairs();
     let View {
         mut q,
         values,
         mut from,
         mut error,
-    } = View::parse(&params);
-    let view = View {
-        q: q.clone(),
-        values: values.clone(),
-        from,
-        error: None,
-    }
-    .pairs();
+    } = parsed;
     let sort_text = q.sort.to_string();
     let page = match state.app.roster.list(&q) {
         Ok(p) => p,
