@@ -10,7 +10,7 @@
 //!   `displayName`, `name.*`, `emails`, `externalId`, `id`, `active`, `roles`;
 //!   `co`/`sw`/`ew`/`eq`/..., `pr`, `and`/`or`/`not`) selects and counts its
 //!   matches there without reading a profile; only the page is read and
-//!   rendered (without `sortBy`).
+//!   rendered. A `sortBy` on one of those attributes is sorted there too.
 //! - **Filters before rendering.** Otherwise the filter is compiled into a typed matcher
 //!   ([`super::matcher`]) that reads the stored profile; a profile is rendered
 //!   to SCIM JSON only if it matches (or if a part of the filter the matcher
@@ -328,6 +328,31 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         }
         total = hits.len();
         page = hits.into_iter().skip(skip).take(p.count).collect();
+    } else if let Some(order) = p
+        .sort_by
+        .as_deref()
+        .and_then(super::matcher::ProjectedSort::new)
+        .filter(|_| matcher.as_ref().is_none_or(|m| m.on_projection()))
+    {
+        // Filter and sort key both on the projection: only the page is read.
+        let (n, ids) = roster.select_projected_sorted(
+            |x| matcher.as_ref().is_none_or(|m| m.matches_projected(x)),
+            |x| {
+                let (absent, k) = order.key(x);
+                (absent, k.into_owned())
+            },
+            p.descending,
+            skip,
+            p.count,
+        );
+        total = n;
+        for id in ids {
+            match roster.get(id) {
+                Ok(e) => page.push(draw(&e)),
+                Err(crate::employee::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     } else if let Some(sort_by) = &p.sort_by {
         // Keep the best `skip + count` (key, id) pairs; render the page at the end.
         let want = skip + p.count;

@@ -260,6 +260,38 @@ enum Node {
     Rendered(Filter),
 }
 
+/// A `sortBy` the roster's projection can answer: the attribute's value as
+/// [`super::list`]'s sort key has it (folded unless caseExact; absent values
+/// marked, to sort last).
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectedSort {
+    field: Field,
+    case_exact: bool,
+}
+
+impl ProjectedSort {
+    /// For a `sortBy` path, if the projection holds its attribute.
+    pub fn new(path: &str) -> Option<Self> {
+        let r = Resolve::resolve(&Kind::User, path).filter(|r| !r.ignored && !r.datetime)?;
+        let field = Field::of(r.urn, &r.attr, r.sub.as_deref())?;
+        field.projected(r.case_exact).then_some(Self {
+            field,
+            case_exact: r.case_exact,
+        })
+    }
+
+    /// `(absent, key)` of a projected profile.
+    pub fn key<'a>(&self, p: &Projected<'a>) -> (bool, std::borrow::Cow<'a, str>) {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self.field.value_projected(p, self.case_exact) {
+            None => (true, Borrowed("")),
+            Some((Val::Str(s), folded)) if self.case_exact || folded => (false, s),
+            Some((Val::Str(s), _)) => (false, Owned(s.to_lowercase())),
+            Some((Val::Bool(b), _)) => (false, Owned(b.to_string())),
+        }
+    }
+}
+
 /// A filter compiled for evaluation on stored profiles.
 #[derive(Debug, Clone)]
 pub struct Matcher {
