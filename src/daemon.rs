@@ -249,12 +249,13 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
 
     let (tokens, admin_token_file) = admin_tokens(&config)?;
 
-    let roster = Roster::new(
+    let roster = Roster::open(
         store,
         config.catalog.clone(),
         config.password_policy.clone(),
         config.photo_max_bytes,
     )
+    .context("while reading the stored profiles")?
     .with_accounts(config.accounts.clone());
     let sync = SyncEngine::new(roster.clone(), config.sources.clone())
         .context("while opening the sync run history")?;

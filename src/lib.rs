@@ -9,7 +9,9 @@
 //!   business units, permissions), validation (one phone parser for every
 //!   surface, the name rule), the operations (create, update, activate,
 //!   deactivate, list, bulk) and the reads every surface uses (`employee/read.rs`).
-//!   Every rule of the roster lives here.
+//!   Every rule of the roster lives here. It keeps the in-memory projection of
+//!   every profile's filterable and sortable fields (`employee/projection.rs`)
+//!   that lists and SCIM filters run on, exact after every commit.
 //! - [`store`]: the store's interface ([`store::Backend`], no sled type in it) and
 //!   its sled backend: records with their unique keys and versions, the unique
 //!   indexes, counts and id-order positions kept in memory, the append-only audit

@@ -80,6 +80,9 @@ pub struct Metrics {
     http_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     employees: Family<StatusLabels, Gauge>,
     last_success: Family<SourceLabels, Gauge>,
+    projection_rows: Gauge,
+    projection_bytes: Gauge,
+    record_reads: Gauge,
     roster: Roster,
     sync: SyncEngine,
 }
@@ -130,12 +133,33 @@ impl Metrics {
             "Unix time of the last successful run per source",
             last_success.clone(),
         );
+        let projection_rows = Gauge::default();
+        let projection_bytes = Gauge::default();
+        let record_reads = Gauge::default();
+        r.register(
+            "projection_rows",
+            "Profiles in the in-memory projection lists and filters run on",
+            projection_rows.clone(),
+        );
+        r.register(
+            "projection_bytes",
+            "Bytes the in-memory projection holds (rows and their texts, allocator overhead aside)",
+            projection_bytes.clone(),
+        );
+        r.register(
+            "store_record_reads",
+            "Employee records read from the store since start",
+            record_reads.clone(),
+        );
         Self {
             registry: Arc::new(r),
             http_requests,
             http_latency,
             employees,
             last_success,
+            projection_rows,
+            projection_bytes,
+            record_reads,
             roster,
             sync,
         }
@@ -153,6 +177,11 @@ impl Metrics {
         };
         set("active", active);
         set("inactive", inactive);
+        let f = self.roster.projection().footprint();
+        self.projection_rows.set(f.rows as i64);
+        self.projection_bytes.set(f.bytes as i64);
+        self.record_reads
+            .set(self.roster.store().record_reads().min(i64::MAX as u64) as i64);
         for src in self.sync.sources().iter() {
             if let Ok(st) = self.sync.runs().state(&src.id)
                 && let Some(t) = st.last_success

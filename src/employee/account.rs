@@ -414,6 +414,14 @@ impl Roster {
         Ok(e)
     }
 
+    /// Records a message's new delivery state (the mail worker): in the store
+    /// (not flushed) and in the projection's mail status of its employee.
+    pub fn outbox_put(&self, m: &OutboxRecord) -> Result<(), Error> {
+        self.store.outbox_put(m)?;
+        self.projection.mail(m);
+        Ok(())
+    }
+
     /// Outbox messages, oldest first: all of them, or only the dead ones.
     pub fn outbox(&self, dead_only: bool) -> Result<Vec<OutboxRecord>, Error> {
         Ok(self
@@ -461,6 +469,7 @@ impl Roster {
             m.next_attempt_at = Utc::now();
             // The worker may be recording an attempt right now: never undo a `sent`.
             if self.store.outbox_replace(&old, &m).map_err(store_err)? {
+                self.projection.mail(&m);
                 break m;
             }
         };

@@ -9,6 +9,7 @@ pub mod list;
 pub mod model;
 pub mod phone;
 pub mod positions;
+pub mod projection;
 mod read;
 pub mod validate;
 
@@ -108,20 +109,44 @@ struct PreparedInserts {
     writes: Vec<Write>,
 }
 
-/// Opens the store and tells it which profiles are active (it counts them from
-/// then on as it writes).
+/// Opens the store. [`Roster::open`] then reads every profile once, to tell
+/// the store which are active and to build the roster's projection.
 pub fn open_store(dir: &std::path::Path) -> Result<Store, Error> {
-    let store = Store::open(dir)?;
+    Ok(Store::open(dir)?)
+}
+
+/// The start-up pass: every stored profile decoded once, to classify it as
+/// active for the store's counts and to project it; then each profile's last
+/// message from the outbox, read a page at a time.
+fn load_projection(store: &Store) -> Result<projection::Projection, Error> {
     #[derive(serde::Deserialize)]
     struct Flag {
         active: bool,
     }
-    store.classify(&|body| {
-        serde_json::from_slice::<Flag>(body)
-            .map(|f| f.active)
-            .unwrap_or(true)
+    let builder = projection::Builder::default();
+    store.classify(&|body| match serde_json::from_slice::<Employee>(body) {
+        Ok(e) => {
+            builder.add(&e);
+            e.active
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "a stored profile cannot be read; it is left out of lists until it is rewritten");
+            serde_json::from_slice::<Flag>(body)
+                .map(|f| f.active)
+                .unwrap_or(true)
+        }
     })?;
-    Ok(store)
+    let mut messages = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, more) = store.outbox_page(after, 10_000, &|_| true)?;
+        after = page.last().map(|m| m.id);
+        messages.extend(page);
+        if !more {
+            break;
+        }
+    }
+    Ok(builder.finish(messages))
 }
 
 /// The roster: the domain operations over the store.
@@ -133,14 +158,51 @@ pub struct Roster {
     photo_max_bytes: usize,
     /// Token lifetimes (and the sign-in limits the HTTP layer applies).
     accounts: Arc<AccountSettings>,
+    /// The filterable and sortable fields of every profile (see [`projection`]).
+    projection: projection::Projection,
 }
 
 impl Roster {
+    /// The roster over a store: reads every profile once (the store's active
+    /// counts and the projection). A store that cannot be read is logged and
+    /// leaves the projection empty; the daemon uses [`Roster::open`], which
+    /// refuses to start then.
     pub fn new(
         store: Store,
         catalog: Catalog,
         policy: PasswordPolicy,
         photo_max_bytes: usize,
+    ) -> Self {
+        let projection = load_projection(&store).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the store to build the roster's projection");
+            projection::Projection::default()
+        });
+        Self::with_projection(store, catalog, policy, photo_max_bytes, projection)
+    }
+
+    /// [`Roster::new`] that fails when the store cannot be read.
+    pub fn open(
+        store: Store,
+        catalog: Catalog,
+        policy: PasswordPolicy,
+        photo_max_bytes: usize,
+    ) -> Result<Self, Error> {
+        let projection = load_projection(&store)?;
+        Ok(Self::with_projection(
+            store,
+            catalog,
+            policy,
+            photo_max_bytes,
+            projection,
+        ))
+    }
+
+    fn with_projection(
+        store: Store,
+        catalog: Catalog,
+        policy: PasswordPolicy,
+        photo_max_bytes: usize,
+        projection: projection::Projection,
     ) -> Self {
         Self {
             store,
@@ -148,7 +210,20 @@ impl Roster {
             policy: Arc::new(policy),
             photo_max_bytes,
             accounts: Arc::new(AccountSettings::default()),
+            projection,
         }
+    }
+
+    /// The projection of every profile's filterable fields.
+    pub fn projection(&self) -> &projection::Projection {
+        &self.projection
+    }
+
+    /// The configured sync sources in priority order, highest first: of the
+    /// sources a profile is linked to, the first owns it (the sync engine sets
+    /// this at start and on every reload).
+    pub fn set_source_priority(&self, ids: &[String]) {
+        self.projection.set_priority(ids);
     }
 
     /// Sets the token lifetimes (`[accounts]`).
@@ -431,7 +506,13 @@ impl Roster {
     fn commit_inserts(&self, p: PreparedInserts) -> Vec<Result<Employee, Error>> {
         let PreparedInserts { slots, writes } = p;
         match self.store.commit_many(&writes) {
-            Ok(_) => return slots,
+            Ok(_) => {
+                // `writes` holds one write per successful slot, in order.
+                for (e, w) in slots.iter().filter_map(|r| r.as_ref().ok()).zip(&writes) {
+                    self.projection.put(e, &w.outbox);
+                }
+                return slots;
+            }
             Err(
                 StoreError::Unique { .. }
                 | StoreError::VersionConflict { .. }
@@ -457,6 +538,7 @@ impl Roster {
                 self.store
                     .commit(&w)
                     .map_err(|err| self.store_error(&e, err))?;
+                self.projection.put(&e, &w.outbox);
                 Ok(e)
             })
             .collect()
@@ -816,6 +898,7 @@ impl Roster {
             audit: PendingAudit::new(audit).map_err(|err| StoreError::Corrupt(err.to_string()))?,
             outbox: vec![],
         })?;
+        self.projection.remove(id.0);
         self.store.flush().await?;
         Ok(())
     }
@@ -1015,8 +1098,9 @@ impl Roster {
         let w = Self::write_for(expected_version, e, photo, audit, outbox)?;
         self.store
             .commit(&w)
-            .map(|_| ())
-            .map_err(|err| self.store_error(e, err))
+            .map_err(|err| self.store_error(e, err))?;
+        self.projection.put(e, &w.outbox);
+        Ok(())
     }
 
     /// Maps a store refusal to the domain's error (a taken unique key → 409).
@@ -1045,11 +1129,20 @@ impl Roster {
         }
     }
 
-    /// Lists profiles (see [`list`]).
-    /// One page of a list query. It reads every profile (any column sorts and
-    /// filters), off the runtime's request workers.
+    /// One page of a list query (see [`list`]): filtered and sorted on the
+    /// projection, then only the page's profiles are read.
     pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
-        crate::blocking::blocking(|| list::run(&self.store, q))
+        list::run(&self.projection, &self.store, q)
+    }
+
+    /// Every profile that matches a list query's status and filters (cursor
+    /// and limit ignored), in the query's sort order: the ids only, from the
+    /// projection ("select all that match" for bulk actions).
+    pub fn list_all_ids(&self, q: &ListQuery) -> Result<Vec<EmployeeId>, Error> {
+        let mut q = q.clone();
+        q.cursor = None;
+        let sel = list::select(&self.projection, &q, usize::MAX)?;
+        Ok(sel.ids.into_iter().map(EmployeeId).collect())
     }
 }
 

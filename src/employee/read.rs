@@ -37,6 +37,68 @@ impl Roster {
             .map(|r| r.map_err(Error::from).and_then(|(_, b)| decode(&b)))
     }
 
+    /// The profiles whose projection `pred` accepts, in id order, without
+    /// reading any profile: how many there are, and the ids of those at
+    /// positions `skip..skip + count`.
+    pub fn select_projected(
+        &self,
+        pred: impl Fn(&super::projection::Projected<'_>) -> bool,
+        skip: usize,
+        count: usize,
+    ) -> (usize, Vec<EmployeeId>) {
+        let snap = self.projection().snapshot();
+        let mut total = 0usize;
+        let mut ids = Vec::with_capacity(count.min(1000));
+        for p in snap.iter() {
+            if !pred(&p) {
+                continue;
+            }
+            if total >= skip && ids.len() < count {
+                ids.push(EmployeeId(p.id()));
+            }
+            total += 1;
+        }
+        (total, ids)
+    }
+
+    /// [`Roster::select_projected`] in the order of `key` (ties by id;
+    /// `descending` reverses both), without reading any profile.
+    pub fn select_projected_sorted<K: Ord>(
+        &self,
+        pred: impl Fn(&super::projection::Projected<'_>) -> bool,
+        key: impl for<'a> Fn(&super::projection::Projected<'a>) -> K,
+        descending: bool,
+        skip: usize,
+        count: usize,
+    ) -> (usize, Vec<EmployeeId>) {
+        let snap = self.projection().snapshot();
+        let mut hits: Vec<(K, Uuid)> = snap
+            .iter()
+            .filter(|p| pred(p))
+            .map(|p| (key(&p), p.id()))
+            .collect();
+        let total = hits.len();
+        let want = skip.saturating_add(count).min(total);
+        if want > 0 {
+            let order = |a: &(K, Uuid), b: &(K, Uuid)| {
+                if descending { b.cmp(a) } else { a.cmp(b) }
+            };
+            // Only the first `skip + count` need to be in order.
+            if want < total {
+                hits.select_nth_unstable_by(want - 1, order);
+                hits.truncate(want);
+            }
+            hits.sort_unstable_by(order);
+        }
+        let ids = hits
+            .into_iter()
+            .skip(skip)
+            .take(count)
+            .map(|(_, id)| EmployeeId(id))
+            .collect();
+        (total, ids)
+    }
+
     /// The profiles after `after` (exclusive) in id order, read lazily.
     pub fn scan_after(
         &self,

@@ -111,7 +111,9 @@ impl MailWorker {
                     for m in batch {
                         let mut m = m.clone();
                         m.attempts += 1;
-                        store.outbox_put(&self.failed(m, &e))?;
+                        self.roster
+                            .outbox_put(&self.failed(m, &e))
+                            .map_err(domain_to_store)?;
                     }
                     return store.flush().await;
                 }
@@ -130,7 +132,7 @@ impl MailWorker {
                             .into(),
                     );
                     tracing::info!(message = m.id, kind = m.kind.as_str(), employee = %m.employee_id, "outbox message skipped");
-                    store.outbox_put(&m)?;
+                    self.roster.outbox_put(&m).map_err(domain_to_store)?;
                 }
             }
         }
@@ -141,7 +143,7 @@ impl MailWorker {
                 break;
             }
             let m = self.deliver(session, m, &token, expires_at).await;
-            store.outbox_put(&m)?;
+            self.roster.outbox_put(&m).map_err(domain_to_store)?;
         }
         store.flush().await
     }

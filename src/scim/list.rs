@@ -5,7 +5,13 @@
 //!   as `emails[type eq "work"].value eq …`), `externalId` or `id` is answered from
 //!   the store's unique indexes: only the hits are read, then checked against the
 //!   whole filter.
-//! - **Filters before rendering.** The filter is compiled into a typed matcher
+//! - **Filters on the projection.** A filter whose every part is on an
+//!   attribute the roster's in-memory projection holds (`userName`,
+//!   `displayName`, `name.*`, `emails`, `externalId`, `id`, `active`, `roles`;
+//!   `co`/`sw`/`ew`/`eq`/..., `pr`, `and`/`or`/`not`) selects and counts its
+//!   matches there without reading a profile; only the page is read and
+//!   rendered. A `sortBy` on one of those attributes is sorted there too.
+//! - **Filters before rendering.** Otherwise the filter is compiled into a typed matcher
 //!   ([`super::matcher`]) that reads the stored profile; a profile is rendered
 //!   to SCIM JSON only if it matches (or if a part of the filter the matcher
 //!   does not know needs the rendered resource), and a match outside the
@@ -322,6 +328,31 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         }
         total = hits.len();
         page = hits.into_iter().skip(skip).take(p.count).collect();
+    } else if let Some(order) = p
+        .sort_by
+        .as_deref()
+        .and_then(super::matcher::ProjectedSort::new)
+        .filter(|_| matcher.as_ref().is_none_or(|m| m.on_projection()))
+    {
+        // Filter and sort key both on the projection: only the page is read.
+        let (n, ids) = roster.select_projected_sorted(
+            |x| matcher.as_ref().is_none_or(|m| m.matches_projected(x)),
+            |x| {
+                let (absent, k) = order.key(x);
+                (absent, k.into_owned())
+            },
+            p.descending,
+            skip,
+            p.count,
+        );
+        total = n;
+        for id in ids {
+            match roster.get(id) {
+                Ok(e) => page.push(draw(&e)),
+                Err(crate::employee::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     } else if let Some(sort_by) = &p.sort_by {
         // Keep the best `skip + count` (key, id) pairs; render the page at the end.
         let want = skip + p.count;
@@ -349,6 +380,19 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
         }
         total = n;
         page = buf.into_iter().skip(skip).map(|(_, _, d)| d).collect();
+    } else if let Some(m) = matcher.as_ref().filter(|m| m.on_projection()) {
+        // Every part of the filter is on the projection: the matches are
+        // found and counted there, and only the page's profiles are read.
+        let (n, ids) = roster.select_projected(|x| m.matches_projected(x), skip, p.count);
+        total = n;
+        for id in ids {
+            // (A profile removed since the selection is left out.)
+            match roster.get(id) {
+                Ok(e) => page.push(draw(&e)),
+                Err(crate::employee::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     } else if f.is_none() {
         // No filter: the count is kept by the store, and the page is found by
         // its position without reading the records before it.

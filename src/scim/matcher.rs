@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::filter::{self, Filter, Lit, Op, Resolve};
 use super::schema::{ENTERPRISE, Kind};
 use crate::employee::Employee;
+use crate::employee::projection::Projected;
 use crate::employee::validate;
 
 /// A profile field the matcher reads.
@@ -112,6 +113,67 @@ impl Field {
             Field::Department => opt(&x.department),
         }
     }
+
+    /// Whether the projection holds this field in the form a comparison with
+    /// this case rule needs (names and emails are held folded only).
+    fn projected(self, case_exact: bool) -> bool {
+        match self {
+            Field::UserName
+            | Field::DisplayName
+            | Field::GivenName
+            | Field::FamilyName
+            | Field::Formatted
+            | Field::Email => !case_exact,
+            Field::ExternalId | Field::Id | Field::Active | Field::Role => true,
+            Field::EmployeeNumber
+            | Field::CostCenter
+            | Field::Organization
+            | Field::Division
+            | Field::Department => false,
+        }
+    }
+
+    /// The field's value on a projected profile, and whether it is folded
+    /// already. `None` as [`Field::value`] gives it (absent, or a field the
+    /// projection does not hold: [`Field::projected`] keeps those away).
+    fn value_projected<'a>(self, p: &Projected<'a>, case_exact: bool) -> Option<(Val<'a>, bool)> {
+        use std::borrow::Cow::{Borrowed, Owned};
+        let folded = |s: &'a str| Some((Val::Str(Borrowed(s)), true));
+        match self {
+            Field::UserName => folded(p.username()),
+            Field::DisplayName => (!p.display_name_derived())
+                .then(|| folded(p.display_name()))
+                .flatten(),
+            Field::GivenName => (!p.given_name().is_empty())
+                .then(|| folded(p.given_name()))
+                .flatten(),
+            Field::FamilyName => (!p.family_name().is_empty())
+                .then(|| folded(p.family_name()))
+                .flatten(),
+            Field::Formatted => {
+                (!p.given_name().is_empty() || !p.family_name().is_empty()).then(|| {
+                    (
+                        Val::Str(Owned(validate::derived_display_name(
+                            p.given_name(),
+                            p.family_name(),
+                        ))),
+                        true,
+                    )
+                })
+            }
+            Field::Email => folded(p.email()),
+            Field::ExternalId => p.external_id().map(|x| (Val::Str(Borrowed(x)), false)),
+            Field::Id => Some((Val::Str(Owned(p.id().to_string())), false)),
+            Field::Active => Some((Val::Bool(p.active()), true)),
+            Field::Role if case_exact => Some((Val::Str(Borrowed(p.role())), false)),
+            Field::Role => folded(p.role_folded()),
+            Field::EmployeeNumber
+            | Field::CostCenter
+            | Field::Organization
+            | Field::Division
+            | Field::Department => None,
+        }
+    }
 }
 
 /// A comparison on a known field, with its literal prepared once.
@@ -129,9 +191,17 @@ struct Cmp {
 
 impl Cmp {
     fn test(&self, e: &Employee) -> bool {
-        let v = self.field.value(e);
+        self.test_value(self.field.value(e).map(|v| (v, false)))
+    }
+
+    fn test_projected(&self, p: &Projected<'_>) -> bool {
+        self.test_value(self.field.value_projected(p, self.case_exact))
+    }
+
+    /// Compares a value (and whether its text is folded already).
+    fn test_value(&self, v: Option<(Val<'_>, bool)>) -> bool {
         if self.null {
-            let any = v.as_ref().is_some_and(present);
+            let any = v.as_ref().is_some_and(|(v, _)| present(v));
             return match self.op {
                 Op::Eq => !any,
                 Op::Ne => any,
@@ -140,14 +210,14 @@ impl Cmp {
         }
         match v {
             None => false,
-            Some(Val::Bool(b)) => match (self.op, self.boolean) {
+            Some((Val::Bool(b), _)) => match (self.op, self.boolean) {
                 (Op::Eq, Some(w)) => b == w,
                 (Op::Ne, Some(w)) => b != w,
                 _ => false,
             },
-            Some(Val::Str(s)) => {
+            Some((Val::Str(s), already_folded)) => {
                 let folded;
-                let a: &str = if self.case_exact {
+                let a: &str = if self.case_exact || already_folded {
                     &s
                 } else {
                     folded = s.to_lowercase();
@@ -188,6 +258,38 @@ enum Node {
     Cmp(Cmp),
     /// Evaluated on the rendered resource.
     Rendered(Filter),
+}
+
+/// A `sortBy` the roster's projection can answer: the attribute's value as
+/// [`super::list`]'s sort key has it (folded unless caseExact; absent values
+/// marked, to sort last).
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectedSort {
+    field: Field,
+    case_exact: bool,
+}
+
+impl ProjectedSort {
+    /// For a `sortBy` path, if the projection holds its attribute.
+    pub fn new(path: &str) -> Option<Self> {
+        let r = Resolve::resolve(&Kind::User, path).filter(|r| !r.ignored && !r.datetime)?;
+        let field = Field::of(r.urn, &r.attr, r.sub.as_deref())?;
+        field.projected(r.case_exact).then_some(Self {
+            field,
+            case_exact: r.case_exact,
+        })
+    }
+
+    /// `(absent, key)` of a projected profile.
+    pub fn key<'a>(&self, p: &Projected<'a>) -> (bool, std::borrow::Cow<'a, str>) {
+        use std::borrow::Cow::{Borrowed, Owned};
+        match self.field.value_projected(p, self.case_exact) {
+            None => (true, Borrowed("")),
+            Some((Val::Str(s), folded)) if self.case_exact || folded => (false, s),
+            Some((Val::Str(s), _)) => (false, Owned(s.to_lowercase())),
+            Some((Val::Bool(b), _)) => (false, Owned(b.to_string())),
+        }
+    }
 }
 
 /// A filter compiled for evaluation on stored profiles.
@@ -256,6 +358,41 @@ impl Matcher {
             }
         }
         typed(&self.node)
+    }
+
+    /// Whether every part of the filter can be evaluated on the roster's
+    /// projection (then no profile is read to find the matches).
+    pub fn on_projection(&self) -> bool {
+        fn ok(n: &Node) -> bool {
+            match n {
+                Node::And(a, b) | Node::Or(a, b) => ok(a) && ok(b),
+                Node::Not(a) => ok(a),
+                // `pr` tests presence the same way whatever the case rule.
+                Node::Present(f) => f.projected(false),
+                Node::Cmp(c) => c.field.projected(c.case_exact),
+                Node::Rendered(_) => false,
+            }
+        }
+        ok(&self.node)
+    }
+
+    /// Whether a projected profile matches; only for a matcher that is
+    /// [`Matcher::on_projection`] (a part it cannot evaluate does not match).
+    pub fn matches_projected(&self, p: &Projected<'_>) -> bool {
+        fn eval(n: &Node, p: &Projected<'_>) -> bool {
+            match n {
+                Node::And(a, b) => eval(a, p) && eval(b, p),
+                Node::Or(a, b) => eval(a, p) || eval(b, p),
+                Node::Not(a) => !eval(a, p),
+                Node::Present(f) => f
+                    .value_projected(p, false)
+                    .as_ref()
+                    .is_some_and(|(v, _)| present(v)),
+                Node::Cmp(c) => c.test_projected(p),
+                Node::Rendered(_) => false,
+            }
+        }
+        eval(&self.node, p)
     }
 
     /// Whether `e` matches; `render` makes its resource, called at most once
@@ -353,8 +490,57 @@ mod tests {
         ]
     }
 
+    /// Generated profiles: names, cases and scripts mixed (Greek final sigma,
+    /// accents, one-part names, derived and given display names), external
+    /// ids differing in case, both roles, active or not.
+    fn generated(n: usize) -> Vec<Employee> {
+        let given = ["Ana", "ÉMILE", "zoë", "", "Σοφία", "ΟΔΥΣΣΕΥΣ", "Li", "ab"];
+        let family = ["Abbott", "", "Ärger", "ZED", "ab", "Ωmega"];
+        let ext = [None, Some("EXT-1"), Some("ext-1"), Some("")];
+        // A small linear congruential generator: the same profiles every run.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |m: usize| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((x >> 33) as usize) % m
+        };
+        (0..n)
+            .map(|i| {
+                let g = given[next(given.len())];
+                let f = family[next(family.len())];
+                let f = if g.is_empty() && f.is_empty() {
+                    "Solo"
+                } else {
+                    f
+                };
+                let derived = next(2) == 0;
+                let display = if derived {
+                    validate::derived_display_name(g, f)
+                } else {
+                    format!("{} {}", ["Dr.", "ABBA", "Émile", "σς"][next(4)], f)
+                };
+                let user = format!("{}{i}", ["ana.", "EMILE.", "Zoë", "ab"][next(4)]);
+                let domain = ["Example.com", "EXAMPLE.org", "ab.example"][next(3)];
+                let e = ext[next(ext.len())];
+                let active = next(3) != 0;
+                let role = ["Technician", "Dispatcher"][next(2)];
+                employee(1000 + i, |v| {
+                    v["given_name"] = json!(g);
+                    v["family_name"] = json!(f);
+                    v["display_name"] = json!(display);
+                    v["display_name_derived"] = json!(derived);
+                    v["username"] = json!(user);
+                    v["email"] = json!(format!("{user}@{domain}"));
+                    v["external_id"] = json!(e);
+                    v["active"] = json!(active);
+                    v["role"] = json!(role);
+                })
+            })
+            .collect()
+    }
+
     /// The typed matcher and the rendered one agree on every filter of the
-    /// table, for every profile.
+    /// table, for every profile; so does the matcher on the roster's
+    /// projection, for every filter it can evaluate there.
     #[test]
     fn the_typed_matcher_agrees_with_the_rendered_one() {
         let filters = [
@@ -407,24 +593,86 @@ mod tests {
             r#"not (userName sw "ana") and (name.givenName pr or emails co "4@")"#,
             r#"userName Eq ana.abbott1"#,
             r#"displayName co 42"#,
+            r#"displayName co "σ""#,
+            r#"displayName ew "ς ab""#,
+            r#"name.familyName ew "ΣΣΕΥΣ""#,
+            r#"name.givenName co "οδυσσευς""#,
+            r#"name.formatted sw "οδυσσευς ""#,
+            r#"name.formatted ew "ωmega""#,
+            r#"userName sw "Zoë""#,
+            r#"emails ew "example.org""#,
+            r#"externalId eq "" or externalId eq "EXT-1""#,
+            r#"externalId co "ext""#,
+            r#"externalId sw "EXT" and not (active eq false)"#,
+            r#"roles co "DISP""#,
+            r#"roles eq "technician" and displayName pr"#,
+            r#"(displayName co "ab" or userName ew "7") and not (name.givenName pr)"#,
         ];
         let positions = HashMap::new();
         let render = |e: &Employee| super::super::user::to_scim(e, &[], &positions, "http://x");
+        let mut all = people();
+        all.extend(generated(400));
+        let projection = crate::employee::projection::Projection::build(all.clone(), vec![]);
+        let by_id: HashMap<uuid::Uuid, &Employee> = all.iter().map(|e| (e.id.0, e)).collect();
+        let mut on_projection = 0;
         for text in filters {
             let f = filter::parse(text).unwrap();
             super::super::schema::check_filter(Kind::User, &f).unwrap();
             let m = Matcher::new(&f);
-            for e in people() {
-                let want = filter::matches(&f, &render(&e), &Kind::User);
+            for e in &all {
+                let want = filter::matches(&f, &render(e), &Kind::User);
                 let doc = OnceCell::new();
                 assert_eq!(
-                    m.matches(&e, render, &doc),
+                    m.matches(e, render, &doc),
                     want,
                     "{text} on {} ({})",
                     e.username,
                     e.display_name
                 );
             }
+            if m.on_projection() {
+                on_projection += 1;
+                let snap = projection.snapshot();
+                assert_eq!(snap.len(), all.len());
+                for p in snap.iter() {
+                    let e = by_id[&p.id()];
+                    let want = filter::matches(&f, &render(e), &Kind::User);
+                    assert_eq!(
+                        m.matches_projected(&p),
+                        want,
+                        "{text} on the projection of {} ({})",
+                        e.username,
+                        e.display_name
+                    );
+                }
+            }
+        }
+        assert!(
+            on_projection >= 40,
+            "{on_projection} filters on the projection"
+        );
+        // The benchmark's filters are answered on the projection; enterprise
+        // fields, phones and value paths are not.
+        for text in [
+            r#"displayName co "ab""#,
+            r#"userName sw "a""#,
+            r#"emails.value ew "example.com""#,
+            r#"name.familyName co "x" and active eq true"#,
+        ] {
+            assert!(
+                Matcher::new(&filter::parse(text).unwrap()).on_projection(),
+                "{text}"
+            );
+        }
+        for text in [
+            "phoneNumbers pr",
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "x""#,
+            r#"emails[type eq "work"].value co "a""#,
+        ] {
+            assert!(
+                !Matcher::new(&filter::parse(text).unwrap()).on_projection(),
+                "{text}"
+            );
         }
         // The common filters need no rendering at all.
         for text in [

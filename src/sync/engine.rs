@@ -75,6 +75,15 @@ pub fn field_owners(
     owners
 }
 
+/// Every source's id, highest priority first (equal priorities in config
+/// order): of the sources a profile is linked to, the first owns it, as
+/// `GET /api/v1/employees/{key}/explain` orders them.
+pub fn priority_order(sources: &[Source]) -> Vec<String> {
+    let mut l: Vec<&Source> = sources.iter().collect();
+    l.sort_by_key(|s| std::cmp::Reverse(s.priority));
+    l.into_iter().map(|s| s.id.clone()).collect()
+}
+
 /// Owned inputs of a [`PlanSource`].
 struct PlanContext {
     provides: Vec<&'static str>,
@@ -247,6 +256,7 @@ impl SyncEngine {
             .iter()
             .map(|s| (s.id.clone(), Arc::new(tokio::sync::Mutex::new(()))))
             .collect();
+        roster.set_source_priority(&priority_order(&sources));
         Ok(Self {
             roster,
             runs,
@@ -310,6 +320,7 @@ impl SyncEngine {
                 locks.entry(s.id.clone()).or_default();
             }
         }
+        self.roster.set_source_priority(&priority_order(&sources));
         *self.sources.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(sources);
     }
 

@@ -14,9 +14,28 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Chrome, Viewer, WebState, domain_error_page, error_page};
 use crate::employee::account::SendKind;
-use crate::employee::list::{DEFAULT_LIMIT, Filters, MAX_LIMIT, Sort, SortColumn};
+use crate::employee::list::{DEFAULT_LIMIT, Filters, MAX_LIMIT, RowFacts, Sort, SortColumn};
 use crate::employee::model::Photo;
-use crate::employee::{BulkOutcome, Employee, EmployeeId, ListQuery, StatusFilter};
+use crate::employee::projection::MailStatus;
+use crate::employee::{BULK_MAX, BulkOutcome, Employee, EmployeeId, ListQuery, StatusFilter};
+
+/// The query keys of a view, in the order its URL carries them.
+const VIEW_KEYS: [&str; 11] = [
+    "status",
+    "name",
+    "email",
+    "position",
+    "role",
+    "business_unit",
+    "enabled",
+    "account_status",
+    "source",
+    "mail_status",
+    "limit",
+];
+
+/// Most employees a bulk preview or result lists by name (the rest are counted).
+pub const BULK_LISTED: usize = 50;
 
 /// The text filters of the form, in order: (query key, label).
 const TEXT_FILTERS: [(&str, &str); 5] = [
@@ -28,7 +47,7 @@ const TEXT_FILTERS: [(&str, &str); 5] = [
 ];
 
 /// The table's sortable columns: (sort key, header).
-const COLUMNS: [(&str, &str); 8] = [
+const COLUMNS: [(&str, &str); 10] = [
     ("name", "Name"),
     ("email", "Email"),
     ("positions", "Positions"),
@@ -37,6 +56,8 @@ const COLUMNS: [(&str, &str); 8] = [
     ("enabled", "Enabled"),
     ("active", "Active"),
     ("account_status", "Account status"),
+    ("source", "Source"),
+    ("mail_status", "Last mail"),
 ];
 
 pub struct Header {
@@ -58,6 +79,10 @@ pub struct Row {
     pub active: &'static str,
     pub account_status: &'static str,
     pub photo: Option<String>,
+    /// The sync source that owns the profile, in words.
+    pub source: String,
+    /// The state of the last invitation or reset mail, in words.
+    pub mail: &'static str,
 }
 
 pub struct FilterField {
@@ -75,6 +100,10 @@ struct EmployeesPage {
     filters: Vec<FilterField>,
     enabled: String,
     account_status: String,
+    /// The owning-source filter's value, and the configured sources.
+    source: String,
+    sources: Vec<String>,
+    mail_status: String,
     sort: String,
     limit: usize,
     headers: Vec<Header>,
@@ -93,6 +122,117 @@ struct EmployeesPage {
     held: Vec<std::sync::Arc<super::sync::HeldPlan>>,
 }
 
+/// The last mail's state in words (the filter's option labels too).
+fn mail_text(m: Option<MailStatus>) -> &'static str {
+    match m {
+        Some(MailStatus::Queued) => "Queued",
+        Some(MailStatus::Sent) => "Sent",
+        Some(MailStatus::Failed) => "Failed",
+        Some(MailStatus::Skipped) => "Not sent (no longer needed)",
+        None => "No mail",
+    }
+}
+
+fn source_text(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "Not synced".into())
+}
+
+/// A view parsed from its query: the list query, the values as given (for
+/// the form), where the page starts, and the first value refused.
+struct View {
+    q: ListQuery,
+    values: std::collections::HashMap<String, String>,
+    from: usize,
+    error: Option<String>,
+}
+
+impl View {
+    /// Empty values are no filter; a value refused leaves its filter out and
+    /// says why.
+    fn parse(params: &[(String, String)]) -> View {
+        let mut q = ListQuery::default();
+        let mut filters = Filters::default();
+        let mut error = None;
+        let mut from = 0usize;
+        let mut values = std::collections::HashMap::new();
+        for (k, v) in params {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            let r: Result<(), String> = match k.as_str() {
+                "status" => match v {
+                    "active" => {
+                        q.status = StatusFilter::Active;
+                        Ok(())
+                    }
+                    "inactive" => {
+                        q.status = StatusFilter::Inactive;
+                        Ok(())
+                    }
+                    "all" => {
+                        q.status = StatusFilter::All;
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "Status must be active, inactive or all, not “{v}”."
+                    )),
+                },
+                "sort" => v
+                    .parse::<Sort>()
+                    .map(|s| q.sort = s)
+                    .map_err(|e| e.to_string()),
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => {
+                        q.limit = Some(n);
+                        Ok(())
+                    }
+                    _ => Err(format!(
+                        "Rows per page must be a number from 1 to {MAX_LIMIT}."
+                    )),
+                },
+                "cursor" => {
+                    q.cursor = Some(v.to_string());
+                    Ok(())
+                }
+                "from" => {
+                    from = v.parse().unwrap_or(0);
+                    Ok(())
+                }
+                col => filters.set(col, v).map_err(|e| e.to_string()),
+            };
+            match r {
+                Ok(()) => {
+                    if !matches!(k.as_str(), "cursor" | "from") {
+                        values.insert(k.clone(), v.to_string());
+                    }
+                }
+                Err(m) => error = Some(m),
+            }
+        }
+        q.filters = filters;
+        View {
+            q,
+            values,
+            from,
+            error,
+        }
+    }
+
+    /// The view without its page: the same keys in a stable order.
+    fn pairs(&self) -> Vec<(String, String)> {
+        let mut view: Vec<(String, String)> = VIEW_KEYS
+            .iter()
+            .filter_map(|k| self.values.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        let sort_text = self.q.sort.to_string();
+        if sort_text != Sort::default().to_string() {
+            view.push(("sort".into(), sort_text));
+        }
+        view
+    }
+}
+
 fn account_status_text(e: &Employee) -> &'static str {
     match e.account_status.as_str() {
         "later" => "Set up later",
@@ -102,8 +242,10 @@ fn account_status_text(e: &Employee) -> &'static str {
     }
 }
 
-fn row(e: &Employee) -> Row {
+fn row(e: &Employee, f: &RowFacts) -> Row {
     Row {
+        source: source_text(&f.source),
+        mail: mail_text(f.mail_status),
         id: e.id.to_string(),
         name: e.display_name.clone(),
         email: e.email.clone(),
@@ -137,88 +279,15 @@ pub async fn employees_list(
     State(state): State<WebState>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let mut q = ListQuery::default();
-    let mut filters = Filters::default();
-    let mut error = None;
-    let mut view: Vec<(String, String)> = Vec::new();
-    let mut from = 0usize;
-    let mut values = std::collections::HashMap::new();
-    for (k, v) in &params {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        let r: Result<(), String> = match k.as_str() {
-            "status" => match v {
-                "active" => {
-                    q.status = StatusFilter::Active;
-                    Ok(())
-                }
-                "inactive" => {
-                    q.status = StatusFilter::Inactive;
-                    Ok(())
-                }
-                "all" => {
-                    q.status = StatusFilter::All;
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "Status must be active, inactive or all, not “{v}”."
-                )),
-            },
-            "sort" => v
-                .parse::<Sort>()
-                .map(|s| q.sort = s)
-                .map_err(|e| e.to_string()),
-            "limit" => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => {
-                    q.limit = Some(n);
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "Rows per page must be a number from 1 to {MAX_LIMIT}."
-                )),
-            },
-            "cursor" => {
-                q.cursor = Some(v.to_string());
-                Ok(())
-            }
-            "from" => {
-                from = v.parse().unwrap_or(0);
-                Ok(())
-            }
-            col => filters.set(col, v).map_err(|e| e.to_string()),
-        };
-        match r {
-            Ok(()) => {
-                if !matches!(k.as_str(), "cursor" | "from") {
-                    values.insert(k.clone(), v.to_string());
-                }
-            }
-            Err(m) => error = Some(m),
-        }
-    }
-    q.filters = filters;
-    // The view without its page: the same keys in a stable order.
-    for k in [
-        "status",
-        "name",
-        "email",
-        "position",
-        "role",
-        "business_unit",
-        "enabled",
-        "account_status",
-        "limit",
-    ] {
-        if let Some(v) = values.get(k) {
-            view.push((k.to_string(), v.clone()));
-        }
-    }
+    let parsed = View::parse(&params);
+    let view = parsed.pairs();
+    let View {
+        mut q,
+        values,
+        mut from,
+        mut error,
+    } = parsed;
     let sort_text = q.sort.to_string();
-    if sort_text != Sort::default().to_string() {
-        view.push(("sort".into(), sort_text.clone()));
-    }
     let page = match state.app.roster.list(&q) {
         Ok(p) => p,
         Err(crate::employee::Error::BadRequest { message, .. }) if q.cursor.is_some() => {
@@ -255,7 +324,12 @@ pub async fn employees_list(
             }
         })
         .collect();
-    let rows: Vec<Row> = page.items.iter().map(row).collect();
+    let rows: Vec<Row> = page
+        .items
+        .iter()
+        .zip(&page.facts)
+        .map(|(e, f)| row(e, f))
+        .collect();
     let to = from + rows.len();
     let next = page.next_cursor.as_ref().map(|c| {
         let mut p = view.clone();
@@ -285,6 +359,15 @@ pub async fn employees_list(
             .collect(),
         enabled: get("enabled"),
         account_status: get("account_status"),
+        source: get("source"),
+        sources: state
+            .app
+            .sync
+            .sources()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect(),
+        mail_status: get("mail_status"),
         sort: sort_text,
         limit,
         headers,
@@ -380,15 +463,48 @@ struct BulkPage {
     title: String,
     action: &'static str,
     confirm_label: String,
+    /// The employees the confirmation applies to (a selection of rows).
     ids: Vec<String>,
+    /// "Select all that match": the confirmation names the view instead of
+    /// ids, with the digest of the matching set it was previewed on.
+    matching: Option<String>,
+    /// At most [`BULK_LISTED`] of them, by name.
     outcomes: Vec<Outcome>,
+    /// How many more there are than listed.
+    more: usize,
     changing: usize,
     skipped: usize,
+    /// The matching set changed between the preview and the confirmation.
+    stale: bool,
     back: String,
 }
 
-/// `POST /employees/bulk`: `action`, `id`s, `back`; without `confirm` the preview
-/// (a dry run), with `confirm=yes` the change and its result per employee.
+/// The digest of a set of ids (which employees a "select all that match"
+/// preview showed): the confirmation applies only to the same set.
+fn ids_digest(ids: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// The view a bulk form came from (its `back` URL): its list query.
+fn view_of_back(back: &str) -> View {
+    let query = back.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    View::parse(&params)
+}
+
+/// `POST /employees/bulk`: `action`, `id`s (or `scope=matching`: every employee
+/// the `back` view's filters match, on every page), `back`; without `confirm` the
+/// preview (a dry run), with `confirm=yes` the change and its result per
+/// employee. A "matching" confirmation carries the digest of the previewed set
+/// and is refused (previewed again) if the set changed meanwhile.
 pub async fn employees_bulk(
     viewer: Viewer,
     State(state): State<WebState>,
@@ -407,11 +523,6 @@ pub async fn employees_bulk(
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.as_str())
     };
-    let ids: Vec<String> = form
-        .iter()
-        .filter(|(k, _)| k == "id")
-        .map(|(_, v)| v.clone())
-        .collect();
     let back = get("back")
         .filter(|b| b.starts_with("/employees") && !b.starts_with("//"))
         .unwrap_or("/employees")
@@ -422,30 +533,68 @@ pub async fn employees_bulk(
             "Choose an action: Activate, Deactivate, Send account invite or Send password reset.",
         );
     };
+    let r = &state.app.roster;
+    let matching = get("scope") == Some("matching");
+    let ids: Vec<String> = if matching {
+        let view = view_of_back(&back);
+        if let Some(e) = view.error {
+            return error_page(StatusCode::BAD_REQUEST, &e);
+        }
+        match r.list_all_ids(&view.q) {
+            Ok(ids) => ids.iter().map(ToString::to_string).collect(),
+            Err(e) => return domain_error_page(e),
+        }
+    } else {
+        form.iter()
+            .filter(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     if ids.is_empty() {
         return error_page(
             StatusCode::BAD_REQUEST,
-            "Select at least one employee first.",
+            if matching {
+                "No employee matches the filter any more."
+            } else {
+                "Select at least one employee first."
+            },
         );
     }
-    let dry_run = get("confirm") != Some("yes");
-    let r = &state.app.roster;
+    let digest = ids_digest(&ids);
+    let confirm = get("confirm") == Some("yes");
+    // A confirmation of "all that match" applies to the set it previewed only.
+    let stale = confirm && matching && get("digest") != Some(digest.as_str());
+    let dry_run = !confirm || stale;
     let actor = &viewer.actor;
-    let results = match action {
-        Action::Activate => r.bulk_set_active(actor, &ids, true, dry_run).await,
-        Action::Deactivate => r.bulk_set_active(actor, &ids, false, dry_run).await,
-        Action::SendInvite => r.bulk_send(actor, &ids, SendKind::Invite, dry_run).await,
-        Action::SendPasswordReset => {
-            r.bulk_send(actor, &ids, SendKind::PasswordReset, dry_run)
-                .await
+    let mut results: Vec<BulkOutcome> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BULK_MAX) {
+        let done = match action {
+            Action::Activate => r.bulk_set_active(actor, chunk, true, dry_run).await,
+            Action::Deactivate => r.bulk_set_active(actor, chunk, false, dry_run).await,
+            Action::SendInvite => r.bulk_send(actor, chunk, SendKind::Invite, dry_run).await,
+            Action::SendPasswordReset => {
+                r.bulk_send(actor, chunk, SendKind::PasswordReset, dry_run)
+                    .await
+            }
+        };
+        match done {
+            Ok(x) => results.extend(x),
+            Err(e) => return domain_error_page(e),
         }
+    }
+    let text = |o: &BulkOutcome| match (&o.error, o.changed, dry_run) {
+        (Some(why), _, true) => format!("Skipped: {why}"),
+        (Some(why), _, false) => format!("Failed: {why}"),
+        (None, true, true) => "Will change".into(),
+        (None, true, false) => "Done".into(),
+        (None, false, _) => format!("Skipped: {}", action.already()),
     };
-    let results: Vec<BulkOutcome> = match results {
-        Ok(x) => x,
-        Err(e) => return domain_error_page(e),
-    };
-    let outcomes: Vec<Outcome> = results
+    // Listed by name: the first ones, those that change first.
+    let mut order: Vec<&BulkOutcome> = results.iter().filter(|o| o.changed).collect();
+    order.extend(results.iter().filter(|o| !o.changed));
+    let outcomes: Vec<Outcome> = order
         .iter()
+        .take(BULK_LISTED)
         .map(|o| {
             let name =
                 o.id.parse::<EmployeeId>()
@@ -453,23 +602,16 @@ pub async fn employees_bulk(
                     .and_then(|id| r.get(id).ok())
                     .map(|e| e.display_name)
                     .unwrap_or_else(|| o.id.clone());
-            let text = match (&o.error, o.changed, dry_run) {
-                (Some(why), _, true) => format!("Skipped: {why}"),
-                (Some(why), _, false) => format!("Failed: {why}"),
-                (None, true, true) => "Will change".into(),
-                (None, true, false) => "Done".into(),
-                (None, false, _) => format!("Skipped: {}", action.already()),
-            };
             Outcome {
                 id: o.id.clone(),
                 name,
                 changes: o.changed,
-                text,
+                text: text(o),
             }
         })
         .collect();
-    let changing = outcomes.iter().filter(|o| o.changes).count();
-    let skipped = outcomes.len() - changing;
+    let changing = results.iter().filter(|o| o.changed).count();
+    let skipped = results.len() - changing;
     let plural = |n: usize| if n == 1 { "employee" } else { "employees" };
     let title = if dry_run {
         format!("{} {} {}?", action.verb(), ids.len(), plural(ids.len()))
@@ -482,14 +624,21 @@ pub async fn employees_bulk(
         title,
         action: action.key(),
         confirm_label: format!("{} {changing} {}", action.verb(), plural(changing)),
-        ids: outcomes
-            .iter()
-            .filter(|o| o.changes)
-            .map(|o| o.id.clone())
-            .collect(),
+        ids: if matching {
+            vec![]
+        } else {
+            results
+                .iter()
+                .filter(|o| o.changed)
+                .map(|o| o.id.clone())
+                .collect()
+        },
+        matching: matching.then_some(digest),
+        more: results.len() - outcomes.len(),
         outcomes,
         changing,
         skipped,
+        stale,
         back,
     }
     .into_response()
@@ -502,34 +651,11 @@ pub async fn employees_csv(
     State(state): State<WebState>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let mut q = ListQuery::default();
-    let mut filters = Filters::default();
-    for (k, v) in &params {
-        let v = v.trim();
-        if v.is_empty() {
-            continue;
-        }
-        let r = match k.as_str() {
-            "status" => match v {
-                "inactive" => {
-                    q.status = StatusFilter::Inactive;
-                    Ok(())
-                }
-                "all" => {
-                    q.status = StatusFilter::All;
-                    Ok(())
-                }
-                _ => Ok(()),
-            },
-            "sort" => v.parse::<Sort>().map(|s| q.sort = s),
-            "limit" | "cursor" | "from" => Ok(()),
-            col => filters.set(col, v),
-        };
-        if let Err(e) = r {
-            return domain_error_page(e);
-        }
+    let View { mut q, error, .. } = View::parse(&params);
+    if let Some(e) = error {
+        return error_page(StatusCode::BAD_REQUEST, &e);
     }
-    q.filters = filters;
+    q.cursor = None;
     q.limit = Some(MAX_LIMIT);
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -542,6 +668,8 @@ pub async fn employees_csv(
         "enabled",
         "active",
         "account_status",
+        "source",
+        "mail_status",
     ];
     let mut ok = w.write_record(header).is_ok();
     loop {
@@ -549,8 +677,8 @@ pub async fn employees_csv(
             Ok(p) => p,
             Err(e) => return domain_error_page(e),
         };
-        for e in &page.items {
-            let r = row(e);
+        for (e, f) in page.items.iter().zip(&page.facts) {
+            let r = row(e, f);
             ok &= w
                 .write_record([
                     r.id.as_str(),
@@ -562,6 +690,8 @@ pub async fn employees_csv(
                     if e.enabled { "true" } else { "false" },
                     if e.active { "true" } else { "false" },
                     e.account_status.as_str(),
+                    f.source.as_deref().unwrap_or(""),
+                    f.mail_status.map_or("", MailStatus::as_str),
                 ])
                 .is_ok();
         }

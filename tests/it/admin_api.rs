@@ -891,3 +891,37 @@ async fn photos_upload_with_type_and_size_checks() {
     assert_eq!(got.status(), StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+/// The list's mail status filter follows the outbox: an invitation queued (no
+/// mail worker runs here) is `queued`, a profile without one is `none`; with
+/// no sync source configured nobody is owned; a bad value is a 400 naming the
+/// field. The admin list reads only the page's profiles, whatever the filter.
+#[tokio::test]
+async fn mail_status_and_source_filters() {
+    let s = TestServer::start().await;
+    let invited = s
+        .create(json!({"given_name": "Ivo", "family_name": "Invited",
+                       "email": "ivo@example.com", "account_status": "invite"}))
+        .await;
+    s.create(json!({"given_name": "Lea", "family_name": "Later", "email": "lea@example.com"}))
+        .await;
+    let (st, v) = s.get("/api/v1/employees?mail_status=queued").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["id"], invited["id"]);
+    assert_eq!(total(&s, "mail_status=none").await, 1);
+    assert_eq!(total(&s, "mail_status=sent").await, 0);
+    assert_eq!(total(&s, "source=none").await, 2);
+    assert_eq!(total(&s, "source=hr").await, 0);
+    let (st, v) = s.get("/api/v1/employees?sort=-mail_status").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["items"][0]["id"], invited["id"],
+        "queued sorts after none"
+    );
+    let (st, v) = s.get("/api/v1/employees?mail_status=lost").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("mail_status"), "{v}");
+    s.stop().await;
+}

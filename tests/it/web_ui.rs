@@ -563,6 +563,281 @@ async fn bulk_invite_by_mail_then_the_link_sets_up_the_account() {
     s.stop().await;
 }
 
+/// Waits until `path` (a view of the Employees screen, in the browser) lists
+/// exactly `want` (names in the table's order): reloads it, bounded.
+async fn wait_names(b: &Browser, path: &str, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        b.open(path).await;
+        b.css("#employees").await;
+        let names = b.names().await;
+        if names == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} lists {names:?}, not {want:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The text of column `class` in the row of `name`.
+async fn cell(b: &Browser, name: &str, class: &str) -> String {
+    for row in b
+        .driver
+        .find_all(By::Css("#employees tbody tr"))
+        .await
+        .unwrap()
+    {
+        let n = row
+            .find(By::Css("td.name"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if n == name {
+            return row
+                .find(By::Css(format!("td.{class}")))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
+    }
+    panic!("no row for {name}");
+}
+
+/// Profiles an HR source (a CSV export) owns and profiles made by hand: the
+/// Source filter tells them apart. A real invitation mail goes out to one of
+/// them (a real SMTP server receives it): the Last mail filter then finds it
+/// as sent; with the SMTP server stopped, a second invitation stays queued.
+/// The filters are in the URL and in the CSV export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_by_owning_source_and_by_last_mail_after_a_real_invitation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut smtp = crate::smtp::Smtp::start(crate::smtp::free_port(), &tmp.path().join("mail"));
+    let csv = tmp.path().join("hr.csv");
+    std::fs::write(
+        &csv,
+        "Employee ID,First Name,Last Name,Work Email\n\
+         E1,Hana,Hr,hana.hr@example.com\n\
+         E2,Hugo,Hr,hugo.hr@example.com\n\
+         E3,Hilde,Hr,hilde.hr@example.com\n",
+    )
+    .unwrap();
+    let source = format!(
+        r#"
+[[sources]]
+id = "hr"
+kind = "csv"
+path = "{}"
+join_key = "Employee ID"
+max_deactivations = 100
+max_deactivations_percent = 100.0
+[sources.fields]
+email = "Work Email"
+given_name = "First Name"
+family_name = "Last Name"
+"#,
+        csv.display()
+    );
+    let s = TestServer::start_with(&format!(
+        "{}\n{source}",
+        crate::mail::mail_toml(smtp.port, "")
+    ))
+    .await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    person(&s, "Mona", "Manual", "Technician").await;
+    let (st, run) = s.post("/api/v1/sync/sources/hr/run", json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{run}");
+    let (_, hugo) = s.get("/api/v1/employees/hugo.hr@example.com").await;
+    let hugo = hugo["id"].as_str().unwrap().to_string();
+
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    // By owning source, chosen in the form; the view is in the URL.
+    let source_select = b.css("#filter-source").await;
+    thirtyfour::components::SelectElement::new(&source_select)
+        .await
+        .unwrap()
+        .select_by_value("hr")
+        .await
+        .unwrap();
+    b.click("#apply-filters").await;
+    b.wait_text("Showing 1–3 of 3").await;
+    assert_eq!(b.names().await, vec!["Hana Hr", "Hilde Hr", "Hugo Hr"]);
+    assert!(
+        b.driver
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("source=hr")
+    );
+    assert_eq!(cell(&b, "Hana Hr", "source").await, "hr");
+    b.shot("employees-by-source").await;
+    b.axe("the list filtered by source").await;
+    wait_names(
+        &b,
+        "/employees?source=none",
+        &["Maria Manager", "Mona Manual"],
+    )
+    .await;
+    assert_eq!(cell(&b, "Mona Manual", "source").await, "Not synced");
+
+    // A real invitation to Hugo, from the browser: sent, then found as sent.
+    b.open("/employees?source=hr").await;
+    b.click(&format!("input[name=id][value='{hugo}']")).await;
+    let action = b.css("#bulk-action").await;
+    thirtyfour::components::SelectElement::new(&action)
+        .await
+        .unwrap()
+        .select_by_value("send_invite")
+        .await
+        .unwrap();
+    b.click("#bulk-apply").await;
+    b.click("dialog#confirm-dialog[open] #confirm-button").await;
+    b.wait_text("1 changed, 0 skipped").await;
+    smtp.wait_for_to("hugo.hr@example.com").await;
+    wait_names(&b, "/employees?mail_status=sent", &["Hugo Hr"]).await;
+    assert_eq!(cell(&b, "Hugo Hr", "mail").await, "Sent");
+    let mail_select = b.css("#filter-mail_status").await;
+    assert_eq!(
+        mail_select.prop("value").await.unwrap().as_deref(),
+        Some("sent"),
+        "the form shows the view's filter"
+    );
+    b.shot("employees-mail-sent").await;
+    b.axe("the list filtered by mail status").await;
+
+    // The SMTP server stops: Hana's invitation stays queued (retried).
+    smtp.stop();
+    let (_, hana) = s.get("/api/v1/employees/hana.hr@example.com").await;
+    let (st, out) = s
+        .post(
+            "/api/v1/employees/bulk",
+            json!({"action": "send_invite", "ids": [hana["id"]]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    wait_names(&b, "/employees?mail_status=queued", &["Hana Hr"]).await;
+    assert_eq!(cell(&b, "Hana Hr", "mail").await, "Queued");
+    wait_names(&b, "/employees?mail_status=none&source=hr", &["Hilde Hr"]).await;
+    assert_eq!(cell(&b, "Hilde Hr", "mail").await, "No mail");
+    b.quit().await;
+
+    // The export carries both columns and honours both filters.
+    let cookie = session_cookie(&s, &[("token", s.token.as_str())]).await;
+    let csv = get_with(&s, &cookie, "/employees.csv?source=hr&sort=mail_status")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header[header.len() - 2..],
+        ["source", "mail_status"],
+        "{csv}"
+    );
+    let rows: Vec<(String, String, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[1].to_string(),
+                f[f.len() - 2].to_string(),
+                f[f.len() - 1].to_string(),
+            )
+        })
+        .collect();
+    let row = |n: &str, src: &str, m: &str| (n.to_string(), src.to_string(), m.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            row("Hilde Hr", "hr", ""),
+            row("Hana Hr", "hr", "queued"),
+            row("Hugo Hr", "hr", "sent"),
+        ],
+        "{csv}"
+    );
+    let r = get_with(&s, &cookie, "/employees?mail_status=lost").await;
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("mail_status must be queued, sent, failed, skipped or none")
+    );
+    s.stop().await;
+}
+
+/// "Select all that match the filter" deactivates every matching employee on
+/// every page (55, 25 to a page) through the confirmation dialog, which lists
+/// 50 and says how many more; nobody else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_all_matching_deactivates_every_match_across_pages() {
+    let s = TestServer::start().await;
+    person(&s, "Maria", "Manager", "Administrator").await;
+    let mut others = Vec::new();
+    for (g, f) in [("Otto", "Other"), ("Olga", "Outside")] {
+        others.push(person(&s, g, f, "Technician").await);
+    }
+    let mut matching = Vec::new();
+    for i in 0..55 {
+        let v = s
+            .create(json!({
+                "given_name": format!("Matt{i:02}"), "family_name": "Match",
+                "email": format!("matt{i}@example.com"), "role": "Technician",
+            }))
+            .await;
+        matching.push(v["id"].as_str().unwrap().to_string());
+    }
+    let b = Browser::start(&s.base).await;
+    b.sign_in("maria.manager@example.com", PASSWORD).await;
+    b.open("/employees?name=match&limit=25").await;
+    b.wait_text("Showing 1–25 of 55").await;
+    b.click("#select-matching").await;
+    b.wait_text("All 55 matching selected").await;
+    let action = b.css("#bulk-action").await;
+    thirtyfour::components::SelectElement::new(&action)
+        .await
+        .unwrap()
+        .select_by_value("deactivate")
+        .await
+        .unwrap();
+    b.click("#bulk-apply").await;
+    b.css("dialog#confirm-dialog[open] #confirm-button").await;
+    b.wait_text("55 will change, 0 will be skipped").await;
+    b.wait_text("and 5 more employees, not listed here").await;
+    let listed = b
+        .driver
+        .find_all(By::Css("dialog#confirm-dialog #bulk-outcomes tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(listed, 50);
+    b.shot("bulk-select-all-matching-dialog").await;
+    b.axe("the select-all-matching dialog").await;
+    for id in &matching {
+        assert!(active(&s, id).await, "nothing changes before confirming");
+    }
+    b.click("dialog#confirm-dialog[open] #confirm-button").await;
+    b.wait_text("55 changed, 0 skipped").await;
+    b.shot("bulk-select-all-matching-result").await;
+    for id in &matching {
+        assert!(!active(&s, id).await);
+    }
+    for id in &others {
+        assert!(active(&s, id).await, "not matching: unchanged");
+    }
+    let (_, maria) = s.get("/api/v1/employees/maria.manager@example.com").await;
+    assert_eq!(maria["active"], true);
+    b.quit().await;
+    s.stop().await;
+}
+
 /// Add Employee with two positions and an office extension; a duplicate email
 /// is shown next to the Email field with everything typed kept; edit, then
 /// deactivate through Profile Actions.
@@ -1883,5 +2158,85 @@ async fn photo_upload_on_add_and_edit() {
     }
     b.shot("employees-with-photo").await;
     b.quit().await;
+    s.stop().await;
+}
+
+/// Without the script, "select all that match" is a plain form: the preview
+/// page carries the view and the digest of the matching set; a confirmation
+/// for a set that changed since its preview changes nothing and previews
+/// again; the current one applies to every match.
+#[tokio::test]
+async fn select_all_matching_works_as_a_form_and_refuses_a_changed_set() {
+    let s = TestServer::start().await;
+    let keep = person(&s, "Kim", "Keep", "Dispatcher").await;
+    let mut techs = Vec::new();
+    for (g, f) in [("Tara", "Tech"), ("Tom", "Tech"), ("Tess", "Tech")] {
+        techs.push(person(&s, g, f, "Technician").await);
+    }
+    let cookie = session_cookie(&s, &[("token", s.token.as_str())]).await;
+    let host = s.base.trim_start_matches("http://").to_string();
+    let post = |pairs: Vec<(&'static str, String)>| {
+        let cookie = cookie.clone();
+        let host = host.clone();
+        let url = s.url("/employees/bulk");
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            no_redirects()
+                .post(url)
+                .header(reqwest::header::COOKIE, &cookie)
+                .header("sec-fetch-site", "same-origin")
+                .header("host", &host)
+                .form_pairs(&pairs)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let back = "/employees?role=technician&limit=2".to_string();
+    let preview = post(vec![
+        ("action", "deactivate".into()),
+        ("scope", "matching".into()),
+        ("back", back.clone()),
+    ])
+    .await;
+    assert!(preview.contains("Deactivate 3 employees?"), "{preview}");
+    let digest = preview
+        .split("name=\"digest\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
+    // Another technician arrives before the confirmation: refused.
+    let late = person(&s, "Theo", "Tech", "Technician").await;
+    let confirm = |digest: String| {
+        vec![
+            ("action", "deactivate".into()),
+            ("scope", "matching".into()),
+            ("back", back.clone()),
+            ("confirm", "yes".into()),
+            ("digest", digest),
+        ]
+    };
+    let again = post(confirm(digest)).await;
+    assert!(again.contains("changed since the preview"), "{again}");
+    assert!(again.contains("Deactivate 4 employees?"), "{again}");
+    for id in techs.iter().chain([&late]) {
+        assert!(active(&s, id).await, "a stale confirmation changes nothing");
+    }
+    let digest = again
+        .split("name=\"digest\" value=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
+    let done = post(confirm(digest)).await;
+    assert!(done.contains("Deactivate: 4 changed, 0 skipped"), "{done}");
+    for id in techs.iter().chain([&late]) {
+        assert!(!active(&s, id).await);
+    }
+    assert!(active(&s, &keep).await);
     s.stop().await;
 }

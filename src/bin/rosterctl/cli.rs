@@ -208,7 +208,9 @@ pub struct ListArgs {
     #[arg(long)]
     pub all: bool,
     /// Only employees whose COLUMN matches VALUE (repeatable). Columns: name, email,
-    /// username (substring), position, role, business_unit, enabled, account_status.
+    /// username (substring), position, role, business_unit, enabled, account_status,
+    /// source (the owning sync source, or none), mail_status (queued, sent, failed,
+    /// skipped, none).
     #[arg(long, value_name = "COLUMN=VALUE", value_parser = parse_filter)]
     pub filter: Vec<Filter>,
     /// Sort by a column (e.g. name, email, role, created_at); prefix - for descending.

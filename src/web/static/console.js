@@ -1,6 +1,7 @@
 // rosterd web console: the little HTML cannot do on its own. Every screen
 // works without this file; it adds select-all with its mixed state, the count
-// of selected rows, and the bulk confirmation in a native <dialog>.
+// of selected rows ("all N matching" when every page is selected), and the
+// bulk confirmation in a native <dialog>.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -8,6 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const all = document.getElementById("select-page");
   const count = document.getElementById("selected-count");
   const dialog = document.getElementById("confirm-dialog");
+  const matching = document.getElementById("select-matching");
   const boxes = () => Array.from(document.querySelectorAll('input[name="id"][form="bulk"]'));
 
   const refresh = () => {
@@ -17,17 +19,36 @@ document.addEventListener("DOMContentLoaded", () => {
       all.checked = n > 0 && n === b.length;
       all.indeterminate = n > 0 && n < b.length;
     }
-    if (count) count.textContent = n === 1 ? "1 selected" : `${n} selected`;
+    if (count) {
+      if (matching && matching.checked) {
+        count.textContent = `All ${matching.dataset.total} matching selected`;
+      } else {
+        count.textContent = n === 1 ? "1 selected" : `${n} selected`;
+      }
+    }
   };
 
   if (all) {
     all.hidden = false;
     all.addEventListener("change", () => {
       for (const b of boxes()) b.checked = all.checked;
+      if (!all.checked && matching) matching.checked = false;
       refresh();
     });
   }
-  for (const b of boxes()) b.addEventListener("change", refresh);
+  for (const b of boxes()) {
+    b.addEventListener("change", () => {
+      // Unticking a row is no longer "all that match".
+      if (!b.checked && matching) matching.checked = false;
+      refresh();
+    });
+  }
+  if (matching) {
+    matching.addEventListener("change", () => {
+      if (matching.checked) for (const b of boxes()) b.checked = true;
+      refresh();
+    });
+  }
   if (count) refresh();
 
   if (bulk && dialog) {
