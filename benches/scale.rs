@@ -20,7 +20,9 @@
 //! Run: `cargo bench --bench scale` (needs slapd, ldap-utils and wrk);
 //! `cargo bench --bench scale -- --quick` for 10,000 people and shorter loads;
 //! `ROSTERD_BENCH_ENTRIES` sets another size, `ROSTERD_BENCH_SECS` the
-//! seconds of each wrk load (default 5). Figures are printed, never asserted.
+//! seconds of each wrk load (default 5), `ROSTERD_BENCH_PERF=DIR` records a
+//! `perf` profile of rosterd under each SCIM load into DIR (read with `perf
+//! report -i DIR/rosterd-eq-64.data`). Figures are printed, never asserted.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -481,9 +483,21 @@ fn main() {
     let sampler = {
         let (sampled, sampling) = (sampled.clone(), sampling.clone());
         std::thread::spawn(move || {
+            // `ROSTERD_BENCH_RSS_TRACE=1`: rosterd's RSS every 250 ms on stderr.
+            let trace = std::env::var_os("ROSTERD_BENCH_RSS_TRACE").is_some();
+            let t = Instant::now();
+            let mut shown = Duration::ZERO;
             while sampling.load(Ordering::Relaxed) {
                 let kb = (proc_mem(pid, "VmRSS:") * 1024.0) as u64;
                 sampled.fetch_max(kb, Ordering::Relaxed);
+                if trace && t.elapsed() >= shown {
+                    eprintln!(
+                        "  {:>6.2} s  rosterd VmRSS {:.0} MB",
+                        t.elapsed().as_secs_f64(),
+                        kb as f64 / 1024.0
+                    );
+                    shown += Duration::from_millis(250);
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -550,10 +564,14 @@ fn main() {
         ));
         summary
     };
+    // `ROSTERD_BENCH_ONLY=import`: the first import only (to profile it).
+    let only_import = std::env::var("ROSTERD_BENCH_ONLY").is_ok_and(|v| v == "import");
     timed_run("first import", 5.0);
     let import_hwm = proc_mem(pid, "VmHWM:");
-    timed_run("no-change re-sync", 2.0);
-    timed_run("no-change re-sync (again)", 2.0);
+    if !only_import {
+        timed_run("no-change re-sync", 2.0);
+        timed_run("no-change re-sync (again)", 2.0);
+    }
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let runs_hwm = proc_mem(pid, "VmHWM:");
@@ -577,6 +595,13 @@ fn main() {
         ),
     ));
 
+    if only_import {
+        println!("| figure | measured | target |\n| --- | --- | --- |");
+        for (what, got, target) in rows {
+            println!("| {what} | {got} | {target} |");
+        }
+        return;
+    }
     // SCIM: ids to ask for, spread over the roster.
     let mut ids = Vec::new();
     for k in 0..10 {
@@ -645,7 +670,34 @@ fn main() {
         for conns in [16, 64] {
             // Alternated, so that both see the same load of the machine.
             let bare_load = wrk(&bare_url, &scim, script, conns, secs);
+            // `ROSTERD_BENCH_PERF=DIR`: a perf profile of rosterd under each load.
+            let perf = std::env::var_os("ROSTERD_BENCH_PERF").map(|dir| {
+                let file = Path::new(&dir).join(format!(
+                    "rosterd-{}-{conns}.data",
+                    if name.starts_with("GET") { "get" } else { "eq" }
+                ));
+                Command::new("perf")
+                    .args([
+                        "record",
+                        "-F",
+                        "999",
+                        "--call-graph",
+                        "dwarf,16384",
+                        "-p",
+                        &pid.to_string(),
+                        "-o",
+                    ])
+                    .arg(&file)
+                    .args(["--", "sleep", &secs.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("perf")
+            });
             let ours = wrk(&rosterd_url, &scim, script, conns, secs);
+            if let Some(mut p) = perf {
+                let _ = p.wait();
+            }
             let share = ours.rps / bare_load.rps;
             println!(
                 "SCIM {name} at {conns} connections: rosterd {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms, {} not 2xx), \

@@ -133,7 +133,14 @@ pub struct Roster {
     photo_max_bytes: usize,
     /// Token lifetimes (and the sign-in limits the HTTP layer applies).
     accounts: Arc<AccountSettings>,
+    /// The stored positions by name, as of the last catalog put in force
+    /// (`None` before the first): every read that renders a User's `groups`
+    /// would otherwise read them all from the store.
+    positions_by_name: Arc<RwLock<Option<PositionMap>>>,
 }
+
+/// Position name → position.
+pub type PositionMap = Arc<std::collections::HashMap<String, positions::Position>>;
 
 impl Roster {
     pub fn new(
@@ -148,6 +155,7 @@ impl Roster {
             policy: Arc::new(policy),
             photo_max_bytes,
             accounts: Arc::new(AccountSettings::default()),
+            positions_by_name: Arc::new(RwLock::new(None)),
         }
     }
 
