@@ -517,7 +517,7 @@ fn main() {
         let (list, _) = get_json("/api/v1/sync/runs?source=bench&limit=1");
         let id = list["items"][0]["id"].as_u64().expect("run id");
         let (summary, summary_bytes) = get_json(&format!("/api/v1/sync/runs/{id}"));
-        let (_, preview_bytes) = get_json(&format!("/api/v1/sync/runs/{id}/plan?limit=100"));
+        let (_, preview_bytes) = get_json(&format!("/api/v1/sync/runs/{id}/plan?limit=20"));
         let ratio = run.took.as_secs_f64() / dumped.as_secs_f64();
         let t = &summary["timings_ms"];
         let c = &summary["counts"];
@@ -547,7 +547,9 @@ fn main() {
         ));
         let received = summary_bytes + preview_bytes;
         rows.push((
-            format!("{label}: what rosterctl receives (summary + 100-item plan preview)"),
+            format!(
+                "{label}: what rosterctl receives (summary + the 20-item plan preview it prints)"
+            ),
             format!(
                 "{:.1} KB ({summary_bytes} + {preview_bytes} bytes; it printed {} bytes)",
                 received as f64 / 1024.0,

@@ -50,7 +50,25 @@ struct Stamp<'a>(&'a chrono::DateTime<chrono::Utc>);
 
 impl Display for Stamp<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        use chrono::{Datelike, Timelike};
+        let t = self.0;
+        if !(0..=9999).contains(&t.year()) {
+            // Outside four-digit years chrono writes a sign: as to_scim does.
+            return f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        // By hand: chrono's format strings are parsed again at every call.
+        // (A leap second's nanoseconds run past 1e9: chrono writes them so too.)
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond() / 1_000_000
+        )
     }
 }
 
@@ -472,6 +490,25 @@ mod tests {
         });
         full.photo = None;
         same(&full, &[], &positions);
+    }
+
+    /// Timestamps are written as to_scim writes them.
+    #[test]
+    fn stamps_are_rfc3339_with_milliseconds() {
+        for raw in [
+            "2026-01-02T03:04:05.678901Z",
+            "2026-12-31T23:59:59Z",
+            "0001-01-01T00:00:00.001Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            let t: chrono::DateTime<chrono::Utc> =
+                raw.parse().unwrap_or_else(|err| panic!("{raw}: {err}"));
+            assert_eq!(
+                Stamp(&t).to_string(),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "{raw}"
+            );
+        }
     }
 
     /// The list wrapper is the JSON list_users builds.
