@@ -31,26 +31,14 @@
 //! huge pages (fresh 2 MiB pages zeroed at first touch had cost a third of the
 //! time).
 
-use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rosterd::sync::RunKind;
 
-const SUFFIX: &str = "dc=bench,dc=example";
-const ROOT_DN: &str = "cn=admin,dc=bench,dc=example";
-const ROOT_PW: &str = "bench-secret";
-
-struct Slapd(Child);
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/slapd.rs"]
+mod slapd;
+use slapd::{ROOT_DN, SUFFIX, Slapd};
 
 fn ldif(n: usize) -> String {
     let mut s = String::with_capacity(n * 300);
@@ -98,83 +86,18 @@ fn main() {
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    std::fs::create_dir_all(d.join("db")).expect("db dir");
-    let conf = format!(
-        "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
-         include /etc/ldap/schema/nis.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
-         pidfile {0}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\ndatabase mdb\n\
-         suffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\ndirectory {0}/db\n\
-         maxsize 8589934592\nindex objectClass eq\n",
-        d.display()
-    );
-    std::fs::write(d.join("slapd.conf"), conf).expect("conf");
-    std::fs::write(d.join("data.ldif"), ldif(n)).expect("ldif");
     let t = Instant::now();
-    let st = Command::new("/usr/sbin/slapadd")
-        .arg("-f")
-        .arg(d.join("slapd.conf"))
-        .arg("-q")
-        .arg("-l")
-        .arg(d.join("data.ldif"))
-        .status()
-        .expect("slapadd (install slapd)");
-    assert!(st.success(), "slapadd failed");
-    println!("loaded {n} entries with slapadd in {:.2?}", t.elapsed());
-
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let _slapd = Slapd(
-        Command::new("/usr/sbin/slapd")
-            .arg("-f")
-            .arg(d.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
-            .args(["-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slapd"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "slapd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let dump = || {
-        let t = Instant::now();
-        let st = Command::new("ldapsearch")
-            .args([
-                "-x",
-                "-LLL",
-                "-H",
-                &format!("ldap://127.0.0.1:{port}"),
-                "-D",
-                ROOT_DN,
-                "-w",
-                ROOT_PW,
-            ])
-            .args([
-                "-b",
-                &format!("ou=people,{SUFFIX}"),
-                "-E",
-                "pr=1000/noprompt",
-                "(objectClass=inetOrgPerson)",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("ldapsearch (install ldap-utils)");
-        assert!(st.success());
-        t.elapsed()
-    };
+    let ldap = Slapd::start(&d.join("slapd"), &ldif(n));
+    println!("{n} entries in slapd in {:.2?}", t.elapsed());
+    let port = ldap.port;
+    let people = format!("ou=people,{SUFFIX}");
+    let dump = || ldap.dump(&people, "(objectClass=inetOrgPerson)");
     let _ = dump(); // warm slapd's cache, as the sync runs will find it warm too
     let ldap_dump = dump();
     println!("ldapsearch dump of {n} entries: {ldap_dump:.2?}");
 
     let pw_file = d.join("pw");
-    std::fs::write(&pw_file, ROOT_PW).expect("pw");
+    std::fs::write(&pw_file, slapd::ROOT_PW).expect("pw");
     let base_config =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
             .expect("config");
@@ -266,14 +189,7 @@ fn main() {
                 "dn: uid=u{i},ou=people,{SUFFIX}\nchangetype: modify\nreplace: sn\nsn: Changed{i}\n\n"
             ));
         }
-        let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}"), "-D", ROOT_DN, "-w", ROOT_PW])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ldapmodify");
-        child.stdin.take().expect("stdin").write_all(mods.as_bytes()).expect("write");
-        assert!(child.wait().expect("ldapmodify").success());
+        ldap.modify(&mods);
         timed("re-sync, 100 changes").await;
         daemon.stop().await.expect("stop");
 

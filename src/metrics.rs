@@ -250,16 +250,21 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 /// `/api/v1/employees/{id}` → `/api/v1/employees/:id`: the same template, without
 /// braces (which some Prometheus text parsers mishandle inside label values).
 fn route_label(template: &str) -> String {
-    template
-        .split('/')
-        .map(
-            |seg| match seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                Some(name) => format!(":{name}"),
-                None => seg.to_string(),
-            },
-        )
-        .collect::<Vec<_>>()
-        .join("/")
+    // One string, no parts in between (this runs for every request).
+    let mut out = String::with_capacity(template.len() + 2);
+    for (i, seg) in template.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match seg.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+            Some(name) => {
+                out.push(':');
+                out.push_str(name);
+            }
+            None => out.push_str(seg),
+        }
+    }
+    out
 }
 
 /// `GET /metrics`.
@@ -289,6 +294,22 @@ mod tests {
         for invented in ["X1", "X49999", "get", "PROPFIND"] {
             let m = Method::from_bytes(invented.as_bytes()).unwrap();
             assert_eq!(method_label(&m), "other", "{invented}");
+        }
+    }
+
+    #[test]
+    fn route_labels_write_parameters_with_a_colon() {
+        for (template, label) in [
+            (
+                "/api/v1/employees/{id}/deactivate",
+                "/api/v1/employees/:id/deactivate",
+            ),
+            ("/scim/v2/Users/{id}", "/scim/v2/Users/:id"),
+            ("/healthz", "/healthz"),
+            ("/", "/"),
+            ("/a/{x}/{y}", "/a/:x/:y"),
+        ] {
+            assert_eq!(route_label(template), label);
         }
     }
 }

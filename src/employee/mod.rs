@@ -160,7 +160,14 @@ pub struct Roster {
     accounts: Arc<AccountSettings>,
     /// The filterable and sortable fields of every profile (see [`projection`]).
     projection: projection::Projection,
+    /// The stored positions by name, as of the last catalog put in force
+    /// (`None` before the first): every read that renders a User's `groups`
+    /// would otherwise read them all from the store.
+    positions_by_name: Arc<RwLock<Option<PositionMap>>>,
 }
+
+/// Position name → position.
+pub type PositionMap = Arc<std::collections::HashMap<String, positions::Position>>;
 
 impl Roster {
     /// The roster over a store: reads every profile once (the store's active
@@ -211,6 +218,7 @@ impl Roster {
             photo_max_bytes,
             accounts: Arc::new(AccountSettings::default()),
             projection,
+            positions_by_name: Arc::new(RwLock::new(None)),
         }
     }
 

@@ -90,6 +90,26 @@ impl Roster {
             .collect()
     }
 
+    /// The stored positions by name: kept in memory since the catalog was last
+    /// put in force (every change of a position puts it in force again), read
+    /// from the store before that.
+    pub fn position_map(&self) -> Result<super::PositionMap, Error> {
+        if let Some(m) = self
+            .positions_by_name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(m.clone());
+        }
+        Ok(std::sync::Arc::new(
+            self.positions()?
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
+        ))
+    }
+
     pub fn position(&self, id: Uuid) -> Result<Position, Error> {
         self.positions()?
             .into_iter()
@@ -265,12 +285,12 @@ impl Roster {
             .catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let defs: Vec<PositionDef> = self
-            .positions()?
-            .into_iter()
+        let stored = self.positions()?;
+        let defs: Vec<PositionDef> = stored
+            .iter()
             .map(|p| PositionDef {
-                name: p.name,
-                description: p.description,
+                name: p.name.clone(),
+                description: p.description.clone(),
             })
             .collect();
         let next: Catalog = base(&in_force)
@@ -280,6 +300,13 @@ impl Roster {
                 message: e.message,
             })?;
         *in_force = std::sync::Arc::new(next);
+        // Still under the catalog's write lock: the map and the catalog change together.
+        *self
+            .positions_by_name
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::sync::Arc::new(
+            stored.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        ));
         Ok(())
     }
 

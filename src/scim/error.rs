@@ -140,7 +140,11 @@ impl IntoResponse for ScimError {
 
 /// A JSON body as `application/scim+json`.
 pub fn scim_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    scim_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A SCIM JSON response of bytes already written.
+pub fn scim_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))],

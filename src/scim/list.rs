@@ -156,7 +156,7 @@ pub fn parse_filter(kind: Kind, text: &str) -> Result<Filter, ScimError> {
 }
 
 /// The ids an index can answer the filter with; `None` if it needs a scan.
-fn candidates(state: &ScimState, f: &Filter) -> Result<Option<Vec<Uuid>>, ScimError> {
+pub(super) fn candidates(state: &ScimState, f: &Filter) -> Result<Option<Vec<Uuid>>, ScimError> {
     let roster = &state.roster;
     let found = |hit: Result<Option<EmployeeId>, crate::employee::Error>| {
         Ok(Some(hit?.into_iter().map(|id| id.0).collect()))

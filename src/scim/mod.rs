@@ -60,6 +60,7 @@ pub mod groups;
 pub mod list;
 pub mod matcher;
 pub mod patch;
+pub mod render;
 pub mod schema;
 pub mod user;
 pub mod users;

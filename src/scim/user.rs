@@ -35,7 +35,7 @@ pub fn etag(version: u64) -> String {
 /// Renders the office phone: the number as stored; with an extension, RFC 3966
 /// `tel:<number>;ext=<ext>`, or `<number>;ext=<ext>` when the number is written
 /// with spaces (a `tel:` URI has none), so that it reads back as written.
-fn office_value(p: &OfficePhone) -> String {
+pub(crate) fn office_value(p: &OfficePhone) -> String {
     match &p.extension {
         Some(ext) if p.number.contains(char::is_whitespace) => {
             format!("{};ext={ext}", p.number)

@@ -6,12 +6,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ScimError, ScimJson, scim_response};
+use super::error::{ScimError, ScimJson, scim_bytes, scim_response};
 use super::list::{self, ListParams};
-use super::patch;
 use super::schema::Kind;
 use super::user::{self, etag};
 use super::{BaseUrl, ScimClient, ScimState, etag_header};
+use super::{patch, render};
 use crate::employee::{Employee, EmployeeId, Error as DomainError};
 
 fn parse_id(raw: &str) -> Result<EmployeeId, ScimError> {
@@ -42,15 +42,18 @@ fn user_response(
     q: &HashMap<String, String>,
 ) -> Result<Response, ScimError> {
     let p = ListParams::from_query(q, 1)?;
-    // The positions are read only for a profile that has some (`groups`).
-    let positions = if e.positions.is_empty() {
-        HashMap::new()
+    let positions = state.roster.position_map()?;
+    let effective = state.roster.effective_permissions(e);
+    let mut resp = if p.attributes.is_empty() && p.excluded.is_empty() {
+        // Every attribute: written straight to bytes (see `render`).
+        scim_bytes(status, render::user_bytes(e, &effective, &positions, base))
     } else {
-        list::position_map(state)?
+        let doc = user::to_scim(e, &effective, &positions, base);
+        scim_response(
+            status,
+            &list::project(doc, Kind::User, &p.attributes, &p.excluded),
+        )
     };
-    let doc = list::render(state, e, &positions, base);
-    let doc = list::project(doc, Kind::User, &p.attributes, &p.excluded);
-    let mut resp = scim_response(status, &doc);
     if let Ok(v) = HeaderValue::from_str(&etag(e.version)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -69,6 +72,10 @@ pub async fn users_list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ScimError> {
     let p = ListParams::from_query(&q, state.settings().max_page_size)?;
+    // An index lookup (`userName eq`...) is written straight to bytes.
+    if let Some(bytes) = render::indexed_list(&state, &p, &base)? {
+        return Ok(scim_bytes(StatusCode::OK, bytes));
+    }
     Ok(scim_response(
         StatusCode::OK,
         &list::list_users(&state, &p, &base)?,

@@ -143,6 +143,10 @@ pub trait Backend: Send + Sync + 'static {
     fn run_put_plan(&self, id: u64, plan: &[u8]) -> Result<(), StoreError>;
     fn run_header(&self, id: u64) -> Result<Option<Record>, StoreError>;
     fn run_plan(&self, id: u64) -> Result<Option<Record>, StoreError>;
+    /// Page `page` of run `id`'s plan (a plan is stored page by page, so that
+    /// reading a page costs a page).
+    fn run_put_plan_page(&self, id: u64, page: u32, bytes: &[u8]) -> Result<(), StoreError>;
+    fn run_plan_page(&self, id: u64, page: u32) -> Result<Option<Record>, StoreError>;
     fn run_headers(&self) -> RunIter<'_>;
     /// Removes a run with its plan and held entries, in one transaction.
     fn run_remove(&self, id: u64) -> Result<(), StoreError>;
@@ -382,6 +386,12 @@ impl Backend for SledStore {
     }
     fn run_plan(&self, id: u64) -> Result<Option<Record>, StoreError> {
         SledStore::run_plan(self, id)
+    }
+    fn run_put_plan_page(&self, id: u64, page: u32, bytes: &[u8]) -> Result<(), StoreError> {
+        SledStore::run_put_plan_page(self, id, page, bytes)
+    }
+    fn run_plan_page(&self, id: u64, page: u32) -> Result<Option<Record>, StoreError> {
+        SledStore::run_plan_page(self, id, page)
     }
     fn run_headers(&self) -> RunIter<'_> {
         SledStore::run_headers(self)

@@ -1,5 +1,6 @@
 //! The sync run history as rows (the sync engine owns their format): run
-//! headers and plans by run id, per-source state by source id, and the mapped
+//! headers and plans by run id (a plan's pages under the run id and the page
+//! number, next to the plan's own row), per-source state by source id, and the mapped
 //! entries of held runs by run id. Every operation is one key-value step, or
 //! one transaction where several rows go together, so a SQL backend holds them
 //! as three tables.
@@ -36,6 +37,23 @@ impl SledStore {
         Ok(self.run_plans.get(id.to_be_bytes())?.map(Record::sled))
     }
 
+    pub(crate) fn run_put_plan_page(
+        &self,
+        id: u64,
+        page: u32,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.run_plans.insert(plan_page_key(id, page), bytes)?;
+        Ok(())
+    }
+
+    pub(crate) fn run_plan_page(&self, id: u64, page: u32) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .run_plans
+            .get(plan_page_key(id, page))?
+            .map(Record::sled))
+    }
+
     pub(crate) fn run_headers(
         &self,
     ) -> Box<dyn Iterator<Item = Result<(u64, Record), StoreError>> + Send + '_> {
@@ -47,10 +65,18 @@ impl SledStore {
 
     pub(crate) fn run_remove(&self, id: u64) -> Result<(), StoreError> {
         let k = id.to_be_bytes();
+        // The plan's row and its pages (keys that start with the run id).
+        let plan_keys = self
+            .run_plans
+            .scan_prefix(k)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?;
         (&self.runs, &self.run_plans, &self.run_held)
             .transaction(|(runs, plans, held)| {
                 runs.remove(&k)?;
-                plans.remove(&k)?;
+                for pk in &plan_keys {
+                    plans.remove(pk)?;
+                }
                 held.remove(&k)?;
                 Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
             })
@@ -81,6 +107,15 @@ impl SledStore {
     pub(crate) fn held_ids(&self) -> Result<Vec<u64>, StoreError> {
         self.run_held.iter().keys().map(|k| run_id(&k?)).collect()
     }
+}
+
+/// A plan page's key: the run id, then the page number (both big-endian, so
+/// the pages of a run follow its plan row in key order).
+fn plan_page_key(id: u64, page: u32) -> [u8; 12] {
+    let mut k = [0; 12];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..].copy_from_slice(&page.to_be_bytes());
+    k
 }
 
 fn run_id(k: &[u8]) -> Result<u64, StoreError> {

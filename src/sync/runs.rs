@@ -140,7 +140,23 @@ pub struct PlanPage {
     pub total: usize,
 }
 
-/// Decodes the items of a page of a stored plan and counts the rest.
+/// Plan items per stored page.
+pub const PLAN_PAGE_ITEMS: usize = 500;
+
+/// A paged plan's own row.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlanHead {
+    total: usize,
+    page_items: usize,
+}
+
+enum PlanRow {
+    /// Stored by an older version: the whole plan, one JSON array.
+    Whole(Vec<u8>),
+    Paged(PlanHead),
+}
+
+/// Decodes the items of a page of a plan stored whole and counts the rest.
 struct PageSeed {
     offset: usize,
     limit: usize,
@@ -202,29 +218,61 @@ impl RunStore {
         Ok(self.store.next_id()? + 1)
     }
 
-    /// Writes the run; its plan, when it has one, goes to `sync_plans` (an empty
-    /// plan leaves a stored one alone).
+    /// Writes the run; its plan, when it has one, goes to `sync_plans` page by
+    /// page (an empty plan leaves a stored one alone).
     pub fn put(&self, r: &mut RunRecord) -> Result<(), StoreError> {
         if r.errors.len() > MAX_RUN_ERRORS {
             r.errors_omitted += r.errors.len() - MAX_RUN_ERRORS;
             r.errors.truncate(MAX_RUN_ERRORS);
         }
+        if !r.plan.is_empty() && !r.plan_stored {
+            self.put_plan(r.id, &r.plan)?;
+        }
         let plan = std::mem::take(&mut r.plan);
         let header = enc(&*r);
-        let plan_bytes = if plan.is_empty() || r.plan_stored {
-            None
-        } else {
-            Some(enc(&plan))
-        };
         r.plan = plan;
-        let plan_bytes = plan_bytes.transpose()?;
-        self.store.run_put(r.id, &header?, plan_bytes.as_deref())
+        self.store.run_put(r.id, &header?, None)
     }
 
-    /// Writes the plan of run `id` (a first import's plan holds every new
-    /// profile: the engine writes it on a thread of its own while it applies).
+    /// Writes the plan of run `id` in pages of [`PLAN_PAGE_ITEMS`], then the
+    /// plan's row (how many items, in pages of how many), so that a reader who
+    /// finds the row finds every page. Only one page is encoded at a time (a
+    /// first import's plan holds every new profile: the engine writes it on a
+    /// thread of its own while it applies).
     pub fn put_plan(&self, id: RunId, plan: &[PlanItem]) -> Result<(), StoreError> {
-        self.store.run_put_plan(id, &enc(&plan)?)
+        for (page, items) in plan.chunks(PLAN_PAGE_ITEMS).enumerate() {
+            let page = u32::try_from(page)
+                .map_err(|_| StoreError::Corrupt("a plan of more than 2^32 pages".into()))?;
+            self.store.run_put_plan_page(id, page, &enc(&items)?)?;
+        }
+        let head = PlanHead {
+            total: plan.len(),
+            page_items: PLAN_PAGE_ITEMS,
+        };
+        self.store.run_put_plan(id, &enc(&head)?)
+    }
+
+    /// The plan's row: a [`PlanHead`], or (stored by an older version) the
+    /// whole plan as one array.
+    fn plan_row(&self, id: RunId) -> Result<Option<PlanRow>, StoreError> {
+        let Some(bytes) = self.store.run_plan(id)? else {
+            return Ok(None);
+        };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Ok(Some(PlanRow::Whole(bytes.to_vec())));
+        }
+        Ok(Some(PlanRow::Paged(dec(&bytes)?)))
+    }
+
+    /// The items of page `page` of a paged plan.
+    fn plan_items(&self, id: RunId, page: usize) -> Result<Vec<PlanItem>, StoreError> {
+        let page = u32::try_from(page).map_err(|_| StoreError::Corrupt("plan page".into()))?;
+        match self.store.run_plan_page(id, page)? {
+            Some(b) => dec(&b),
+            None => Err(StoreError::Corrupt(format!(
+                "page {page} of run {id}'s plan is missing"
+            ))),
+        }
     }
 
     /// A run without its plan.
@@ -238,16 +286,25 @@ impl RunStore {
             return Ok(None);
         };
         // Runs recorded before plans were kept apart carry theirs inline.
-        if let Some(p) = self.store.run_plan(id)? {
-            r.plan = dec(&p)?;
+        match self.plan_row(id)? {
+            None => {}
+            Some(PlanRow::Whole(b)) => r.plan = dec(&b)?,
+            Some(PlanRow::Paged(head)) => {
+                let mut plan = Vec::with_capacity(head.total);
+                for page in 0..head.total.div_ceil(head.page_items.max(1)) {
+                    plan.extend(self.plan_items(id, page)?);
+                }
+                plan.truncate(head.total);
+                r.plan = plan;
+            }
         }
         Ok(Some(r))
     }
 
     /// Items `offset..offset + limit` of run `id`'s plan, and how many items
-    /// the plan has; `None` when there is no such run. Only the page's items
-    /// are decoded (the others are skipped over), so that a page of a
-    /// 100,000-item plan costs one pass over its bytes and the page's memory.
+    /// the plan has; `None` when there is no such run. Only the stored pages
+    /// that hold those items are read (a plan stored whole by an older version
+    /// is passed over once, decoding only the page's items).
     pub fn plan_page(
         &self,
         id: RunId,
@@ -255,21 +312,46 @@ impl RunStore {
         limit: usize,
     ) -> Result<Option<PlanPage>, StoreError> {
         use serde::de::DeserializeSeed;
-        let Some(bytes) = self.store.run_plan(id)? else {
+        let head = match self.plan_row(id)? {
+            Some(PlanRow::Paged(head)) => head,
+            Some(PlanRow::Whole(bytes)) => {
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let page = PageSeed { offset, limit }
+                    .deserialize(&mut de)
+                    .and_then(|p| de.end().map(|()| p))
+                    .map_err(|e| StoreError::Corrupt(format!("sync plan: {e}")))?;
+                return Ok(Some(page));
+            }
             // No plan of its own: an empty one, or one kept inline by an
             // older version.
-            return Ok(self.get_header(id)?.map(|r| {
-                let total = r.plan.len();
-                let items = r.plan.into_iter().skip(offset).take(limit).collect();
-                PlanPage { items, total }
-            }));
+            None => {
+                return Ok(self.get_header(id)?.map(|r| {
+                    let total = r.plan.len();
+                    let items = r.plan.into_iter().skip(offset).take(limit).collect();
+                    PlanPage { items, total }
+                }));
+            }
         };
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let page = PageSeed { offset, limit }
-            .deserialize(&mut de)
-            .and_then(|p| de.end().map(|()| p))
-            .map_err(|e| StoreError::Corrupt(format!("sync plan: {e}")))?;
-        Ok(Some(page))
+        let end = offset.saturating_add(limit).min(head.total);
+        let per = head.page_items.max(1);
+        let mut items = Vec::with_capacity(end.saturating_sub(offset));
+        let mut at = offset;
+        while at < end {
+            let page = at / per;
+            let first = page * per;
+            let got = self.plan_items(id, page)?;
+            let from = at - first;
+            let upto = (end - first).min(got.len());
+            if from >= upto {
+                break;
+            }
+            items.extend(got.into_iter().skip(from).take(upto - from));
+            at = first + upto;
+        }
+        Ok(Some(PlanPage {
+            items,
+            total: head.total,
+        }))
     }
 
     /// Deletes the runs of `source` older than its newest `keep`, with their
@@ -362,21 +444,29 @@ impl RunStore {
         cap: usize,
         keep: impl Fn(&PlanItem) -> bool,
     ) -> Result<Option<(Vec<PlanItem>, usize)>, StoreError> {
-        let all: Vec<PlanItem> = match self.store.run_plan(id)? {
-            Some(bytes) => dec(&bytes)?,
-            // No plan of its own: an empty one, or one kept inline by an older version.
-            None => match self.get_header(id)? {
-                Some(r) => r.plan,
-                None => return Ok(None),
-            },
-        };
         let mut items = Vec::new();
         let mut total = 0;
-        for i in all.into_iter().filter(|i| keep(i)) {
-            total += 1;
-            if items.len() < cap {
-                items.push(i);
+        let mut take = |batch: Vec<PlanItem>| {
+            for i in batch.into_iter().filter(|i| keep(i)) {
+                total += 1;
+                if items.len() < cap {
+                    items.push(i);
+                }
             }
+        };
+        match self.plan_row(id)? {
+            // Page by page: only one stored page is decoded at a time.
+            Some(PlanRow::Paged(head)) => {
+                for page in 0..head.total.div_ceil(head.page_items.max(1)) {
+                    take(self.plan_items(id, page)?);
+                }
+            }
+            Some(PlanRow::Whole(bytes)) => take(dec(&bytes)?),
+            // No plan of its own: an empty one, or one kept inline by an older version.
+            None => match self.get_header(id)? {
+                Some(r) => take(r.plan),
+                None => return Ok(None),
+            },
         }
         Ok(Some((items, total)))
     }
@@ -555,6 +645,74 @@ mod tests {
         // Superseded: no longer held.
         runs.supersede_held("corp").unwrap();
         assert!(runs.held().unwrap().is_empty());
+    }
+
+    /// A plan of several stored pages reads back whole and in pages that
+    /// cross the stored ones; a plan stored whole (older versions) still
+    /// reads; deleting the run deletes every page.
+    #[test]
+    fn a_plan_is_stored_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let n = PLAN_PAGE_ITEMS * 2 + 34;
+        let mut rec = record(&runs, "corp", Outcome::Applied);
+        rec.plan = (0..n)
+            .map(|i| PlanItem {
+                key: format!("k{i}"),
+                ..item()
+            })
+            .collect();
+        runs.put(&mut rec).unwrap();
+        let want: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let whole = runs.get(rec.id).unwrap().unwrap().plan;
+        assert_eq!(
+            whole.iter().map(|i| i.key.clone()).collect::<Vec<_>>(),
+            want
+        );
+        for (offset, limit) in [
+            (0, 300),
+            (450, 100),
+            (499, 2),
+            (PLAN_PAGE_ITEMS * 2, 1000),
+            (n - 1, 5),
+        ] {
+            let page = runs.plan_page(rec.id, offset, limit).unwrap().unwrap();
+            assert_eq!(page.total, n);
+            let keys: Vec<String> = page.items.into_iter().map(|i| i.key).collect();
+            assert_eq!(
+                keys,
+                want[offset..(offset + limit).min(n)],
+                "at {offset}+{limit}"
+            );
+        }
+        assert!(
+            runs.plan_page(rec.id, n + 10, 10)
+                .unwrap()
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        // An older version's plan: one array in the plan's row.
+        let mut old = record(&runs, "corp", Outcome::Applied);
+        let old_plan = std::mem::take(&mut old.plan);
+        runs.put(&mut old).unwrap();
+        store
+            .run_put_plan(old.id, &enc(&old_plan).unwrap())
+            .unwrap();
+        assert_eq!(
+            runs.plan_page(old.id, 0, 10).unwrap().unwrap().items,
+            old_plan
+        );
+        assert_eq!(runs.get(old.id).unwrap().unwrap().plan, old_plan);
+        store.run_remove(rec.id).unwrap();
+        assert!(runs.plan_page(rec.id, 0, 10).unwrap().is_none());
+        for page in 0..3 {
+            assert!(
+                store.run_plan_page(rec.id, page).unwrap().is_none(),
+                "page {page} deleted"
+            );
+        }
     }
 
     #[test]

@@ -142,8 +142,11 @@ fn item_lines(item: &Value, lines: &mut Vec<String>) {
     }
 }
 
-/// Plan items shown under a summary; `--plan` shows them all.
+/// Plan items `sync show` prints under a summary; `--plan` shows them all.
 const PLAN_PREVIEW: usize = 100;
+/// Plan items `sync run` prints under its summary (a first import's would be
+/// a hundred profiles' worth of fields; `sync show RUN` shows more).
+const RUN_PREVIEW: usize = 20;
 /// Plan items per page when a whole plan is read.
 const PLAN_PAGE: usize = 2000;
 
@@ -157,12 +160,12 @@ async fn plan_page(
     client.get(&["sync", "runs", id, "plan"], &query).await
 }
 
-/// Prints run `id`'s plan: its first [`PLAN_PREVIEW`] items, or all of them
+/// Prints run `id`'s plan: its first `preview` items, or all of them
 /// (`all`), page by page as they come.
-async fn print_plan(client: &Client, id: &str, all: bool) -> Result<(), CtlError> {
+async fn print_plan(client: &Client, id: &str, all: bool, preview: usize) -> Result<(), CtlError> {
     let mut offset = 0;
     loop {
-        let limit = if all { PLAN_PAGE } else { PLAN_PREVIEW };
+        let limit = if all { PLAN_PAGE } else { preview };
         let page = plan_page(client, id, offset, limit).await?;
         let total = page["total"].as_u64().unwrap_or(0);
         let items = page["items"].as_array().cloned().unwrap_or_default();
@@ -269,7 +272,8 @@ async fn watch(client: &Client, id: &str) -> Result<Value, CtlError> {
             }
             last_phase = phase;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Often enough that the prompt comes back soon after the run ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -285,7 +289,7 @@ async fn run_source(client: &Client, a: SyncRunArgs) -> Result<(), CtlError> {
         output::emit_json(&r)?;
     } else {
         output::emit_lines(&run_lines(&r))?;
-        print_plan(client, &id, false).await?;
+        print_plan(client, &id, false, RUN_PREVIEW).await?;
     }
     if r["outcome"] == "failed" {
         return Err(CtlError::failed(format!(
@@ -326,7 +330,7 @@ async fn show(client: &Client, a: RunArgs) -> Result<(), CtlError> {
         return stream_json(client, &r).await;
     }
     output::emit_lines(&run_lines(&r))?;
-    print_plan(client, &id, a.plan).await
+    print_plan(client, &id, a.plan, PLAN_PREVIEW).await
 }
 
 async fn approve(client: &Client, a: ApproveArgs) -> Result<(), CtlError> {
@@ -339,7 +343,7 @@ async fn approve(client: &Client, a: ApproveArgs) -> Result<(), CtlError> {
         )));
     }
     output::emit_lines(&run_lines(&r))?;
-    print_plan(client, &id, false).await?;
+    print_plan(client, &id, false, PLAN_PREVIEW).await?;
     if !a.yes {
         output::confirm(&format!("apply the held plan of run #{id}"))?;
     }
