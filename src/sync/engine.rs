@@ -719,14 +719,16 @@ impl SyncEngine {
                     // Mapping is pure: a large result is mapped in two halves
                     // at once, in order. Each half goes straight into a vector
                     // of its final size (a mapped entry is large: growing a
-                    // vector of 100,000 of them copied it over and over).
+                    // vector of 100,000 of them copied it over and over), and
+                    // each entry is dropped as soon as it is mapped, so the
+                    // raw entries and the mapped ones are not all held at once.
                     let map_part =
-                        |entries: &[crate::sync::Entry],
+                        |entries: Vec<crate::sync::Entry>,
                          mapped: &mut Vec<MappedEntry>,
                          errors: &mut Vec<map::MapError>| {
                             mapped.reserve(entries.len());
                             for e in entries {
-                                match map::map_entry(&l, e) {
+                                match map::map_entry(&l, &e) {
                                     Ok(mut m) => {
                                         map::limit_photo(&mut m, photo_max);
                                         mapped.push(m);
@@ -735,14 +737,15 @@ impl SyncEngine {
                                 }
                             }
                         };
-                    if f.entries.len() >= 4096 {
-                        let (a, b) = f.entries.split_at(f.entries.len() / 2);
+                    let mut entries = f.entries;
+                    if entries.len() >= 4096 {
+                        let b = entries.split_off(entries.len() / 2);
                         let (mut mapped_b, mut errors_b) = (Vec::new(), Vec::new());
                         // Room for both halves: the second is appended after.
-                        out.mapped.reserve(f.entries.len());
+                        out.mapped.reserve(entries.len() + b.len());
                         std::thread::scope(|s| {
                             let second = s.spawn(|| map_part(b, &mut mapped_b, &mut errors_b));
-                            map_part(a, &mut out.mapped, &mut out.map_errors);
+                            map_part(entries, &mut out.mapped, &mut out.map_errors);
                             second
                                 .join()
                                 .map_err(|_| "mapping the entries stopped unexpectedly")
@@ -750,7 +753,7 @@ impl SyncEngine {
                         out.mapped.append(&mut mapped_b);
                         out.map_errors.append(&mut errors_b);
                     } else {
-                        map_part(&f.entries, &mut out.mapped, &mut out.map_errors);
+                        map_part(entries, &mut out.mapped, &mut out.map_errors);
                     }
                     Ok(out)
                 })
