@@ -547,11 +547,32 @@ fn too_large(path: &str, limit: usize) -> Response {
                 "detail": message,
             }),
         )
-    } else {
+    } else if path.starts_with("/api/") {
         (
             "application/json",
             serde_json::json!({ "error": "payload_too_large", "message": message }),
         )
+    } else {
+        // A console form (a photo too big for even the early check): a page a
+        // person can read, not JSON. Nothing in it comes from the request.
+        let page = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>Too large - rosterd</title></head><body><main><h1>Too large</h1>\
+             <p>Nothing was saved: {message}. Go back and choose a smaller file.</p>\
+             </main></body></html>"
+        );
+        let mut r = (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            ],
+            page,
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
     };
     let mut r = (
         StatusCode::PAYLOAD_TOO_LARGE,

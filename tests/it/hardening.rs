@@ -608,7 +608,8 @@ async fn slow_heads_and_idle_connections_are_closed_and_huge_bodies_refused_earl
     let s =
         TestServer::start_with_http("header_read_timeout_secs = 1\nidle_timeout_secs = 2").await;
     let addr = s.base.trim_start_matches("http://").to_string();
-    let (mut silent, mut half, mut huge, mut huge_scim, mut keep) = tokio::task::spawn_blocking({
+    let (mut silent, mut half, mut huge, mut huge_scim, mut huge_form, mut keep) =
+        tokio::task::spawn_blocking({
         let addr = addr.clone();
         move || {
             let silent = std::net::TcpStream::connect(&addr).unwrap();
@@ -618,9 +619,11 @@ async fn slow_heads_and_idle_connections_are_closed_and_huge_bodies_refused_earl
             huge.write_all(b"POST /api/v1/employees HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{").unwrap();
             let mut huge_scim = std::net::TcpStream::connect(&addr).unwrap();
             huge_scim.write_all(b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\nContent-Length: 99999999999\r\n\r\n{").unwrap();
+            let mut huge_form = std::net::TcpStream::connect(&addr).unwrap();
+            huge_form.write_all(b"POST /employees/new HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 99999999999\r\n\r\n--x").unwrap();
             let mut keep = std::net::TcpStream::connect(&addr).unwrap();
             keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            (silent, half, huge, huge_scim, keep)
+            (silent, half, huge, huge_scim, huge_form, keep)
         }
     })
     .await
@@ -636,6 +639,11 @@ async fn slow_heads_and_idle_connections_are_closed_and_huge_bodies_refused_earl
             text.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
             "{text}"
         );
+        // A console form gets a page a person can read.
+        let (text, _) = read_until_closed(&mut huge_form, Duration::from_secs(5));
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(text.contains("text/html"), "{text}");
+        assert!(text.contains("Nothing was saved"), "{text}");
         // Header-read timeout: 1 s (hyper closes, with or without a 408).
         for conn in [&mut silent, &mut half] {
             let (text, took) = read_until_closed(conn, Duration::from_secs(6));
