@@ -287,8 +287,24 @@ impl Roster {
     }
 
     /// Creates a profile.
-    #[instrument(skip_all, fields(actor = %actor))]
     pub async fn create(&self, actor: &Actor, input: NewEmployee) -> Result<Employee, Error> {
+        self.create_with_photo(actor, input, None).await
+    }
+
+    /// Creates a profile with an uploaded photo (`(content type, bytes)`,
+    /// checked as [`Roster::set_photo`] checks it), the profile and its photo
+    /// in one write: either both are stored or neither.
+    #[instrument(skip_all, fields(actor = %actor))]
+    pub async fn create_with_photo(
+        &self,
+        actor: &Actor,
+        input: NewEmployee,
+        photo: Option<(&str, Vec<u8>)>,
+    ) -> Result<Employee, Error> {
+        let photo = match photo {
+            Some((content_type, bytes)) => Some(self.uploaded_photo(content_type, bytes)?),
+            None => None,
+        };
         let account_status = input.account_status.unwrap_or(AccountStatus::Later);
         let password_hash = match (account_status, &input.password) {
             (AccountStatus::Credentials, Some(p)) if input.password_unchecked => {
@@ -297,11 +313,38 @@ impl Roster {
             (AccountStatus::Credentials, Some(p)) => Some(self.hash_password(p).await?),
             _ => None,
         };
-        let e = build_new(&self.catalog(), &input, password_hash, actor)?;
-        let e = self.insert_new_noted(actor, e, input.audit_note.as_deref())?;
+        let mut e = build_new(&self.catalog(), &input, password_hash, actor)?;
+        let change = match photo {
+            Some((meta, bytes)) => {
+                e.photo = Some(meta);
+                PhotoChange::Set(bytes)
+            }
+            None => PhotoChange::Keep,
+        };
+        let e = self.insert_new_noted(actor, e, input.audit_note.as_deref(), change)?;
         self.store.flush().await?;
         tracing::info!(employee = %e.id, "employee created");
         Ok(e)
+    }
+
+    /// An upload checked against the photo rules: what the profile records of
+    /// it, and the bytes to store.
+    fn uploaded_photo(
+        &self,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(Photo, Vec<u8>), Error> {
+        let ct = self.check_photo(content_type, &bytes)?;
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let meta = Photo::Uploaded {
+            content_type: ct,
+            size: bytes.len(),
+            sha256: Some(sha256),
+        };
+        Ok((meta, bytes))
     }
 
     /// Creates many profiles with one flush at the end (bulk loads, imports). Each
@@ -349,7 +392,7 @@ impl Roster {
     /// its invitation (token digest on the record, message in the outbox) in one
     /// transaction. Every create path goes through here. Not flushed.
     fn insert_new(&self, actor: &Actor, e: Employee) -> Result<Employee, Error> {
-        self.insert_new_noted(actor, e, None)
+        self.insert_new_noted(actor, e, None, PhotoChange::Keep)
     }
 
     /// [`Roster::insert_new`] with a note in the audit entry.
@@ -358,6 +401,7 @@ impl Roster {
         actor: &Actor,
         mut e: Employee,
         note: Option<&str>,
+        photo: PhotoChange,
     ) -> Result<Employee, Error> {
         let outbox = if e.account_status == AccountStatus::Invite {
             vec![self.queue_link(&mut e, TokenPurpose::Invite)?]
@@ -367,7 +411,7 @@ impl Roster {
         let mut changes = diff(None, Some(&e));
         changes.extend(note.map(audit_note));
         let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
-        self.commit_with(None, &e, PhotoChange::Keep, audit, outbox)?;
+        self.commit_with(None, &e, photo, audit, outbox)?;
         if e.account_status == AccountStatus::Invite {
             tracing::info!(employee = %e.id, "invitation queued");
         }
@@ -842,12 +886,7 @@ impl Roster {
         content_type: &str,
         bytes: Vec<u8>,
     ) -> Result<Employee, Error> {
-        let ct = self.check_photo(content_type, &bytes)?;
-        let size = bytes.len();
-        let sha256 = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&bytes))
-        };
+        let (meta, bytes) = self.uploaded_photo(content_type, bytes)?;
         let (e, _) = self.modify(
             actor,
             id,
@@ -855,11 +894,7 @@ impl Roster {
             None,
             PhotoChange::Set(bytes),
             |e, _| {
-                e.photo = Some(Photo::Uploaded {
-                    content_type: ct.clone(),
-                    size,
-                    sha256: Some(sha256.clone()),
-                });
+                e.photo = Some(meta.clone());
                 Ok(())
             },
         )?;

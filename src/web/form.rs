@@ -686,11 +686,19 @@ pub async fn employee_new_post(
         permissions: Some(v.overrides()),
         ..Default::default()
     };
-    match state.app.roster.create(&viewer.actor, input).await {
-        Ok(e) => {
-            let stored = store_photo(&state, &viewer, e.id, photo).await;
-            saved(e.id, stored)
-        }
+    // The profile and its photo in one write.
+    let (content_type, bytes) = match photo {
+        Some(p) => (Some(p.content_type), Some(p.bytes)),
+        None => (None, None),
+    };
+    let photo = content_type.as_deref().zip(bytes);
+    match state
+        .app
+        .roster
+        .create_with_photo(&viewer.actor, input, photo)
+        .await
+    {
+        Ok(e) => saved(e.id, Ok(())),
         Err(e) => match field_error(e) {
             Ok(err) => (
                 StatusCode::UNPROCESSABLE_ENTITY,

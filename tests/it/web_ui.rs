@@ -2117,6 +2117,13 @@ async fn photo_upload_on_add_and_edit() {
         .expect("the photo is stored");
     assert_eq!(ct, "image/png");
     assert_eq!(bytes, png());
+    // The profile and its photo were one write: one audit entry, a create
+    // that records the photo.
+    let (_, audit) = s.get(&format!("/api/v1/audit?employee={id}")).await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["action"], "create", "{audit}");
+    assert!(audit.to_string().contains("image/png"), "{audit}");
     b.css("#current-photo").await;
 
     // Too large on Edit: refused next to the field, the edit not saved.
