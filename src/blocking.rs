@@ -43,6 +43,18 @@ pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Runs `f`, which takes a few milliseconds of CPU (a pass over the roster's
+/// in-memory projection for a list), at the request's priority: on the
+/// multi-threaded runtime the worker first hands its other tasks on
+/// (`block_in_place`), so that other requests are not held up behind it.
+/// Elsewhere it simply runs. The same caveat as [`blocking`] holds.
+pub fn in_place<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The background thread took the work and returned nothing: impossible, as
 /// its closure always returns what the work gave.
 #[cold]

@@ -1175,7 +1175,8 @@ impl Roster {
     /// One page of a list query (see [`list`]): filtered and sorted on the
     /// projection, then only the page's profiles are read.
     pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
-        list::run(&self.projection, &self.store, q)
+        // A pass over the projection: milliseconds at 100,000 profiles.
+        crate::blocking::in_place(|| list::run(&self.projection, &self.store, q))
     }
 
     /// Every profile that matches a list query's status and filters (cursor
@@ -1184,7 +1185,7 @@ impl Roster {
     pub fn list_all_ids(&self, q: &ListQuery) -> Result<Vec<EmployeeId>, Error> {
         let mut q = q.clone();
         q.cursor = None;
-        let sel = list::select(&self.projection, &q, usize::MAX)?;
+        let sel = crate::blocking::in_place(|| list::select(&self.projection, &q, usize::MAX))?;
         Ok(sel.ids.into_iter().map(EmployeeId).collect())
     }
 }

@@ -78,7 +78,7 @@ pub async fn users_list(
     }
     Ok(scim_response(
         StatusCode::OK,
-        &list::list_users(&state, &p, &base)?,
+        &crate::blocking::in_place(|| list::list_users(&state, &p, &base))?,
     ))
 }
 
@@ -91,7 +91,7 @@ pub async fn users_search(
     let p = ListParams::from_body(&body, state.settings().max_page_size)?;
     Ok(scim_response(
         StatusCode::OK,
-        &list::list_users(&state, &p, &base)?,
+        &crate::blocking::in_place(|| list::list_users(&state, &p, &base))?,
     ))
 }
 
