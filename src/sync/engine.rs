@@ -84,6 +84,10 @@ pub fn priority_order(sources: &[Source]) -> Vec<String> {
     l.into_iter().map(|s| s.id.clone()).collect()
 }
 
+/// How many items of an applied run's plan keep their field changes in the
+/// run record returned to the caller (the rest are read from the stored plan).
+const PLAN_PREVIEW_ITEMS: usize = 100;
+
 /// Owned inputs of a [`PlanSource`].
 struct PlanContext {
     provides: Vec<&'static str>,
@@ -656,10 +660,21 @@ impl SyncEngine {
         }
         let t = std::time::Instant::now();
         // Every item apply acts on is in the run's plan (it skips the others).
-        let items = std::mem::take(&mut rec.plan);
-        let applied = self.apply(src, &items, &mapped, rec, true, progress).await;
+        let mut items = std::mem::take(&mut rec.plan);
+        // The field changes go to the plan's writer, which drops them page by
+        // page (apply works each change out again at write time); the first
+        // page's come back for the record's preview.
+        let changes: Vec<_> = items
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.changes))
+            .collect();
+        let applied = self
+            .apply(src, &items, &mapped, rec, Some(changes), progress)
+            .await;
         rec.plan = items;
-        applied?;
+        for (item, changes) in rec.plan.iter_mut().zip(applied?) {
+            item.changes = changes;
+        }
         rec.plan_stored = true;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
@@ -796,38 +811,55 @@ impl SyncEngine {
     /// from the profile as it is at write time. An item that the domain refuses
     /// (e.g. its email is taken meanwhile) is reported; the rest goes on.
     /// `store_plan`: `items` are the run's plan, written meanwhile on a thread
-    /// of its own (a first import's plan is as big as the roster).
+    /// of its own (a first import's plan is as big as the roster), with the
+    /// items' field changes given apart (`store_plan[i]` is `items[i]`'s);
+    /// the first [`PLAN_PREVIEW_ITEMS`] items' changes come back.
     async fn apply(
         &self,
         src: &Source,
         items: &[PlanItem],
         mapped: &[MappedEntry],
         rec: &mut RunRecord,
-        store_plan: bool,
+        store_plan: Option<Vec<Vec<crate::store::FieldChange>>>,
         progress: &Progress,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<Vec<crate::store::FieldChange>>, SyncError> {
         let run_id = rec.id;
         progress.set_phase(Phase::Apply);
         progress.set_to_apply(items.len());
-        let applied = blocking(|| {
+        let writing = store_plan.is_some();
+        let (applied, kept) = blocking(|| {
             std::thread::scope(|s| {
-                let writer = store_plan.then(|| s.spawn(|| self.runs.put_plan(run_id, items)));
+                let writer = store_plan.map(|changes| {
+                    s.spawn(|| {
+                        self.runs
+                            .put_plan_taking(run_id, items, changes, PLAN_PREVIEW_ITEMS)
+                    })
+                });
                 let applied = self.apply_changes(src, items, mapped, rec, progress);
-                if let Some(w) = writer {
-                    w.join().map_err(|_| {
-                        SyncError::Store(StoreError::Corrupt(
+                let kept = match writer {
+                    Some(w) => match w.join() {
+                        Ok(written) => written.map_err(SyncError::from),
+                        Err(_) => Err(SyncError::Store(StoreError::Corrupt(
                             "writing the run's plan failed".into(),
-                        ))
-                    })??;
-                }
-                applied
+                        ))),
+                    },
+                    None => Ok(Vec::new()),
+                };
+                (applied, kept)
             })
         });
         // One flush at the end (also of an interrupted apply): a run is not
         // acknowledged item by item, and a crash mid-apply is repaired by the
         // next run.
+        // The writer finished whatever apply did: the stored plan (with every
+        // change) stands, and is not written again from the record.
+        if writing && kept.is_ok() {
+            rec.plan_stored = true;
+        }
         self.roster.flush().await?;
-        applied
+        let kept = kept?;
+        applied?;
+        Ok(kept)
     }
 
     /// The writes of [`SyncEngine::apply`], without the flush.
@@ -1147,7 +1179,7 @@ impl SyncEngine {
             .ok_or(SyncError::NotHeld(run_id))?;
         let items = rec.plan.clone();
         let tracked = self.progress.track(run_id);
-        self.apply(&src, &items, &mapped, &mut rec, false, &tracked.progress)
+        self.apply(&src, &items, &mapped, &mut rec, None, &tracked.progress)
             .await?;
         rec.outcome = Outcome::Approved;
         rec.message = Some(format!(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::RunKind;
 use super::map::MappedEntry;
 use super::plan::{Counts, PlanItem};
-use crate::store::{Store, StoreError};
+use crate::store::{FieldChange, Store, StoreError};
 
 /// A run's id: increasing.
 pub type RunId = u64;
@@ -250,6 +250,46 @@ impl RunStore {
             page_items: PLAN_PAGE_ITEMS,
         };
         self.store.run_put_plan(id, &enc(&head)?)
+    }
+
+    /// [`RunStore::put_plan`] for a plan whose items' field changes were taken
+    /// out (`changes[i]` belongs to `plan[i]`): each page is put together,
+    /// encoded and written, and its changes dropped, so that a first import's
+    /// changes (every field of every new profile) are not all held while the
+    /// run applies. The changes of the first `keep` items come back.
+    pub fn put_plan_taking(
+        &self,
+        id: RunId,
+        plan: &[PlanItem],
+        changes: Vec<Vec<FieldChange>>,
+        keep: usize,
+    ) -> Result<Vec<Vec<FieldChange>>, StoreError> {
+        let mut changes = changes.into_iter();
+        let mut kept = Vec::new();
+        for (page, items) in plan.chunks(PLAN_PAGE_ITEMS).enumerate() {
+            let page_no = u32::try_from(page)
+                .map_err(|_| StoreError::Corrupt("a plan of more than 2^32 pages".into()))?;
+            let mut whole: Vec<PlanItem> = items
+                .iter()
+                .map(|i| PlanItem {
+                    changes: changes.next().unwrap_or_default(),
+                    ..i.clone()
+                })
+                .collect();
+            self.store.run_put_plan_page(id, page_no, &enc(&whole)?)?;
+            let first = page * PLAN_PAGE_ITEMS;
+            for (n, item) in whole.iter_mut().enumerate() {
+                if first + n < keep {
+                    kept.push(std::mem::take(&mut item.changes));
+                }
+            }
+        }
+        let head = PlanHead {
+            total: plan.len(),
+            page_items: PLAN_PAGE_ITEMS,
+        };
+        self.store.run_put_plan(id, &enc(&head)?)?;
+        Ok(kept)
     }
 
     /// The plan's row: a [`PlanHead`], or (stored by an older version) the
@@ -543,6 +583,40 @@ mod tests {
             reason: "new in the source".into(),
             error: false,
         }
+    }
+
+    /// A plan written with its changes given apart reads back whole, changes
+    /// included, and only the first `keep` items' changes come back.
+    #[test]
+    fn a_plan_written_with_its_changes_apart_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = RunStore::open(&store).unwrap();
+        let n = PLAN_PAGE_ITEMS + 7;
+        let mut rec = record(&runs, "corp", Outcome::Applied);
+        runs.put(&mut rec).unwrap();
+        let change = |i: usize| FieldChange {
+            field: "email".into(),
+            before: serde_json::Value::Null,
+            after: serde_json::json!(format!("p{i}@example.com")),
+        };
+        let whole: Vec<PlanItem> = (0..n)
+            .map(|i| PlanItem {
+                key: format!("k{i}"),
+                changes: vec![change(i)],
+                ..item()
+            })
+            .collect();
+        let mut bare = whole.clone();
+        let changes: Vec<_> = bare
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.changes))
+            .collect();
+        let kept = runs.put_plan_taking(rec.id, &bare, changes, 3).unwrap();
+        assert_eq!(kept, (0..3).map(|i| vec![change(i)]).collect::<Vec<_>>());
+        let page = runs.plan_page(rec.id, 0, n).unwrap().unwrap();
+        assert_eq!(page.total, n);
+        assert_eq!(page.items, whole);
     }
 
     /// A run of `source` with a fresh id and a one-item plan, not yet stored.
