@@ -731,6 +731,25 @@ impl Roster {
         patch: EmployeePatch,
         expected_version: Option<u64>,
     ) -> Result<Employee, Error> {
+        self.update_with_photo(actor, id, patch, expected_version, None)
+            .await
+    }
+
+    /// [`Roster::update`] with an uploaded photo (`(content type, bytes)`,
+    /// checked as [`Roster::set_photo`] checks it): the edit and the photo in
+    /// one write, either both stored or neither.
+    pub async fn update_with_photo(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        patch: EmployeePatch,
+        expected_version: Option<u64>,
+        photo: Option<(&str, Vec<u8>)>,
+    ) -> Result<Employee, Error> {
+        let photo = match photo {
+            Some((content_type, bytes)) => Some(self.uploaded_photo(content_type, bytes)?),
+            None => None,
+        };
         let expected = expected_version.or(patch.version);
         let password_hash = match &patch.password {
             Some(p) if patch.password_unchecked => Some(self.hash(p).await?),
@@ -744,8 +763,14 @@ impl Roster {
             expected,
             patch.audit_note.as_deref(),
             |e, catalog| {
-                apply_patch(e, &patch, password_hash.clone(), catalog, actor)
-                    .map(|()| (vec![], PhotoChange::Keep))
+                apply_patch(e, &patch, password_hash.clone(), catalog, actor)?;
+                Ok(match &photo {
+                    Some((meta, bytes)) => {
+                        e.photo = Some(meta.clone());
+                        (vec![], PhotoChange::Set(bytes.clone()))
+                    }
+                    None => (vec![], PhotoChange::Keep),
+                })
             },
         )?;
         // A change that writes nothing has no audit entry to carry the note.

@@ -575,33 +575,9 @@ fn checked_photo(
     }
 }
 
-/// Stores the checked photo of a profile just saved; `Err` is what to tell.
-async fn store_photo(
-    state: &WebState,
-    viewer: &Viewer,
-    id: EmployeeId,
-    photo: Option<Upload>,
-) -> Result<(), String> {
-    let Some(p) = photo else { return Ok(()) };
-    state
-        .app
-        .roster
-        .set_photo(&viewer.actor, id, &p.content_type, p.bytes)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("Saved, but the photo was not stored: {e}"))
-}
-
-fn saved(id: EmployeeId, photo: Result<(), String>) -> Response {
-    match photo {
-        Ok(()) => Redirect::to(&format!("/employees/{id}?saved=1")).into_response(),
-        Err(m) => {
-            let q = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("done", &m)
-                .finish();
-            Redirect::to(&format!("/employees/{id}?{q}")).into_response()
-        }
-    }
+/// After a save: the edit page, saying so.
+fn saved(id: EmployeeId) -> Response {
+    Redirect::to(&format!("/employees/{id}?saved=1")).into_response()
 }
 
 /// A domain error as (field, message), or a page for the ones no field owns.
@@ -698,7 +674,7 @@ pub async fn employee_new_post(
         .create_with_photo(&viewer.actor, input, photo)
         .await
     {
-        Ok(e) => saved(e.id, Ok(())),
+        Ok(e) => saved(e.id),
         Err(e) => match field_error(e) {
             Ok(err) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -813,16 +789,19 @@ pub async fn employee_edit_post(
         permissions: Some(v.overrides()),
         ..Default::default()
     };
+    // The edit and its photo in one write.
+    let (content_type, bytes) = match photo {
+        Some(p) => (Some(p.content_type), Some(p.bytes)),
+        None => (None, None),
+    };
+    let photo = content_type.as_deref().zip(bytes);
     match state
         .app
         .roster
-        .update(&viewer.actor, e.id, patch, v.version)
+        .update_with_photo(&viewer.actor, e.id, patch, v.version, photo)
         .await
     {
-        Ok(e) => {
-            let stored = store_photo(&state, &viewer, e.id, photo).await;
-            saved(e.id, stored)
-        }
+        Ok(e) => saved(e.id),
         Err(err) => match field_error(err) {
             Ok(err) => {
                 v.account_status = e.account_status.as_str().into();

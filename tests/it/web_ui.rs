@@ -2144,6 +2144,31 @@ async fn photo_upload_on_add_and_edit() {
     assert_eq!(e["mobile_phone"], "+1 555 0142", "nothing saved");
     assert_eq!(s.roster().photo(id.parse().unwrap()).unwrap().1, png());
 
+    // A good photo on Edit: the edit and the photo in one audited update.
+    let mut other_png = png();
+    other_png.extend_from_slice(&[0u8; 10]);
+    let other = files.path().join("other.png");
+    std::fs::write(&other, &other_png).unwrap();
+    b.css("#photo")
+        .await
+        .send_keys(other.display().to_string())
+        .await
+        .unwrap();
+    b.click("#save").await;
+    b.wait_text("Saved.").await;
+    let (_, e) = s.get(&format!("/api/v1/employees/{id}")).await;
+    assert_eq!(e["mobile_phone"], "+1 555 0143");
+    assert_eq!(s.roster().photo(id.parse().unwrap()).unwrap().1, other_png);
+    let (_, audit) = s.get(&format!("/api/v1/audit?employee={id}")).await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{audit}");
+    assert_eq!(items[0]["action"], "update", "{audit}");
+    let newest = items[0].to_string();
+    assert!(
+        newest.contains("mobile_phone") && newest.contains("photo"),
+        "{audit}"
+    );
+
     // The list shows the thumbnail, served by the photo route.
     b.open("/employees").await;
     let img = b.css(&format!("tr[data-id='{id}'] img.thumb")).await;
