@@ -299,10 +299,10 @@ impl Roster {
         &self,
         actor: &Actor,
         input: NewEmployee,
-        photo: Option<(&str, Vec<u8>)>,
+        photo: Option<(String, Vec<u8>)>,
     ) -> Result<Employee, Error> {
         let photo = match photo {
-            Some((content_type, bytes)) => Some(self.uploaded_photo(content_type, bytes)?),
+            Some((content_type, bytes)) => Some(self.uploaded_photo(&content_type, bytes)?),
             None => None,
         };
         let account_status = input.account_status.unwrap_or(AccountStatus::Later);
@@ -744,10 +744,10 @@ impl Roster {
         id: EmployeeId,
         patch: EmployeePatch,
         expected_version: Option<u64>,
-        photo: Option<(&str, Vec<u8>)>,
+        photo: Option<(String, Vec<u8>)>,
     ) -> Result<Employee, Error> {
         let photo = match photo {
-            Some((content_type, bytes)) => Some(self.uploaded_photo(content_type, bytes)?),
+            Some((content_type, bytes)) => Some(self.uploaded_photo(&content_type, bytes)?),
             None => None,
         };
         let expected = expected_version.or(patch.version);

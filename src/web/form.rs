@@ -663,11 +663,7 @@ pub async fn employee_new_post(
         ..Default::default()
     };
     // The profile and its photo in one write.
-    let (content_type, bytes) = match photo {
-        Some(p) => (Some(p.content_type), Some(p.bytes)),
-        None => (None, None),
-    };
-    let photo = content_type.as_deref().zip(bytes);
+    let photo = photo.map(|p| (p.content_type, p.bytes));
     match state
         .app
         .roster
@@ -790,11 +786,7 @@ pub async fn employee_edit_post(
         ..Default::default()
     };
     // The edit and its photo in one write.
-    let (content_type, bytes) = match photo {
-        Some(p) => (Some(p.content_type), Some(p.bytes)),
-        None => (None, None),
-    };
-    let photo = content_type.as_deref().zip(bytes);
+    let photo = photo.map(|p| (p.content_type, p.bytes));
     match state
         .app
         .roster
