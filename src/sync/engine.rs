@@ -19,7 +19,7 @@ use super::vet;
 use crate::blocking::blocking;
 use crate::employee::EmployeePatch;
 use crate::employee::{self, Roster};
-use crate::store::{Actor, ActorKind, StoreError};
+use crate::store::{Actor, ActorKind, FieldChange, StoreError};
 
 /// Profiles created per store transaction while applying.
 const BATCH: usize = 500;
@@ -87,6 +87,15 @@ pub fn priority_order(sources: &[Source]) -> Vec<String> {
 /// How many items of an applied run's plan keep their field changes in the
 /// run record returned to the caller (the rest are read from the stored plan).
 const PLAN_PREVIEW_ITEMS: usize = 100;
+
+/// `items` with the changes [`SyncEngine::store_plan`] gave back (the first
+/// items'); the others' stay in the stored plan only.
+fn with_changes(mut items: Vec<PlanItem>, kept: Vec<Vec<FieldChange>>) -> Vec<PlanItem> {
+    for (item, changes) in items.iter_mut().zip(kept) {
+        item.changes = changes;
+    }
+    items
+}
 
 /// Owned inputs of a [`PlanSource`].
 struct PlanContext {
@@ -638,16 +647,38 @@ impl SyncEngine {
             }
         }
         // Moved, not copied: a first import's plan holds every new profile.
-        rec.plan = std::mem::take(&mut plan.items)
+        let mut items: Vec<PlanItem> = std::mem::take(&mut plan.items)
             .into_iter()
             .filter(|i| i.action != Action::Unchanged)
             .collect();
         rec.timings_ms.plan = ms(t);
+        // The items' field changes go to the plan's writer, which drops them
+        // page by page (and works a create's out as its page is written: see
+        // `plan::create_changes`); the first page's come back for the record.
+        let changes: Vec<_> = items
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.changes))
+            .collect();
+        let keep_plan = |rec: &mut RunRecord,
+                         items: Vec<PlanItem>,
+                         changes: Vec<Vec<FieldChange>>|
+         -> Result<(), SyncError> {
+            let kept = blocking(|| self.store_plan(src, rec.id, &items, changes, &mapped))?;
+            rec.plan = with_changes(items, kept);
+            rec.plan_stored = true;
+            Ok(())
+        };
         if dry_run {
+            keep_plan(rec, items, changes)?;
             rec.outcome = Outcome::DryRun;
             return Ok(());
         }
-        self.check_stopping("the run stopped after planning; nothing was changed")?;
+        if self.is_stopping() {
+            keep_plan(rec, items, changes)?;
+            return Err(SyncError::Interrupted(
+                "the run stopped after planning; nothing was changed".into(),
+            ));
+        }
         self.runs.supersede_held(&src.id)?;
         if let Some(why) = plan.exceeds(src.max_deactivations, src.max_deactivations_percent) {
             rec.outcome = Outcome::Held;
@@ -655,25 +686,21 @@ impl SyncEngine {
                 "{why}; inspect with `rosterctl sync show {}` and approve with `rosterctl sync approve {}`",
                 rec.id, rec.id
             ));
+            keep_plan(rec, items, changes)?;
             self.runs.put_held(rec.id, &mapped)?;
             return Ok(());
         }
         let t = std::time::Instant::now();
         // Every item apply acts on is in the run's plan (it skips the others).
-        let mut items = std::mem::take(&mut rec.plan);
-        // The field changes go to the plan's writer, which drops them page by
-        // page (apply works each change out again at write time); the first
-        // page's come back for the record's preview.
-        let changes: Vec<_> = items
-            .iter_mut()
-            .map(|i| std::mem::take(&mut i.changes))
-            .collect();
         let applied = self
             .apply(src, &items, &mapped, rec, Some(changes), progress)
             .await;
-        rec.plan = items;
-        for (item, changes) in rec.plan.iter_mut().zip(applied?) {
-            item.changes = changes;
+        match applied {
+            Ok(kept) => rec.plan = with_changes(items, kept),
+            Err(e) => {
+                rec.plan = items;
+                return Err(e);
+            }
         }
         rec.plan_stored = true;
         rec.timings_ms.apply = ms(t);
@@ -820,9 +847,9 @@ impl SyncEngine {
         items: &[PlanItem],
         mapped: &[MappedEntry],
         rec: &mut RunRecord,
-        store_plan: Option<Vec<Vec<crate::store::FieldChange>>>,
+        store_plan: Option<Vec<Vec<FieldChange>>>,
         progress: &Progress,
-    ) -> Result<Vec<Vec<crate::store::FieldChange>>, SyncError> {
+    ) -> Result<Vec<Vec<FieldChange>>, SyncError> {
         let run_id = rec.id;
         progress.set_phase(Phase::Apply);
         progress.set_to_apply(items.len());
@@ -830,15 +857,12 @@ impl SyncEngine {
         let (applied, kept) = blocking(|| {
             std::thread::scope(|s| {
                 let writer = store_plan.map(|changes| {
-                    s.spawn(|| {
-                        self.runs
-                            .put_plan_taking(run_id, items, changes, PLAN_PREVIEW_ITEMS)
-                    })
+                    s.spawn(|| self.store_plan(src, run_id, items, changes, mapped))
                 });
                 let applied = self.apply_changes(src, items, mapped, rec, progress);
                 let kept = match writer {
                     Some(w) => match w.join() {
-                        Ok(written) => written.map_err(SyncError::from),
+                        Ok(written) => written,
                         Err(_) => Err(SyncError::Store(StoreError::Corrupt(
                             "writing the run's plan failed".into(),
                         ))),
@@ -859,6 +883,39 @@ impl SyncEngine {
         self.roster.flush().await?;
         let kept = kept?;
         applied?;
+        Ok(kept)
+    }
+
+    /// Stores run `run_id`'s plan, `items` with their field changes: those in
+    /// `changes` (taken out of the items: `changes[i]` is `items[i]`'s), and a
+    /// create's, worked out from its entry as its page is written
+    /// ([`plan::create_changes`]), so that no more than a page of them is held.
+    /// The first [`PLAN_PREVIEW_ITEMS`] items' changes come back.
+    fn store_plan(
+        &self,
+        src: &Source,
+        run_id: RunId,
+        items: &[PlanItem],
+        changes: Vec<Vec<FieldChange>>,
+        mapped: &[MappedEntry],
+    ) -> Result<Vec<Vec<FieldChange>>, SyncError> {
+        let ctx = self.context(src)?;
+        let psrc = ctx.plan_source(src);
+        let by_key: HashMap<&str, &MappedEntry> =
+            mapped.iter().map(|m| (m.key.as_str(), m)).collect();
+        let mut changes = changes.into_iter();
+        let kept = self.runs.put_plan_taking(
+            run_id,
+            items,
+            |_, item| {
+                let taken = changes.next().unwrap_or_default();
+                match (item.action, by_key.get(item.key.as_str())) {
+                    (Action::Create, Some(m)) if taken.is_empty() => plan::create_changes(&psrc, m),
+                    _ => taken,
+                }
+            },
+            PLAN_PREVIEW_ITEMS,
+        )?;
         Ok(kept)
     }
 

@@ -1,6 +1,7 @@
 //! Planning (pure): mapped entries and the roster's current state give a [`Plan`]:
 //! per entry create / update / activate / deactivate / unchanged / held / skip, each
-//! with its field-level changes and its reason. Nothing is written here.
+//! with its field-level changes (a create's are worked out when the plan is
+//! stored: [`create_changes`]) and its reason. Nothing is written here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -498,9 +499,23 @@ fn entry_facts(
     })
 }
 
+/// The field changes of the create item of entry `m`: every field of the new
+/// profile it makes (none if it cannot be made). [`plan`] leaves them out of
+/// its create items (a first import's would hold every field of every new
+/// profile, twice, as JSON values, while the run applies); whoever shows or
+/// stores the plan works them out with this, from the same entry.
+pub fn create_changes(src: &PlanSource<'_>, m: &MappedEntry) -> Vec<FieldChange> {
+    let input = new_input(src, m);
+    match employee::build_new(src.catalog, &input, None, &src.actor()) {
+        Ok(new) => employee::diff(None, Some(&new)),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The plan items of the entries no profile joins: a new profile each, or a
 /// skip with the reason it cannot be made. Pure, so a large run builds them on
-/// two threads (a first import creates every profile).
+/// two threads (a first import creates every profile). A create item carries
+/// no field changes: see [`create_changes`].
 fn create_items(
     src: &PlanSource<'_>,
     actor: &Actor,
@@ -509,26 +524,24 @@ fn create_items(
     let one = |m: &MappedEntry| {
         let not_yet = facts_of(src, m, None).inactive_reason(src.now);
         let input = new_input(src, m);
-        let (action, changes, reason, error) =
-            match employee::build_new(src.catalog, &input, None, actor) {
-                Ok(new) => (
-                    Action::Create,
-                    employee::diff(None, Some(&new)),
-                    match not_yet {
-                        Some(why) => format!("new in the source; inactive: {why}"),
-                        None => "new in the source".into(),
-                    },
-                    false,
-                ),
-                Err(e) => (Action::Skip, vec![], e.to_string(), true),
-            };
+        let (action, reason, error) = match employee::build_new(src.catalog, &input, None, actor) {
+            Ok(_) => (
+                Action::Create,
+                match not_yet {
+                    Some(why) => format!("new in the source; inactive: {why}"),
+                    None => "new in the source".into(),
+                },
+                false,
+            ),
+            Err(e) => (Action::Skip, e.to_string(), true),
+        };
         PlanItem {
             action,
             key: m.key.clone(),
             dn: m.dn.clone(),
             employee_id: None,
             label: label(m),
-            changes,
+            changes: Vec::new(),
             reason,
             error,
         }
@@ -984,7 +997,8 @@ mod tests {
                 2000 => assert_ne!(item.action, Action::Create),
                 _ => {
                     assert_eq!(item.action, Action::Create, "{item:?}");
-                    let email = item.changes.iter().find(|c| c.field == "email").unwrap();
+                    let changes = create_changes(&src, &entries[i]);
+                    let email = changes.iter().find(|c| c.field == "email").unwrap();
                     assert_eq!(email.after, format!("p{i}@example.com"));
                 }
             }

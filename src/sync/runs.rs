@@ -252,32 +252,33 @@ impl RunStore {
         self.store.run_put_plan(id, &enc(&head)?)
     }
 
-    /// [`RunStore::put_plan`] for a plan whose items' field changes were taken
-    /// out (`changes[i]` belongs to `plan[i]`): each page is put together,
-    /// encoded and written, and its changes dropped, so that a first import's
-    /// changes (every field of every new profile) are not all held while the
-    /// run applies. The changes of the first `keep` items come back.
+    /// [`RunStore::put_plan`] for a plan whose items' field changes are kept
+    /// apart: `changes_of(i, item)` gives item `i`'s (taken out of the items
+    /// beforehand, or worked out again, as a create's are). Each page is put
+    /// together, encoded and written, and its changes dropped, so that a first
+    /// import's changes (every field of every new profile) are never all held
+    /// at once. The changes of the first `keep` items come back.
     pub fn put_plan_taking(
         &self,
         id: RunId,
         plan: &[PlanItem],
-        changes: Vec<Vec<FieldChange>>,
+        mut changes_of: impl FnMut(usize, &PlanItem) -> Vec<FieldChange>,
         keep: usize,
     ) -> Result<Vec<Vec<FieldChange>>, StoreError> {
-        let mut changes = changes.into_iter();
         let mut kept = Vec::new();
         for (page, items) in plan.chunks(PLAN_PAGE_ITEMS).enumerate() {
             let page_no = u32::try_from(page)
                 .map_err(|_| StoreError::Corrupt("a plan of more than 2^32 pages".into()))?;
+            let first = page * PLAN_PAGE_ITEMS;
             let mut whole: Vec<PlanItem> = items
                 .iter()
-                .map(|i| PlanItem {
-                    changes: changes.next().unwrap_or_default(),
+                .enumerate()
+                .map(|(n, i)| PlanItem {
+                    changes: changes_of(first + n, i),
                     ..i.clone()
                 })
                 .collect();
             self.store.run_put_plan_page(id, page_no, &enc(&whole)?)?;
-            let first = page * PLAN_PAGE_ITEMS;
             for (n, item) in whole.iter_mut().enumerate() {
                 if first + n < keep {
                     kept.push(std::mem::take(&mut item.changes));
@@ -612,7 +613,10 @@ mod tests {
             .iter_mut()
             .map(|i| std::mem::take(&mut i.changes))
             .collect();
-        let kept = runs.put_plan_taking(rec.id, &bare, changes, 3).unwrap();
+        let mut changes = changes.into_iter();
+        let kept = runs
+            .put_plan_taking(rec.id, &bare, |_, _| changes.next().unwrap_or_default(), 3)
+            .unwrap();
         assert_eq!(kept, (0..3).map(|i| vec![change(i)]).collect::<Vec<_>>());
         let page = runs.plan_page(rec.id, 0, n).unwrap().unwrap();
         assert_eq!(page.total, n);

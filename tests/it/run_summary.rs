@@ -65,11 +65,47 @@ family_name = "/last"
     )
 }
 
+/// Asserts that every create of `plan` shows the fields of its new profile
+/// (the person's email and family name, as the HR API gives them).
+fn assert_creates_show_their_fields(plan: &[Value]) {
+    for item in plan.iter().filter(|i| i["action"] == "create") {
+        let n = item["key"].as_str().unwrap().trim_start_matches('p');
+        let after = |field: &str| {
+            item["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["field"] == field)
+                .map(|c| c["after"].clone())
+        };
+        assert_eq!(
+            (after("email"), after("family_name")),
+            (
+                Some(json!(format!("person{n}@example.com"))),
+                Some(json!(format!("Person{n}")))
+            ),
+            "{item}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_run_answers_with_a_small_summary_and_its_plan_pages_completely() {
     const PEOPLE: usize = 3000;
     let base = hr_api(PEOPLE, 50, Arc::new(Mutex::new(Duration::ZERO))).await;
     let s = TestServer::start_with(&source(&base)).await;
+    // A dry run's stored plan shows every new profile's fields, page by page.
+    let (st, dry) = s
+        .post("/api/v1/sync/sources/hr/run", json!({"dry_run": true}))
+        .await;
+    assert_eq!(
+        (st, dry["outcome"].as_str()),
+        (StatusCode::OK, Some("dry_run")),
+        "{dry}"
+    );
+    let plan = s.plan(&dry["id"], 700).await;
+    assert_eq!(plan.len(), PEOPLE);
+    assert_creates_show_their_fields(&plan);
     let resp = s
         .client
         .post(s.url("/api/v1/sync/sources/hr/run"))
@@ -119,6 +155,8 @@ async fn a_big_run_answers_with_a_small_summary_and_its_plan_pages_completely() 
     keys.sort_unstable();
     keys.dedup();
     assert_eq!(keys.len(), PEOPLE, "no item twice");
+    // Each create shows the fields it gave its profile, on every page.
+    assert_creates_show_their_fields(&plan);
     // The summary reads the same afterwards; a page past the end is empty.
     let (_, shown) = s.get(&format!("/api/v1/sync/runs/{}", r["id"])).await;
     assert_eq!(shown["counts"], r["counts"]);
