@@ -18,7 +18,7 @@ use super::sources::{hr, ldap};
 use super::vet;
 use crate::blocking::blocking;
 use crate::employee::EmployeePatch;
-use crate::employee::{self, Roster};
+use crate::employee::{self, EmployeeId, Roster};
 use crate::store::{Actor, ActorKind, FieldChange, StoreError};
 
 /// Profiles created per store transaction while applying.
@@ -95,6 +95,42 @@ fn with_changes(mut items: Vec<PlanItem>, kept: Vec<Vec<FieldChange>>) -> Vec<Pl
         item.changes = changes;
     }
     items
+}
+
+/// The run's end in the log: an error for a failed run, a warning for an
+/// interrupted or held one.
+fn log_outcome(rec: &RunRecord) {
+    match rec.outcome {
+        Outcome::Failed => tracing::error!(
+            run = rec.id,
+            reason = rec.message.as_deref().unwrap_or(""),
+            "sync run failed; nobody was deactivated"
+        ),
+        Outcome::Interrupted => tracing::warn!(
+            run = rec.id,
+            reason = rec.message.as_deref().unwrap_or(""),
+            "sync run interrupted"
+        ),
+        Outcome::Held => tracing::warn!(
+            run = rec.id,
+            reason = rec.message.as_deref().unwrap_or(""),
+            "sync plan held for approval (rosterctl sync approve {})",
+            rec.id
+        ),
+        _ => {
+            tracing::info!(run = rec.id, outcome = ?rec.outcome, counts = ?rec.counts, "sync run finished")
+        }
+    }
+}
+
+/// Records in `rec` that the domain refused `item`'s change (the run goes on).
+fn report(rec: &mut RunRecord, item: &PlanItem, e: &employee::Error) {
+    rec.errors.push(EntryError {
+        key: item.key.clone(),
+        dn: item.dn.clone(),
+        message: format!("{:?} not applied: {e}", item.action).to_lowercase(),
+    });
+    rec.counts.errors += 1;
 }
 
 /// Owned inputs of a [`PlanSource`].
@@ -507,27 +543,7 @@ impl SyncEngine {
         }
         self.runs.flush().await?;
         self.record_metrics(&rec);
-        match rec.outcome {
-            Outcome::Failed => tracing::error!(
-                run = rec.id,
-                reason = rec.message.as_deref().unwrap_or(""),
-                "sync run failed; nobody was deactivated"
-            ),
-            Outcome::Interrupted => tracing::warn!(
-                run = rec.id,
-                reason = rec.message.as_deref().unwrap_or(""),
-                "sync run interrupted"
-            ),
-            Outcome::Held => tracing::warn!(
-                run = rec.id,
-                reason = rec.message.as_deref().unwrap_or(""),
-                "sync plan held for approval (rosterctl sync approve {})",
-                rec.id
-            ),
-            _ => {
-                tracing::info!(run = rec.id, outcome = ?rec.outcome, counts = ?rec.counts, "sync run finished")
-            }
-        }
+        log_outcome(&rec);
         Ok(rec)
     }
 
@@ -567,39 +583,9 @@ impl SyncEngine {
     ) -> Result<(), SyncError> {
         let state = self.runs.state(&src.id)?;
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
-        let t = std::time::Instant::now();
-        let mut stop = self.stop_tx.subscribe();
-        let fetched = tokio::select! {
-            f = self.fetch(src, kind, &state, progress) => f,
-            _ = stop.wait_for(|s| *s) => {
-                return Err(SyncError::Interrupted(
-                    "the run stopped while fetching from the source; nothing was changed".into(),
-                ));
-            }
-        };
-        rec.timings_ms.fetch = ms(t);
-        let fetched = match fetched {
-            Ok(f) => f,
-            Err(e) => {
-                rec.outcome = Outcome::Failed;
-                rec.message = Some(e);
-                return Ok(());
-            }
-        };
-        rec.entries_seen = fetched.seen;
-        progress.set_fetched(fetched.seen);
-        rec.fetch = fetched.mode;
-        if fetched.note.is_some() {
-            rec.message = fetched.note.clone();
-        }
-        if kind == RunKind::Full && fetched.seen == 0 {
-            rec.outcome = Outcome::Failed;
-            rec.message = Some(
-                "the source returned no entries; a full run that sees nobody deactivates nobody"
-                    .into(),
-            );
+        let Some(fetched) = self.fetch_step(src, kind, &state, rec, progress).await? else {
             return Ok(());
-        }
+        };
         let t = std::time::Instant::now();
         let Fetched {
             mut mapped,
@@ -609,43 +595,7 @@ impl SyncEngine {
             ..
         } = fetched;
         self.check_stopping("the run stopped after fetching; nothing was changed")?;
-        // An unusable optional value is left out with a warning (see `vet`).
-        let catalog = self.roster.catalog();
-        for m in &mut mapped {
-            vet::vet(m, &catalog);
-        }
-        let ctx = self.context(src)?;
-        progress.set_phase(Phase::Plan);
-        let mut plan = blocking(|| {
-            plan::plan(
-                &ctx.plan_source(src),
-                kind,
-                &mapped,
-                &map_errors,
-                &self.roster,
-            )
-        })?;
-        rec.counts = plan.counts.clone();
-        progress.set_planned(mapped.len() + map_errors.len());
-        rec.errors = plan
-            .items
-            .iter()
-            .filter(|i| i.error)
-            .map(|i| EntryError {
-                key: i.key.clone(),
-                dn: i.dn.clone(),
-                message: i.reason.clone(),
-            })
-            .collect();
-        for m in &mapped {
-            for w in &m.warnings {
-                rec.errors.push(EntryError {
-                    key: m.key.clone(),
-                    dn: m.dn.clone(),
-                    message: w.clone(),
-                });
-            }
-        }
+        let mut plan = self.plan_step(src, kind, &mut mapped, &map_errors, rec, progress)?;
         // Moved, not copied: a first import's plan holds every new profile.
         let mut items: Vec<PlanItem> = std::mem::take(&mut plan.items)
             .into_iter()
@@ -715,6 +665,103 @@ impl SyncEngine {
         blocking(|| self.roster.set_sync_marks(&src.id, &marks))?;
         self.advance_mark(src, state, high_water_mark, cookie)?;
         Ok(())
+    }
+
+    /// The run's fetch, stopped by a shutdown. `None`: the run failed (the
+    /// source could not be read, or a full run saw nobody), as `rec` says.
+    async fn fetch_step(
+        &self,
+        src: &Source,
+        kind: RunKind,
+        state: &SourceState,
+        rec: &mut RunRecord,
+        progress: &Arc<Progress>,
+    ) -> Result<Option<Fetched>, SyncError> {
+        let t = std::time::Instant::now();
+        let mut stop = self.stop_tx.subscribe();
+        let fetched = tokio::select! {
+            f = self.fetch(src, kind, state, progress) => f,
+            _ = stop.wait_for(|s| *s) => {
+                return Err(SyncError::Interrupted(
+                    "the run stopped while fetching from the source; nothing was changed".into(),
+                ));
+            }
+        };
+        rec.timings_ms.fetch = t.elapsed().as_millis() as u64;
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                rec.outcome = Outcome::Failed;
+                rec.message = Some(e);
+                return Ok(None);
+            }
+        };
+        rec.entries_seen = fetched.seen;
+        progress.set_fetched(fetched.seen);
+        rec.fetch = fetched.mode;
+        if fetched.note.is_some() {
+            rec.message = fetched.note.clone();
+        }
+        if kind == RunKind::Full && fetched.seen == 0 {
+            rec.outcome = Outcome::Failed;
+            rec.message = Some(
+                "the source returned no entries; a full run that sees nobody deactivates nobody"
+                    .into(),
+            );
+            return Ok(None);
+        }
+        Ok(Some(fetched))
+    }
+
+    /// Vets the mapped entries and plans them; the plan's counts and errors
+    /// (and the entries' warnings) go into `rec`.
+    fn plan_step(
+        &self,
+        src: &Source,
+        kind: RunKind,
+        mapped: &mut [MappedEntry],
+        map_errors: &[map::MapError],
+        rec: &mut RunRecord,
+        progress: &Progress,
+    ) -> Result<plan::Plan, SyncError> {
+        // An unusable optional value is left out with a warning (see `vet`).
+        let catalog = self.roster.catalog();
+        for m in mapped.iter_mut() {
+            vet::vet(m, &catalog);
+        }
+        let ctx = self.context(src)?;
+        progress.set_phase(Phase::Plan);
+        let plan = blocking(|| {
+            plan::plan(
+                &ctx.plan_source(src),
+                kind,
+                mapped,
+                map_errors,
+                &self.roster,
+            )
+        })?;
+        rec.counts = plan.counts.clone();
+        progress.set_planned(mapped.len() + map_errors.len());
+        rec.errors = plan
+            .items
+            .iter()
+            .filter(|i| i.error)
+            .map(|i| EntryError {
+                key: i.key.clone(),
+                dn: i.dn.clone(),
+                message: i.reason.clone(),
+            })
+            .collect();
+        for m in mapped.iter() {
+            for w in &m.warnings {
+                rec.errors.push(EntryError {
+                    key: m.key.clone(),
+                    dn: m.dn.clone(),
+                    message: w.clone(),
+                });
+            }
+        }
+        Ok(plan)
     }
 
     /// Fetches and maps the source's entries (an incremental run from where
@@ -919,7 +966,9 @@ impl SyncEngine {
         Ok(kept)
     }
 
-    /// The writes of [`SyncEngine::apply`], without the flush.
+    /// The writes of [`SyncEngine::apply`], without the flush: the updates,
+    /// then the creates (an update may free an email a create needs), then the
+    /// managers, then the marks of the entries that now match their profiles.
     fn apply_changes(
         &self,
         src: &Source,
@@ -928,25 +977,51 @@ impl SyncEngine {
         rec: &mut RunRecord,
         progress: &Progress,
     ) -> Result<(), SyncError> {
-        let actor = Self::actor(&src.id);
         let ctx = self.context(src)?;
         let psrc = ctx.plan_source(src);
         let by_key: HashMap<&str, &MappedEntry> =
             mapped.iter().map(|m| (m.key.as_str(), m)).collect();
-        let report = |rec: &mut RunRecord, item: &PlanItem, e: &employee::Error| {
-            rec.errors.push(EntryError {
-                key: item.key.clone(),
-                dn: item.dn.clone(),
-                message: format!("{:?} not applied: {e}", item.action).to_lowercase(),
-            });
-            rec.counts.errors += 1;
-        };
         let mut marks = Vec::new();
+        // A shutdown stops the run between changes; what is done stays (and
+        // is marked).
+        let stopped =
+            match self.apply_updates(src, &psrc, items, &by_key, rec, progress, &mut marks) {
+                Err(SyncError::Interrupted(why)) => Some(why),
+                Err(e) => return Err(e),
+                Ok(()) if self.is_stopping() => {
+                    Some("the run stopped before its creates; the next run completes it".into())
+                }
+                Ok(()) => None,
+            };
+        if let Some(why) = stopped {
+            self.roster.set_sync_marks(&src.id, &marks)?;
+            return Err(SyncError::Interrupted(why));
+        }
+        self.apply_creates(src, &psrc, items, &by_key, rec, progress)?;
+        self.resolve_managers(src, &psrc, mapped, rec)?;
+        // After the managers: a profile they changed since is not marked.
+        self.roster.set_sync_marks(&src.id, &marks)?;
+        Ok(())
+    }
+
+    /// The plan's updates, activations and deactivations, each worked out
+    /// again from the profile at write time. Those that leave a profile
+    /// matching its entry add the entry's mark to `marks`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_updates(
+        &self,
+        src: &Source,
+        psrc: &PlanSource<'_>,
+        items: &[PlanItem],
+        by_key: &HashMap<&str, &MappedEntry>,
+        rec: &mut RunRecord,
+        progress: &Progress,
+        marks: &mut Vec<(EmployeeId, u64, Vec<u8>)>,
+    ) -> Result<(), SyncError> {
+        let actor = Self::actor(&src.id);
         let total = items.len();
         for (done, item) in items.iter().enumerate() {
-            // A shutdown stops the run between changes; what is done stays.
             if done % 256 == 0 && self.is_stopping() {
-                self.roster.set_sync_marks(&src.id, &marks)?;
                 return Err(SyncError::Interrupted(format!(
                     "the run stopped after {done} of {total} plan items; the next run completes it"
                 )));
@@ -963,11 +1038,11 @@ impl SyncEngine {
                 ) => self
                     .roster
                     .update_synced(&actor, id, &src.id, &m.key, |cur, _| {
-                        plan::decide(&psrc, m, cur).map(|d| d.change)
+                        plan::decide(psrc, m, cur).map(|d| d.change)
                     })
                     .map(|(e, _)| {
                         // Marked for the next run if the entry now matches.
-                        if plan::decide(&psrc, m, &e).is_ok_and(|d| d.action == Action::Unchanged) {
+                        if plan::decide(psrc, m, &e).is_ok_and(|d| d.action == Action::Unchanged) {
                             let hash = plan::entry_hash(psrc.signature, m);
                             let fp = plan::Fingerprint::of(hash, &e, psrc.now);
                             marks.push((e.id, e.version, fp.to_bytes()));
@@ -977,7 +1052,7 @@ impl SyncEngine {
                 (Action::Deactivate, Some(id), None) => self
                     .roster
                     .update_synced(&actor, id, &src.id, &item.key, |cur, _| {
-                        Ok(plan::decide_absent(&psrc, cur))
+                        Ok(plan::decide_absent(psrc, cur))
                     })
                     .map(|_| ()),
                 _ => continue,
@@ -988,21 +1063,27 @@ impl SyncEngine {
                 Err(e) => report(rec, item, &e),
             }
         }
-        if self.is_stopping() {
-            self.roster.set_sync_marks(&src.id, &marks)?;
-            return Err(SyncError::Interrupted(
-                "the run stopped before its creates; the next run completes it".into(),
-            ));
-        }
-        // Creates after updates (an update may free an email a create needs), in
-        // batches of one store transaction each.
+        Ok(())
+    }
+
+    /// The plan's new profiles, in batches of one store transaction each.
+    /// Each carries its entry's fingerprint: the next run knows it unchanged
+    /// without reading it.
+    fn apply_creates(
+        &self,
+        src: &Source,
+        psrc: &PlanSource<'_>,
+        items: &[PlanItem],
+        by_key: &HashMap<&str, &MappedEntry>,
+        rec: &mut RunRecord,
+        progress: &Progress,
+    ) -> Result<(), SyncError> {
+        let actor = Self::actor(&src.id);
         let creates: Vec<(&PlanItem, &MappedEntry)> = items
             .iter()
             .filter(|i| i.action == Action::Create)
             .filter_map(|i| by_key.get(i.key.as_str()).map(|m| (i, *m)))
             .collect();
-        // Each new profile carries its entry's fingerprint: the next run knows
-        // it unchanged without reading it.
         // In parts of a few batches each, so that the progress moves.
         let mut results = Vec::with_capacity(creates.len());
         for part in creates.chunks(BATCH * 8) {
@@ -1011,10 +1092,10 @@ impl SyncEngine {
                 &src.id,
                 part,
                 BATCH,
-                |(_, m)| (plan::new_input(&psrc, m), m.key.clone()),
+                |(_, m)| (plan::new_input(psrc, m), m.key.clone()),
                 |(_, m), e| {
                     debug_assert!(
-                        plan::decide(&psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
+                        plan::decide(psrc, m, e).is_ok_and(|d| d.action == Action::Unchanged),
                         "a profile created from an entry must match it"
                     );
                     let hash = plan::entry_hash(psrc.signature, m);
@@ -1030,9 +1111,6 @@ impl SyncEngine {
                 Err(e) => report(rec, item, &e),
             }
         }
-        self.resolve_managers(src, &psrc, mapped, rec)?;
-        // After the managers: a profile they changed since is not marked.
-        self.roster.set_sync_marks(&src.id, &marks)?;
         Ok(())
     }
 

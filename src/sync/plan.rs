@@ -563,7 +563,10 @@ fn create_items(
     })
 }
 
-/// Builds the plan. Pure but for the [`RosterView`] reads.
+/// Builds the plan. Pure but for the [`RosterView`] reads. In steps: the rows
+/// that could not be mapped (each keeps its profile), each mapped entry against
+/// the profile it joins, the new profiles (built on two threads), then the
+/// linked profiles no entry matched (the absentees of a full run).
 pub fn plan(
     src: &PlanSource<'_>,
     kind: RunKind,
@@ -571,249 +574,300 @@ pub fn plan(
     map_errors: &[MapError],
     view: &(impl RosterView + Sync),
 ) -> Result<Plan, Error> {
-    let actor = src.actor();
-    let mut plan = Plan::default();
-    plan.items.reserve(entries.len() + map_errors.len());
     let linked = view.linked(src.id)?;
-    // Whether each linked profile is active, as learnt (for the threshold).
-    let mut active_of: HashMap<EmployeeId, bool> = HashMap::new();
-
-    // Entries join by key from here; a profile is read only when the entry's
-    // fingerprint does not show it unchanged.
-    let linked_by_key: HashMap<&str, EmployeeId> =
-        linked.iter().map(|(k, id)| (k.as_str(), *id)).collect();
-    let by_number = match src.join_attribute {
-        Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
-        None => HashMap::new(),
-    };
-    let mut claimed: HashMap<EmployeeId, String> = HashMap::new();
-    let mut seen_keys: HashSet<&str> = HashSet::new();
-
-    // An entry that cannot be mapped is not a leaver: the profile it belongs to
-    // (by join key, else by email) is kept as it is. When some cannot even be
-    // told apart, nobody is deactivated for being absent (below).
-    let mut unidentified = 0usize;
-    for m in map_errors {
-        let mut owner = m.key.as_deref().and_then(|k| linked_by_key.get(k).copied());
-        if owner.is_none()
-            && let Some(email) = &m.email
-            && let Some(e) = view.by_email(email)?
-            && e.source_keys.contains_key(src.id)
-        {
-            owner = Some(e.id);
+    let mut p = Planner::new(src, view, &linked)?;
+    p.plan.items.reserve(entries.len() + map_errors.len());
+    let unidentified = p.unmappable(map_errors)?;
+    let creates = p.entries(entries)?;
+    for ((at, _), item) in creates.iter().zip(create_items(src, &p.actor, &creates)) {
+        p.plan.count(&item);
+        p.plan.items[*at] = item;
+    }
+    let absent = p.absentees(&linked)?;
+    p.plan.linked_active = p.active_of.values().filter(|a| **a).count();
+    if kind == RunKind::Full && src.lifecycle {
+        for (key, e) in &absent {
+            p.absent(key, e, unidentified)?;
         }
-        if let Some(k) = &m.key {
-            seen_keys.insert(k.as_str());
-        }
-        let reason = match owner {
-            Some(id) => {
-                claimed
-                    .entry(id)
-                    .or_insert_with(|| m.key.clone().unwrap_or_default());
-                format!("{}; the profile is kept as it is", m.message)
-            }
-            None if m.key.is_some() || m.email.is_some() => m.message.clone(),
-            None => {
-                unidentified += 1;
-                m.message.clone()
-            }
-        };
-        plan.push(PlanItem {
-            action: Action::Skip,
-            key: m.key.clone().unwrap_or_default(),
-            dn: m.dn.clone(),
-            employee_id: owner,
-            label: m.email.clone().unwrap_or_else(|| m.dn.clone()),
-            changes: vec![],
-            reason,
-            error: true,
-        });
+    }
+    Ok(p.plan)
+}
+
+/// The state of one [`plan`] as it goes through the entries.
+struct Planner<'a, V> {
+    src: &'a PlanSource<'a>,
+    view: &'a V,
+    actor: Actor,
+    plan: Plan,
+    linked_by_key: HashMap<&'a str, EmployeeId>,
+    /// Profiles by employee number, when the source joins on it.
+    by_number: HashMap<String, Employee>,
+    /// Whether each linked profile is active, as learnt (for the threshold).
+    active_of: HashMap<EmployeeId, bool>,
+    /// The profiles entries (or unmappable rows) joined, and by which key.
+    claimed: HashMap<EmployeeId, String>,
+    seen_keys: HashSet<&'a str>,
+}
+
+impl<'a, V: RosterView + Sync> Planner<'a, V> {
+    fn new(
+        src: &'a PlanSource<'a>,
+        view: &'a V,
+        linked: &'a [(String, EmployeeId)],
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            src,
+            view,
+            actor: src.actor(),
+            plan: Plan::default(),
+            // Entries join by key from here; a profile is read only when the
+            // entry's fingerprint does not show it unchanged.
+            linked_by_key: linked.iter().map(|(k, id)| (k.as_str(), *id)).collect(),
+            by_number: match src.join_attribute {
+                Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
+                None => HashMap::new(),
+            },
+            active_of: HashMap::new(),
+            claimed: HashMap::new(),
+            seen_keys: HashSet::new(),
+        })
     }
 
-    let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
-    let facts = entry_facts(src, entries, &linked_by_key, view)?;
-    let mut creates: Vec<(usize, &MappedEntry)> = Vec::new();
-    for (m, (hash, marked)) in entries.iter().zip(facts) {
-        let skip = |reason: String, error: bool, id: Option<EmployeeId>| PlanItem {
-            action: Action::Skip,
-            key: m.key.clone(),
-            dn: m.dn.clone(),
-            employee_id: id,
-            label: label(m),
-            changes: vec![],
-            reason,
-            error,
-        };
-        if !seen_keys.insert(m.key.as_str()) {
-            plan.push(skip(
-                format!("join key {} appears twice in the source", m.key),
-                true,
-                None,
-            ));
-            continue;
+    /// An entry that cannot be mapped is not a leaver: the profile it belongs
+    /// to (by join key, else by email) is kept as it is. Returns how many could
+    /// not even be told apart: then nobody is deactivated for being absent.
+    fn unmappable(&mut self, map_errors: &'a [MapError]) -> Result<usize, Error> {
+        let mut unidentified = 0usize;
+        for m in map_errors {
+            let mut owner = m
+                .key
+                .as_deref()
+                .and_then(|k| self.linked_by_key.get(k).copied());
+            if owner.is_none()
+                && let Some(email) = &m.email
+                && let Some(e) = self.view.by_email(email)?
+                && e.source_keys.contains_key(self.src.id)
+            {
+                owner = Some(e.id);
+            }
+            if let Some(k) = &m.key {
+                self.seen_keys.insert(k.as_str());
+            }
+            let reason = match owner {
+                Some(id) => {
+                    self.claimed
+                        .entry(id)
+                        .or_insert_with(|| m.key.clone().unwrap_or_default());
+                    format!("{}; the profile is kept as it is", m.message)
+                }
+                None if m.key.is_some() || m.email.is_some() => m.message.clone(),
+                None => {
+                    unidentified += 1;
+                    m.message.clone()
+                }
+            };
+            self.plan.push(PlanItem {
+                action: Action::Skip,
+                key: m.key.clone().unwrap_or_default(),
+                dn: m.dn.clone(),
+                employee_id: owner,
+                label: m.email.clone().unwrap_or_else(|| m.dn.clone()),
+                changes: vec![],
+                reason,
+                error: true,
+            });
         }
-        let linked_id = linked_by_key.get(m.key.as_str()).copied();
+        Ok(unidentified)
+    }
+
+    /// Plans every mapped entry in order. The entries that make a new profile
+    /// get a place in the plan and come back with it, to be built together
+    /// ([`create_items`]).
+    fn entries(
+        &mut self,
+        entries: &'a [MappedEntry],
+    ) -> Result<Vec<(usize, &'a MappedEntry)>, Error> {
+        let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
+        let facts = entry_facts(self.src, entries, &self.linked_by_key, self.view)?;
+        let mut creates = Vec::new();
+        for (m, (hash, marked)) in entries.iter().zip(facts) {
+            match self.entry(m, hash, marked, &entry_keys)? {
+                Some(item) => self.plan.push(item),
+                None => {
+                    creates.push((self.plan.items.len(), m));
+                    self.plan.items.push(skip(m, String::new(), false, None));
+                }
+            }
+        }
+        Ok(creates)
+    }
+
+    /// The item of one entry, or `None` when it makes a new profile.
+    fn entry(
+        &mut self,
+        m: &'a MappedEntry,
+        hash: u64,
+        marked: Option<Fingerprint>,
+        entry_keys: &HashSet<&str>,
+    ) -> Result<Option<PlanItem>, Error> {
+        let src = self.src;
+        if !self.seen_keys.insert(m.key.as_str()) {
+            let why = format!("join key {} appears twice in the source", m.key);
+            return Ok(Some(skip(m, why, true, None)));
+        }
+        let linked_id = self.linked_by_key.get(m.key.as_str()).copied();
         if let (Some(id), Some(fp)) = (linked_id, marked)
             && fp.hash == hash
             && fp.until.is_none_or(|u| src.now < u)
-            && !claimed.contains_key(&id)
+            && !self.claimed.contains_key(&id)
         {
-            claimed.insert(id, m.key.clone());
-            active_of.insert(id, fp.active);
-            plan.push(PlanItem {
+            self.claimed.insert(id, m.key.clone());
+            self.active_of.insert(id, fp.active);
+            return Ok(Some(PlanItem {
                 action: Action::Unchanged,
-                key: m.key.clone(),
-                dn: m.dn.clone(),
                 employee_id: Some(id),
-                label: label(m),
-                changes: vec![],
-                reason: String::new(),
-                error: false,
-            });
-            continue;
+                ..skip(m, String::new(), false, None)
+            }));
         }
-        let existing = match linked_id {
-            Some(id) => Some(view.get(id)?),
-            None => match view.by_email(&m.fields.email)? {
-                Some(e) => Some(e),
-                None => m
-                    .fields
-                    .employee_number
-                    .clone()
-                    .flatten()
-                    .and_then(|n| by_number.get(&n).cloned()),
-            },
-        };
-        let Some(current) = existing else {
+        let Some(current) = self.joined(m, linked_id)? else {
             if let Some(why) = &m.disabled {
-                plan.push(skip(
-                    format!("disabled in the source ({why}); not imported"),
-                    false,
-                    None,
-                ));
-                continue;
+                let why = format!("disabled in the source ({why}); not imported");
+                return Ok(Some(skip(m, why, false, None)));
             }
             if let Some(t) = &m.termination
                 && t.at <= src.now
             {
-                plan.push(skip(
-                    format!("terminated on {}; not imported", t.date),
-                    false,
-                    None,
-                ));
-                continue;
+                let why = format!("terminated on {}; not imported", t.date);
+                return Ok(Some(skip(m, why, false, None)));
             }
-            // Built after the loop (pure, on two threads for large runs): a
-            // place kept for it meanwhile.
-            creates.push((plan.items.len(), m));
-            plan.items.push(skip(String::new(), false, None));
-            continue;
+            return Ok(None);
         };
-        if let Some(other) = claimed.insert(current.id, m.key.clone()) {
-            plan.push(skip(
-                format!("joins the same profile as the entry with key {other}"),
-                true,
-                Some(current.id),
-            ));
-            continue;
+        if let Some(other) = self.claimed.insert(current.id, m.key.clone()) {
+            let why = format!("joins the same profile as the entry with key {other}");
+            return Ok(Some(skip(m, why, true, Some(current.id))));
         }
-        // Linked to another entry of this source that still exists? Then this is a
-        // second person with the same email.
+        // Linked to another entry of this source that still exists? Then this
+        // is a second person with the same email.
         if let Some(old_key) = current.source_keys.get(src.id)
             && old_key != &m.key
             && entry_keys.contains(old_key.as_str())
         {
-            plan.push(skip(
-                format!(
-                    "email {} belongs to the profile linked to key {old_key}",
-                    m.fields.email
-                ),
-                true,
-                Some(current.id),
-            ));
-            continue;
+            let why = format!(
+                "email {} belongs to the profile linked to key {old_key}",
+                m.fields.email
+            );
+            return Ok(Some(skip(m, why, true, Some(current.id))));
         }
         if linked_id == Some(current.id) {
-            active_of.insert(current.id, current.active);
+            self.active_of.insert(current.id, current.active);
         }
-        match decide(src, m, &current) {
+        Ok(Some(match decide(src, m, &current) {
             Ok(d) => {
                 if d.action == Action::Unchanged && linked_id == Some(current.id) {
-                    plan.stable.push((
+                    self.plan.stable.push((
                         current.id,
                         current.version,
                         Fingerprint::of(hash, &current, src.now),
                     ));
                 }
-                plan.push(PlanItem {
+                PlanItem {
                     action: d.action,
-                    key: m.key.clone(),
-                    dn: m.dn.clone(),
                     employee_id: Some(current.id),
-                    label: label(m),
                     changes: d.changes,
-                    reason: d.reason,
-                    error: false,
-                })
+                    ..skip(m, d.reason, false, None)
+                }
             }
-            Err(e) => plan.push(skip(e.to_string(), true, Some(current.id))),
-        }
-    }
-    for ((at, _), item) in creates.iter().zip(create_items(src, &actor, &creates)) {
-        plan.count(&item);
-        plan.items[*at] = item;
+            Err(e) => skip(m, e.to_string(), true, Some(current.id)),
+        }))
     }
 
-    // Linked profiles no entry matched are read now (the absentees of a full run).
-    let mut absent = Vec::new();
-    for (key, id) in &linked {
-        if !active_of.contains_key(id) {
-            let e = view.get(*id)?;
-            active_of.insert(*id, e.active);
-            if !claimed.contains_key(id) && !seen_keys.contains(key.as_str()) {
-                absent.push((key, e));
+    /// The profile entry `m` joins: the one linked to its key, else the one
+    /// with its email, else (when the source joins on it) its employee number.
+    fn joined(
+        &self,
+        m: &MappedEntry,
+        linked_id: Option<EmployeeId>,
+    ) -> Result<Option<Employee>, Error> {
+        if let Some(id) = linked_id {
+            return self.view.get(id).map(Some);
+        }
+        Ok(match self.view.by_email(&m.fields.email)? {
+            Some(e) => Some(e),
+            None => m
+                .fields
+                .employee_number
+                .clone()
+                .flatten()
+                .and_then(|n| self.by_number.get(&n).cloned()),
+        })
+    }
+
+    /// Linked profiles no entry matched, read now: the absentees (of a full
+    /// run), with their keys.
+    fn absentees(
+        &mut self,
+        linked: &'a [(String, EmployeeId)],
+    ) -> Result<Vec<(&'a String, Employee)>, Error> {
+        let mut absent = Vec::new();
+        for (key, id) in linked {
+            if !self.active_of.contains_key(id) {
+                let e = self.view.get(*id)?;
+                self.active_of.insert(*id, e.active);
+                if !self.claimed.contains_key(id) && !self.seen_keys.contains(key.as_str()) {
+                    absent.push((key, e));
+                }
             }
         }
+        Ok(absent)
     }
-    plan.linked_active = active_of.values().filter(|a| **a).count();
-    if kind == RunKind::Full && src.lifecycle {
-        for (key, e) in &absent {
-            let (key, e) = (*key, e);
-            if !e.active {
-                continue;
-            }
-            if unidentified > 0 {
-                plan.push(PlanItem {
-                    action: Action::Skip,
-                    key: key.clone(),
-                    dn: String::new(),
-                    employee_id: Some(e.id),
-                    label: e.email.clone(),
-                    changes: vec![],
-                    reason: format!(
-                        "no longer in {} (full run), but {unidentified} entries could not be read \
-                         and may include this one: not deactivated",
-                        src.id
-                    ),
-                    error: false,
-                });
-                continue;
-            }
+
+    /// A full run deactivates an active absentee, unless some rows could not
+    /// be told apart (`unidentified`): this one may be among them.
+    fn absent(&mut self, key: &str, e: &Employee, unidentified: usize) -> Result<(), Error> {
+        let src = self.src;
+        if !e.active {
+            return Ok(());
+        }
+        let (action, changes, reason) = if unidentified > 0 {
+            let why = format!(
+                "no longer in {} (full run), but {unidentified} entries could not be read \
+                 and may include this one: not deactivated",
+                src.id
+            );
+            (Action::Skip, vec![], why)
+        } else {
             let change = decide_absent(src, e);
-            let after = employee::preview_sync(e, &change, src.id, key, src.catalog, &actor)?;
-            plan.push(PlanItem {
-                action: Action::Deactivate,
-                key: key.clone(),
-                dn: String::new(),
-                employee_id: Some(e.id),
-                label: e.email.clone(),
-                changes: employee::diff(Some(e), Some(&after)),
-                reason: format!("no longer in {} (full run)", src.id),
-                error: false,
-            });
-        }
+            let after = employee::preview_sync(e, &change, src.id, key, src.catalog, &self.actor)?;
+            let changes = employee::diff(Some(e), Some(&after));
+            let why = format!("no longer in {} (full run)", src.id);
+            (Action::Deactivate, changes, why)
+        };
+        self.plan.push(PlanItem {
+            action,
+            key: key.to_string(),
+            dn: String::new(),
+            employee_id: Some(e.id),
+            label: e.email.clone(),
+            changes,
+            reason,
+            error: false,
+        });
+        Ok(())
     }
-    Ok(plan)
+}
+
+/// The item of entry `m` that skips it for `reason` (the base of the others).
+fn skip(m: &MappedEntry, reason: String, error: bool, id: Option<EmployeeId>) -> PlanItem {
+    PlanItem {
+        action: Action::Skip,
+        key: m.key.clone(),
+        dn: m.dn.clone(),
+        employee_id: id,
+        label: label(m),
+        changes: vec![],
+        reason,
+        error,
+    }
 }
 
 #[cfg(test)]
