@@ -123,6 +123,15 @@ fn log_outcome(rec: &RunRecord) {
     }
 }
 
+/// What the steps of one apply share.
+struct Applying<'a> {
+    src: &'a Source,
+    psrc: PlanSource<'a>,
+    /// The run's entries by join key.
+    by_key: HashMap<&'a str, &'a MappedEntry>,
+    progress: &'a Progress,
+}
+
 /// Records in `rec` that the domain refused `item`'s change (the run goes on).
 fn report(rec: &mut RunRecord, item: &PlanItem, e: &employee::Error) {
     rec.errors.push(EntryError {
@@ -978,27 +987,29 @@ impl SyncEngine {
         progress: &Progress,
     ) -> Result<(), SyncError> {
         let ctx = self.context(src)?;
-        let psrc = ctx.plan_source(src);
-        let by_key: HashMap<&str, &MappedEntry> =
-            mapped.iter().map(|m| (m.key.as_str(), m)).collect();
+        let cx = Applying {
+            src,
+            psrc: ctx.plan_source(src),
+            by_key: mapped.iter().map(|m| (m.key.as_str(), m)).collect(),
+            progress,
+        };
         let mut marks = Vec::new();
         // A shutdown stops the run between changes; what is done stays (and
         // is marked).
-        let stopped =
-            match self.apply_updates(src, &psrc, items, &by_key, rec, progress, &mut marks) {
-                Err(SyncError::Interrupted(why)) => Some(why),
-                Err(e) => return Err(e),
-                Ok(()) if self.is_stopping() => {
-                    Some("the run stopped before its creates; the next run completes it".into())
-                }
-                Ok(()) => None,
-            };
+        let stopped = match self.apply_updates(&cx, items, rec, &mut marks) {
+            Err(SyncError::Interrupted(why)) => Some(why),
+            Err(e) => return Err(e),
+            Ok(()) if self.is_stopping() => {
+                Some("the run stopped before its creates; the next run completes it".into())
+            }
+            Ok(()) => None,
+        };
         if let Some(why) = stopped {
             self.roster.set_sync_marks(&src.id, &marks)?;
             return Err(SyncError::Interrupted(why));
         }
-        self.apply_creates(src, &psrc, items, &by_key, rec, progress)?;
-        self.resolve_managers(src, &psrc, mapped, rec)?;
+        self.apply_creates(&cx, items, rec)?;
+        self.resolve_managers(src, &cx.psrc, mapped, rec)?;
         // After the managers: a profile they changed since is not marked.
         self.roster.set_sync_marks(&src.id, &marks)?;
         Ok(())
@@ -1007,17 +1018,14 @@ impl SyncEngine {
     /// The plan's updates, activations and deactivations, each worked out
     /// again from the profile at write time. Those that leave a profile
     /// matching its entry add the entry's mark to `marks`.
-    #[allow(clippy::too_many_arguments)]
     fn apply_updates(
         &self,
-        src: &Source,
-        psrc: &PlanSource<'_>,
+        cx: &Applying<'_>,
         items: &[PlanItem],
-        by_key: &HashMap<&str, &MappedEntry>,
         rec: &mut RunRecord,
-        progress: &Progress,
         marks: &mut Vec<(EmployeeId, u64, Vec<u8>)>,
     ) -> Result<(), SyncError> {
+        let (src, psrc, by_key, progress) = (cx.src, &cx.psrc, &cx.by_key, cx.progress);
         let actor = Self::actor(&src.id);
         let total = items.len();
         for (done, item) in items.iter().enumerate() {
@@ -1071,13 +1079,11 @@ impl SyncEngine {
     /// without reading it.
     fn apply_creates(
         &self,
-        src: &Source,
-        psrc: &PlanSource<'_>,
+        cx: &Applying<'_>,
         items: &[PlanItem],
-        by_key: &HashMap<&str, &MappedEntry>,
         rec: &mut RunRecord,
-        progress: &Progress,
     ) -> Result<(), SyncError> {
+        let (src, psrc, by_key, progress) = (cx.src, &cx.psrc, &cx.by_key, cx.progress);
         let actor = Self::actor(&src.id);
         let creates: Vec<(&PlanItem, &MappedEntry)> = items
             .iter()
