@@ -264,7 +264,11 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         roster: roster.clone(),
         admin_tokens: admin_tokens.clone(),
         sync: sync.clone(),
-        login_limits: Arc::new(crate::ratelimit::LoginLimits::new(&config.accounts)),
+        login_limits: Arc::new(crate::ratelimit::LoginLimits::new(
+            config.accounts.login_max_attempts_per_address,
+            config.accounts.login_max_failures,
+            config.accounts.login_window,
+        )),
     };
     roster
         .load_positions()

@@ -67,6 +67,7 @@ pub mod admin;
 pub mod auth;
 pub mod blocking;
 pub mod config;
+pub mod config_helpers;
 pub mod daemon;
 pub mod employee;
 pub mod mail;
@@ -83,43 +84,4 @@ pub mod web;
 pub use daemon::{Daemon, run};
 
 #[cfg(test)]
-mod layers {
-    /// Only `store` sees sled (clippy's `disallowed-types` in `clippy.toml`
-    /// says the same for the types; this catches any other path).
-    #[test]
-    fn only_the_store_names_sled() {
-        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    out.push(p);
-                }
-            }
-        }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = Vec::new();
-        for d in ["src", "tests", "benches"] {
-            walk(&root.join(d), &mut files);
-        }
-        let store = root.join("src/store");
-        // Built, so that this test does not find itself.
-        let (path, import) = (["sled", "::"].concat(), ["use ", "sled"].concat());
-        let offenders: Vec<String> = files
-            .iter()
-            .filter(|f| !f.starts_with(&store))
-            .filter(|f| {
-                std::fs::read_to_string(f).unwrap().lines().any(|l| {
-                    let code = l.split("//").next().unwrap_or_default();
-                    code.contains(&path) || code.contains(&import)
-                })
-            })
-            .map(|f| f.display().to_string())
-            .collect();
-        assert!(
-            offenders.is_empty(),
-            "sled named outside src/store: {offenders:?}"
-        );
-    }
-}
+mod layers;

@@ -87,8 +87,8 @@ impl Roster {
 
     fn link_ttl(&self, purpose: TokenPurpose) -> chrono::Duration {
         let ttl = match purpose {
-            TokenPurpose::Invite => self.accounts.invite_ttl,
-            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
+            TokenPurpose::Invite => self.token_lifetimes.invite,
+            TokenPurpose::PasswordReset => self.token_lifetimes.reset,
         };
         chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7))
     }

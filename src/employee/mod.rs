@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod list;
 pub mod model;
 pub mod phone;
+pub mod policy;
 pub mod positions;
 pub mod projection;
 mod read;
@@ -19,8 +20,6 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::instrument;
 
-use crate::config::PasswordPolicy;
-use crate::mail::config::AccountSettings;
 use crate::secret::Secret;
 use crate::store::{
     Actor, AuditEntry, FieldChange, IndexKeys, IndexKind, OutboxRecord, PendingAudit, PhotoChange,
@@ -33,6 +32,7 @@ pub use model::{
     NewEmployee, OfficePhone, PasswordHash, PermissionOverrides, Photo, PhotoBytes, SourceFacts,
     TokenPurpose,
 };
+pub use policy::{PasswordPolicy, PasswordRuleError, TokenLifetimes};
 pub use read::parse_id;
 
 /// Content types accepted for uploaded photos.
@@ -156,8 +156,8 @@ pub struct Roster {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     policy: Arc<PasswordPolicy>,
     photo_max_bytes: usize,
-    /// Token lifetimes (and the sign-in limits the HTTP layer applies).
-    accounts: Arc<AccountSettings>,
+    /// How long invitation and reset links work.
+    token_lifetimes: TokenLifetimes,
     /// The filterable and sortable fields of every profile (see [`projection`]).
     projection: projection::Projection,
     /// The stored positions by name, as of the last catalog put in force
@@ -216,7 +216,7 @@ impl Roster {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             policy: Arc::new(policy),
             photo_max_bytes,
-            accounts: Arc::new(AccountSettings::default()),
+            token_lifetimes: TokenLifetimes::default(),
             projection,
             positions_by_name: Arc::new(RwLock::new(None)),
         }
@@ -234,9 +234,10 @@ impl Roster {
         self.projection.set_priority(ids);
     }
 
-    /// Sets the token lifetimes (`[accounts]`).
-    pub fn with_accounts(mut self, accounts: AccountSettings) -> Self {
-        self.accounts = Arc::new(accounts);
+    /// Sets the links' lifetimes (from `[accounts]`: `mail::config` turns its
+    /// `AccountSettings` into them).
+    pub fn with_accounts(mut self, lifetimes: impl Into<TokenLifetimes>) -> Self {
+        self.token_lifetimes = lifetimes.into();
         self
     }
 
@@ -987,7 +988,7 @@ impl Roster {
     async fn hash_password(&self, password: &Secret) -> Result<PasswordHash, Error> {
         self.policy
             .check(password.expose())
-            .map_err(|m| Error::invalid("password", m))?;
+            .map_err(|m| Error::invalid("password", m.to_string()))?;
         self.hash(password).await
     }
 

@@ -11,7 +11,7 @@ use crate::store::{Counts, IndexKind};
 
 impl Roster {
     /// The password policy in force (shown on the pages where one is chosen).
-    pub fn password_policy(&self) -> &crate::config::PasswordPolicy {
+    pub fn password_policy(&self) -> &super::PasswordPolicy {
         &self.policy
     }
 
