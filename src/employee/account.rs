@@ -17,7 +17,9 @@ use super::{
     TokenPurpose, validate,
 };
 use crate::secret::{Secret, random_token, token_digest};
-use crate::store::{Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord};
+use crate::store::{
+    Actor, ActorKind, AuditAction, DeliveryState, IndexKind, MessageKind, OutboxRecord,
+};
 
 /// What can go wrong on an account endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +113,7 @@ impl Roster {
         let r = self.modify(
             &Actor::system(),
             EmployeeId(m.employee_id),
-            "mail_link",
+            AuditAction::MailLink,
             None,
             Default::default(),
             |e, _| {
@@ -173,8 +175,10 @@ impl Roster {
             });
         }
         let (action, purpose) = match kind {
-            SendKind::Invite => ("send_invite", TokenPurpose::Invite),
-            SendKind::PasswordReset => ("send_password_reset", TokenPurpose::PasswordReset),
+            SendKind::Invite => (AuditAction::SendInvite, TokenPurpose::Invite),
+            SendKind::PasswordReset => {
+                (AuditAction::SendPasswordReset, TokenPurpose::PasswordReset)
+            }
         };
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
@@ -290,7 +294,7 @@ impl Roster {
             .modify(
                 &actor,
                 e.id,
-                "accept_invite",
+                AuditAction::AcceptInvite,
                 None,
                 Default::default(),
                 |e, _| {
@@ -329,7 +333,7 @@ impl Roster {
             .modify(
                 &actor,
                 e.id,
-                "reset_password",
+                AuditAction::ResetPassword,
                 None,
                 Default::default(),
                 |e, _| {

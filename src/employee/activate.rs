@@ -5,7 +5,7 @@
 use tracing::instrument;
 
 use super::{BULK_MAX, BulkOutcome, Employee, EmployeeId, Error, Roster};
-use crate::store::{Actor, PhotoChange};
+use crate::store::{Actor, AuditAction, PhotoChange};
 
 impl Roster {
     /// Activates or deactivates one profile. Returns the profile and whether it
@@ -27,7 +27,11 @@ impl Roster {
         id: EmployeeId,
         active: bool,
     ) -> Result<(Employee, bool), Error> {
-        let action = if active { "activate" } else { "deactivate" };
+        let action = if active {
+            AuditAction::Activate
+        } else {
+            AuditAction::Deactivate
+        };
         self.modify(actor, id, action, None, PhotoChange::Keep, |e, _| {
             set_active_fields(e, active, actor);
             Ok(())

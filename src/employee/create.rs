@@ -12,7 +12,7 @@ use super::{
     AccountStatus, Catalog, Employee, EmployeeId, Error, NewEmployee, PasswordHash,
     PermissionOverrides, Photo, Roster, TokenPurpose, audit_note, diff, validate,
 };
-use crate::store::{Actor, AuditEntry, PhotoChange, StoreError, Write};
+use crate::store::{Actor, AuditAction, AuditEntry, PhotoChange, StoreError, Write};
 
 impl Roster {
     /// Creates a profile.
@@ -73,9 +73,12 @@ impl Roster {
                     .map(|e| (e, PhotoChange::Keep)),
             );
         }
-        let out = self.insert_many(actor, built);
-        if let Some(Err(Error::Store(e))) = out.iter().find(|r| matches!(r, Err(Error::Store(_)))) {
-            return Err(Error::Store(StoreError::Corrupt(e.to_string())));
+        let mut out = self.insert_many(actor, built);
+        // The store itself failed (not one input): the whole call fails with
+        // the store's error as it is (an I/O error stays one).
+        let failed = out.iter().position(|r| matches!(r, Err(Error::Store(_))));
+        if let Some(Err(e)) = failed.map(|i| out.swap_remove(i)) {
+            return Err(e);
         }
         self.store.flush().await?;
         Ok(out)
@@ -114,7 +117,7 @@ impl Roster {
         };
         let mut changes = diff(None, Some(&e));
         changes.extend(note.map(audit_note));
-        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), "create", changes);
+        let audit = AuditEntry::new(actor.clone(), Some(e.id.0), AuditAction::Create, changes);
         self.commit_with(None, &e, photo, audit, outbox)?;
         if e.account_status == AccountStatus::Invite {
             tracing::info!(employee = %e.id, "invitation queued");
@@ -228,8 +231,12 @@ impl Roster {
                 } else {
                     vec![]
                 };
-                let audit =
-                    AuditEntry::new(actor.clone(), Some(e.id.0), "create", diff(None, Some(&e)));
+                let audit = AuditEntry::new(
+                    actor.clone(),
+                    Some(e.id.0),
+                    AuditAction::Create,
+                    diff(None, Some(&e)),
+                );
                 let mut w = Self::write_for(None, &e, photo, audit, outbox)?;
                 if let (Some((source, f)), Some(r)) = (mark, w.record.as_mut()) {
                     r.mark = f(i, &e).map(|m| (source.to_string(), m));
@@ -261,10 +268,10 @@ impl Roster {
                 | StoreError::Invalid(_),
             ) => {}
             Err(e) => {
-                let msg = e.to_string();
+                // The store failed: every slot gets its error as it is.
                 return slots
                     .into_iter()
-                    .map(|_| Err(Error::Store(StoreError::Corrupt(msg.clone()))))
+                    .map(|_| Err(Error::Store(e.clone())))
                     .collect();
             }
         }

@@ -4,14 +4,19 @@
 use tracing::instrument;
 
 use super::{EmployeeId, Error, Roster, diff};
-use crate::store::{Actor, AuditEntry, PendingAudit, PhotoChange, StoreError, Write};
+use crate::store::{Actor, AuditAction, AuditEntry, PendingAudit, PhotoChange, StoreError, Write};
 
 impl Roster {
     /// Removes a profile for good (SCIM DELETE). Audited.
     #[instrument(skip_all, fields(actor = %actor, employee = %id))]
     pub async fn delete(&self, actor: &Actor, id: EmployeeId) -> Result<(), Error> {
         let e = self.get(id)?;
-        let audit = AuditEntry::new(actor.clone(), Some(id.0), "delete", diff(Some(&e), None));
+        let audit = AuditEntry::new(
+            actor.clone(),
+            Some(id.0),
+            AuditAction::Delete,
+            diff(Some(&e), None),
+        );
         self.store.commit(&Write {
             id: id.0,
             expected_version: Some(e.version),

@@ -17,8 +17,8 @@ use super::{
     validate,
 };
 use crate::store::{
-    Actor, AuditEntry, IndexKeys, IndexKind, OutboxRecord, PendingAudit, PhotoChange, RecordWrite,
-    StoreError, Write,
+    Actor, AuditAction, AuditEntry, IndexKeys, IndexKind, OutboxRecord, PendingAudit, PhotoChange,
+    RecordWrite, StoreError, Write,
 };
 
 impl Roster {
@@ -28,7 +28,7 @@ impl Roster {
         &self,
         actor: &Actor,
         id: EmployeeId,
-        action: &str,
+        action: AuditAction,
         expected_version: Option<u64>,
         photo: PhotoChange,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
@@ -43,7 +43,7 @@ impl Roster {
         &self,
         actor: &Actor,
         id: EmployeeId,
-        action: &str,
+        action: AuditAction,
         expected_version: Option<u64>,
         photo: PhotoChange,
         f: impl Fn(&mut Employee, &Catalog) -> Result<Vec<OutboxRecord>, Error>,
@@ -58,7 +58,7 @@ impl Roster {
         &self,
         actor: &Actor,
         id: EmployeeId,
-        action: &str,
+        action: AuditAction,
         expected_version: Option<u64>,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(Vec<OutboxRecord>, PhotoChange), Error>,
     ) -> Result<(Employee, bool), Error> {
@@ -70,7 +70,7 @@ impl Roster {
         &self,
         actor: &Actor,
         id: EmployeeId,
-        action: &str,
+        action: AuditAction,
         expected_version: Option<u64>,
         note: Option<&str>,
         f: impl Fn(&mut Employee, &Catalog) -> Result<(Vec<OutboxRecord>, PhotoChange), Error>,

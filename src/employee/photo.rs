@@ -5,7 +5,7 @@
 use tracing::instrument;
 
 use super::{Employee, EmployeeId, Error, Photo, PhotoBytes, Roster};
-use crate::store::{Actor, PhotoChange};
+use crate::store::{Actor, AuditAction, PhotoChange};
 
 impl Roster {
     /// An upload checked against the photo rules: what the profile records of
@@ -91,7 +91,7 @@ impl Roster {
         let (e, _) = self.modify(
             actor,
             id,
-            "update",
+            AuditAction::Update,
             None,
             PhotoChange::Set(bytes),
             |e, _| {
@@ -119,10 +119,17 @@ impl Roster {
     }
     /// Removes the photo (uploaded or linked).
     pub async fn remove_photo(&self, actor: &Actor, id: EmployeeId) -> Result<Employee, Error> {
-        let (e, _) = self.modify(actor, id, "update", None, PhotoChange::Remove, |e, _| {
-            e.photo = None;
-            Ok(())
-        })?;
+        let (e, _) = self.modify(
+            actor,
+            id,
+            AuditAction::Update,
+            None,
+            PhotoChange::Remove,
+            |e, _| {
+                e.photo = None;
+                Ok(())
+            },
+        )?;
         self.store.flush().await?;
         Ok(e)
     }

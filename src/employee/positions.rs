@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::catalog::PositionDef;
 use super::{Catalog, Employee, EmployeeId, Error, PhotoChange, Roster, decode, validate};
-use crate::store::{Actor, AuditEntry, FieldChange};
+use crate::store::{Actor, AuditAction, AuditEntry, FieldChange};
 
 /// A catalog position with its stable id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +134,7 @@ impl Roster {
         };
         self.put_position(&p)?;
         self.refresh_catalog()?;
-        self.audit_position(actor, "position_create", None, Some(&p.name))?;
+        self.audit_position(actor, AuditAction::PositionCreate, None, Some(&p.name))?;
         self.store.flush().await?;
         Ok(p)
     }
@@ -157,15 +157,27 @@ impl Roster {
         self.put_position(&p)?;
         self.refresh_catalog()?;
         for e in self.holders(&old)? {
-            self.modify(actor, e.id, "update", None, PhotoChange::Keep, |e, _| {
-                e.positions.retain(|x| *x != old);
-                e.positions.push(new_name.clone());
-                e.positions.sort();
-                e.positions.dedup();
-                Ok(())
-            })?;
+            self.modify(
+                actor,
+                e.id,
+                AuditAction::Update,
+                None,
+                PhotoChange::Keep,
+                |e, _| {
+                    e.positions.retain(|x| *x != old);
+                    e.positions.push(new_name.clone());
+                    e.positions.sort();
+                    e.positions.dedup();
+                    Ok(())
+                },
+            )?;
         }
-        self.audit_position(actor, "position_rename", Some(&old), Some(&p.name))?;
+        self.audit_position(
+            actor,
+            AuditAction::PositionRename,
+            Some(&old),
+            Some(&p.name),
+        )?;
         self.store.flush().await?;
         Ok(p)
     }
@@ -175,14 +187,21 @@ impl Roster {
     pub async fn delete_position(&self, actor: &Actor, id: Uuid) -> Result<(), Error> {
         let p = self.position(id)?;
         for e in self.holders(&p.name)? {
-            self.modify(actor, e.id, "update", None, PhotoChange::Keep, |e, _| {
-                e.positions.retain(|x| *x != p.name);
-                Ok(())
-            })?;
+            self.modify(
+                actor,
+                e.id,
+                AuditAction::Update,
+                None,
+                PhotoChange::Keep,
+                |e, _| {
+                    e.positions.retain(|x| *x != p.name);
+                    Ok(())
+                },
+            )?;
         }
         self.store.remove_position(id)?;
         self.refresh_catalog()?;
-        self.audit_position(actor, "position_delete", Some(&p.name), None)?;
+        self.audit_position(actor, AuditAction::PositionDelete, Some(&p.name), None)?;
         self.store.flush().await?;
         Ok(())
     }
@@ -230,19 +249,33 @@ impl Roster {
             })?;
         }
         for id in add {
-            self.modify(actor, id, "update", None, PhotoChange::Keep, |e, _| {
-                if !e.positions.contains(&p.name) {
-                    e.positions.push(p.name.clone());
-                    e.positions.sort();
-                }
-                Ok(())
-            })?;
+            self.modify(
+                actor,
+                id,
+                AuditAction::Update,
+                None,
+                PhotoChange::Keep,
+                |e, _| {
+                    if !e.positions.contains(&p.name) {
+                        e.positions.push(p.name.clone());
+                        e.positions.sort();
+                    }
+                    Ok(())
+                },
+            )?;
         }
         for id in remove {
-            match self.modify(actor, id, "update", None, PhotoChange::Keep, |e, _| {
-                e.positions.retain(|x| *x != p.name);
-                Ok(())
-            }) {
+            match self.modify(
+                actor,
+                id,
+                AuditAction::Update,
+                None,
+                PhotoChange::Keep,
+                |e, _| {
+                    e.positions.retain(|x| *x != p.name);
+                    Ok(())
+                },
+            ) {
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -313,7 +346,7 @@ impl Roster {
     fn audit_position(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         before: Option<&str>,
         after: Option<&str>,
     ) -> Result<(), Error> {

@@ -7,7 +7,7 @@ use super::{
     Catalog, Employee, EmployeeId, EmployeePatch, Error, Roster, apply_patch, decode, photo_write,
     set_active_fields, validate,
 };
-use crate::store::{Actor, IndexKind};
+use crate::store::{Actor, AuditAction, IndexKind};
 
 impl Roster {
     /// Applies a sync source's change to a profile and records the source key,
@@ -25,9 +25,9 @@ impl Roster {
     ) -> Result<(Employee, bool), Error> {
         let current = self.get(id)?;
         let action = match f(&current, &self.catalog())?.active {
-            Some((true, _)) => "activate",
-            Some((false, _)) => "deactivate",
-            None => "update",
+            Some((true, _)) => AuditAction::Activate,
+            Some((false, _)) => AuditAction::Deactivate,
+            None => AuditAction::Update,
         };
         self.modify_full(actor, id, action, None, |e, catalog| {
             let change = f(e, catalog)?;

@@ -8,7 +8,7 @@ use super::{
     AccountStatus, Catalog, Employee, EmployeeId, EmployeePatch, Error, PasswordHash, Photo,
     PhotoBytes, Roster, set_active_fields, validate,
 };
-use crate::store::{Actor, PhotoChange};
+use crate::store::{Actor, AuditAction, PhotoChange};
 
 impl Roster {
     /// Applies a partial update. `expected_version` (or `patch.version`) makes it
@@ -48,7 +48,7 @@ impl Roster {
         let (e, changed) = self.modify_noted(
             actor,
             id,
-            "update",
+            AuditAction::Update,
             expected,
             patch.audit_note.as_deref(),
             |e, catalog| {

@@ -67,14 +67,17 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use record::Header;
 use uuid::Uuid;
 
-pub use audit::{Actor, ActorKind, AuditEntry, FieldChange, PendingAudit};
+pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
 pub use backend::{Backend, Record, RecordIter, Store};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;
 
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong in the store. [`StoreError::Io`] is the disk failing
+/// (reads or writes of the store's files); [`StoreError::Corrupt`] is data read
+/// back that cannot be decoded; they are reported apart.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason} (is another rosterd using this data_dir?)")]
     Open { path: String, reason: String },
@@ -96,7 +99,8 @@ pub enum StoreError {
         expected: Option<u64>,
         found: Option<u64>,
     },
-    #[error("store I/O error: {0}")]
+    /// The store's files could not be read or written.
+    #[error("store I/O error: {0} (check the disk that holds data_dir: free space, permissions)")]
     Io(String),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
@@ -109,8 +113,13 @@ pub enum StoreError {
 }
 
 impl From<sled::Error> for StoreError {
+    /// sled's own corruption report is a corrupt store; everything else it
+    /// returns is a failure to read or write its files.
     fn from(e: sled::Error) -> Self {
-        StoreError::Io(e.to_string())
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
     }
 }
 
@@ -360,7 +369,7 @@ impl SledStore {
     pub fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
         match self.employees.get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => record::version(&v).map(Some).map_err(StoreError::Corrupt),
+            Some(v) => record::version(&v).map(Some).map_err(StoreError::from),
         }
     }
 
@@ -371,7 +380,7 @@ impl SledStore {
         let Some(v) = self.employees.get(id.as_bytes())? else {
             return Ok(None);
         };
-        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        let (h, _) = record::decode(&v).map_err(StoreError::from)?;
         Ok(h.marks
             .into_iter()
             .find(|(o, _)| o == owner.as_bytes())
@@ -397,7 +406,7 @@ impl SledStore {
             let Some(v) = self.employees.get(id.as_bytes())? else {
                 continue;
             };
-            let (mut h, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            let (mut h, at) = record::decode(&v).map_err(StoreError::from)?;
             if h.version != *version {
                 continue;
             }
@@ -405,7 +414,7 @@ impl SledStore {
             h.marks.push((owner.as_bytes().to_vec(), mark.clone()));
             batch.insert(
                 id.as_bytes(),
-                record::encode(&h, &v[at..]).map_err(StoreError::Invalid)?,
+                record::encode(&h, &v[at..]).map_err(StoreError::from)?,
             );
             n += 1;
         }
@@ -469,7 +478,7 @@ impl SledStore {
         let mut classes = HashMap::new();
         for row in self.employees.iter() {
             let (k, v) = row?;
-            let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            let (_, at) = record::decode(&v).map_err(StoreError::from)?;
             classes.insert(uuid_from(&k)?, is_active(&v[at..]));
         }
         self.directory
@@ -618,7 +627,7 @@ impl SledStore {
                     None if must_be_new => None,
                     None => match self.employees.get(w.id.as_bytes())? {
                         None => None,
-                        Some(v) => Some(record::decode(&v).map_err(StoreError::Corrupt)?.0),
+                        Some(v) => Some(record::decode(&v).map_err(StoreError::from)?.0),
                     },
                 };
                 let found = old.as_ref().map(|h| h.version);
@@ -681,7 +690,7 @@ impl SledStore {
                                 .map(|(o, m)| (o.as_bytes().to_vec(), m.clone()))
                                 .collect(),
                         };
-                        let v = record::encode(&h, &r.bytes).map_err(StoreError::Invalid)?;
+                        let v = record::encode(&h, &r.bytes).map_err(StoreError::from)?;
                         (Some(v), Some(h))
                     }
                     None => (None, None),
@@ -725,10 +734,7 @@ impl SledStore {
                         .iter()
                         .map(|p| (p.seq, p.audit_bytes.as_slice()))
                         .collect();
-                    Ok((
-                        c[0].seq.to_be_bytes(),
-                        audit::encode_pack(&entries).map_err(StoreError::Invalid)?,
-                    ))
+                    Ok((c[0].seq.to_be_bytes(), audit::encode_pack(&entries)?))
                 })
                 .collect::<Result<_, StoreError>>()?
         } else {
@@ -856,7 +862,7 @@ impl SledStore {
                 // The newest links are in the record's header, the older ones
                 // (and all of a removed record's) in `audit_by_employee`.
                 let newest = match self.employees.get(id.as_bytes())? {
-                    Some(v) => record::decode(&v).map_err(StoreError::Corrupt)?.0.seqs,
+                    Some(v) => record::decode(&v).map_err(StoreError::from)?.0.seqs,
                     None => vec![],
                 };
                 let start = id.as_bytes().to_vec();
@@ -955,12 +961,12 @@ fn unpack<'a>(key: &[u8], v: &'a [u8]) -> Result<Vec<(u64, &'a [u8])>, StoreErro
         .try_into()
         .map(u64::from_be_bytes)
         .map_err(|_| StoreError::Corrupt("audit key is not a sequence number".into()))?;
-    audit::unpack(seq, v).map_err(StoreError::Corrupt)
+    Ok(audit::unpack(seq, v)?)
 }
 
 /// The body of a stored record (past its header), without copying.
 fn body(v: sled::IVec) -> Result<Record, StoreError> {
-    let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+    let (_, at) = record::decode(&v).map_err(StoreError::from)?;
     let len = v.len() - at;
     Ok(Record::sled(v.subslice(at, len)))
 }
@@ -976,7 +982,7 @@ fn load_index(employees: &sled::Tree) -> Result<Loaded, StoreError> {
         let (k, v) = r?;
         let id = uuid_from(&k)?;
         ids.push(id);
-        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        let (h, _) = record::decode(&v).map_err(StoreError::from)?;
         for key in h.keys {
             if let Some(other) = index.insert(key.clone(), id) {
                 return Err(StoreError::Corrupt(format!(
@@ -1012,7 +1018,10 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
             seqs: vec![],
             marks: vec![],
         };
-        employees.insert(&id, record::encode(&h, &v).map_err(StoreError::Corrupt)?)?;
+        employees.insert(
+            &id,
+            record::encode(&h, &v).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )?;
         converted += 1;
     }
     db.flush()?;
@@ -1038,7 +1047,7 @@ mod tests {
     use super::*;
 
     fn entry(id: Uuid) -> AuditEntry {
-        AuditEntry::new(Actor::system(), Some(id), "create", vec![])
+        AuditEntry::new(Actor::system(), Some(id), AuditAction::Create, vec![])
     }
 
     fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
@@ -1335,7 +1344,12 @@ mod tests {
         let seqs = s.commit_many(&batch).unwrap();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let other = s
-            .append_audit(&AuditEntry::new(Actor::system(), None, "start", vec![]))
+            .append_audit(&AuditEntry::new(
+                Actor::system(),
+                None,
+                AuditAction::Update,
+                vec![],
+            ))
             .unwrap();
         s.commit(&write(ids[12], None, 1, "p12@x")).unwrap();
         let all = s.audit_entries(None, None, 100).unwrap();
@@ -1355,7 +1369,7 @@ mod tests {
         }
         assert!(
             all.iter()
-                .any(|e| e.seq == other.seq && e.action == "start")
+                .any(|e| e.seq == other.seq && e.action == AuditAction::Update)
         );
         // Two packs and three single entries in the tree.
         assert_eq!(s.audit.len(), 5);
