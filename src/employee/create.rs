@@ -309,17 +309,7 @@ pub fn build_new(
     password_hash: Option<PasswordHash>,
     actor: &Actor,
 ) -> Result<Employee, Error> {
-    let given_name = validate::optional_name("given_name", &input.given_name)?;
-    let family_name = validate::optional_name("family_name", &input.family_name)?;
-    let given_display = input.display_name.as_deref().unwrap_or("");
-    validate::has_a_name(&given_name, &family_name, given_display)?;
-    let (display_name, display_name_derived) = match given_display.trim() {
-        "" => (
-            validate::derived_display_name(&given_name, &family_name),
-            true,
-        ),
-        d => (validate::name("display_name", d)?, false),
-    };
+    let (given_name, family_name, display_name, display_name_derived) = new_names(input)?;
     let email = validate::email(&input.email)?;
     let username = match input.username.as_deref() {
         Some(u) => validate::username(u)?,
@@ -333,24 +323,7 @@ pub fn build_new(
             .ok_or_else(|| Error::invalid("role", "is required (no default role is configured)"))?,
     };
     let account_status = input.account_status.unwrap_or(AccountStatus::Later);
-    let password_hash_field = match (account_status, &input.password) {
-        (AccountStatus::Credentials, None) => {
-            return Err(Error::invalid(
-                "password",
-                "is required when account_status is `credentials`",
-            ));
-        }
-        (AccountStatus::Credentials, Some(_)) => {
-            Some(password_hash.ok_or_else(|| Error::invalid("password", "could not be hashed"))?)
-        }
-        (_, Some(_)) => {
-            return Err(Error::invalid(
-                "password",
-                "is only accepted with account_status `credentials`",
-            ));
-        }
-        (_, None) => None,
-    };
+    let password_hash_field = new_password_hash(account_status, input, password_hash)?;
     let now = Utc::now();
     let active = input.active.unwrap_or(true);
     let e = Employee {
@@ -409,6 +382,46 @@ pub fn build_new(
         updated_at: now,
     };
     Ok(e)
+}
+
+/// The new profile's names: given and family name as given, the display name
+/// as given or derived from them (`true`: derived); at least one name.
+fn new_names(input: &NewEmployee) -> Result<(String, String, String, bool), Error> {
+    let given_name = validate::optional_name("given_name", &input.given_name)?;
+    let family_name = validate::optional_name("family_name", &input.family_name)?;
+    let given_display = input.display_name.as_deref().unwrap_or("");
+    validate::has_a_name(&given_name, &family_name, given_display)?;
+    let (display_name, derived) = match given_display.trim() {
+        "" => (
+            validate::derived_display_name(&given_name, &family_name),
+            true,
+        ),
+        d => (validate::name("display_name", d)?, false),
+    };
+    Ok((given_name, family_name, display_name, derived))
+}
+
+/// The new profile's password hash: required with `credentials` (the caller
+/// hashed it), refused with any other account status.
+fn new_password_hash(
+    account_status: AccountStatus,
+    input: &NewEmployee,
+    password_hash: Option<PasswordHash>,
+) -> Result<Option<PasswordHash>, Error> {
+    match (account_status, &input.password) {
+        (AccountStatus::Credentials, None) => Err(Error::invalid(
+            "password",
+            "is required when account_status is `credentials`",
+        )),
+        (AccountStatus::Credentials, Some(_)) => password_hash
+            .map(Some)
+            .ok_or_else(|| Error::invalid("password", "could not be hashed")),
+        (_, Some(_)) => Err(Error::invalid(
+            "password",
+            "is only accepted with account_status `credentials`",
+        )),
+        (_, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -18,183 +18,96 @@ use crate::store::FieldChange;
 /// Compares the typed fields and turns into JSON only the ones that differ (a
 /// sync plans and a bulk import writes one of these per profile).
 pub fn diff(before: Option<&Employee>, after: Option<&Employee>) -> Vec<FieldChange> {
-    fn json<T: serde::Serialize>(v: Option<&T>) -> Value {
-        v.and_then(|v| serde_json::to_value(v).ok())
-            .unwrap_or(Value::Null)
-    }
-    fn field<T: PartialEq + serde::Serialize>(
-        out: &mut Vec<FieldChange>,
-        name: &str,
-        before: Option<&T>,
-        after: Option<&T>,
-    ) {
-        if before != after {
-            out.push(FieldChange {
-                field: name.to_string(),
-                before: json(before),
-                after: json(after),
-            });
-        }
-    }
-    let (b, a) = (before, after);
-    let mut out = Vec::new();
+    let mut d = Diff {
+        before,
+        after,
+        out: Vec::new(),
+    };
     // Alphabetical by serialized name (`password_hash` is logged as `password`).
-    field(
-        &mut out,
-        "account_status",
-        b.map(|e| &e.account_status),
-        a.map(|e| &e.account_status),
+    d.field("account_status", |e| Some(&e.account_status));
+    // The digest stays out of the log: what and until when is enough.
+    d.redacted(
+        "account_token",
+        |e| e.account_token.as_ref(),
+        |t: &AccountToken| {
+            serde_json::json!({
+                "purpose": json(&t.purpose),
+                "expires_at": json(&t.expires_at),
+            })
+        },
     );
-    {
-        let (bt, at) = (
-            b.and_then(|e| e.account_token.as_ref()),
-            a.and_then(|e| e.account_token.as_ref()),
-        );
-        if bt != at {
-            // The digest stays out of the log: what and until when is enough.
-            let redact = |t: Option<&AccountToken>| match t {
-                Some(t) => serde_json::json!({
-                    "purpose": json(Some(&t.purpose)),
-                    "expires_at": json(Some(&t.expires_at)),
-                }),
-                None => Value::Null,
-            };
-            out.push(FieldChange {
-                field: "account_token".into(),
-                before: redact(bt),
-                after: redact(at),
-            });
-        }
-    }
-    field(
-        &mut out,
-        "active",
-        b.map(|e| &e.active),
-        a.map(|e| &e.active),
+    d.field("active", |e| Some(&e.active));
+    d.field("business_unit", |e| e.business_unit.as_ref());
+    d.field("deactivated_by", |e| e.deactivated_by.as_ref());
+    d.field("display_name", |e| Some(&e.display_name));
+    d.field("display_name_derived", |e| {
+        Some(&e.display_name_derived).filter(|d| **d)
+    });
+    d.field("email", |e| Some(&e.email));
+    d.field("enabled", |e| Some(&e.enabled));
+    d.field("enterprise", enterprise_set);
+    d.field("external_id", |e| e.external_id.as_ref());
+    d.field("family_name", |e| Some(&e.family_name));
+    d.field("given_name", |e| Some(&e.given_name));
+    d.field("mobile_phone", |e| e.mobile_phone.as_ref());
+    d.field("office_phone", |e| e.office_phone.as_ref());
+    d.redacted(
+        "password",
+        |e| e.password_hash.as_ref(),
+        |_: &PasswordHash| Value::String("***".into()),
     );
-    field(
-        &mut out,
-        "business_unit",
-        b.and_then(|e| e.business_unit.as_ref()),
-        a.and_then(|e| e.business_unit.as_ref()),
-    );
-    field(
-        &mut out,
-        "deactivated_by",
-        b.and_then(|e| e.deactivated_by.as_ref()),
-        a.and_then(|e| e.deactivated_by.as_ref()),
-    );
-    field(
-        &mut out,
-        "display_name",
-        b.map(|e| &e.display_name),
-        a.map(|e| &e.display_name),
-    );
-    field(
-        &mut out,
-        "display_name_derived",
-        b.map(|e| &e.display_name_derived).filter(|d| **d),
-        a.map(|e| &e.display_name_derived).filter(|d| **d),
-    );
-    field(&mut out, "email", b.map(|e| &e.email), a.map(|e| &e.email));
-    field(
-        &mut out,
-        "enabled",
-        b.map(|e| &e.enabled),
-        a.map(|e| &e.enabled),
-    );
-    field(
-        &mut out,
-        "enterprise",
-        b.and_then(enterprise_set),
-        a.and_then(enterprise_set),
-    );
-    field(
-        &mut out,
-        "external_id",
-        b.and_then(|e| e.external_id.as_ref()),
-        a.and_then(|e| e.external_id.as_ref()),
-    );
-    field(
-        &mut out,
-        "family_name",
-        b.map(|e| &e.family_name),
-        a.map(|e| &e.family_name),
-    );
-    field(
-        &mut out,
-        "given_name",
-        b.map(|e| &e.given_name),
-        a.map(|e| &e.given_name),
-    );
-    field(
-        &mut out,
-        "mobile_phone",
-        b.and_then(|e| e.mobile_phone.as_ref()),
-        a.and_then(|e| e.mobile_phone.as_ref()),
-    );
-    field(
-        &mut out,
-        "office_phone",
-        b.and_then(|e| e.office_phone.as_ref()),
-        a.and_then(|e| e.office_phone.as_ref()),
-    );
-    {
-        let (bp, ap) = (
-            b.and_then(|e| e.password_hash.as_ref()),
-            a.and_then(|e| e.password_hash.as_ref()),
-        );
-        if bp != ap {
-            let redact = |h: Option<&PasswordHash>| match h {
-                Some(_) => Value::String("***".into()),
-                None => Value::Null,
-            };
-            out.push(FieldChange {
-                field: "password".into(),
-                before: redact(bp),
-                after: redact(ap),
-            });
-        }
-    }
-    field(
-        &mut out,
-        "permissions",
-        b.map(|e| &e.permissions),
-        a.map(|e| &e.permissions),
-    );
-    field(
-        &mut out,
-        "photo",
-        b.and_then(|e| e.photo.as_ref()),
-        a.and_then(|e| e.photo.as_ref()),
-    );
-    field(
-        &mut out,
-        "positions",
-        b.map(|e| &e.positions),
-        a.map(|e| &e.positions),
-    );
-    field(&mut out, "role", b.map(|e| &e.role), a.map(|e| &e.role));
+    d.field("permissions", |e| Some(&e.permissions));
+    d.field("photo", |e| e.photo.as_ref());
+    d.field("positions", |e| Some(&e.positions));
+    d.field("role", |e| Some(&e.role));
     // Not stored when empty.
-    field(
-        &mut out,
-        "source_facts",
-        b.and_then(|e| (!e.source_facts.is_empty()).then_some(&e.source_facts)),
-        a.and_then(|e| (!e.source_facts.is_empty()).then_some(&e.source_facts)),
-    );
-    field(
-        &mut out,
-        "source_keys",
-        b.map(|e| &e.source_keys),
-        a.map(|e| &e.source_keys),
-    );
-    field(
-        &mut out,
-        "username",
-        b.map(|e| &e.username),
-        a.map(|e| &e.username),
-    );
-    out
+    d.field("source_facts", |e| {
+        (!e.source_facts.is_empty()).then_some(&e.source_facts)
+    });
+    d.field("source_keys", |e| Some(&e.source_keys));
+    d.field("username", |e| Some(&e.username));
+    d.out
+}
+
+/// The two states being compared and the differences found so far.
+struct Diff<'a> {
+    before: Option<&'a Employee>,
+    after: Option<&'a Employee>,
+    out: Vec<FieldChange>,
+}
+
+impl<'a> Diff<'a> {
+    /// Records the field `get` reads when it differs, its values as JSON.
+    fn field<T: PartialEq + serde::Serialize + 'a>(
+        &mut self,
+        name: &str,
+        get: impl Fn(&'a Employee) -> Option<&'a T>,
+    ) {
+        self.redacted(name, get, json);
+    }
+
+    /// Records the field `get` reads when it differs, each value as `show`
+    /// renders it (an absent value is `null`).
+    fn redacted<T: PartialEq + 'a>(
+        &mut self,
+        name: &str,
+        get: impl Fn(&'a Employee) -> Option<&'a T>,
+        show: impl Fn(&T) -> Value,
+    ) {
+        let (b, a) = (self.before.and_then(&get), self.after.and_then(&get));
+        if b != a {
+            self.out.push(FieldChange {
+                field: name.to_string(),
+                before: b.map_or(Value::Null, &show),
+                after: a.map_or(Value::Null, &show),
+            });
+        }
+    }
+}
+
+/// A value as the stored JSON has it (`null` if it cannot be serialized).
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// A note in an audit entry: a pseudo-field `note` whose `after` says what was

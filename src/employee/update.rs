@@ -71,6 +71,9 @@ impl Roster {
     }
 }
 
+/// Applies a change to a profile with every field rule (no I/O): only the
+/// fields the patch names change. `password_hash`: the new password's hash,
+/// already checked against the policy.
 pub(super) fn apply_patch(
     e: &mut Employee,
     p: &EmployeePatch,
@@ -78,6 +81,21 @@ pub(super) fn apply_patch(
     catalog: &Catalog,
     actor: &Actor,
 ) -> Result<(), Error> {
+    // In this order: the first field that breaks a rule is the one reported.
+    apply_names(e, p)?;
+    apply_login(e, p)?;
+    apply_catalog_fields(e, p, catalog)?;
+    apply_contact(e, p)?;
+    apply_account(e, p, password_hash, actor)?;
+    if let Some(v) = &p.permissions {
+        e.permissions = validate::permissions(catalog, v)?;
+    }
+    apply_directory_fields(e, p)
+}
+
+/// Given, family and display name: a derived display name follows the parts,
+/// and a profile keeps at least one name.
+fn apply_names(e: &mut Employee, p: &EmployeePatch) -> Result<(), Error> {
     let names_changed = p.given_name.is_some() || p.family_name.is_some();
     // Profiles stored before the flag existed: a display name equal to the
     // derived one was derived.
@@ -111,6 +129,11 @@ pub(super) fn apply_patch(
         None => {}
     }
     validate::has_a_name(&e.given_name, &e.family_name, &e.display_name)?;
+    Ok(())
+}
+
+/// Email, and the username (which follows an email it was equal to).
+fn apply_login(e: &mut Employee, p: &EmployeePatch) -> Result<(), Error> {
     if let Some(v) = &p.email {
         let old_email = e.email.clone();
         e.email = validate::email(v)?;
@@ -122,6 +145,15 @@ pub(super) fn apply_patch(
     if let Some(v) = &p.username {
         e.username = validate::username(v)?;
     }
+    Ok(())
+}
+
+/// Positions (set, added, removed), role and business unit, from the catalog.
+fn apply_catalog_fields(
+    e: &mut Employee,
+    p: &EmployeePatch,
+    catalog: &Catalog,
+) -> Result<(), Error> {
     if let Some(v) = &p.positions {
         e.positions = validate::positions(catalog, v)?;
     }
@@ -143,6 +175,11 @@ pub(super) fn apply_patch(
             None => None,
         };
     }
+    Ok(())
+}
+
+/// Photo (a URL or uploaded bytes) and phones.
+fn apply_contact(e: &mut Employee, p: &EmployeePatch) -> Result<(), Error> {
     if let Some(v) = &p.photo_url {
         e.photo = match v.as_deref().map(str::trim) {
             Some(u) if !u.is_empty() => Some(Photo::Url {
@@ -166,6 +203,16 @@ pub(super) fn apply_patch(
             _ => None,
         };
     }
+    Ok(())
+}
+
+/// A new password, the account status, enabled and active.
+fn apply_account(
+    e: &mut Employee,
+    p: &EmployeePatch,
+    password_hash: Option<PasswordHash>,
+    actor: &Actor,
+) -> Result<(), Error> {
     if let Some(h) = password_hash {
         e.password_hash = Some(h);
         // A password set by an admin retires a pending invite or reset link.
@@ -189,9 +236,11 @@ pub(super) fn apply_patch(
     if let Some(v) = p.active {
         set_active_fields(e, v, actor);
     }
-    if let Some(v) = &p.permissions {
-        e.permissions = validate::permissions(catalog, v)?;
-    }
+    Ok(())
+}
+
+/// External id, the enterprise fields and the sources' facts.
+fn apply_directory_fields(e: &mut Employee, p: &EmployeePatch) -> Result<(), Error> {
     if let Some(v) = &p.external_id {
         e.external_id = match v {
             Some(x) => validate::optional_text("external_id", x, 256)?,

@@ -701,11 +701,7 @@ impl SledStore {
 
     /// The prepared batch in one sled transaction: all of it or nothing. A
     /// record that must be new but exists aborts it as a version conflict.
-    fn write_batch(
-        &self,
-        prepared: &[Prepared<'_>],
-        packs: &[([u8; 8], Vec<u8>)],
-    ) -> Result<(), StoreError> {
+    fn write_batch(&self, prepared: &[Prepared<'_>], packs: &[PackRow]) -> Result<(), StoreError> {
         let trees = [
             &self.employees,
             &self.photos,
@@ -903,8 +899,7 @@ struct Prepared<'a> {
     spill: Vec<u64>,
     /// The record must not exist (checked in the transaction).
     must_be_new: bool,
-    /// Per message: its key, its JSON, whether it waits for delivery.
-    outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
+    outbox_bytes: Vec<OutboxRow>,
 }
 
 /// What a batch does to the unique keys, put in the in-memory index once the
@@ -954,8 +949,15 @@ impl KeyChanges {
     }
 }
 
-/// A write's outbox rows: key, JSON, whether the message waits for delivery.
-fn encode_outbox(outbox: &[OutboxRecord]) -> Result<Vec<([u8; 8], Vec<u8>, bool)>, StoreError> {
+/// A message as the outbox trees hold it: its key, its JSON, whether it
+/// waits for delivery (then it is in `outbox_pending` too).
+type OutboxRow = ([u8; 8], Vec<u8>, bool);
+
+/// An audit pack as the `audit` tree holds it: its key (the first seq), its bytes.
+type PackRow = ([u8; 8], Vec<u8>);
+
+/// A write's outbox rows.
+fn encode_outbox(outbox: &[OutboxRecord]) -> Result<Vec<OutboxRow>, StoreError> {
     outbox
         .iter()
         .map(|m| {
@@ -968,7 +970,7 @@ fn encode_outbox(outbox: &[OutboxRecord]) -> Result<Vec<([u8; 8], Vec<u8>, bool)
 /// A batch's audit entries in packs (see [`audit`]): far fewer writes for a
 /// bulk import. Seqs increase along the batch. A single write has none: its
 /// entry is written on its own.
-fn audit_packs(prepared: &[Prepared<'_>]) -> Result<Vec<([u8; 8], Vec<u8>)>, StoreError> {
+fn audit_packs(prepared: &[Prepared<'_>]) -> Result<Vec<PackRow>, StoreError> {
     if prepared.len() <= 1 {
         return Ok(vec![]);
     }
