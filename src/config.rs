@@ -50,7 +50,7 @@ struct FileConfig {
     admin: AdminSection,
     /// Password rules for `credentials` accounts.
     #[serde(default)]
-    password_policy: PasswordPolicySection,
+    password_policy: PasswordPolicy,
     /// Uploaded photos.
     #[serde(default)]
     photos: PhotoSection,
@@ -101,36 +101,7 @@ struct TokenSection {
     token_env: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct PasswordPolicySection {
-    /// Minimum length in characters.
-    min_length: usize,
-    /// Maximum length in characters (argon2 input stays bounded).
-    max_length: usize,
-    /// Require at least one uppercase letter.
-    require_uppercase: bool,
-    /// Require at least one lowercase letter.
-    require_lowercase: bool,
-    /// Require at least one digit.
-    require_digit: bool,
-    /// Require at least one character that is neither a letter nor a digit.
-    require_symbol: bool,
-}
 
-impl Default for PasswordPolicySection {
-    fn default() -> Self {
-        let p = PasswordPolicy::default();
-        Self {
-            min_length: p.min_length,
-            max_length: p.max_length,
-            require_uppercase: p.require_uppercase,
-            require_lowercase: p.require_lowercase,
-            require_digit: p.require_digit,
-            require_symbol: p.require_symbol,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -527,14 +498,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         listen_unix: f.listen_unix,
         data_dir: f.data_dir,
         admin_tokens,
-        password_policy: PasswordPolicy {
-            min_length: p.min_length,
-            max_length: p.max_length,
-            require_uppercase: p.require_uppercase,
-            require_lowercase: p.require_lowercase,
-            require_digit: p.require_digit,
-            require_symbol: p.require_symbol,
-        },
+        password_policy: f.password_policy,
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
         http,

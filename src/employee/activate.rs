@@ -4,7 +4,7 @@
 
 use tracing::instrument;
 
-use super::{BULK_MAX, BulkOutcome, Employee, EmployeeId, Error, Roster};
+use super::{BulkOutcome, Employee, EmployeeId, Error, Roster, check_bulk_size, not_an_id};
 use crate::store::{Actor, AuditAction, PhotoChange};
 
 impl Roster {
@@ -48,17 +48,12 @@ impl Roster {
         active: bool,
         dry_run: bool,
     ) -> Result<Vec<BulkOutcome>, Error> {
-        if ids.len() > BULK_MAX {
-            return Err(Error::BadRequest {
-                field: Some("ids".into()),
-                message: format!("at most {BULK_MAX} ids per bulk request"),
-            });
-        }
+        check_bulk_size(ids)?;
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let r = raw
                 .parse::<EmployeeId>()
-                .map_err(|_| Error::NotFound(format!("`{raw}` is not an employee id")))
+                .map_err(|_| not_an_id(raw))
                 .and_then(|id| {
                     if dry_run {
                         let e = self.get(id)?;
@@ -69,19 +64,9 @@ impl Roster {
                     }
                 });
             out.push(match r {
-                Ok((_, changed)) => BulkOutcome {
-                    id: raw.clone(),
-                    ok: true,
-                    changed,
-                    error: None,
-                },
+                Ok((_, changed)) => BulkOutcome::done(raw, changed),
                 Err(Error::Store(e)) => return Err(Error::Store(e)),
-                Err(e) => BulkOutcome {
-                    id: raw.clone(),
-                    ok: false,
-                    changed: false,
-                    error: Some(e.to_string()),
-                },
+                Err(e) => BulkOutcome::refused(raw, e.to_string()),
             });
         }
         self.store.flush().await?;

@@ -2,6 +2,15 @@
 //! client (admin API, SCIM, sync) goes through. [`Roster`] is the single place where
 //! "email is unique", "the role comes from the catalog", "inactive cannot sign in"
 //! and "every change is audited" are enforced.
+//!
+//! This file holds the [`Roster`] itself (its state, how it is opened), the
+//! domain's [`Error`] and what several operations share. Each operation is in
+//! a file of its own, every one an `impl Roster` block: `create`, `update`,
+//! `activate`, `delete`, `photo`, `account` (invitations, resets, sign-in,
+//! the outbox), `positions`, `synced` (what only the sync engine calls), over
+//! `modify` (the read-modify-write every change goes through), `diff` (the
+//! audit diff) and `password` (policy check and hashing); the reads are in
+//! `read` and `list`. The domain takes plain values (`policy`), never `config`.
 
 pub mod account;
 mod activate;
@@ -97,6 +106,44 @@ pub struct BulkOutcome {
     pub changed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A bulk request names at most [`BULK_MAX`] ids.
+fn check_bulk_size(ids: &[String]) -> Result<(), Error> {
+    if ids.len() > BULK_MAX {
+        return Err(Error::BadRequest {
+            field: Some("ids".into()),
+            message: format!("at most {BULK_MAX} ids per bulk request"),
+        });
+    }
+    Ok(())
+}
+
+/// A bulk request's id that is not one.
+fn not_an_id(raw: &str) -> Error {
+    Error::NotFound(format!("`{raw}` is not an employee id"))
+}
+
+impl BulkOutcome {
+    /// The id went through (`changed`: the profile changed).
+    fn done(id: &str, changed: bool) -> Self {
+        Self {
+            id: id.to_string(),
+            ok: true,
+            changed,
+            error: None,
+        }
+    }
+
+    /// The id was refused, and why.
+    fn refused(id: &str, error: String) -> Self {
+        Self {
+            id: id.to_string(),
+            ok: false,
+            changed: false,
+            error: Some(error),
+        }
+    }
 }
 
 /// Opens the store. [`Roster::open`] then reads every profile once, to tell

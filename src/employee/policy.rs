@@ -4,14 +4,25 @@
 
 use std::time::Duration;
 
-/// Password rules for accounts with credentials (`[password_policy]`).
-#[derive(Debug, Clone, PartialEq)]
+use serde::Deserialize;
+
+/// Password rules for accounts with credentials. `config` reads it as the
+/// `[password_policy]` section as it is (every key optional, unknown keys
+/// refused) and checks that the lengths make sense.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PasswordPolicy {
+    /// Minimum length in characters.
     pub min_length: usize,
+    /// Maximum length in characters (argon2 input stays bounded).
     pub max_length: usize,
+    /// Require at least one uppercase letter.
     pub require_uppercase: bool,
+    /// Require at least one lowercase letter.
     pub require_lowercase: bool,
+    /// Require at least one digit.
     pub require_digit: bool,
+    /// Require at least one character that is neither a letter nor a digit.
     pub require_symbol: bool,
 }
 

@@ -157,20 +157,13 @@ impl Roster {
         self.put_position(&p)?;
         self.refresh_catalog()?;
         for e in self.holders(&old)? {
-            self.modify(
-                actor,
-                e.id,
-                AuditAction::Update,
-                None,
-                PhotoChange::Keep,
-                |e, _| {
-                    e.positions.retain(|x| *x != old);
-                    e.positions.push(new_name.clone());
-                    e.positions.sort();
-                    e.positions.dedup();
-                    Ok(())
-                },
-            )?;
+            self.update_positions_of(actor, e.id, |e, _| {
+                e.positions.retain(|x| *x != old);
+                e.positions.push(new_name.clone());
+                e.positions.sort();
+                e.positions.dedup();
+                Ok(())
+            })?;
         }
         self.audit_position(
             actor,
@@ -187,17 +180,10 @@ impl Roster {
     pub async fn delete_position(&self, actor: &Actor, id: Uuid) -> Result<(), Error> {
         let p = self.position(id)?;
         for e in self.holders(&p.name)? {
-            self.modify(
-                actor,
-                e.id,
-                AuditAction::Update,
-                None,
-                PhotoChange::Keep,
-                |e, _| {
-                    e.positions.retain(|x| *x != p.name);
-                    Ok(())
-                },
-            )?;
+            self.update_positions_of(actor, e.id, |e, _| {
+                e.positions.retain(|x| *x != p.name);
+                Ok(())
+            })?;
         }
         self.store.remove_position(id)?;
         self.refresh_catalog()?;
@@ -249,39 +235,35 @@ impl Roster {
             })?;
         }
         for id in add {
-            self.modify(
-                actor,
-                id,
-                AuditAction::Update,
-                None,
-                PhotoChange::Keep,
-                |e, _| {
-                    if !e.positions.contains(&p.name) {
-                        e.positions.push(p.name.clone());
-                        e.positions.sort();
-                    }
-                    Ok(())
-                },
-            )?;
+            self.update_positions_of(actor, id, |e, _| {
+                if !e.positions.contains(&p.name) {
+                    e.positions.push(p.name.clone());
+                    e.positions.sort();
+                }
+                Ok(())
+            })?;
         }
         for id in remove {
-            match self.modify(
-                actor,
-                id,
-                AuditAction::Update,
-                None,
-                PhotoChange::Keep,
-                |e, _| {
-                    e.positions.retain(|x| *x != p.name);
-                    Ok(())
-                },
-            ) {
+            match self.update_positions_of(actor, id, |e, _| {
+                e.positions.retain(|x| *x != p.name);
+                Ok(())
+            }) {
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         self.store.flush().await?;
         Ok(())
+    }
+
+    /// One holder's positions changed by `f` (an `update` in its audit log).
+    fn update_positions_of(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
+    ) -> Result<(Employee, bool), Error> {
+        self.modify(actor, id, AuditAction::Update, None, PhotoChange::Keep, f)
     }
 
     fn check_position_name_free(&self, name: &str, except: Option<Uuid>) -> Result<(), Error> {

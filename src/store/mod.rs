@@ -217,10 +217,10 @@ pub struct Write {
 }
 
 /// sled's page cache. Its default (1 GiB) kept a first import's writes
-/// resident: rosterd's peak RSS during a 100,000-person LDAP import was 957 MB
-/// with it and 777 MB with 64 MiB, with the same SCIM read rates (`cargo bench
-/// --bench scale`). Reads that must be fast are served from memory above the
-/// store (the unique indexes, the directory, the roster's projection).
+/// resident, raising the daemon's peak memory without making reads faster
+/// (the figures are in README.md, `cargo bench --bench scale`): reads that
+/// must be fast are served from memory above the store (the unique indexes,
+/// the directory, the roster's projection).
 const CACHE_BYTES: u64 = 64 << 20;
 
 /// The embedded sled store: the default [`Backend`]. Cheap to clone.
@@ -582,13 +582,7 @@ impl SledStore {
     /// record holds one of the new keys and [`StoreError::VersionConflict`] if the
     /// stored version is not the expected one; in both cases nothing changed.
     pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
-        let seq = self
-            .commit_many(std::slice::from_ref(w))?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
-        let mut entry = w.audit.entry().clone();
-        entry.seq = seq;
-        Ok(entry)
+        backend::committed_entry(w, self.commit_many(std::slice::from_ref(w))?)
     }
 
     /// Applies several writes in ONE transaction: all of them or none (a bulk

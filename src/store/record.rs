@@ -13,8 +13,9 @@
 //!
 //! Keeping the version, the unique keys and the newest audit links inside the
 //! record means a create writes two sled entries (the record and its audit entry)
-//! instead of seven: sled 0.34 costs about 10 µs per inserted entry whatever its
-//! size, which made bulk imports slow. Older audit links spill to the
+//! instead of seven: sled 0.34 costs about the same per inserted entry whatever
+//! its size (measured in README.md's incremental-runs section), which made bulk
+//! imports slow. Older audit links spill to the
 //! `audit_by_employee` tree once there are more than [`MAX_SEQS`].
 
 /// First byte of a version 2 record. Version 1 records are JSON and start with `{`.
