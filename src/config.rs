@@ -101,8 +101,6 @@ struct TokenSection {
     token_env: Option<String>,
 }
 
-
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct PhotoSection {

@@ -1122,6 +1122,18 @@ fn uuid_from(b: &[u8]) -> Result<Uuid, StoreError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_io_failure_is_reported_as_io_not_as_a_corrupt_record() {
+        let e = StoreError::from(sled::Error::Io(std::io::Error::other("disk full")));
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("store I/O error: "), "{shown}");
+        assert!(!shown.contains("corrupt"), "{shown}");
+        // A damaged record read back stays a corrupt record.
+        let e = StoreError::from(record::decode(b"\x02\x00").unwrap_err());
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    }
+
     fn entry(id: Uuid) -> AuditEntry {
         AuditEntry::new(Actor::system(), Some(id), AuditAction::Create, vec![])
     }
