@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::config::NamedToken;
+use crate::config_helpers::NamedToken;
 use crate::secret::{Secret, digest_eq, random_token, token_digest};
 
 /// Name the audit log records for the generated admin token.

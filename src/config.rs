@@ -1,7 +1,7 @@
 //! Configuration: defaults, then the TOML file, then `ROSTERD_…` environment
 //! overrides (`ROSTERD_LISTEN`, `ROSTERD_DATA_DIR`, and `ROSTERD_<SECTION>__<KEY>` in
 //! general), validated once into [`Config`]. Secrets come from `*_file` or `*_env`
-//! keys and are held as [`Secret`]. Every error names the key and the file.
+//! keys and are held as [`crate::secret::Secret`]. Every error names the key and the file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::config_helpers::{ConfigError, NamedToken, credential_path, read_secret};
 use crate::employee::AccountStatus;
+pub use crate::employee::PasswordPolicy;
 use crate::employee::catalog::{Catalog, CatalogError, PositionDef, RoleDef, UnitDef};
-use crate::secret::Secret;
 
 /// Where `rosterd` looks when no `--config` is given, in order.
 pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["./config/rosterd.toml", "/etc/rosterd/rosterd.toml"];
@@ -26,25 +27,6 @@ const NON_CONFIG_ENV: [&str; 6] = [
     "ROSTERD_LOG",
     "ROSTERD_LOG_FORMAT",
 ];
-
-/// A configuration error: which file, which key, what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {key}: {message}")]
-pub struct ConfigError {
-    pub file: String,
-    pub key: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            file: file.display().to_string(),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The file, as written by the operator.
@@ -68,7 +50,7 @@ struct FileConfig {
     admin: AdminSection,
     /// Password rules for `credentials` accounts.
     #[serde(default)]
-    password_policy: PasswordPolicySection,
+    password_policy: PasswordPolicy,
     /// Uploaded photos.
     #[serde(default)]
     photos: PhotoSection,
@@ -117,36 +99,6 @@ struct TokenSection {
     token_file: Option<PathBuf>,
     /// Environment variable holding the token.
     token_env: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct PasswordPolicySection {
-    /// Minimum length in characters.
-    min_length: usize,
-    /// Maximum length in characters (argon2 input stays bounded).
-    max_length: usize,
-    /// Require at least one uppercase letter.
-    require_uppercase: bool,
-    /// Require at least one lowercase letter.
-    require_lowercase: bool,
-    /// Require at least one digit.
-    require_digit: bool,
-    /// Require at least one character that is neither a letter nor a digit.
-    require_symbol: bool,
-}
-
-impl Default for PasswordPolicySection {
-    fn default() -> Self {
-        Self {
-            min_length: 12,
-            max_length: 256,
-            require_uppercase: false,
-            require_lowercase: false,
-            require_digit: false,
-            require_symbol: false,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,71 +234,6 @@ pub struct Config {
     /// `None`: mail is off (messages wait in the outbox).
     pub mail: Option<crate::mail::config::MailConfig>,
     pub accounts: crate::mail::config::AccountSettings,
-}
-
-/// A token with the name that the audit log records for it.
-#[derive(Debug, Clone)]
-pub struct NamedToken {
-    pub name: String,
-    pub token: Secret,
-}
-
-/// Password rules for accounts with credentials.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PasswordPolicy {
-    pub min_length: usize,
-    pub max_length: usize,
-    pub require_uppercase: bool,
-    pub require_lowercase: bool,
-    pub require_digit: bool,
-    pub require_symbol: bool,
-}
-
-impl Default for PasswordPolicy {
-    fn default() -> Self {
-        let s = PasswordPolicySection::default();
-        Self {
-            min_length: s.min_length,
-            max_length: s.max_length,
-            require_uppercase: s.require_uppercase,
-            require_lowercase: s.require_lowercase,
-            require_digit: s.require_digit,
-            require_symbol: s.require_symbol,
-        }
-    }
-}
-
-impl PasswordPolicy {
-    /// Checks a password; the error says which rule it breaks (never the password).
-    pub fn check(&self, password: &str) -> Result<(), String> {
-        let len = password.chars().count();
-        if len < self.min_length {
-            return Err(format!(
-                "password must be at least {} characters long",
-                self.min_length
-            ));
-        }
-        if len > self.max_length {
-            return Err(format!(
-                "password must be at most {} characters long",
-                self.max_length
-            ));
-        }
-        let has = |f: fn(&char) -> bool| password.chars().any(|c| f(&c));
-        if self.require_uppercase && !has(|c| c.is_uppercase()) {
-            return Err("password must contain an uppercase letter".into());
-        }
-        if self.require_lowercase && !has(|c| c.is_lowercase()) {
-            return Err("password must contain a lowercase letter".into());
-        }
-        if self.require_digit && !has(|c| c.is_ascii_digit()) {
-            return Err("password must contain a digit".into());
-        }
-        if self.require_symbol && !has(|c| !c.is_alphanumeric()) {
-            return Err("password must contain a character that is not a letter or digit".into());
-        }
-        Ok(())
-    }
 }
 
 /// What a password sent by a SCIM client (an identity provider) means. Okta, for
@@ -609,14 +496,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         listen_unix: f.listen_unix,
         data_dir: f.data_dir,
         admin_tokens,
-        password_policy: PasswordPolicy {
-            min_length: p.min_length,
-            max_length: p.max_length,
-            require_uppercase: p.require_uppercase,
-            require_lowercase: p.require_lowercase,
-            require_digit: p.require_digit,
-            require_symbol: p.require_symbol,
-        },
+        password_policy: f.password_policy,
         photo_max_bytes: f.photos.max_bytes,
         max_body_bytes: f.http.max_body_bytes,
         http,
@@ -744,73 +624,6 @@ fn named_tokens(
         });
     }
     Ok(out)
-}
-
-/// A relative secret file is looked up in systemd's `$CREDENTIALS_DIRECTORY`
-/// first (`LoadCredential=ldap.password:/etc/...` + `bind_password_file =
-/// "ldap.password"`), then relative to the working directory.
-pub fn credential_path(file: &Path, env: &[(String, String)]) -> PathBuf {
-    if file.is_relative()
-        && let Some((_, dir)) = env.iter().find(|(k, _)| k == "CREDENTIALS_DIRECTORY")
-    {
-        let candidate = Path::new(dir).join(file);
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    file.to_path_buf()
-}
-
-/// Reads a secret from exactly one of `*_file` / `*_env`.
-pub fn read_secret(
-    path: &Path,
-    key: &str,
-    file: Option<&Path>,
-    env_name: Option<&str>,
-    env: &[(String, String)],
-) -> Result<Secret, ConfigError> {
-    let value = match (file, env_name) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                path,
-                key,
-                "set either token_file or token_env, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                path,
-                key,
-                "set token_file (a file holding the token) or token_env (an environment variable)",
-            ));
-        }
-        (Some(f), None) => {
-            let f = credential_path(f, env);
-            std::fs::read_to_string(&f).map_err(|e| {
-                ConfigError::new(
-                    path,
-                    format!("{key}.token_file"),
-                    format!("cannot read {}: {e}", f.display()),
-                )
-            })?
-        }
-        (None, Some(name)) => env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    path,
-                    format!("{key}.token_env"),
-                    format!("environment variable {name} is not set"),
-                )
-            })?,
-    };
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ConfigError::new(path, key, "the token is empty"));
-    }
-    Ok(Secret::new(value))
 }
 
 #[cfg(test)]
@@ -1011,20 +824,6 @@ permissions = ["a"]
         .unwrap_err();
         assert!(e.key.starts_with("catalog.roles"), "{e}");
         assert!(e.message.contains("zz"), "{e}");
-    }
-
-    #[test]
-    fn password_policy_rules() {
-        let mut pol = PasswordPolicy::default();
-        assert!(pol.check("short").is_err());
-        assert!(pol.check("long enough passphrase").is_ok());
-        pol.require_digit = true;
-        assert!(
-            pol.check("long enough passphrase")
-                .unwrap_err()
-                .contains("digit")
-        );
-        assert!(pol.check("long enough passphrase 7").is_ok());
     }
 
     fn source_error(source: &str) -> ConfigError {

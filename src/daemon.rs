@@ -235,6 +235,43 @@ impl Daemon {
 
 /// Opens the store, binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+    let store = open_store(&config)?;
+    let (tokens, admin_token_file) = admin_tokens(&config)?;
+    let roster = open_roster(store, &config)?;
+    let sync = SyncEngine::new(roster.clone(), config.sources.clone())
+        .context("while opening the sync run history")?;
+    let admin_tokens = SharedTokens::new(TokenSet::new(&tokens));
+    let (app, scim) = build_app(&config, &roster, &sync, &admin_tokens).await?;
+    let (listener, unix_listener) = bind_listeners(&config).await?;
+    let addr = listener.local_addr()?;
+    let opts = serve_options(&config);
+    tracing::info!(%addr, employees = roster.counts().total, "listening on http://{addr}");
+
+    let scheduler = Scheduler::start(sync.clone())
+        .await
+        .context("while starting the sync schedules")?;
+    let mail = start_mail(&config, &roster)?;
+    crate::notify::ready(&crate::notify::status_line(&roster, &sync));
+    let (shutdown_tx, server) = spawn_servers(listener, unix_listener, app, opts);
+    let notifier = crate::notify::start(roster.clone(), sync.clone());
+    Ok(Daemon {
+        notifier: Some(notifier),
+        addr,
+        admin_token_file,
+        roster,
+        sync,
+        config,
+        admin_tokens,
+        scim,
+        scheduler: Some(scheduler),
+        mail,
+        shutdown_tx: Some(shutdown_tx),
+        server,
+    })
+}
+
+/// The data directory made private and the store in it opened.
+fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
     // The data directory holds the store and the generated tokens: private to
     // the daemon's user (0700, files 0600) whatever umask it was started with.
     crate::secret::private_umask();
@@ -244,27 +281,40 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             config.data_dir.display()
         )
     })?;
-    let store = crate::employee::open_store(&config.data_dir.join("store"))
-        .context("while opening the store")?;
+    crate::employee::open_store(&config.data_dir.join("store")).context("while opening the store")
+}
 
-    let (tokens, admin_token_file) = admin_tokens(&config)?;
-
-    let roster = Roster::open(
+/// The roster over the store, with the config's plain values (catalog,
+/// password policy, photo limit, link lifetimes).
+fn open_roster(store: crate::store::Store, config: &Config) -> anyhow::Result<Roster> {
+    Ok(Roster::open(
         store,
         config.catalog.clone(),
         config.password_policy.clone(),
         config.photo_max_bytes,
     )
     .context("while reading the stored profiles")?
-    .with_accounts(config.accounts.clone());
-    let sync = SyncEngine::new(roster.clone(), config.sources.clone())
-        .context("while opening the sync run history")?;
-    let admin_tokens = SharedTokens::new(TokenSet::new(&tokens));
+    .with_accounts(config.accounts.clone()))
+}
+
+/// The whole HTTP app: the admin API, /metrics, the web console and, when
+/// clients are configured, SCIM (its state is returned for reloads), with
+/// the request metrics and tracing layers. Loads the stored positions first.
+async fn build_app(
+    config: &Config,
+    roster: &Roster,
+    sync: &SyncEngine,
+    admin_tokens: &SharedTokens,
+) -> anyhow::Result<(axum::Router, Option<crate::scim::ScimState>)> {
     let state = AppState {
         roster: roster.clone(),
         admin_tokens: admin_tokens.clone(),
         sync: sync.clone(),
-        login_limits: Arc::new(crate::ratelimit::LoginLimits::new(&config.accounts)),
+        login_limits: Arc::new(crate::ratelimit::LoginLimits::new(
+            config.accounts.login_max_attempts_per_address,
+            config.accounts.login_max_failures,
+            config.accounts.login_window,
+        )),
     };
     roster
         .load_positions()
@@ -278,7 +328,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         .with_state(state.clone())
         .merge(metrics_route)
         .merge(crate::web::routes(state));
-    let scim_config = scim_clients(&config)?;
+    let scim_config = scim_clients(config)?;
     let scim = if scim_config.clients.is_empty() {
         tracing::info!("SCIM is off (no [[scim.clients]] configured)");
         None
@@ -303,7 +353,14 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             crate::metrics::track,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(crate::serve::request_span));
+    Ok((app, scim))
+}
 
+/// The TCP listener (socket-activated, or bound to `listen`) and the unix
+/// socket (with `listen_unix`).
+async fn bind_listeners(
+    config: &Config,
+) -> anyhow::Result<(tokio::net::TcpListener, Option<tokio::net::UnixListener>)> {
     let listener = match socket_activated()? {
         Some(l) => {
             tracing::info!("using the socket-activated listener (LISTEN_FDS); `listen` is ignored");
@@ -322,36 +379,45 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         Some(path) => Some(bind_unix(path)?),
         None => None,
     };
-    let addr = listener.local_addr()?;
-    let (tcp_opts, unix_opts) = serve_options(&config);
-    tracing::info!(%addr, employees = roster.counts().total, "listening on http://{addr}");
+    Ok((listener, unix_listener))
+}
 
-    let scheduler = Scheduler::start(sync.clone())
-        .await
-        .context("while starting the sync schedules")?;
-    let mail = match &config.mail {
-        Some(mc) => {
-            let mailer = Mailer::new(mc.clone()).context("while setting up [mail]")?;
-            Some(start_mail_worker(&roster, mailer))
-        }
-        None => {
-            let waiting = roster
-                .outbox(false)
-                .map(|m| {
-                    m.iter()
-                        .filter(|m| m.state == crate::store::DeliveryState::Pending)
-                        .count()
-                })
-                .unwrap_or(0);
-            tracing::info!(
-                waiting,
-                "mail is off (no [mail] section); invitations and resets wait in the outbox"
-            );
-            None
-        }
+/// The mail worker, with `[mail]`; without it, says how many messages wait
+/// in the outbox.
+fn start_mail(
+    config: &Config,
+    roster: &Roster,
+) -> anyhow::Result<Option<(watch::Sender<bool>, JoinHandle<()>)>> {
+    let Some(mc) = &config.mail else {
+        let waiting = roster
+            .outbox(false)
+            .map(|m| {
+                m.iter()
+                    .filter(|m| m.state == crate::store::DeliveryState::Pending)
+                    .count()
+            })
+            .unwrap_or(0);
+        tracing::info!(
+            waiting,
+            "mail is off (no [mail] section); invitations and resets wait in the outbox"
+        );
+        return Ok(None);
     };
+    let mailer = Mailer::new(mc.clone()).context("while setting up [mail]")?;
+    Ok(Some(start_mail_worker(roster, mailer)))
+}
+
+/// Serves `app` on the listeners in the background until the returned sender
+/// fires (or is dropped): the TCP listener stops taking connections and
+/// finishes its requests, and tells the unix listener to do the same; the
+/// task ends when both have.
+fn spawn_servers(
+    listener: tokio::net::TcpListener,
+    unix_listener: Option<tokio::net::UnixListener>,
+    app: axum::Router,
+    (tcp_opts, unix_opts): (crate::serve::ServeOptions, crate::serve::ServeOptions),
+) -> (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    crate::notify::ready(&crate::notify::status_line(&roster, &sync));
     let (unix_stop_tx, unix_stop_rx) = oneshot::channel::<()>();
     let unix_app = app.clone();
     let unix_server = unix_listener.map(|l| {
@@ -378,21 +444,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         }
         tcp
     });
-    let notifier = crate::notify::start(roster.clone(), sync.clone());
-    Ok(Daemon {
-        notifier: Some(notifier),
-        addr,
-        admin_token_file,
-        roster,
-        sync,
-        config,
-        admin_tokens,
-        scim,
-        scheduler: Some(scheduler),
-        mail,
-        shutdown_tx: Some(shutdown_tx),
-        server,
-    })
+    (shutdown_tx, server)
 }
 
 /// The serving options of the TCP and unix listeners: the open-file limit is

@@ -1,8 +1,11 @@
 //! Prometheus metrics at `/metrics` (text format, prometheus-client): HTTP
 //! requests by route and status with latency histograms; sync runs by source and
-//! outcome, their duration and entries seen (recorded by the sync engine);
-//! employees active/inactive (counts the store keeps as it writes) and the last
-//! successful sync per source.
+//! outcome, their duration and entries seen (the engine records them into
+//! [`crate::sync::metrics`], registered here); employees active/inactive (counts
+//! the store keeps as it writes) and the last successful sync per source.
+//!
+//! A top-level collector: it reads `employee` and `sync`, and nothing below it
+//! imports it (the sync engine owns its own metric handles).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::employee::Roster;
 use crate::sync::SyncEngine;
+use crate::sync::metrics::SourceLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -35,41 +39,12 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
-    pub source: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RunLabels {
-    pub source: String,
-    pub outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
 
 fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
-}
-
-/// Sync metrics; the engine records into them, the registry reads them.
-#[derive(Clone)]
-pub struct SyncMetrics {
-    pub runs: Family<RunLabels, Counter>,
-    pub duration: Family<SourceLabels, Histogram, fn() -> Histogram>,
-    pub entries_seen: Family<SourceLabels, Counter>,
-}
-
-impl Default for SyncMetrics {
-    fn default() -> Self {
-        Self {
-            runs: Family::default(),
-            duration: Family::new_with_constructor(seconds_histogram),
-            entries_seen: Family::default(),
-        }
-    }
 }
 
 /// The registry and the handles that are written on the request path.

@@ -117,10 +117,12 @@ pub struct LoginLimits {
 }
 
 impl LoginLimits {
-    pub fn new(s: &crate::mail::config::AccountSettings) -> Self {
+    /// `per_address`: attempts per client address, `per_account`: failures
+    /// per account, both within `window` (`[accounts] login_*`).
+    pub fn new(per_address: u32, per_account: u32, window: Duration) -> Self {
         Self {
-            per_address: Limiter::new(s.login_max_attempts_per_address, s.login_window),
-            per_account: Limiter::new(s.login_max_failures, s.login_window),
+            per_address: Limiter::new(per_address, window),
+            per_account: Limiter::new(per_account, window),
         }
     }
 }

@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use tracing::instrument;
 
 use super::{
-    AccountStatus, AccountToken, BULK_MAX, BulkOutcome, Employee, EmployeeId, Error, Roster,
-    TokenPurpose, validate,
+    AccountStatus, AccountToken, BulkOutcome, Employee, EmployeeId, Error, Roster, TokenPurpose,
+    check_bulk_size, not_an_id, validate,
 };
 use crate::secret::{Secret, random_token, token_digest};
-use crate::store::{Actor, ActorKind, DeliveryState, IndexKind, MessageKind, OutboxRecord};
+use crate::store::{
+    Actor, ActorKind, AuditAction, DeliveryState, IndexKind, MessageKind, OutboxRecord,
+};
 
 /// What can go wrong on an account endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +89,8 @@ impl Roster {
 
     fn link_ttl(&self, purpose: TokenPurpose) -> chrono::Duration {
         let ttl = match purpose {
-            TokenPurpose::Invite => self.accounts.invite_ttl,
-            TokenPurpose::PasswordReset => self.accounts.reset_ttl,
+            TokenPurpose::Invite => self.token_lifetimes.invite,
+            TokenPurpose::PasswordReset => self.token_lifetimes.reset,
         };
         chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::days(7))
     }
@@ -111,7 +113,7 @@ impl Roster {
         let r = self.modify(
             &Actor::system(),
             EmployeeId(m.employee_id),
-            "mail_link",
+            AuditAction::MailLink,
             None,
             Default::default(),
             |e, _| {
@@ -166,21 +168,18 @@ impl Roster {
         kind: SendKind,
         dry_run: bool,
     ) -> Result<Vec<BulkOutcome>, Error> {
-        if ids.len() > BULK_MAX {
-            return Err(Error::BadRequest {
-                field: Some("ids".into()),
-                message: format!("at most {BULK_MAX} ids per bulk request"),
-            });
-        }
+        check_bulk_size(ids)?;
         let (action, purpose) = match kind {
-            SendKind::Invite => ("send_invite", TokenPurpose::Invite),
-            SendKind::PasswordReset => ("send_password_reset", TokenPurpose::PasswordReset),
+            SendKind::Invite => (AuditAction::SendInvite, TokenPurpose::Invite),
+            SendKind::PasswordReset => {
+                (AuditAction::SendPasswordReset, TokenPurpose::PasswordReset)
+            }
         };
         let mut out = Vec::with_capacity(ids.len());
         for raw in ids {
             let r = raw
                 .parse::<EmployeeId>()
-                .map_err(|_| Error::NotFound(format!("`{raw}` is not an employee id")))
+                .map_err(|_| not_an_id(raw))
                 .and_then(|id| {
                     let e = self.get(id)?;
                     if let Some(why) = Self::refusal(&e, kind) {
@@ -214,25 +213,10 @@ impl Roster {
                     .map(|_| ())
                 });
             out.push(match r {
-                Ok(()) => BulkOutcome {
-                    id: raw.clone(),
-                    ok: true,
-                    changed: true,
-                    error: None,
-                },
+                Ok(()) => BulkOutcome::done(raw, true),
                 Err(Error::Store(e)) => return Err(Error::Store(e)),
-                Err(Error::Invalid { message, .. }) => BulkOutcome {
-                    id: raw.clone(),
-                    ok: false,
-                    changed: false,
-                    error: Some(message),
-                },
-                Err(e) => BulkOutcome {
-                    id: raw.clone(),
-                    ok: false,
-                    changed: false,
-                    error: Some(e.to_string()),
-                },
+                Err(Error::Invalid { message, .. }) => BulkOutcome::refused(raw, message),
+                Err(e) => BulkOutcome::refused(raw, e.to_string()),
             });
         }
         self.store.flush().await?;
@@ -276,35 +260,9 @@ impl Roster {
         username: &str,
         password: &Secret,
     ) -> Result<Employee, AccountError> {
-        let e = self.by_token(token, TokenPurpose::Invite)?;
-        if !e.active {
-            return Err(AccountError::Forbidden(
-                "this profile is inactive; ask an administrator".into(),
-            ));
-        }
-        let username = validate::username(username)?;
-        let hash = self.hash_password(password).await?;
-        let digest = hex::encode(token_digest(token.expose().trim()));
-        let actor = self_actor(e.id);
-        let (e, _) = self
-            .modify(
-                &actor,
-                e.id,
-                "accept_invite",
-                None,
-                Default::default(),
-                |e, _| {
-                    check_token(e, &digest, TokenPurpose::Invite, Utc::now())
-                        .map_err(|_| Error::NotFound("token".into()))?;
-                    e.username = username.clone();
-                    e.password_hash = Some(hash.clone());
-                    e.account_status = AccountStatus::Credentials;
-                    e.account_token = None;
-                    Ok(())
-                },
-            )
-            .map_err(token_gone)?;
-        self.store.flush().await.map_err(Error::from)?;
+        let e = self
+            .use_link(token, TokenPurpose::Invite, password, Some(username))
+            .await?;
         tracing::info!(employee = %e.id, "invitation accepted");
         Ok(e)
     }
@@ -316,34 +274,52 @@ impl Roster {
         token: &Secret,
         password: &Secret,
     ) -> Result<Employee, AccountError> {
-        let e = self.by_token(token, TokenPurpose::PasswordReset)?;
+        let e = self
+            .use_link(token, TokenPurpose::PasswordReset, password, None)
+            .await?;
+        tracing::info!(employee = %e.id, "password reset");
+        Ok(e)
+    }
+
+    /// Uses up a live link of `purpose` on an active profile: the employee, as
+    /// its own actor, sets a password (and, accepting an invitation, the
+    /// username); the account is set up and the token gone, in one audited
+    /// write.
+    async fn use_link(
+        &self,
+        token: &Secret,
+        purpose: TokenPurpose,
+        password: &Secret,
+        username: Option<&str>,
+    ) -> Result<Employee, AccountError> {
+        let e = self.by_token(token, purpose)?;
         if !e.active {
             return Err(AccountError::Forbidden(
                 "this profile is inactive; ask an administrator".into(),
             ));
         }
+        let username = username.map(validate::username).transpose()?;
         let hash = self.hash_password(password).await?;
         let digest = hex::encode(token_digest(token.expose().trim()));
         let actor = self_actor(e.id);
+        let action = match purpose {
+            TokenPurpose::Invite => AuditAction::AcceptInvite,
+            TokenPurpose::PasswordReset => AuditAction::ResetPassword,
+        };
         let (e, _) = self
-            .modify(
-                &actor,
-                e.id,
-                "reset_password",
-                None,
-                Default::default(),
-                |e, _| {
-                    check_token(e, &digest, TokenPurpose::PasswordReset, Utc::now())
-                        .map_err(|_| Error::NotFound("token".into()))?;
-                    e.password_hash = Some(hash.clone());
-                    e.account_status = AccountStatus::Credentials;
-                    e.account_token = None;
-                    Ok(())
-                },
-            )
+            .modify(&actor, e.id, action, None, Default::default(), |e, _| {
+                check_token(e, &digest, purpose, Utc::now())
+                    .map_err(|_| Error::NotFound("token".into()))?;
+                if let Some(u) = &username {
+                    e.username = u.clone();
+                }
+                e.password_hash = Some(hash.clone());
+                e.account_status = AccountStatus::Credentials;
+                e.account_token = None;
+                Ok(())
+            })
             .map_err(token_gone)?;
         self.store.flush().await.map_err(Error::from)?;
-        tracing::info!(employee = %e.id, "password reset");
         Ok(e)
     }
 

@@ -574,6 +574,9 @@ mod tests {
         all.into_iter().map(|e| e.id.to_string()).collect()
     }
 
+    // Long on purpose: one roster, then every kind of list query (filters,
+    // sorts, cursors, writes in between) checked against the decode-everything
+    // reference, so that a query the projection gets wrong shows here.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lists_from_the_projection_agree_with_decoding_every_profile_and_read_only_the_page() {
         let dir = tempfile::tempdir().unwrap();

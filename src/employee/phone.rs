@@ -41,12 +41,30 @@ pub struct Phone {
 /// spaces, `:`, `=` or `.`, so `ext.`, `ext:` and `;ext=` are covered).
 const MARKERS: [&str; 4] = ["extension", "ext", "x", "#"];
 
+/// Why a value is not a phone number or an extension (the message quotes the
+/// value and says what is accepted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("is empty")]
+    Empty,
+    #[error(
+        "`{0}` is not an extension (up to {MAX_EXTENSION} digits, optionally written x42 or ext. 42)"
+    )]
+    NotAnExtension(String),
+    #[error("`{whole}` has `{param}`, which is not an extension (up to {MAX_EXTENSION} digits)")]
+    TelExtension { whole: String, param: String },
+    #[error(
+        "`{whole}` is not a phone number ({why}; digits with spaces, + - . / ( ) and an optional extension such as x42 or ;ext=42)"
+    )]
+    NotAPhone { whole: String, why: String },
+}
+
 /// Parses a phone number with an optional inline extension. `Err` says why the
 /// value is not a phone number.
-pub fn parse(raw: &str) -> Result<Phone, String> {
+pub fn parse(raw: &str) -> Result<Phone, PhoneError> {
     let s = raw.trim();
     if s.is_empty() {
-        return Err("is empty".into());
+        return Err(PhoneError::Empty);
     }
     if let Some(rest) = strip_prefix_ci(s, "tel:") {
         return parse_tel(rest, s);
@@ -64,7 +82,7 @@ pub fn parse(raw: &str) -> Result<Phone, String> {
 
 /// An extension as a client may write it on its own (`42`, `x42`, `ext. 42`):
 /// its digits, or why it is not an extension.
-pub fn parse_extension(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_extension(raw: &str) -> Result<Option<String>, PhoneError> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
@@ -84,9 +102,7 @@ pub fn parse_extension(raw: &str) -> Result<Option<String>, String> {
         || digits.len() > MAX_EXTENSION
         || !digits.bytes().all(|b| b.is_ascii_digit())
     {
-        return Err(format!(
-            "`{s}` is not an extension (up to {MAX_EXTENSION} digits, optionally written x42 or ext. 42)"
-        ));
+        return Err(PhoneError::NotAnExtension(s.to_string()));
     }
     Ok(Some(digits.to_string()))
 }
@@ -99,7 +115,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// RFC 3966: `tel:` number, then `;name=value` parameters (`ext`, `isub`,
 /// `phone-context`); only `ext` is kept.
-fn parse_tel(rest: &str, whole: &str) -> Result<Phone, String> {
+fn parse_tel(rest: &str, whole: &str) -> Result<Phone, PhoneError> {
     let mut parts = rest.split(';');
     let number = parts.next().unwrap_or("").trim();
     let mut extension = None;
@@ -111,9 +127,10 @@ fn parse_tel(rest: &str, whole: &str) -> Result<Phone, String> {
                 || digits.len() > MAX_EXTENSION
                 || !digits.bytes().all(|b| b.is_ascii_digit())
             {
-                return Err(format!(
-                    "`{whole}` has `{p}`, which is not an extension (up to {MAX_EXTENSION} digits)"
-                ));
+                return Err(PhoneError::TelExtension {
+                    whole: whole.to_string(),
+                    param: p.to_string(),
+                });
             }
             extension = Some(digits);
         }
@@ -175,11 +192,10 @@ fn split_marked(s: &str) -> Option<(&str, &str)> {
 
 /// The number part: digits and the usual separators, a `+` only in front, a
 /// plausible count of digits.
-fn check_number(number: &str, whole: &str) -> Result<(), String> {
-    let not_a_phone = |why: &str| {
-        format!(
-            "`{whole}` is not a phone number ({why}; digits with spaces, + - . / ( ) and an optional extension such as x42 or ;ext=42)"
-        )
+fn check_number(number: &str, whole: &str) -> Result<(), PhoneError> {
+    let not_a_phone = |why: &str| PhoneError::NotAPhone {
+        whole: whole.to_string(),
+        why: why.to_string(),
     };
     if number.chars().count() > MAX_CHARS {
         return Err(not_a_phone(&format!("longer than {MAX_CHARS} characters")));
@@ -299,7 +315,7 @@ mod tests {
         ] {
             let e = parse(raw).expect_err(raw);
             if !raw.is_empty() {
-                assert!(e.contains(raw.trim()), "{raw:?}: {e}");
+                assert!(e.to_string().contains(raw.trim()), "{raw:?}: {e}");
             }
         }
     }

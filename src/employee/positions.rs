@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::catalog::PositionDef;
 use super::{Catalog, Employee, EmployeeId, Error, PhotoChange, Roster, decode, validate};
-use crate::store::{Actor, AuditEntry, FieldChange};
+use crate::store::{Actor, AuditAction, AuditEntry, FieldChange};
 
 /// A catalog position with its stable id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +134,7 @@ impl Roster {
         };
         self.put_position(&p)?;
         self.refresh_catalog()?;
-        self.audit_position(actor, "position_create", None, Some(&p.name))?;
+        self.audit_position(actor, AuditAction::PositionCreate, None, Some(&p.name))?;
         self.store.flush().await?;
         Ok(p)
     }
@@ -157,7 +157,7 @@ impl Roster {
         self.put_position(&p)?;
         self.refresh_catalog()?;
         for e in self.holders(&old)? {
-            self.modify(actor, e.id, "update", None, PhotoChange::Keep, |e, _| {
+            self.update_positions_of(actor, e.id, |e, _| {
                 e.positions.retain(|x| *x != old);
                 e.positions.push(new_name.clone());
                 e.positions.sort();
@@ -165,7 +165,12 @@ impl Roster {
                 Ok(())
             })?;
         }
-        self.audit_position(actor, "position_rename", Some(&old), Some(&p.name))?;
+        self.audit_position(
+            actor,
+            AuditAction::PositionRename,
+            Some(&old),
+            Some(&p.name),
+        )?;
         self.store.flush().await?;
         Ok(p)
     }
@@ -175,14 +180,14 @@ impl Roster {
     pub async fn delete_position(&self, actor: &Actor, id: Uuid) -> Result<(), Error> {
         let p = self.position(id)?;
         for e in self.holders(&p.name)? {
-            self.modify(actor, e.id, "update", None, PhotoChange::Keep, |e, _| {
+            self.update_positions_of(actor, e.id, |e, _| {
                 e.positions.retain(|x| *x != p.name);
                 Ok(())
             })?;
         }
         self.store.remove_position(id)?;
         self.refresh_catalog()?;
-        self.audit_position(actor, "position_delete", Some(&p.name), None)?;
+        self.audit_position(actor, AuditAction::PositionDelete, Some(&p.name), None)?;
         self.store.flush().await?;
         Ok(())
     }
@@ -230,7 +235,7 @@ impl Roster {
             })?;
         }
         for id in add {
-            self.modify(actor, id, "update", None, PhotoChange::Keep, |e, _| {
+            self.update_positions_of(actor, id, |e, _| {
                 if !e.positions.contains(&p.name) {
                     e.positions.push(p.name.clone());
                     e.positions.sort();
@@ -239,7 +244,7 @@ impl Roster {
             })?;
         }
         for id in remove {
-            match self.modify(actor, id, "update", None, PhotoChange::Keep, |e, _| {
+            match self.update_positions_of(actor, id, |e, _| {
                 e.positions.retain(|x| *x != p.name);
                 Ok(())
             }) {
@@ -249,6 +254,16 @@ impl Roster {
         }
         self.store.flush().await?;
         Ok(())
+    }
+
+    /// One holder's positions changed by `f` (an `update` in its audit log).
+    fn update_positions_of(
+        &self,
+        actor: &Actor,
+        id: EmployeeId,
+        f: impl Fn(&mut Employee, &Catalog) -> Result<(), Error>,
+    ) -> Result<(Employee, bool), Error> {
+        self.modify(actor, id, AuditAction::Update, None, PhotoChange::Keep, f)
     }
 
     fn check_position_name_free(&self, name: &str, except: Option<Uuid>) -> Result<(), Error> {
@@ -313,7 +328,7 @@ impl Roster {
     fn audit_position(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         before: Option<&str>,
         after: Option<&str>,
     ) -> Result<(), Error> {

@@ -595,40 +595,14 @@ pub enum Key<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::employee::{EmployeeId, PermissionOverrides, model::Enterprise};
+    use crate::employee::fixtures;
     use chrono::Utc;
 
     fn person(name: &str) -> Employee {
-        let now = Utc::now();
-        Employee {
-            id: EmployeeId::new(),
-            version: 1,
-            given_name: name.into(),
-            family_name: "Lee".into(),
-            display_name: format!("{name} Lee"),
-            display_name_derived: true,
-            email: format!("{name}@Example.com"),
-            username: format!("{name}@Example.com"),
-            positions: vec!["Driver".into()],
-            role: "Technician".into(),
-            business_unit: None,
-            photo: None,
-            mobile_phone: None,
-            office_phone: None,
-            account_status: AccountStatus::Later,
-            password_hash: None,
-            enabled: true,
-            active: true,
-            permissions: PermissionOverrides::default(),
-            external_id: None,
-            enterprise: Enterprise::default(),
-            source_keys: Default::default(),
-            source_facts: Default::default(),
-            deactivated_by: None,
-            account_token: None,
-            created_at: now,
-            updated_at: now,
-        }
+        let mut e = fixtures::employee(name, "Lee", &format!("{name}@Example.com"));
+        e.display_name_derived = true;
+        e.positions = vec!["Driver".into()];
+        e
     }
 
     fn message(id: u64, e: &Employee, state: DeliveryState) -> OutboxRecord {

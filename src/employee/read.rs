@@ -6,12 +6,62 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{Employee, EmployeeId, Error, Roster, decode, validate};
-use crate::store::{Counts, IndexKind};
+use super::{Employee, EmployeeId, Error, ListQuery, Page, Roster, decode, validate};
+use crate::store::{AuditEntry, Counts, IndexKind};
 
 impl Roster {
+    pub fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
+        match self.store.get(id.0)? {
+            Some(bytes) => decode(&bytes),
+            None => Err(Error::NotFound(format!("no employee with id {id}"))),
+        }
+    }
+    /// Finds a profile by id, email or username (the last two case-insensitively).
+    pub fn find(&self, key: &str) -> Result<Employee, Error> {
+        if let Ok(id) = key.parse::<EmployeeId>() {
+            return self.get(id);
+        }
+        let folded = validate::fold(key.trim());
+        for index in [IndexKind::Email, IndexKind::Username] {
+            if let Some(id) = self.store.lookup(&index, &folded)? {
+                return self.get(EmployeeId(id));
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no employee with id, email or username `{}`",
+            key.trim()
+        )))
+    }
+    /// Audit entries, newest first.
+    pub fn audit(
+        &self,
+        employee: Option<EmployeeId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self
+            .store
+            .audit_entries(employee.map(|e| e.0), before, limit.clamp(1, 1000))?)
+    }
+    /// One page of a list query (see [`super::list`]): filtered and sorted on the
+    /// projection, then only the page's profiles are read.
+    pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
+        // A pass over the projection: milliseconds at 100,000 profiles.
+        crate::blocking::in_place(|| super::list::run(&self.projection, &self.store, q))
+    }
+    /// Every profile that matches a list query's status and filters (cursor
+    /// and limit ignored), in the query's sort order: the ids only, from the
+    /// projection ("select all that match" for bulk actions).
+    pub fn list_all_ids(&self, q: &ListQuery) -> Result<Vec<EmployeeId>, Error> {
+        let mut q = q.clone();
+        q.cursor = None;
+        let sel =
+            crate::blocking::in_place(|| super::list::select(&self.projection, &q, usize::MAX))?;
+        Ok(sel.ids.into_iter().map(EmployeeId).collect())
+    }
+
     /// The password policy in force (shown on the pages where one is chosen).
-    pub fn password_policy(&self) -> &crate::config::PasswordPolicy {
+    pub fn password_policy(&self) -> &super::PasswordPolicy {
         &self.policy
     }
 

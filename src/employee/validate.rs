@@ -146,7 +146,7 @@ pub fn username(raw: &str) -> Result<String, Error> {
 /// A phone number that is stored whole (the mobile phone): any form
 /// [`phone::parse`] recognises, kept as written (trimmed), an extension included.
 pub fn phone(field: &str, raw: &str) -> Result<String, Error> {
-    phone::parse(raw).map_err(|m| invalid(field, m))?;
+    phone::parse(raw).map_err(|m| invalid(field, m.to_string()))?;
     Ok(raw.trim().to_string())
 }
 
@@ -154,9 +154,11 @@ pub fn phone(field: &str, raw: &str) -> Result<String, Error> {
 /// `;ext=8413`, `tel:…;ext=8413`...) moves to `extension`; an extension given
 /// on its own may be written `42`, `x42` or `ext. 42`. Both at once must agree.
 pub fn office_phone(p: &OfficePhone) -> Result<OfficePhone, Error> {
-    let parsed = phone::parse(&p.number).map_err(|m| invalid("office_phone.number", m))?;
+    let parsed =
+        phone::parse(&p.number).map_err(|m| invalid("office_phone.number", m.to_string()))?;
     let given = match p.extension.as_deref() {
-        Some(e) => phone::parse_extension(e).map_err(|m| invalid("office_phone.extension", m))?,
+        Some(e) => phone::parse_extension(e)
+            .map_err(|m| invalid("office_phone.extension", m.to_string()))?,
         None => None,
     };
     let extension = match (parsed.extension, given) {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_helpers::{ConfigError, credential_path};
+use crate::employee::TokenLifetimes;
 use crate::secret::Secret;
 
 /// How the SMTP connection is secured.
@@ -154,6 +155,16 @@ impl Default for AccountSettings {
     }
 }
 
+/// The domain's part of `[accounts]`: the links' lifetimes.
+impl From<AccountSettings> for TokenLifetimes {
+    fn from(a: AccountSettings) -> Self {
+        TokenLifetimes {
+            invite: a.invite_ttl,
+            reset: a.reset_ttl,
+        }
+    }
+}
+
 fn secs(file: &Path, key: &str, v: f64, min: f64) -> Result<Duration, ConfigError> {
     if !v.is_finite() || v < min || v > 1e9 {
         return Err(ConfigError {
@@ -234,7 +245,7 @@ pub fn validate_mail(
             ));
         }
         (Some(u), Some(f), None) => {
-            let f = &crate::config::credential_path(f, env);
+            let f = &credential_path(f, env);
             let text = std::fs::read_to_string(f)
                 .map_err(|e| err("password_file", format!("cannot read {}: {e}", f.display())))?;
             Some((u.clone(), Secret::new(text.trim())))

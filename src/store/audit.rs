@@ -80,6 +80,77 @@ impl std::fmt::Display for Actor {
     }
 }
 
+/// What a change did, as the audit log records it. The serde names are the
+/// strings stored in the log and returned by the API (`create`, `update`, ...):
+/// they must not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Create,
+    Update,
+    Activate,
+    Deactivate,
+    /// A SCIM DELETE removed the profile.
+    Delete,
+    /// The employee accepted an invitation (username and password set).
+    AcceptInvite,
+    /// The employee set a new password with a reset link.
+    ResetPassword,
+    /// An admin sent an invitation (a message queued).
+    SendInvite,
+    /// An admin sent a password reset (a message queued).
+    SendPasswordReset,
+    /// The mail worker minted the link of a message it was about to send.
+    MailLink,
+    PositionCreate,
+    PositionRename,
+    PositionDelete,
+}
+
+impl AuditAction {
+    /// Every action, for tests and documentation.
+    pub const ALL: [AuditAction; 13] = [
+        AuditAction::Create,
+        AuditAction::Update,
+        AuditAction::Activate,
+        AuditAction::Deactivate,
+        AuditAction::Delete,
+        AuditAction::AcceptInvite,
+        AuditAction::ResetPassword,
+        AuditAction::SendInvite,
+        AuditAction::SendPasswordReset,
+        AuditAction::MailLink,
+        AuditAction::PositionCreate,
+        AuditAction::PositionRename,
+        AuditAction::PositionDelete,
+    ];
+
+    /// The stored name (the same as serde's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Create => "create",
+            AuditAction::Update => "update",
+            AuditAction::Activate => "activate",
+            AuditAction::Deactivate => "deactivate",
+            AuditAction::Delete => "delete",
+            AuditAction::AcceptInvite => "accept_invite",
+            AuditAction::ResetPassword => "reset_password",
+            AuditAction::SendInvite => "send_invite",
+            AuditAction::SendPasswordReset => "send_password_reset",
+            AuditAction::MailLink => "mail_link",
+            AuditAction::PositionCreate => "position_create",
+            AuditAction::PositionRename => "position_rename",
+            AuditAction::PositionDelete => "position_delete",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One field's value before and after a change. Secrets are recorded as `"***"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
@@ -96,8 +167,7 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: Actor,
     pub employee_id: Option<Uuid>,
-    /// `create`, `update`, `activate`, `deactivate`, `delete`, ...
-    pub action: String,
+    pub action: AuditAction,
     pub changes: Vec<FieldChange>,
 }
 
@@ -105,7 +175,7 @@ impl AuditEntry {
     pub fn new(
         actor: Actor,
         employee_id: Option<Uuid>,
-        action: &str,
+        action: AuditAction,
         changes: Vec<FieldChange>,
     ) -> Self {
         Self {
@@ -113,7 +183,7 @@ impl AuditEntry {
             at: Utc::now(),
             actor,
             employee_id,
-            action: action.to_string(),
+            action,
             changes,
         }
     }
@@ -133,14 +203,14 @@ fn encode_tail(entry: &AuditEntry) -> serde_json::Result<Vec<u8>> {
         at: &'a DateTime<Utc>,
         actor: &'a Actor,
         employee_id: &'a Option<Uuid>,
-        action: &'a str,
+        action: AuditAction,
         changes: &'a [FieldChange],
     }
     serde_json::to_vec(&Stored {
         at: &entry.at,
         actor: &entry.actor,
         employee_id: &entry.employee_id,
-        action: &entry.action,
+        action: entry.action,
         changes: &entry.changes,
     })
 }
@@ -190,15 +260,44 @@ pub(crate) const PACK_ENTRIES: usize = 8;
 /// First byte of a pack. A single entry is JSON and starts with `{`.
 const PACK: u8 = 1;
 
+/// What is wrong with a pack: one that cannot be written (nothing is written)
+/// or one read back damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PackError {
+    #[error("too many audit entries in a batch")]
+    TooManyEntries,
+    #[error("an audit entry is too long")]
+    EntryTooLong,
+    #[error("audit pack is cut short")]
+    CutShort,
+    #[error("audit pack has trailing bytes")]
+    TrailingBytes,
+}
+
+impl From<PackError> for super::StoreError {
+    /// A pack that cannot be written is a write the store cannot hold; one
+    /// read back damaged is a corrupt record.
+    fn from(e: PackError) -> Self {
+        match e {
+            PackError::TooManyEntries | PackError::EntryTooLong => {
+                super::StoreError::Invalid(e.to_string())
+            }
+            PackError::CutShort | PackError::TrailingBytes => {
+                super::StoreError::Corrupt(e.to_string())
+            }
+        }
+    }
+}
+
 /// One value holding several entries, each `(seq, JSON)`, in increasing `seq`.
-pub(crate) fn encode_pack(entries: &[(u64, &[u8])]) -> Result<Vec<u8>, String> {
-    let count = u32::try_from(entries.len()).map_err(|_| "too many audit entries in a batch")?;
+pub(crate) fn encode_pack(entries: &[(u64, &[u8])]) -> Result<Vec<u8>, PackError> {
+    let count = u32::try_from(entries.len()).map_err(|_| PackError::TooManyEntries)?;
     let size: usize = entries.iter().map(|(_, b)| 12 + b.len()).sum();
     let mut v = Vec::with_capacity(5 + size);
     v.push(PACK);
     v.extend_from_slice(&count.to_be_bytes());
     for (seq, bytes) in entries {
-        let len = u32::try_from(bytes.len()).map_err(|_| "an audit entry is too long")?;
+        let len = u32::try_from(bytes.len()).map_err(|_| PackError::EntryTooLong)?;
         v.extend_from_slice(&seq.to_be_bytes());
         v.extend_from_slice(&len.to_be_bytes());
         v.extend_from_slice(bytes);
@@ -208,11 +307,11 @@ pub(crate) fn encode_pack(entries: &[(u64, &[u8])]) -> Result<Vec<u8>, String> {
 
 /// The entries `(seq, JSON)` of one stored value, in increasing `seq`, without
 /// decoding them; `key_seq` is the value's key (the seq of a single entry).
-pub(crate) fn unpack(key_seq: u64, v: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
+pub(crate) fn unpack(key_seq: u64, v: &[u8]) -> Result<Vec<(u64, &[u8])>, PackError> {
     if v.first() != Some(&PACK) {
         return Ok(vec![(key_seq, v)]);
     }
-    let short = || "audit pack is cut short".to_string();
+    let short = || PackError::CutShort;
     let mut at = 5;
     let count = u32::from_be_bytes(
         v.get(1..5)
@@ -230,7 +329,7 @@ pub(crate) fn unpack(key_seq: u64, v: &[u8]) -> Result<Vec<(u64, &[u8])>, String
         at += len;
     }
     if at != v.len() {
-        return Err("audit pack has trailing bytes".into());
+        return Err(PackError::TrailingBytes);
     }
     Ok(out)
 }
@@ -244,7 +343,7 @@ mod tests {
         let mut e = AuditEntry::new(
             Actor::admin("ops"),
             Some(Uuid::new_v4()),
-            "update",
+            AuditAction::Update,
             vec![FieldChange {
                 field: "email".into(),
                 before: "a@x".into(),
@@ -261,9 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn audit_actions_are_stored_under_their_names() {
+        for a in AuditAction::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+            let back: AuditAction = serde_json::from_value(a.as_str().into()).unwrap();
+            assert_eq!(back, a);
+        }
+    }
+
+    #[test]
     fn a_pack_holds_its_entries_in_order() {
-        let a = encode_with_seq(&AuditEntry::new(Actor::system(), None, "x", vec![]), 7).unwrap();
-        let b = encode_with_seq(&AuditEntry::new(Actor::system(), None, "y", vec![]), 9).unwrap();
+        let a = encode_with_seq(
+            &AuditEntry::new(Actor::system(), None, AuditAction::Create, vec![]),
+            7,
+        )
+        .unwrap();
+        let b = encode_with_seq(
+            &AuditEntry::new(Actor::system(), None, AuditAction::Update, vec![]),
+            9,
+        )
+        .unwrap();
         let pack = encode_pack(&[(7, &a), (9, &b)]).unwrap();
         assert_eq!(unpack(7, &pack).unwrap(), vec![(7, &a[..]), (9, &b[..])]);
         // A single entry is its own JSON.

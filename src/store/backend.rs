@@ -215,14 +215,7 @@ impl Store {
 
     /// Applies one write atomically (see [`Backend::commit_many`]).
     pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
-        let seq = self
-            .backend
-            .commit_many(std::slice::from_ref(w))?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
-        let mut entry = w.audit.entry().clone();
-        entry.seq = seq;
-        Ok(entry)
+        committed_entry(w, self.backend.commit_many(std::slice::from_ref(w))?)
     }
 
     /// Every record in id order, read lazily.
@@ -441,4 +434,15 @@ impl Backend for SledStore {
     fn is_ready(&self) -> bool {
         SledStore::is_ready(self)
     }
+}
+/// The audit entry of one committed write, with the sequence number the
+/// store gave it (`seqs`: what `commit_many` returned for that one write).
+pub(crate) fn committed_entry(w: &Write, seqs: Vec<u64>) -> Result<AuditEntry, StoreError> {
+    let seq = seqs
+        .last()
+        .copied()
+        .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
+    let mut entry = w.audit.entry().clone();
+    entry.seq = seq;
+    Ok(entry)
 }

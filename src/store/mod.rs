@@ -62,19 +62,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 
 use record::Header;
 use uuid::Uuid;
 
-pub use audit::{Actor, ActorKind, AuditEntry, FieldChange, PendingAudit};
+pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
 pub use backend::{Backend, Record, RecordIter, Store};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;
 
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong in the store. [`StoreError::Io`] is the disk failing
+/// (reads or writes of the store's files); [`StoreError::Corrupt`] is data read
+/// back that cannot be decoded; they are reported apart.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason} (is another rosterd using this data_dir?)")]
     Open { path: String, reason: String },
@@ -96,7 +101,8 @@ pub enum StoreError {
         expected: Option<u64>,
         found: Option<u64>,
     },
-    #[error("store I/O error: {0}")]
+    /// The store's files could not be read or written.
+    #[error("store I/O error: {0} (check the disk that holds data_dir: free space, permissions)")]
     Io(String),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
@@ -109,8 +115,13 @@ pub enum StoreError {
 }
 
 impl From<sled::Error> for StoreError {
+    /// sled's own corruption report is a corrupt store; everything else it
+    /// returns is a failure to read or write its files.
     fn from(e: sled::Error) -> Self {
-        StoreError::Io(e.to_string())
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
     }
 }
 
@@ -206,10 +217,10 @@ pub struct Write {
 }
 
 /// sled's page cache. Its default (1 GiB) kept a first import's writes
-/// resident: rosterd's peak RSS during a 100,000-person LDAP import was 957 MB
-/// with it and 777 MB with 64 MiB, with the same SCIM read rates (`cargo bench
-/// --bench scale`). Reads that must be fast are served from memory above the
-/// store (the unique indexes, the directory, the roster's projection).
+/// resident, raising the daemon's peak memory without making reads faster
+/// (the figures are in README.md, `cargo bench --bench scale`): reads that
+/// must be fast are served from memory above the store (the unique indexes,
+/// the directory, the roster's projection).
 const CACHE_BYTES: u64 = 64 << 20;
 
 /// The embedded sled store: the default [`Backend`]. Cheap to clone.
@@ -360,7 +371,7 @@ impl SledStore {
     pub fn version(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
         match self.employees.get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => record::version(&v).map(Some).map_err(StoreError::Corrupt),
+            Some(v) => record::version(&v).map(Some).map_err(StoreError::from),
         }
     }
 
@@ -371,7 +382,7 @@ impl SledStore {
         let Some(v) = self.employees.get(id.as_bytes())? else {
             return Ok(None);
         };
-        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        let (h, _) = record::decode(&v).map_err(StoreError::from)?;
         Ok(h.marks
             .into_iter()
             .find(|(o, _)| o == owner.as_bytes())
@@ -397,7 +408,7 @@ impl SledStore {
             let Some(v) = self.employees.get(id.as_bytes())? else {
                 continue;
             };
-            let (mut h, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            let (mut h, at) = record::decode(&v).map_err(StoreError::from)?;
             if h.version != *version {
                 continue;
             }
@@ -405,7 +416,7 @@ impl SledStore {
             h.marks.push((owner.as_bytes().to_vec(), mark.clone()));
             batch.insert(
                 id.as_bytes(),
-                record::encode(&h, &v[at..]).map_err(StoreError::Invalid)?,
+                record::encode(&h, &v[at..]).map_err(StoreError::from)?,
             );
             n += 1;
         }
@@ -469,7 +480,7 @@ impl SledStore {
         let mut classes = HashMap::new();
         for row in self.employees.iter() {
             let (k, v) = row?;
-            let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+            let (_, at) = record::decode(&v).map_err(StoreError::from)?;
             classes.insert(uuid_from(&k)?, is_active(&v[at..]));
         }
         self.directory
@@ -571,142 +582,120 @@ impl SledStore {
     /// record holds one of the new keys and [`StoreError::VersionConflict`] if the
     /// stored version is not the expected one; in both cases nothing changed.
     pub fn commit(&self, w: &Write) -> Result<AuditEntry, StoreError> {
-        let seq = self
-            .commit_many(std::slice::from_ref(w))?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("commit returned no audit entry".into()))?;
-        let mut entry = w.audit.entry().clone();
-        entry.seq = seq;
-        Ok(entry)
+        backend::committed_entry(w, self.commit_many(std::slice::from_ref(w))?)
     }
 
     /// Applies several writes in ONE transaction: all of them or none (a bulk
     /// import pays for one transaction per batch instead of one per record).
     /// Returns the audit sequence number given to each write, in order.
     pub fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError> {
-        struct Prepared<'a> {
-            w: &'a Write,
-            seq: u64,
-            audit_bytes: Vec<u8>,
-            /// The new record value; `None` removes it.
-            value: Option<Vec<u8>>,
-            /// Audit links moved out of the header into `audit_by_employee`.
-            spill: Vec<u64>,
-            /// The record must not exist (checked in the transaction).
-            must_be_new: bool,
-            outbox_bytes: Vec<([u8; 8], Vec<u8>, bool)>,
-        }
         let _writing = self
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Checks first, against the stored records and the index as this batch
         // changes them; nothing is written until every write passed.
+        let (prepared, keys) = self.prepare_batch(writes)?;
+        let packs = audit_packs(&prepared)?;
+        self.write_batch(&prepared, &packs)?;
+        self.publish_batch(keys, &prepared);
+        Ok(prepared.iter().map(|p| p.seq).collect())
+    }
+
+    /// Every write of a batch checked and encoded (the first refusal stops
+    /// it), with what the batch does to the unique keys.
+    fn prepare_batch<'a>(
+        &self,
+        writes: &'a [Write],
+    ) -> Result<(Vec<Prepared<'a>>, KeyChanges), StoreError> {
         let mut headers: HashMap<Uuid, Option<Header>> = HashMap::new();
-        let mut claimed: HashMap<Vec<u8>, Uuid> = HashMap::new();
-        let mut freed: HashSet<Vec<u8>> = HashSet::new();
-        let mut prepared = Vec::with_capacity(writes.len());
-        {
-            let index = self.read_index();
-            for w in writes {
-                // A create of an id this batch has not touched: that the record
-                // does not exist is checked in the transaction, which reads the
-                // key anyway (one read instead of two per new record).
-                let must_be_new = w.expected_version.is_none() && !headers.contains_key(&w.id);
-                let old = match headers.get(&w.id) {
-                    Some(h) => h.clone(),
-                    None if must_be_new => None,
-                    None => match self.employees.get(w.id.as_bytes())? {
-                        None => None,
-                        Some(v) => Some(record::decode(&v).map_err(StoreError::Corrupt)?.0),
-                    },
-                };
-                let found = old.as_ref().map(|h| h.version);
-                if found != w.expected_version {
-                    return Err(StoreError::VersionConflict {
-                        expected: w.expected_version,
-                        found,
-                    });
-                }
-                let old_keys: Vec<Vec<u8>> =
-                    old.as_ref().map(|h| h.keys.clone()).unwrap_or_default();
-                let new_keys: Vec<(Vec<u8>, &IndexKind, &String)> = match &w.record {
-                    Some(r) => r
-                        .keys
-                        .entries
-                        .iter()
-                        .map(|(k, v)| (k.key(v), k, v))
-                        .collect(),
-                    None => vec![],
-                };
-                for (k, kind, key) in &new_keys {
-                    let holder = match claimed.get(k) {
-                        Some(id) => Some(*id),
-                        None if freed.contains(k) => None,
-                        None => index.get(k).copied(),
-                    };
-                    if holder.is_some_and(|h| h != w.id) {
-                        return Err(StoreError::Unique {
-                            index: (*kind).clone(),
-                            key: (*key).clone(),
-                        });
-                    }
-                }
-                for k in &old_keys {
-                    if claimed.get(k) == Some(&w.id) || !claimed.contains_key(k) {
-                        claimed.remove(k);
-                        freed.insert(k.clone());
-                    }
-                }
-                for (k, _, _) in &new_keys {
-                    freed.remove(k);
-                    claimed.insert(k.clone(), w.id);
-                }
-                let seq = self.db.generate_id()?;
-                let mut seqs = old.map(|h| h.seqs).unwrap_or_default();
-                seqs.push(seq);
-                let mut spill = Vec::new();
-                if w.record.is_none() || seqs.len() > record::MAX_SEQS {
-                    spill = std::mem::take(&mut seqs);
-                }
-                let (value, header) = match &w.record {
-                    Some(r) => {
-                        let h = Header {
-                            version: r.version,
-                            keys: new_keys.into_iter().map(|(k, _, _)| k).collect(),
-                            seqs,
-                            marks: r
-                                .mark
-                                .iter()
-                                .map(|(o, m)| (o.as_bytes().to_vec(), m.clone()))
-                                .collect(),
-                        };
-                        let v = record::encode(&h, &r.bytes).map_err(StoreError::Invalid)?;
-                        (Some(v), Some(h))
-                    }
-                    None => (None, None),
-                };
-                headers.insert(w.id, header);
-                let audit_bytes = w.audit.stored(seq);
-                let mut outbox_bytes = Vec::with_capacity(w.outbox.len());
-                for m in &w.outbox {
-                    outbox_bytes.push((
-                        m.id.to_be_bytes(),
-                        serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        m.state == DeliveryState::Pending,
-                    ));
-                }
-                prepared.push(Prepared {
-                    w,
-                    must_be_new,
-                    seq,
-                    audit_bytes,
-                    value,
-                    spill,
-                    outbox_bytes,
-                });
-            }
+        let mut keys = KeyChanges::default();
+        let index = self.read_index();
+        let prepared = writes
+            .iter()
+            .map(|w| self.prepare_write(w, &mut headers, &mut keys, &index))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((prepared, keys))
+    }
+
+    /// Checks one write against its record as the batch leaves it (`headers`:
+    /// the headers the batch wrote so far) and against the unique keys, and
+    /// encodes its record, audit entry and outbox rows.
+    fn prepare_write<'a>(
+        &self,
+        w: &'a Write,
+        headers: &mut HashMap<Uuid, Option<Header>>,
+        keys: &mut KeyChanges,
+        index: &BTreeMap<Vec<u8>, Uuid>,
+    ) -> Result<Prepared<'a>, StoreError> {
+        // A create of an id this batch has not touched: that the record
+        // does not exist is checked in the transaction, which reads the
+        // key anyway (one read instead of two per new record).
+        let must_be_new = w.expected_version.is_none() && !headers.contains_key(&w.id);
+        let old = match headers.get(&w.id) {
+            Some(h) => h.clone(),
+            None if must_be_new => None,
+            None => match self.employees.get(w.id.as_bytes())? {
+                None => None,
+                Some(v) => Some(record::decode(&v)?.0),
+            },
+        };
+        let found = old.as_ref().map(|h| h.version);
+        if found != w.expected_version {
+            return Err(StoreError::VersionConflict {
+                expected: w.expected_version,
+                found,
+            });
         }
+        let old_keys: Vec<Vec<u8>> = old.as_ref().map(|h| h.keys.clone()).unwrap_or_default();
+        let new_keys: Vec<(Vec<u8>, &IndexKind, &String)> = match &w.record {
+            Some(r) => r
+                .keys
+                .entries
+                .iter()
+                .map(|(k, v)| (k.key(v), k, v))
+                .collect(),
+            None => vec![],
+        };
+        keys.claim(index, w.id, &old_keys, &new_keys)?;
+        let seq = self.db.generate_id()?;
+        let mut seqs = old.map(|h| h.seqs).unwrap_or_default();
+        seqs.push(seq);
+        let mut spill = Vec::new();
+        if w.record.is_none() || seqs.len() > record::MAX_SEQS {
+            spill = std::mem::take(&mut seqs);
+        }
+        let (value, header) = match &w.record {
+            Some(r) => {
+                let h = Header {
+                    version: r.version,
+                    keys: new_keys.into_iter().map(|(k, _, _)| k).collect(),
+                    seqs,
+                    marks: r
+                        .mark
+                        .iter()
+                        .map(|(o, m)| (o.as_bytes().to_vec(), m.clone()))
+                        .collect(),
+                };
+                (Some(record::encode(&h, &r.bytes)?), Some(h))
+            }
+            None => (None, None),
+        };
+        headers.insert(w.id, header);
+        Ok(Prepared {
+            w,
+            must_be_new,
+            seq,
+            audit_bytes: w.audit.stored(seq),
+            value,
+            spill,
+            outbox_bytes: encode_outbox(&w.outbox)?,
+        })
+    }
+
+    /// The prepared batch in one sled transaction: all of it or nothing. A
+    /// record that must be new but exists aborts it as a version conflict.
+    fn write_batch(&self, prepared: &[Prepared<'_>], packs: &[PackRow]) -> Result<(), StoreError> {
         let trees = [
             &self.employees,
             &self.photos,
@@ -715,100 +704,44 @@ impl SledStore {
             &self.outbox,
             &self.outbox_pending,
         ];
-        // A batch's audit entries go in packs (see [`audit`]): far fewer writes
-        // for a bulk import. Seqs increase along the batch.
-        let packs: Vec<([u8; 8], Vec<u8>)> = if prepared.len() > 1 {
-            prepared
-                .chunks(audit::PACK_ENTRIES)
-                .map(|c| {
-                    let entries: Vec<(u64, &[u8])> = c
-                        .iter()
-                        .map(|p| (p.seq, p.audit_bytes.as_slice()))
-                        .collect();
-                    Ok((
-                        c[0].seq.to_be_bytes(),
-                        audit::encode_pack(&entries).map_err(StoreError::Invalid)?,
-                    ))
-                })
-                .collect::<Result<_, StoreError>>()?
-        } else {
-            vec![]
-        };
         let result = trees.transaction(|t| {
-            let (employees, photos, audit, by_emp, outbox, pending) =
-                (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
-            for p in &prepared {
-                let id = *p.w.id.as_bytes();
-                match &p.value {
-                    Some(v) => {
-                        let old = employees.insert(&id, v.as_slice())?;
-                        if let (true, Some(old)) = (p.must_be_new, old) {
-                            // Nothing of the batch is written.
-                            let found = record::version(&old).ok();
-                            return Err(ConflictableTransactionError::Abort(found));
-                        }
-                    }
-                    None => {
-                        employees.remove(&id)?;
-                        photos.remove(&id)?;
-                    }
-                }
-                match &p.w.photo {
-                    PhotoChange::Keep => {}
-                    PhotoChange::Set(bytes) => {
-                        photos.insert(&id, bytes.as_slice())?;
-                    }
-                    PhotoChange::Remove => {
-                        photos.remove(&id)?;
-                    }
-                }
-                if packs.is_empty() {
-                    audit.insert(&p.seq.to_be_bytes(), p.audit_bytes.as_slice())?;
-                }
-                for s in &p.spill {
-                    let mut k = id.to_vec();
-                    k.extend_from_slice(&s.to_be_bytes());
-                    by_emp.insert(k, &[])?;
-                }
-                for (k, v, is_pending) in &p.outbox_bytes {
-                    outbox.insert(k, v.as_slice())?;
-                    if *is_pending {
-                        pending.insert(k, &[])?;
-                    }
-                }
+            for p in prepared {
+                write_one(t, p, packs.is_empty())?;
             }
-            for (k, v) in &packs {
-                audit.insert(k, v.as_slice())?;
+            for (k, v) in packs {
+                t[2].insert(k, v.as_slice())?;
             }
             Ok::<(), ConflictableTransactionError<Option<u64>>>(())
         });
         match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(found)) => {
-                return Err(StoreError::VersionConflict {
-                    expected: None,
-                    found,
-                });
-            }
-            Err(TransactionError::Storage(e)) => return Err(StoreError::from(e)),
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(found)) => Err(StoreError::VersionConflict {
+                expected: None,
+                found,
+            }),
+            Err(TransactionError::Storage(e)) => Err(StoreError::from(e)),
         }
+    }
+
+    /// A written batch's keys and records, put in the in-memory index and
+    /// directory.
+    fn publish_batch(&self, keys: KeyChanges, prepared: &[Prepared<'_>]) {
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        for k in freed {
+        for k in keys.freed {
             index.remove(&k);
         }
-        index.extend(claimed);
+        index.extend(keys.claimed);
         drop(index);
         let mut directory = self
             .directory
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        for p in &prepared {
+        for p in prepared {
             match &p.w.record {
                 Some(r) => directory.put(p.w.id, r.active),
                 None => directory.remove(p.w.id),
             }
         }
-        Ok(prepared.iter().map(|p| p.seq).collect())
     }
 
     /// Writes an audit entry that concerns no single record (e.g. a start-up event).
@@ -856,7 +789,7 @@ impl SledStore {
                 // The newest links are in the record's header, the older ones
                 // (and all of a removed record's) in `audit_by_employee`.
                 let newest = match self.employees.get(id.as_bytes())? {
-                    Some(v) => record::decode(&v).map_err(StoreError::Corrupt)?.0.seqs,
+                    Some(v) => record::decode(&v).map_err(StoreError::from)?.0.seqs,
                     None => vec![],
                 };
                 let start = id.as_bytes().to_vec();
@@ -949,18 +882,167 @@ fn decode_audit(v: &[u8]) -> Result<AuditEntry, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
 }
 
+/// One write of a batch, checked and encoded, ready for the transaction.
+struct Prepared<'a> {
+    w: &'a Write,
+    seq: u64,
+    audit_bytes: Vec<u8>,
+    /// The new record value; `None` removes it.
+    value: Option<Vec<u8>>,
+    /// Audit links moved out of the header into `audit_by_employee`.
+    spill: Vec<u64>,
+    /// The record must not exist (checked in the transaction).
+    must_be_new: bool,
+    outbox_bytes: Vec<OutboxRow>,
+}
+
+/// What a batch does to the unique keys, put in the in-memory index once the
+/// batch is written.
+#[derive(Default)]
+struct KeyChanges {
+    /// Keys the batch gives to a record.
+    claimed: HashMap<Vec<u8>, Uuid>,
+    /// Keys the batch's records no longer hold.
+    freed: HashSet<Vec<u8>>,
+}
+
+impl KeyChanges {
+    /// Gives `new` to `id` and frees its `old` keys; fails when another
+    /// record holds one of `new` (in `index`, or earlier in the batch).
+    fn claim(
+        &mut self,
+        index: &BTreeMap<Vec<u8>, Uuid>,
+        id: Uuid,
+        old: &[Vec<u8>],
+        new: &[(Vec<u8>, &IndexKind, &String)],
+    ) -> Result<(), StoreError> {
+        for (k, kind, key) in new {
+            let holder = match self.claimed.get(k) {
+                Some(id) => Some(*id),
+                None if self.freed.contains(k) => None,
+                None => index.get(k).copied(),
+            };
+            if holder.is_some_and(|h| h != id) {
+                return Err(StoreError::Unique {
+                    index: (*kind).clone(),
+                    key: (*key).clone(),
+                });
+            }
+        }
+        for k in old {
+            if self.claimed.get(k) == Some(&id) || !self.claimed.contains_key(k) {
+                self.claimed.remove(k);
+                self.freed.insert(k.clone());
+            }
+        }
+        for (k, _, _) in new {
+            self.freed.remove(k);
+            self.claimed.insert(k.clone(), id);
+        }
+        Ok(())
+    }
+}
+
+/// A message as the outbox trees hold it: its key, its JSON, whether it
+/// waits for delivery (then it is in `outbox_pending` too).
+type OutboxRow = ([u8; 8], Vec<u8>, bool);
+
+/// An audit pack as the `audit` tree holds it: its key (the first seq), its bytes.
+type PackRow = ([u8; 8], Vec<u8>);
+
+/// A write's outbox rows.
+fn encode_outbox(outbox: &[OutboxRecord]) -> Result<Vec<OutboxRow>, StoreError> {
+    outbox
+        .iter()
+        .map(|m| {
+            let json = serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((m.id.to_be_bytes(), json, m.state == DeliveryState::Pending))
+        })
+        .collect()
+}
+
+/// A batch's audit entries in packs (see [`audit`]): far fewer writes for a
+/// bulk import. Seqs increase along the batch. A single write has none: its
+/// entry is written on its own.
+fn audit_packs(prepared: &[Prepared<'_>]) -> Result<Vec<PackRow>, StoreError> {
+    if prepared.len() <= 1 {
+        return Ok(vec![]);
+    }
+    prepared
+        .chunks(audit::PACK_ENTRIES)
+        .map(|c| {
+            let entries: Vec<(u64, &[u8])> = c
+                .iter()
+                .map(|p| (p.seq, p.audit_bytes.as_slice()))
+                .collect();
+            Ok((c[0].seq.to_be_bytes(), audit::encode_pack(&entries)?))
+        })
+        .collect()
+}
+
+/// One prepared write inside its batch's transaction. `t`: the trees as
+/// [`SledStore::write_batch`] lists them; `single_audit`: the batch has no
+/// packs, the entry is written on its own.
+fn write_one(
+    t: &[TransactionalTree],
+    p: &Prepared<'_>,
+    single_audit: bool,
+) -> Result<(), ConflictableTransactionError<Option<u64>>> {
+    let (employees, photos, audit, by_emp, outbox, pending) =
+        (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]);
+    let id = *p.w.id.as_bytes();
+    match &p.value {
+        Some(v) => {
+            let old = employees.insert(&id, v.as_slice())?;
+            if let (true, Some(old)) = (p.must_be_new, old) {
+                // Nothing of the batch is written.
+                let found = record::version(&old).ok();
+                return Err(ConflictableTransactionError::Abort(found));
+            }
+        }
+        None => {
+            employees.remove(&id)?;
+            photos.remove(&id)?;
+        }
+    }
+    match &p.w.photo {
+        PhotoChange::Keep => {}
+        PhotoChange::Set(bytes) => {
+            photos.insert(&id, bytes.as_slice())?;
+        }
+        PhotoChange::Remove => {
+            photos.remove(&id)?;
+        }
+    }
+    if single_audit {
+        audit.insert(&p.seq.to_be_bytes(), p.audit_bytes.as_slice())?;
+    }
+    for s in &p.spill {
+        let mut k = id.to_vec();
+        k.extend_from_slice(&s.to_be_bytes());
+        by_emp.insert(k, &[])?;
+    }
+    for (k, v, is_pending) in &p.outbox_bytes {
+        outbox.insert(k, v.as_slice())?;
+        if *is_pending {
+            pending.insert(k, &[])?;
+        }
+    }
+    Ok(())
+}
+
 /// The entries `(seq, JSON)` of one `audit` value, oldest first.
 fn unpack<'a>(key: &[u8], v: &'a [u8]) -> Result<Vec<(u64, &'a [u8])>, StoreError> {
     let seq = key
         .try_into()
         .map(u64::from_be_bytes)
         .map_err(|_| StoreError::Corrupt("audit key is not a sequence number".into()))?;
-    audit::unpack(seq, v).map_err(StoreError::Corrupt)
+    Ok(audit::unpack(seq, v)?)
 }
 
 /// The body of a stored record (past its header), without copying.
 fn body(v: sled::IVec) -> Result<Record, StoreError> {
-    let (_, at) = record::decode(&v).map_err(StoreError::Corrupt)?;
+    let (_, at) = record::decode(&v).map_err(StoreError::from)?;
     let len = v.len() - at;
     Ok(Record::sled(v.subslice(at, len)))
 }
@@ -976,7 +1058,7 @@ fn load_index(employees: &sled::Tree) -> Result<Loaded, StoreError> {
         let (k, v) = r?;
         let id = uuid_from(&k)?;
         ids.push(id);
-        let (h, _) = record::decode(&v).map_err(StoreError::Corrupt)?;
+        let (h, _) = record::decode(&v).map_err(StoreError::from)?;
         for key in h.keys {
             if let Some(other) = index.insert(key.clone(), id) {
                 return Err(StoreError::Corrupt(format!(
@@ -1012,7 +1094,10 @@ fn migrate_v1(db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
             seqs: vec![],
             marks: vec![],
         };
-        employees.insert(&id, record::encode(&h, &v).map_err(StoreError::Corrupt)?)?;
+        employees.insert(
+            &id,
+            record::encode(&h, &v).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )?;
         converted += 1;
     }
     db.flush()?;
@@ -1037,8 +1122,20 @@ fn uuid_from(b: &[u8]) -> Result<Uuid, StoreError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_io_failure_is_reported_as_io_not_as_a_corrupt_record() {
+        let e = StoreError::from(sled::Error::Io(std::io::Error::other("disk full")));
+        assert!(matches!(e, StoreError::Io(_)), "{e:?}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("store I/O error: "), "{shown}");
+        assert!(!shown.contains("corrupt"), "{shown}");
+        // A damaged record read back stays a corrupt record.
+        let e = StoreError::from(record::decode(b"\x02\x00").unwrap_err());
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    }
+
     fn entry(id: Uuid) -> AuditEntry {
-        AuditEntry::new(Actor::system(), Some(id), "create", vec![])
+        AuditEntry::new(Actor::system(), Some(id), AuditAction::Create, vec![])
     }
 
     fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
@@ -1335,7 +1432,12 @@ mod tests {
         let seqs = s.commit_many(&batch).unwrap();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let other = s
-            .append_audit(&AuditEntry::new(Actor::system(), None, "start", vec![]))
+            .append_audit(&AuditEntry::new(
+                Actor::system(),
+                None,
+                AuditAction::Update,
+                vec![],
+            ))
             .unwrap();
         s.commit(&write(ids[12], None, 1, "p12@x")).unwrap();
         let all = s.audit_entries(None, None, 100).unwrap();
@@ -1355,7 +1457,7 @@ mod tests {
         }
         assert!(
             all.iter()
-                .any(|e| e.seq == other.seq && e.action == "start")
+                .any(|e| e.seq == other.seq && e.action == AuditAction::Update)
         );
         // Two packs and three single entries in the tree.
         assert_eq!(s.audit.len(), 5);

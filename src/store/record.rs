@@ -13,8 +13,9 @@
 //!
 //! Keeping the version, the unique keys and the newest audit links inside the
 //! record means a create writes two sled entries (the record and its audit entry)
-//! instead of seven: sled 0.34 costs about 10 µs per inserted entry whatever its
-//! size, which made bulk imports slow. Older audit links spill to the
+//! instead of seven: sled 0.34 costs about the same per inserted entry whatever
+//! its size (measured in README.md's incremental-runs section), which made bulk
+//! imports slow. Older audit links spill to the
 //! `audit_by_employee` tree once there are more than [`MAX_SEQS`].
 
 /// First byte of a version 2 record. Version 1 records are JSON and start with `{`.
@@ -34,24 +35,62 @@ pub(crate) struct Header {
     pub marks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// What is wrong with a record's header: one that cannot be written (too long
+/// for its length fields; nothing is written) or one read back damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RecordError {
+    #[error("a {name} of {len} bytes is too long to index (at most {max})")]
+    KeyTooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("a record header has too many parts")]
+    TooManyParts,
+    #[error("a record mark is too long")]
+    MarkTooLong,
+    #[error("record header is cut short")]
+    CutShort,
+    #[error("record has format tag {0}, expected {TAG}")]
+    Tag(u8),
+    #[error("record is not in the version 2 format")]
+    NotVersion2,
+}
+
+impl From<RecordError> for super::StoreError {
+    /// A header that cannot be written is a write the store cannot hold; one
+    /// read back damaged is a corrupt record.
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::KeyTooLong { .. }
+            | RecordError::TooManyParts
+            | RecordError::MarkTooLong => super::StoreError::Invalid(e.to_string()),
+            RecordError::CutShort | RecordError::Tag(_) | RecordError::NotVersion2 => {
+                super::StoreError::Corrupt(e.to_string())
+            }
+        }
+    }
+}
+
 /// Fails (and nothing is written) when a part is too long for its length field.
-pub(crate) fn encode(h: &Header, body: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(h: &Header, body: &[u8]) -> Result<Vec<u8>, RecordError> {
     let max16 = u16::MAX as usize;
     if let Some(k) = h.keys.iter().find(|k| k.len() > max16) {
         let name = String::from_utf8_lossy(k.split(|b| *b == 0).next().unwrap_or_default());
-        return Err(format!(
-            "a {name} of {} bytes is too long to index (at most {max16})",
-            k.len()
-        ));
+        return Err(RecordError::KeyTooLong {
+            name: name.into_owned(),
+            len: k.len(),
+            max: max16,
+        });
     }
     if h.keys.len() > max16 || h.seqs.len() > 255 || h.marks.len() > 255 {
-        return Err("a record header has too many parts".into());
+        return Err(RecordError::TooManyParts);
     }
     if h.marks
         .iter()
         .any(|(o, m)| o.len() > max16 || m.len() > max16)
     {
-        return Err("a record mark is too long".into());
+        return Err(RecordError::MarkTooLong);
     }
     let keys_len: usize = h.keys.iter().map(|k| 2 + k.len()).sum();
     let marks_len: usize = h.marks.iter().map(|(o, m)| 4 + o.len() + m.len()).sum();
@@ -86,21 +125,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.v.len());
-        let end = end.ok_or_else(|| "record header is cut short".to_string())?;
+        let end = end.ok_or(RecordError::CutShort)?;
         let s = &self.v[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, RecordError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, RecordError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, RecordError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -109,11 +148,11 @@ impl<'a> Reader<'a> {
 }
 
 /// The header and the offset where the body starts.
-pub(crate) fn decode(v: &[u8]) -> Result<(Header, usize), String> {
+pub(crate) fn decode(v: &[u8]) -> Result<(Header, usize), RecordError> {
     let mut r = Reader { v, at: 0 };
     let tag = r.u8()?;
     if tag != TAG {
-        return Err(format!("record has format tag {tag}, expected {TAG}"));
+        return Err(RecordError::Tag(tag));
     }
     let version = r.u64()?;
     let nkeys = r.u16()? as usize;
@@ -147,10 +186,10 @@ pub(crate) fn decode(v: &[u8]) -> Result<(Header, usize), String> {
 }
 
 /// Only the version (the keys and links are skipped, not copied).
-pub(crate) fn version(v: &[u8]) -> Result<u64, String> {
+pub(crate) fn version(v: &[u8]) -> Result<u64, RecordError> {
     let mut r = Reader { v, at: 0 };
     if r.u8()? != TAG {
-        return Err("record is not in the version 2 format".into());
+        return Err(RecordError::NotVersion2);
     }
     r.u64()
 }
@@ -181,6 +220,6 @@ mod tests {
             ..Default::default()
         };
         let e = encode(&long, b"{}").unwrap_err();
-        assert!(e.contains("external_id of 70012 bytes"), "{e}");
+        assert!(e.to_string().contains("external_id of 70012 bytes"), "{e}");
     }
 }

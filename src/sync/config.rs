@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::sources::hr::{CsvSource, HttpSource};
-use crate::config::{ConfigError, read_secret};
+use crate::config_helpers::{ConfigError, read_secret};
 use crate::employee::{AccountStatus, Catalog};
 use crate::secret::Secret;
 

@@ -268,7 +268,7 @@ pub struct SyncEngine {
     /// its own copy of its source at start.
     sources: Arc<RwLock<Arc<Vec<Source>>>>,
     locks: Arc<Mutex<RunLocks>>,
-    metrics: crate::metrics::SyncMetrics,
+    metrics: super::metrics::SyncMetrics,
     /// A fixed clock (tests); the real time when `None`.
     clock: Arc<RwLock<Option<DateTime<Utc>>>>,
     /// Runs in flight (each in a task of its own, see [`SyncEngine::run`]).
@@ -383,7 +383,7 @@ impl SyncEngine {
     }
 
     /// Counters and histograms of runs, for `/metrics`.
-    pub fn metrics(&self) -> &crate::metrics::SyncMetrics {
+    pub fn metrics(&self) -> &super::metrics::SyncMetrics {
         &self.metrics
     }
 
@@ -557,7 +557,7 @@ impl SyncEngine {
     }
 
     fn record_metrics(&self, rec: &RunRecord) {
-        use crate::metrics::{RunLabels, SourceLabels};
+        use super::metrics::{RunLabels, SourceLabels};
         let outcome = serde_json::to_value(rec.outcome)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

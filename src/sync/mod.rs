@@ -11,6 +11,7 @@
 pub mod config;
 pub mod engine;
 pub mod map;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod runs;

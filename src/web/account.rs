@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Chrome, WebState, domain_error_page, message_page};
-use crate::config::PasswordPolicy;
 use crate::employee::Error as DomainError;
+use crate::employee::PasswordPolicy;
 use crate::employee::account::AccountError;
 use crate::secret::Secret;
 

@@ -235,7 +235,7 @@ fn history(
         .map(|a| HistoryRow {
             when: a.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             who: actor_text(&a.actor),
-            action: a.action.clone(),
+            action: a.action.to_string(),
             changes: a
                 .changes
                 .iter()

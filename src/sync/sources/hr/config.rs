@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::http::{Auth, Pagination, Paging, RequestSpec, Retry, SecretRef};
 use super::map::{CatalogNames, DateRule, FieldRule, HrMapping, Rules, StatusRule, Transform};
 use super::{CsvInput, CsvSource, HttpSource};
-use crate::config::{ConfigError, credential_path, read_secret};
+use crate::config_helpers::{ConfigError, credential_path, read_secret};
 use crate::secret::Secret;
 use crate::sync::config::SourceCtx;
 
