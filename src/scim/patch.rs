@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::ScimError;
 use super::filter::{self, Filter, Lit, Op as CmpOp, SubResolver, ci_get, parse_patch_path};
-use super::schema::{Attr, Kind};
+use super::schema::{Attr, AttrType, Kind, Mutability};
 
 /// A PATCH operation kind (matched ignoring case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub fn check_required(doc: &Value, kind: Kind) -> Result<(), ScimError> {
         };
         for a in attrs
             .iter()
-            .filter(|a| !a.ignored && a.mutability != "readOnly")
+            .filter(|a| !a.ignored && a.mutability != Mutability::ReadOnly)
         {
             let v = ci_get(container, a.name).filter(|v| !absent(v));
             let Some(v) = v else {
@@ -286,8 +286,9 @@ fn apply_at(
     let leaf_ro = sub_name
         .as_deref()
         .and_then(|s| a.sub.iter().find(|x| x.name == s))
-        .is_some_and(|x| x.mutability == "readOnly");
-    if a.ignored || a.mutability == "readOnly" || a.mutability == "immutable" || leaf_ro {
+        .is_some_and(|x| x.mutability == Mutability::ReadOnly);
+    if a.ignored || matches!(a.mutability, Mutability::ReadOnly | Mutability::Immutable) || leaf_ro
+    {
         return Ok(());
     }
     let Some(root) = doc.as_object_mut() else {
@@ -481,7 +482,7 @@ fn apply_at(
                 container.insert(name, Value::Array(new_items));
             }
         }
-    } else if a.ty == "complex" {
+    } else if a.ty == AttrType::Complex {
         let target = container
             .entry(name)
             .or_insert_with(|| Value::Object(Map::new()));

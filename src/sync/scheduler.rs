@@ -27,6 +27,7 @@ use croner::parser::{CronParser, Seconds};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::runs::Trigger;
 use super::{RunKind, SyncEngine};
 
 /// When the lifecycle tick runs (sec min hour day month weekday).
@@ -117,7 +118,7 @@ impl Scheduler {
                     let id = id.clone();
                     Box::pin(async move {
                         // Failures are recorded in the run history by the engine.
-                        let _ = engine.run(&id, kind, false, "schedule").await;
+                        let _ = engine.run(&id, kind, false, Trigger::Schedule).await;
                     })
                 });
                 jobs.push((schedule, job));
@@ -126,7 +127,7 @@ impl Scheduler {
                 let engine = engine.clone();
                 let id = src.id.clone();
                 tokio::spawn(async move {
-                    let _ = engine.run(&id, RunKind::Full, false, "start").await;
+                    let _ = engine.run(&id, RunKind::Full, false, Trigger::Start).await;
                 });
             }
         }
