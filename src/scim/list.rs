@@ -151,7 +151,7 @@ impl ListParams {
 pub fn parse_filter(kind: Kind, text: &str) -> Result<Filter, ScimError> {
     let f = filter::parse(text)
         .map_err(|e| ScimError::invalid_filter(filter::describe("filter", text, &e)))?;
-    schema::check_filter(kind, &f).map_err(ScimError::invalid_filter)?;
+    schema::check_filter(kind, &f).map_err(|e| ScimError::invalid_filter(e.to_string()))?;
     Ok(f)
 }
 

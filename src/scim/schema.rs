@@ -547,9 +547,14 @@ impl Resolve for Kind {
     }
 }
 
+/// A filter names an attribute the schema does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attribute `{0}` in the filter")]
+pub struct UnknownAttribute(pub String);
+
 /// Checks that every attribute a filter names exists. The error names the first
 /// unknown one.
-pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), String> {
+pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), UnknownAttribute> {
     let mut ps = Vec::new();
     paths(f, &mut ps);
     for (parent, p) in ps {
@@ -558,7 +563,7 @@ pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), String> {
             None => p.clone(),
         };
         if kind.lookup(&full).is_none() {
-            return Err(format!("unknown attribute `{full}` in the filter"));
+            return Err(UnknownAttribute(full));
         }
     }
     Ok(())

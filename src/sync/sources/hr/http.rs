@@ -441,7 +441,7 @@ async fn fetch_pages(
             let mapped = if r.is_object() {
                 src.mapping.map(&JsonRecord(r), &dn, tz).map_err(|message| {
                     let (key, email) = src.mapping.identify(&JsonRecord(r));
-                    MapError::new(dn, message).of(key, email)
+                    MapError::new(dn, message.to_string()).of(key, email)
                 })
             } else {
                 Err(MapError::new(

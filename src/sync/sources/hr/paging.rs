@@ -222,33 +222,8 @@ impl<'a> Pager<'a> {
 
     /// The first request.
     pub fn first(&mut self) -> Url {
-        let url = match &self.cfg.paging {
-            Paging::Page {
-                page_param,
-                size_param,
-                size,
-                start,
-            } => {
-                let mut set = vec![(page_param.as_str(), start.to_string())];
-                if let Some(sp) = size_param {
-                    set.push((sp.as_str(), size.to_string()));
-                }
-                with_params(self.base, self.fixed, &set)
-            }
-            Paging::Offset {
-                offset_param,
-                limit_param,
-                limit,
-            } => with_params(
-                self.base,
-                self.fixed,
-                &[
-                    (offset_param.as_str(), "0".into()),
-                    (limit_param.as_str(), limit.to_string()),
-                ],
-            ),
-            _ => with_params(self.base, self.fixed, &[]),
-        };
+        // The first page (page `start`, offset 0); other styles send no parameter.
+        let url = self.numbered(0, 0);
         self.visited.insert(url.to_string());
         url
     }
@@ -366,6 +341,12 @@ impl<'a> Pager<'a> {
 
     /// The next page-number or offset request (other styles have none).
     fn numbered_next(&self) -> Url {
+        self.numbered(u64::from(self.pages), self.seen)
+    }
+
+    /// The request for page `start + pages_read` (page style) or at `offset`
+    /// (offset style); the base request for the other styles.
+    fn numbered(&self, pages_read: u64, offset: u64) -> Url {
         match &self.cfg.paging {
             Paging::Page {
                 page_param,
@@ -373,10 +354,7 @@ impl<'a> Pager<'a> {
                 size,
                 start,
             } => {
-                let mut set = vec![(
-                    page_param.as_str(),
-                    (start + u64::from(self.pages)).to_string(),
-                )];
+                let mut set = vec![(page_param.as_str(), (start + pages_read).to_string())];
                 if let Some(sp) = size_param {
                     set.push((sp.as_str(), size.to_string()));
                 }
@@ -390,7 +368,7 @@ impl<'a> Pager<'a> {
                 self.base,
                 self.fixed,
                 &[
-                    (offset_param.as_str(), self.seen.to_string()),
+                    (offset_param.as_str(), offset.to_string()),
                     (limit_param.as_str(), limit.to_string()),
                 ],
             ),
