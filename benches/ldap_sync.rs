@@ -35,6 +35,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rosterd::sync::RunKind;
+use rosterd::sync::runs::Trigger;
 
 #[path = "support/slapd.rs"]
 mod slapd;
@@ -157,7 +158,7 @@ fn main() {
                 dumps.sort();
                 let ldap_dump = dumps[1];
                 let (t, cpu) = (Instant::now(), cpu_time());
-                let r = sync.run("bench", RunKind::Full, false, "bench").await.expect("run");
+                let r = sync.run("bench", RunKind::Full, false, Trigger::Manual).await.expect("run");
                 let took = t.elapsed();
                 let cpu = cpu_time().saturating_sub(cpu);
                 println!(
@@ -227,7 +228,7 @@ fn main() {
         let t = Instant::now();
         let runs = ["bench-a", "bench-b", "bench-c"].map(|id| {
             let sync = daemon.sync.clone();
-            tokio::spawn(async move { sync.run(id, RunKind::Full, false, "bench").await })
+            tokio::spawn(async move { sync.run(id, RunKind::Full, false, Trigger::Manual).await })
         });
         for r in runs {
             let r = r.await.expect("task").expect("run");

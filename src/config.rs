@@ -470,7 +470,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         idle_timeout: std::time::Duration::from_secs(h.idle_timeout_secs),
         max_connections: h.max_connections,
         trusted_proxies: crate::serve::TrustedProxies::parse(&h.trusted_proxies)
-            .map_err(|m| err("http.trusted_proxies", m))?,
+            .map_err(|m| err("http.trusted_proxies", m.to_string()))?,
     };
 
     let c = f.catalog;

@@ -35,11 +35,7 @@ pub fn status_line(roster: &Roster, sync: &SyncEngine) -> String {
             } else {
                 format!("{} s ago", ago.num_seconds().max(0))
             };
-            let outcome = serde_json::to_value(r.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            s.push_str(&format!("; last sync {} {outcome} {ago}", src.id));
+            s.push_str(&format!("; last sync {} {} {ago}", src.id, r.outcome));
         }
     }
     s

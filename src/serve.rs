@@ -79,10 +79,19 @@ enum ProxyRule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<ProxyRule>);
 
+/// A `trusted_proxies` entry that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("`{0}` is not an address, a CIDR range (\"10.0.0.0/8\") or \"unix\"")]
+    NotAnAddress(String),
+    #[error("`{entry}`: the prefix length must be 0 to {max}")]
+    PrefixLength { entry: String, max: u8 },
+}
+
 impl TrustedProxies {
     /// Parses entries: `"127.0.0.1"`, `"10.0.0.0/8"`, `"::1"`, `"fd00::/8"`, or
     /// `"unix"` (whoever connects over `listen_unix`).
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse(entries: &[String]) -> Result<Self, ProxyError> {
         let mut rules = Vec::new();
         for e in entries {
             let t = e.trim();
@@ -94,16 +103,17 @@ impl TrustedProxies {
                 Some((a, b)) => (a, Some(b)),
                 None => (t, None),
             };
-            let ip: IpAddr = addr.parse().map_err(|_| {
-                format!("`{e}` is not an address, a CIDR range (\"10.0.0.0/8\") or \"unix\"")
-            })?;
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| ProxyError::NotAnAddress(e.clone()))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
-                Some(b) => b
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("`{e}`: the prefix length must be 0 to {max}"))?,
+                Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
+                    ProxyError::PrefixLength {
+                        entry: e.clone(),
+                        max,
+                    }
+                })?,
                 None => max,
             };
             rules.push(ProxyRule::Net(ip, bits));

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{Admin, ApiError, ApiJson, AppState};
 use crate::employee::Employee;
-use crate::employee::account::{AccountError, RetryError};
+use crate::employee::account::AccountError;
 use crate::secret::Secret;
 use crate::store::OutboxRecord;
 
@@ -31,42 +31,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/auth/login", post(auth_login))
         .route("/api/v1/outbox", get(outbox_list))
         .route("/api/v1/outbox/{id}/retry", post(outbox_retry))
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        let message = e.to_string();
-        match e {
-            AccountError::InvalidToken => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message).with_field("token")
-            }
-            AccountError::Unauthorized => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
-            }
-            AccountError::Forbidden(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-            }
-            AccountError::Domain(d) => d.into(),
-        }
-    }
-}
-
-impl From<RetryError> for ApiError {
-    fn from(e: RetryError) -> Self {
-        match e {
-            RetryError::NotFound(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no outbox message {id}"),
-            ),
-            RetryError::AlreadySent(id) => ApiError::new(
-                StatusCode::CONFLICT,
-                "already_sent",
-                format!("outbox message {id} was already sent; send a new invite or reset instead"),
-            ),
-            RetryError::Domain(d) => d.into(),
-        }
-    }
 }
 
 /// The client's address, when the server knows it: the peer's, or the one a
@@ -323,32 +287,4 @@ async fn outbox_retry(
     })?;
     let m = state.roster.outbox_retry(id).await?;
     Ok(Json(outbox_view(&m)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::employee::Error as DomainError;
-
-    #[test]
-    fn account_errors_map_to_statuses() {
-        let s = |e: AccountError| ApiError::from(e).status;
-        assert_eq!(s(AccountError::InvalidToken), StatusCode::BAD_REQUEST);
-        assert_eq!(s(AccountError::Unauthorized), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            s(AccountError::Forbidden("x".into())),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            s(AccountError::Domain(DomainError::Invalid {
-                field: "password".into(),
-                message: "x".into()
-            })),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            ApiError::from(RetryError::AlreadySent(1)).status,
-            StatusCode::CONFLICT
-        );
-    }
 }

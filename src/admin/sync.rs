@@ -19,7 +19,7 @@ use super::{Admin, ApiError, AppState};
 use crate::sync::plan::{Counts, PlanItem};
 use crate::sync::progress::ProgressView;
 use crate::sync::runs::{
-    EntryError, FetchMode, MAX_RUN_ERRORS, Outcome, RunId, RunRecord, Timings,
+    EntryError, FetchMode, MAX_RUN_ERRORS, Outcome, RunId, RunRecord, Timings, Trigger,
 };
 use crate::sync::{RunKind, SyncError};
 
@@ -40,32 +40,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/employees/{key}/explain", get(employees_explain))
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        crate::employee::Error::Store(e).into()
-    }
-}
-
-impl From<SyncError> for ApiError {
-    fn from(e: SyncError) -> Self {
-        let msg = e.to_string();
-        match e {
-            SyncError::UnknownSource(_) | SyncError::RunNotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
-            }
-            SyncError::AlreadyRunning(_) => {
-                ApiError::new(StatusCode::CONFLICT, "already_running", msg)
-            }
-            SyncError::NotHeld(_) => ApiError::new(StatusCode::CONFLICT, "not_held", msg),
-            SyncError::Interrupted(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg)
-            }
-            SyncError::Domain(d) => d.into(),
-            SyncError::Store(s) => crate::employee::Error::Store(s).into(),
-        }
-    }
-}
-
 /// What a run answers with: everything but its plan, its first errors, and
 /// its progress while it runs.
 #[derive(Serialize)]
@@ -73,7 +47,7 @@ struct RunSummary<'a> {
     id: RunId,
     source: &'a str,
     kind: RunKind,
-    trigger: &'a str,
+    trigger: Trigger,
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     outcome: Outcome,
@@ -97,7 +71,7 @@ fn run_summary(r: &RunRecord, errors: usize, progress: Option<ProgressView>) -> 
         id: r.id,
         source: &r.source,
         kind: r.kind,
-        trigger: &r.trigger,
+        trigger: r.trigger,
         started_at: r.started_at,
         finished_at: r.finished_at,
         outcome: r.outcome,
@@ -165,7 +139,10 @@ async fn sources_run(
     let kind = req.kind.unwrap_or(RunKind::Full);
     if req.wait == Some(false) {
         // The task goes on by itself (dropping its handle does not stop it).
-        let (run, _task) = state.sync.start(&id, kind, req.dry_run, "manual").await?;
+        let (run, _task) = state
+            .sync
+            .start(&id, kind, req.dry_run, Trigger::Manual)
+            .await?;
         let rec = state
             .sync
             .runs()
@@ -174,7 +151,10 @@ async fn sources_run(
         let summary = run_summary(&rec, SUMMARY_ERRORS, state.sync.progress(run));
         return Ok((StatusCode::ACCEPTED, Json(summary)).into_response());
     }
-    let rec = state.sync.run(&id, kind, req.dry_run, "manual").await?;
+    let rec = state
+        .sync
+        .run(&id, kind, req.dry_run, Trigger::Manual)
+        .await?;
     Ok(Json(run_summary(&rec, SUMMARY_ERRORS, None)).into_response())
 }
 
@@ -353,4 +333,37 @@ async fn employees_explain(
             "inactive_because": verdict.map(|(source, reason)| json!({ "source": source, "reason": reason })),
         },
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the API returns (and the store keeps) are the serde names, so
+    /// `as_str` (used for metrics and the status line) says the same.
+    #[test]
+    fn trigger_and_outcome_names_are_the_serde_names() {
+        for t in [Trigger::Schedule, Trigger::Manual, Trigger::Start] {
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+            assert_eq!(
+                serde_json::from_value::<Trigger>(json!(t.to_string())).unwrap(),
+                t
+            );
+        }
+        assert_eq!(Trigger::Schedule.as_str(), "schedule");
+        assert_eq!(Trigger::Manual.as_str(), "manual");
+        assert_eq!(Trigger::Start.as_str(), "start");
+        for o in [
+            Outcome::Running,
+            Outcome::Applied,
+            Outcome::Held,
+            Outcome::Approved,
+            Outcome::Superseded,
+            Outcome::Failed,
+            Outcome::DryRun,
+            Outcome::Interrupted,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), json!(o.as_str()));
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The one place that picks SCIM status codes: [`ScimError`] renders the RFC 7644
 //! §3.12 error body (`status` as a string, `scimType`, `detail`) as
-//! `application/scim+json`; domain errors map to it, internal errors are logged and
-//! hidden. [`ScimJson`] reads request bodies so that malformed JSON, a wrong media
+//! `application/scim+json`; domain errors ([`DomainError`], [`StoreError`]) map to
+//! it here (the table test below lists every variant), internal errors are logged
+//! and hidden. Request-shape errors (bad filter, path, syntax, value) are built by
+//! the parsers with the constructors below, which fix their status and `scimType`. [`ScimJson`] reads request bodies so that malformed JSON, a wrong media
 //! type or an oversized body are SCIM errors too.
 
 use axum::extract::{FromRequest, Request};
@@ -12,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::schema;
 use crate::employee::Error as DomainError;
+use crate::store::StoreError;
 
 /// The SCIM media type of every response body.
 pub const SCIM_JSON: &str = "application/scim+json";
@@ -105,14 +108,31 @@ impl From<DomainError> for ScimError {
             DomainError::PhotoTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, None, detail)
             }
-            DomainError::Store(err) => {
-                tracing::error!(error = %err, "store error while serving a SCIM request");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    None,
-                    "internal error; the server log has the details",
-                )
-            }
+            DomainError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ScimError {
+    /// Every store error is the server's problem: logged, hidden from the client.
+    fn from(err: StoreError) -> Self {
+        let internal = |err: &StoreError| {
+            tracing::error!(error = %err, "store error while serving a SCIM request");
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "internal error; the server log has the details",
+            )
+        };
+        match &err {
+            // The disk or the store failed under the request (not the data).
+            StoreError::Io(_) | StoreError::Flush(_) => internal(&err),
+            StoreError::Open { .. }
+            | StoreError::Schema { .. }
+            | StoreError::Unique { .. }
+            | StoreError::VersionConflict { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Invalid(_) => internal(&err),
         }
     }
 }
@@ -207,7 +227,7 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreError;
+    use crate::store::IndexKind;
 
     fn map(e: DomainError) -> (u16, Option<&'static str>) {
         let s = ScimError::from(e);
@@ -241,6 +261,118 @@ mod tests {
         let internal = ScimError::from(DomainError::Store(StoreError::Corrupt("secret".into())));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.detail.contains("secret"));
+    }
+
+    /// Every domain and store error, and the status and `scimType` it answers.
+    #[test]
+    fn every_error_maps_to_status_and_scim_type() {
+        let domain = |field: &str| DomainError::Invalid {
+            field: field.into(),
+            message: "x".into(),
+        };
+        let cases: Vec<(ScimError, u16, Option<&str>)> = vec![
+            (domain("role").into(), 400, Some("invalidValue")),
+            (
+                DomainError::BadRequest {
+                    field: None,
+                    message: "x".into(),
+                }
+                .into(),
+                400,
+                Some("invalidValue"),
+            ),
+            (DomainError::NotFound("x".into()).into(), 404, None),
+            (
+                DomainError::Conflict {
+                    field: "email".into(),
+                    message: "x".into(),
+                }
+                .into(),
+                409,
+                Some("uniqueness"),
+            ),
+            (
+                DomainError::VersionMismatch {
+                    expected: 1,
+                    current: 2,
+                }
+                .into(),
+                412,
+                None,
+            ),
+            (
+                DomainError::PhotoTooLarge { size: 2, max: 1 }.into(),
+                413,
+                None,
+            ),
+            (
+                DomainError::Store(StoreError::Io("x".into())).into(),
+                500,
+                None,
+            ),
+            (StoreError::Io("x".into()).into(), 500, None),
+            (StoreError::Flush("x".into()).into(), 500, None),
+            (
+                StoreError::Open {
+                    path: "p".into(),
+                    reason: "r".into(),
+                }
+                .into(),
+                500,
+                None,
+            ),
+            (
+                StoreError::Schema {
+                    path: "p".into(),
+                    found: "9".into(),
+                    expected: 1,
+                }
+                .into(),
+                500,
+                None,
+            ),
+            (
+                StoreError::Unique {
+                    index: IndexKind::Email,
+                    key: "k".into(),
+                }
+                .into(),
+                500,
+                None,
+            ),
+            (
+                StoreError::VersionConflict {
+                    expected: None,
+                    found: Some(1),
+                }
+                .into(),
+                500,
+                None,
+            ),
+            (StoreError::Corrupt("x".into()).into(), 500, None),
+            (StoreError::Invalid("x".into()).into(), 500, None),
+            // The request-shape constructors.
+            (ScimError::invalid_filter("x"), 400, Some("invalidFilter")),
+            (ScimError::invalid_path("x"), 400, Some("invalidPath")),
+            (ScimError::invalid_syntax("x"), 400, Some("invalidSyntax")),
+            (ScimError::invalid_value("x"), 400, Some("invalidValue")),
+            (ScimError::not_found("x"), 404, None),
+            (ScimError::unauthorized(), 401, None),
+            (ScimError::precondition_failed(3), 412, None),
+            (ScimError::method_not_allowed(), 405, None),
+            (ScimError::not_implemented("x"), 501, None),
+        ];
+        for (i, (got, status, scim_type)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                (got.status.as_u16(), got.scim_type),
+                (status, scim_type),
+                "case {i}: {}",
+                got.detail
+            );
+            if status == 500 {
+                assert!(!got.detail.contains("x"), "case {i}: {}", got.detail);
+            }
+        }
     }
 
     #[tokio::test]

@@ -421,7 +421,7 @@ impl Parser {
     }
 }
 
-fn check_path(p: &str) -> Result<(), String> {
+fn check_path(p: &str) -> Result<(), ParseError> {
     let ok = p
         .chars()
         .next()
@@ -431,7 +431,9 @@ fn check_path(p: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{p}` is not an attribute path"))
+        Err(ParseError::Syntax(format!(
+            "`{p}` is not an attribute path"
+        )))
     }
 }
 

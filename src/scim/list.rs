@@ -151,7 +151,7 @@ impl ListParams {
 pub fn parse_filter(kind: Kind, text: &str) -> Result<Filter, ScimError> {
     let f = filter::parse(text)
         .map_err(|e| ScimError::invalid_filter(filter::describe("filter", text, &e)))?;
-    schema::check_filter(kind, &f).map_err(ScimError::invalid_filter)?;
+    schema::check_filter(kind, &f).map_err(|e| ScimError::invalid_filter(e.to_string()))?;
     Ok(f)
 }
 
@@ -276,7 +276,8 @@ fn sort_key(doc: &Value, path: &str) -> (bool, String) {
     }
 }
 
-/// Runs a User list or search and renders the `ListResponse`.
+/// Runs a User list or search and renders the `ListResponse`: the request is
+/// checked, then answered by the cheapest of the ways the module's doc lists.
 pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value, ScimError> {
     let f = match &p.filter {
         Some(t) => Some(parse_filter(Kind::User, t)?),
@@ -289,78 +290,152 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
             "cannot sort by unknown attribute `{s}`"
         )));
     }
-    let positions = position_map(state)?;
-    let roster = &state.roster;
-    let matcher = f.as_ref().map(super::matcher::Matcher::new);
-    let draw = |e: &Employee| render(state, e, &positions, base);
-    // Whether a profile matches; the resource, if that needed it, is left in `doc`.
-    let hit = |e: &Employee, doc: &OnceCell<Value>| {
-        matcher.as_ref().is_none_or(|m| m.matches(e, draw, doc))
+    let l = Listing {
+        state,
+        p,
+        base,
+        positions: position_map(state)?,
+        matcher: f.as_ref().map(super::matcher::Matcher::new),
+        skip: p.start_index - 1,
     };
-    let resource = |e: &Employee, doc: OnceCell<Value>| doc.into_inner().unwrap_or_else(|| draw(e));
-    // The resource of a matching profile.
-    let pick = |e: &Employee| {
-        let doc = OnceCell::new();
-        hit(e, &doc).then(|| resource(e, doc))
-    };
-    let skip = p.start_index - 1;
-    let mut page: Vec<Value> = Vec::new();
-    let total;
-
     let planned = match &f {
         Some(f) => candidates(state, f)?,
         None => None,
     };
-    if let Some(ids) = planned {
-        let mut hits = Vec::new();
-        for id in ids {
-            if let Ok(e) = roster.get(EmployeeId(id))
-                && let Some(doc) = pick(&e)
-            {
-                hits.push(doc);
-            }
-        }
-        if let Some(s) = &p.sort_by {
-            hits.sort_by_cached_key(|d| sort_key(d, s));
-            if p.descending {
-                hits.reverse();
-            }
-        }
-        total = hits.len();
-        page = hits.into_iter().skip(skip).take(p.count).collect();
-    } else if let Some(order) = p
+    let projected_sort = p
         .sort_by
         .as_deref()
         .and_then(super::matcher::ProjectedSort::new)
-        .filter(|_| matcher.as_ref().is_none_or(|m| m.on_projection()))
-    {
-        // Filter and sort key both on the projection: only the page is read.
-        let (n, ids) = roster.select_projected_sorted(
-            |x| matcher.as_ref().is_none_or(|m| m.matches_projected(x)),
-            |x| {
-                let (absent, k) = order.key(x);
-                (absent, k.into_owned())
-            },
-            p.descending,
-            skip,
-            p.count,
-        );
-        total = n;
+        .filter(|_| l.matcher.as_ref().is_none_or(|m| m.on_projection()));
+    let (total, page) = if let Some(ids) = planned {
+        l.indexed(ids)
+    } else if let Some(order) = projected_sort {
+        l.projected_sorted(&order)?
+    } else if let Some(sort_by) = &p.sort_by {
+        l.sorted_scan(sort_by)?
+    } else if let Some(m) = l.matcher.as_ref().filter(|m| m.on_projection()) {
+        l.projected(m)?
+    } else if f.is_none() {
+        l.unfiltered()?
+    } else {
+        l.resumable_scan()?
+    };
+    let resources: Vec<Value> = page
+        .into_iter()
+        .map(|d| project(d, Kind::User, &p.attributes, &p.excluded))
+        .collect();
+    Ok(json!({
+        "schemas": [schema::LIST],
+        "totalResults": total,
+        "startIndex": p.start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    }))
+}
+
+/// One list request being answered: each way of answering it returns the total
+/// and the page's resources (not yet projected).
+struct Listing<'a> {
+    state: &'a ScimState,
+    p: &'a ListParams,
+    base: &'a str,
+    positions: HashMap<String, Position>,
+    matcher: Option<super::matcher::Matcher>,
+    /// Matches before the page (`startIndex - 1`).
+    skip: usize,
+}
+
+type Page = (usize, Vec<Value>);
+
+impl Listing<'_> {
+    fn draw(&self, e: &Employee) -> Value {
+        render(self.state, e, &self.positions, self.base)
+    }
+
+    /// Whether a profile matches; the resource, if that needed it, is left in `doc`.
+    fn hit(&self, e: &Employee, doc: &OnceCell<Value>) -> bool {
+        self.matcher
+            .as_ref()
+            .is_none_or(|m| m.matches(e, |e| self.draw(e), doc))
+    }
+
+    fn resource(&self, e: &Employee, doc: OnceCell<Value>) -> Value {
+        doc.into_inner().unwrap_or_else(|| self.draw(e))
+    }
+
+    /// The resource of a matching profile.
+    fn pick(&self, e: &Employee) -> Option<Value> {
+        let doc = OnceCell::new();
+        self.hit(e, &doc).then(|| self.resource(e, doc))
+    }
+
+    /// Reads and renders the page's profiles (a profile removed since it was
+    /// selected is left out).
+    fn read_page(&self, ids: Vec<EmployeeId>) -> Result<Vec<Value>, ScimError> {
+        let mut page = Vec::with_capacity(ids.len());
         for id in ids {
-            match roster.get(id) {
-                Ok(e) => page.push(draw(&e)),
+            match self.state.roster.get(id) {
+                Ok(e) => page.push(self.draw(&e)),
                 Err(crate::employee::Error::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-    } else if let Some(sort_by) = &p.sort_by {
-        // Keep the best `skip + count` (key, id) pairs; render the page at the end.
-        let want = skip + p.count;
+        Ok(page)
+    }
+
+    /// The index gave the candidates: each is read and checked.
+    fn indexed(&self, ids: Vec<Uuid>) -> Page {
+        let mut hits = Vec::new();
+        for id in ids {
+            if let Ok(e) = self.state.roster.get(EmployeeId(id))
+                && let Some(doc) = self.pick(&e)
+            {
+                hits.push(doc);
+            }
+        }
+        if let Some(s) = &self.p.sort_by {
+            hits.sort_by_cached_key(|d| sort_key(d, s));
+            if self.p.descending {
+                hits.reverse();
+            }
+        }
+        let total = hits.len();
+        (
+            total,
+            hits.into_iter()
+                .skip(self.skip)
+                .take(self.p.count)
+                .collect(),
+        )
+    }
+
+    /// Filter and sort key both on the projection: only the page is read.
+    fn projected_sorted(&self, order: &super::matcher::ProjectedSort) -> Result<Page, ScimError> {
+        let (n, ids) = self.state.roster.select_projected_sorted(
+            |x| self.matcher.as_ref().is_none_or(|m| m.matches_projected(x)),
+            |x| {
+                let (absent, k) = order.key(x);
+                (absent, k.into_owned())
+            },
+            self.p.descending,
+            self.skip,
+            self.p.count,
+        );
+        Ok((n, self.read_page(ids)?))
+    }
+
+    /// Sorted on a rendered attribute: one pass keeping the best
+    /// `skip + count` (key, id) pairs.
+    fn sorted_scan(&self, sort_by: &str) -> Result<Page, ScimError> {
+        let want = self.skip + self.p.count;
         let mut buf: Vec<((bool, String), Uuid, Value)> = Vec::new();
         let mut n = 0usize;
-        for e in roster.scan() {
+        let before = |a: &((bool, String), Uuid), b: &((bool, String), Uuid)| {
+            if self.p.descending { a > b } else { a < b }
+        };
+        for e in self.state.roster.scan() {
             let e: Employee = e?;
-            let Some(doc) = pick(&e) else {
+            let Some(doc) = self.pick(&e) else {
                 continue;
             };
             n += 1;
@@ -368,9 +443,6 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                 continue;
             }
             let k = (sort_key(&doc, sort_by), e.id.0);
-            let before = |a: &((bool, String), Uuid), b: &((bool, String), Uuid)| {
-                if p.descending { a > b } else { a < b }
-            };
             if buf.len() >= want && !before(&k, &(buf[want - 1].0.clone(), buf[want - 1].1)) {
                 continue;
             }
@@ -378,47 +450,57 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
             buf.insert(at, (k.0, k.1, doc));
             buf.truncate(want);
         }
-        total = n;
-        page = buf.into_iter().skip(skip).map(|(_, _, d)| d).collect();
-    } else if let Some(m) = matcher.as_ref().filter(|m| m.on_projection()) {
-        // Every part of the filter is on the projection: the matches are
-        // found and counted there, and only the page's profiles are read.
-        let (n, ids) = roster.select_projected(|x| m.matches_projected(x), skip, p.count);
-        total = n;
-        for id in ids {
-            // (A profile removed since the selection is left out.)
-            match roster.get(id) {
-                Ok(e) => page.push(draw(&e)),
-                Err(crate::employee::Error::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    } else if f.is_none() {
-        // No filter: the count is kept by the store, and the page is found by
-        // its position without reading the records before it.
-        total = roster.counts().total;
-        page = roster
-            .page(skip, p.count)?
+        Ok((
+            n,
+            buf.into_iter().skip(self.skip).map(|(_, _, d)| d).collect(),
+        ))
+    }
+
+    /// Every part of the filter is on the projection: the matches are found and
+    /// counted there, and only the page's profiles are read.
+    fn projected(&self, m: &super::matcher::Matcher) -> Result<Page, ScimError> {
+        let (n, ids) =
+            self.state
+                .roster
+                .select_projected(|x| m.matches_projected(x), self.skip, self.p.count);
+        Ok((n, self.read_page(ids)?))
+    }
+
+    /// No filter: the count is kept by the store, and the page is found by its
+    /// position without reading the records before it.
+    fn unfiltered(&self) -> Result<Page, ScimError> {
+        let roster = &self.state.roster;
+        let page = roster
+            .page(self.skip, self.p.count)?
             .iter()
-            .map(|e| render(state, e, &positions, base))
+            .map(|e| self.draw(e))
             .collect();
-    } else {
+        Ok((roster.counts().total, page))
+    }
+
+    /// A filter that needs the stored profiles, unsorted: one pass in id order,
+    /// resumed after the previous page when the same filter asks for the next
+    /// one and nothing was written meanwhile.
+    fn resumable_scan(&self) -> Result<Page, ScimError> {
+        let (p, roster) = (self.p, &self.state.roster);
         let key = p.filter.clone().unwrap_or_default();
         let generation = roster.generation()?;
-        let resume = state
+        let resume = self
+            .state
             .resume
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
             .filter(|r| r.generation == generation && r.next_index == p.start_index && p.count > 0)
             .cloned();
+        let mut page = Vec::new();
         let mut last: Option<Uuid> = None;
-        match resume {
+        let total = match resume {
             Some(r) => {
                 // Continue after the previous page; the total is known.
                 for e in roster.scan_after(Some(EmployeeId(r.after))) {
                     let e = e?;
-                    if let Some(doc) = pick(&e) {
+                    if let Some(doc) = self.pick(&e) {
                         page.push(doc);
                         last = Some(e.id.0);
                         if page.len() >= p.count {
@@ -426,27 +508,28 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                         }
                     }
                 }
-                total = r.total;
+                r.total
             }
             None => {
                 let mut n = 0usize;
                 for e in roster.scan() {
                     let e = e?;
                     let doc = OnceCell::new();
-                    if !hit(&e, &doc) {
+                    if !self.hit(&e, &doc) {
                         continue;
                     }
                     n += 1;
-                    if n > skip && page.len() < p.count {
-                        page.push(resource(&e, doc));
+                    if n > self.skip && page.len() < p.count {
+                        page.push(self.resource(&e, doc));
                         last = Some(e.id.0);
                     }
                 }
-                total = n;
+                n
             }
-        }
+        };
         if let Some(after) = last {
-            let mut cache = state
+            let mut cache = self
+                .state
                 .resume
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -463,18 +546,8 @@ pub fn list_users(state: &ScimState, p: &ListParams, base: &str) -> Result<Value
                 },
             );
         }
+        Ok((total, page))
     }
-    let resources: Vec<Value> = page
-        .into_iter()
-        .map(|d| project(d, Kind::User, &p.attributes, &p.excluded))
-        .collect();
-    Ok(json!({
-        "schemas": [schema::LIST],
-        "totalResults": total,
-        "startIndex": p.start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    }))
 }
 
 /// Applies `attributes` / `excludedAttributes` (RFC 7644 §3.9). `id`, `schemas`

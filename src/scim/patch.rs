@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::error::ScimError;
 use super::filter::{self, Filter, Lit, Op as CmpOp, SubResolver, ci_get, parse_patch_path};
-use super::schema::{Attr, Kind};
+use super::schema::{Attr, AttrType, Kind, Mutability};
 
 /// A PATCH operation kind (matched ignoring case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub fn check_required(doc: &Value, kind: Kind) -> Result<(), ScimError> {
         };
         for a in attrs
             .iter()
-            .filter(|a| !a.ignored && a.mutability != "readOnly")
+            .filter(|a| !a.ignored && a.mutability != Mutability::ReadOnly)
         {
             let v = ci_get(container, a.name).filter(|v| !absent(v));
             let Some(v) = v else {
@@ -255,6 +255,9 @@ fn value_of(e: &Value) -> Option<String> {
     }
 }
 
+/// One operation at one path: resolve the path against the schema, find the
+/// object it lives in, then apply it to the filtered elements, to a
+/// sub-attribute, or to the whole attribute.
 fn apply_at(
     doc: &mut Value,
     kind: Kind,
@@ -262,6 +265,40 @@ fn apply_at(
     raw: &str,
     value: Option<Value>,
 ) -> Result<(), ScimError> {
+    let Some(target) = resolve_target(kind, raw)? else {
+        return Ok(());
+    };
+    let a = target.attr;
+    let container = container_of(doc, target.urn, raw)?;
+    let value = value.map(|v| canon(a, v));
+    if let Some(f) = &target.path.filter {
+        let res = SubResolver {
+            parent: &kind,
+            attr: &target.path.attr.0,
+        };
+        apply_filtered(container, &target, f, &res, op, value);
+    } else if let Some(s) = &target.sub_name {
+        let clear = op == OpKind::Remove || (op == OpKind::Replace && is_empty(&value));
+        apply_sub(container, a, s, op, value, clear);
+    } else {
+        apply_whole(container, a, op, value);
+    }
+    Ok(())
+}
+
+/// Where a PATCH path points: the parsed path, the attribute's extension URN (if
+/// any), its definition and the sub-attribute's schema spelling.
+struct Target {
+    path: filter::PatchPath,
+    urn: Option<&'static str>,
+    attr: &'static Attr,
+    sub_name: Option<String>,
+}
+
+/// Resolves `raw` against the schema: an unknown attribute, sub-attribute or
+/// filter attribute is a 400 `invalidPath`; `None` when the attribute is one a
+/// client cannot write (ignored, read-only, immutable), which is skipped.
+fn resolve_target(kind: Kind, raw: &str) -> Result<Option<Target>, ScimError> {
     let path = parse_patch_path(raw).map_err(|e| path_error(raw, &e))?;
     let (urn, a, sub_attr) = kind
         .lookup(&path.attr.0)
@@ -286,153 +323,172 @@ fn apply_at(
     let leaf_ro = sub_name
         .as_deref()
         .and_then(|s| a.sub.iter().find(|x| x.name == s))
-        .is_some_and(|x| x.mutability == "readOnly");
-    if a.ignored || a.mutability == "readOnly" || a.mutability == "immutable" || leaf_ro {
-        return Ok(());
+        .is_some_and(|x| x.mutability == Mutability::ReadOnly);
+    if a.ignored || matches!(a.mutability, Mutability::ReadOnly | Mutability::Immutable) || leaf_ro
+    {
+        return Ok(None);
     }
-    let Some(root) = doc.as_object_mut() else {
-        return Err(ScimError::invalid_syntax("the resource is not an object"));
-    };
-    let container = match urn {
-        Some(u) => root
+    Ok(Some(Target {
+        path,
+        urn,
+        attr: a,
+        sub_name,
+    }))
+}
+
+/// The object an attribute lives in: the resource, or its extension's object
+/// (created when absent).
+fn container_of<'a>(
+    doc: &'a mut Value,
+    urn: Option<&str>,
+    raw: &str,
+) -> Result<&'a mut Map<String, Value>, ScimError> {
+    let container = match (urn, doc) {
+        (_, d) if !d.is_object() => {
+            return Err(ScimError::invalid_syntax("the resource is not an object"));
+        }
+        (Some(u), Value::Object(root)) => root
             .entry(u.to_string())
             .or_insert_with(|| Value::Object(Map::new())),
-        None => doc,
+        (_, d) => d,
     };
-    let Some(container) = container.as_object_mut() else {
-        return Err(ScimError::invalid_path(format!(
-            "path `{raw}`: not an object"
-        )));
+    container
+        .as_object_mut()
+        .ok_or_else(|| ScimError::invalid_path(format!("path `{raw}`: not an object")))
+}
+
+/// `attr[filter]` or `attr[filter].sub`: the elements the filter selects.
+fn apply_filtered(
+    container: &mut Map<String, Value>,
+    t: &Target,
+    f: &Filter,
+    res: &SubResolver<'_>,
+    op: OpKind,
+    value: Option<Value>,
+) {
+    let a = t.attr;
+    let arr = container
+        .entry(a.name.to_string())
+        .or_insert_with(|| Value::Array(vec![]));
+    if !arr.is_array() {
+        *arr = Value::Array(vec![arr.take()]);
+    }
+    let Some(items) = arr.as_array_mut() else {
+        return;
     };
+    let hits: Vec<usize> = (0..items.len())
+        .filter(|i| filter::matches(f, &items[*i], res))
+        .collect();
+    // Clearing a required sub-attribute (Entra's `"value": ""` on
+    // `phoneNumbers[type eq "mobile"].value`) clears the values it selects.
+    let required_sub = t
+        .sub_name
+        .as_deref()
+        .is_some_and(|s| a.sub.iter().any(|x| x.name == s && x.required));
+    if op == OpKind::Remove || (is_empty(&value) && t.sub_name.is_some()) {
+        match &t.sub_name {
+            Some(s) if !required_sub => {
+                for i in hits {
+                    if let Some(o) = items[i].as_object_mut() {
+                        o.remove(s);
+                    }
+                }
+            }
+            _ => {
+                let mut i = 0;
+                items.retain(|_| {
+                    i += 1;
+                    !hits.contains(&(i - 1))
+                });
+            }
+        }
+        return;
+    }
+    let v = value.unwrap_or(Value::Null);
+    if hits.is_empty() {
+        // Entra: upsert an element with the filter's terms.
+        let mut m = Map::new();
+        eq_terms(f, &mut m);
+        let mut elem = canon(a, Value::Object(m));
+        match &t.sub_name {
+            Some(s) => {
+                elem[s.as_str()] = v;
+            }
+            None => merge(&mut elem, v),
+        }
+        items.push(elem);
+    } else {
+        for i in hits {
+            match &t.sub_name {
+                Some(s) => items[i][s.as_str()] = v.clone(),
+                None => merge(&mut items[i], v.clone()),
+            }
+        }
+    }
+}
+
+/// `attr.sub` without a filter: the sub-attribute of the attribute (of its
+/// primary element, else the first, when multi-valued).
+fn apply_sub(
+    container: &mut Map<String, Value>,
+    a: &Attr,
+    s: &str,
+    op: OpKind,
+    value: Option<Value>,
+    clear: bool,
+) {
+    let target = container.entry(a.name.to_string()).or_insert_with(|| {
+        if a.multi {
+            Value::Array(vec![])
+        } else {
+            Value::Object(Map::new())
+        }
+    });
+    let elem = if a.multi {
+        let Some(items) = target.as_array_mut() else {
+            return;
+        };
+        if items.is_empty() {
+            items.push(Value::Object(Map::new()));
+        }
+        let idx = items
+            .iter()
+            .position(|e| ci_get(e, "primary").and_then(filter::as_bool) == Some(true))
+            .unwrap_or(0);
+        &mut items[idx]
+    } else {
+        target
+    };
+    let sub_multi = a.sub.iter().any(|x| x.name == s && x.multi);
+    let Some(o) = elem.as_object_mut() else {
+        return;
+    };
+    if clear || is_empty(&value) {
+        o.remove(s);
+    } else if let Some(v) = value {
+        match (op, o.get_mut(s)) {
+            // `add` to a multi-valued sub-attribute adds values.
+            (OpKind::Add, Some(Value::Array(items))) if sub_multi => {
+                for n in match v {
+                    Value::Array(xs) => xs,
+                    x => vec![x],
+                } {
+                    if !items.contains(&n) {
+                        items.push(n);
+                    }
+                }
+            }
+            _ => {
+                o.insert(s.to_string(), v);
+            }
+        }
+    }
+}
+
+/// The whole attribute: remove it (or the listed values of a multi-valued one),
+/// clear it (`replace` with an empty value), add values, or replace it.
+fn apply_whole(container: &mut Map<String, Value>, a: &Attr, op: OpKind, value: Option<Value>) {
     let name = a.name.to_string();
-    let value = value.map(|v| canon(a, v));
-    let clear = op == OpKind::Remove
-        || (op == OpKind::Replace && is_empty(&value) && path.filter.is_none());
-
-    // attr[filter] or attr[filter].sub
-    if let Some(f) = &path.filter {
-        let arr = container
-            .entry(name.clone())
-            .or_insert_with(|| Value::Array(vec![]));
-        if !arr.is_array() {
-            *arr = Value::Array(vec![arr.take()]);
-        }
-        let Some(items) = arr.as_array_mut() else {
-            return Ok(());
-        };
-        let res = SubResolver {
-            parent: &kind,
-            attr: &path.attr.0,
-        };
-        let hits: Vec<usize> = (0..items.len())
-            .filter(|i| filter::matches(f, &items[*i], &res))
-            .collect();
-        // Clearing a required sub-attribute (Entra's `"value": ""` on
-        // `phoneNumbers[type eq "mobile"].value`) clears the values it selects.
-        let required_sub = sub_name
-            .as_deref()
-            .is_some_and(|s| a.sub.iter().any(|x| x.name == s && x.required));
-        if op == OpKind::Remove || (is_empty(&value) && sub_name.is_some()) {
-            match &sub_name {
-                _ if required_sub => {
-                    let mut i = 0;
-                    items.retain(|_| {
-                        i += 1;
-                        !hits.contains(&(i - 1))
-                    });
-                }
-                None => {
-                    let mut i = 0;
-                    items.retain(|_| {
-                        i += 1;
-                        !hits.contains(&(i - 1))
-                    });
-                }
-                Some(s) => {
-                    for i in hits {
-                        if let Some(o) = items[i].as_object_mut() {
-                            o.remove(s);
-                        }
-                    }
-                }
-            }
-            return Ok(());
-        }
-        let v = value.unwrap_or(Value::Null);
-        if hits.is_empty() {
-            // Entra: upsert an element with the filter's terms.
-            let mut m = Map::new();
-            eq_terms(f, &mut m);
-            let mut elem = canon(a, Value::Object(m));
-            match &sub_name {
-                Some(s) => {
-                    elem[s.as_str()] = v;
-                }
-                None => merge(&mut elem, v),
-            }
-            items.push(elem);
-        } else {
-            for i in hits {
-                match &sub_name {
-                    Some(s) => items[i][s.as_str()] = v.clone(),
-                    None => merge(&mut items[i], v.clone()),
-                }
-            }
-        }
-        return Ok(());
-    }
-
-    // attr.sub without filter.
-    if let Some(s) = &sub_name {
-        let target = container.entry(name.clone()).or_insert_with(|| {
-            if a.multi {
-                Value::Array(vec![])
-            } else {
-                Value::Object(Map::new())
-            }
-        });
-        let elem = if a.multi {
-            let Some(items) = target.as_array_mut() else {
-                return Ok(());
-            };
-            if items.is_empty() {
-                items.push(Value::Object(Map::new()));
-            }
-            let idx = items
-                .iter()
-                .position(|e| ci_get(e, "primary").and_then(filter::as_bool) == Some(true))
-                .unwrap_or(0);
-            &mut items[idx]
-        } else {
-            target
-        };
-        let sub_multi = a.sub.iter().any(|x| x.name == s.as_str() && x.multi);
-        if let Some(o) = elem.as_object_mut() {
-            if clear || is_empty(&value) {
-                o.remove(s);
-            } else if let Some(v) = value {
-                match (op, o.get_mut(s.as_str())) {
-                    // `add` to a multi-valued sub-attribute adds values.
-                    (OpKind::Add, Some(Value::Array(items))) if sub_multi => {
-                        for n in match v {
-                            Value::Array(xs) => xs,
-                            x => vec![x],
-                        } {
-                            if !items.contains(&n) {
-                                items.push(n);
-                            }
-                        }
-                    }
-                    _ => {
-                        o.insert(s.clone(), v);
-                    }
-                }
-            }
-        }
-        return Ok(());
-    }
-
-    // The whole attribute.
     if op == OpKind::Remove {
         if a.multi
             && let Some(v) = &value
@@ -444,17 +500,17 @@ fn apply_at(
             if let Some(Value::Array(items)) = container.get_mut(&name) {
                 items.retain(|e| value_of(e).is_none_or(|x| !drop.contains(&x)));
             }
-            return Ok(());
+            return;
         }
         container.remove(&name);
-        return Ok(());
+        return;
     }
-    if clear {
+    if op == OpKind::Replace && is_empty(&value) {
         container.remove(&name);
-        return Ok(());
+        return;
     }
     let Some(v) = value else {
-        return Ok(());
+        return;
     };
     if a.multi {
         let new_items = match v {
@@ -481,7 +537,7 @@ fn apply_at(
                 container.insert(name, Value::Array(new_items));
             }
         }
-    } else if a.ty == "complex" {
+    } else if a.ty == AttrType::Complex {
         let target = container
             .entry(name)
             .or_insert_with(|| Value::Object(Map::new()));
@@ -489,7 +545,6 @@ fn apply_at(
     } else {
         container.insert(name, v);
     }
-    Ok(())
 }
 
 /// Prefixes a value filter's paths with their parent (`type` → `emails.type`) so

@@ -194,7 +194,8 @@ struct UserDoc<'a> {
 }
 
 /// Appends the User resource of `e` to `out` (the bytes of
-/// `serde_json::to_vec(&to_scim(e, effective, positions, base))`).
+/// `serde_json::to_vec(&to_scim(e, effective, positions, base))`). Long on
+/// purpose: it mirrors `to_scim` block for block, so the two are compared by eye.
 pub fn write_user(
     out: &mut Vec<u8>,
     e: &Employee,

@@ -31,25 +31,102 @@ pub enum Canon {
     Permissions,
 }
 
+/// An attribute's data type (RFC 7643 §2.3), written as the `/Schemas` documents
+/// spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrType {
+    String,
+    Boolean,
+    DateTime,
+    Reference,
+    Complex,
+}
+
+impl AttrType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttrType::String => "string",
+            AttrType::Boolean => "boolean",
+            AttrType::DateTime => "dateTime",
+            AttrType::Reference => "reference",
+            AttrType::Complex => "complex",
+        }
+    }
+}
+
+/// Whether and how a client may write an attribute (RFC 7643 §7 `mutability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutability {
+    ReadOnly,
+    ReadWrite,
+    Immutable,
+    WriteOnly,
+}
+
+impl Mutability {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mutability::ReadOnly => "readOnly",
+            Mutability::ReadWrite => "readWrite",
+            Mutability::Immutable => "immutable",
+            Mutability::WriteOnly => "writeOnly",
+        }
+    }
+}
+
+/// When an attribute is in a response (RFC 7643 §7 `returned`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    Always,
+    Never,
+    Default,
+}
+
+impl Returned {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Returned::Always => "always",
+            Returned::Never => "never",
+            Returned::Default => "default",
+        }
+    }
+}
+
+/// Which values must be unique (RFC 7643 §7 `uniqueness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uniqueness {
+    None,
+    Server,
+}
+
+impl Uniqueness {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Uniqueness::None => "none",
+            Uniqueness::Server => "server",
+        }
+    }
+}
+
 /// One attribute definition.
 #[derive(Debug, Clone, Copy)]
 pub struct Attr {
     pub name: &'static str,
-    pub ty: &'static str,
+    pub ty: AttrType,
     pub desc: &'static str,
     pub multi: bool,
     pub required: bool,
     pub case_exact: bool,
-    pub mutability: &'static str,
-    pub returned: &'static str,
-    pub uniqueness: &'static str,
+    pub mutability: Mutability,
+    pub returned: Returned,
+    pub uniqueness: Uniqueness,
     pub sub: &'static [Attr],
     pub canon: Canon,
     /// Accepted in requests and filters, never stored (not listed in `/Schemas`).
     pub ignored: bool,
 }
 
-const fn attr(name: &'static str, ty: &'static str, desc: &'static str) -> Attr {
+const fn attr(name: &'static str, ty: AttrType, desc: &'static str) -> Attr {
     Attr {
         name,
         ty,
@@ -57,9 +134,9 @@ const fn attr(name: &'static str, ty: &'static str, desc: &'static str) -> Attr 
         multi: false,
         required: false,
         case_exact: false,
-        mutability: "readWrite",
-        returned: "default",
-        uniqueness: "none",
+        mutability: Mutability::ReadWrite,
+        returned: Returned::Default,
+        uniqueness: Uniqueness::None,
         sub: &[],
         canon: Canon::None,
         ignored: false,
@@ -80,24 +157,24 @@ impl Attr {
         self
     }
     const fn ro(mut self) -> Self {
-        self.mutability = "readOnly";
+        self.mutability = Mutability::ReadOnly;
         self
     }
     const fn imm(mut self) -> Self {
-        self.mutability = "immutable";
+        self.mutability = Mutability::Immutable;
         self
     }
     const fn wo(mut self) -> Self {
-        self.mutability = "writeOnly";
-        self.returned = "never";
+        self.mutability = Mutability::WriteOnly;
+        self.returned = Returned::Never;
         self
     }
     const fn always(mut self) -> Self {
-        self.returned = "always";
+        self.returned = Returned::Always;
         self
     }
     const fn unique(mut self) -> Self {
-        self.uniqueness = "server";
+        self.uniqueness = Uniqueness::Server;
         self
     }
     const fn subs(mut self, s: &'static [Attr]) -> Self {
@@ -117,148 +194,152 @@ impl Attr {
 const NAME_SUBS: &[Attr] = &[
     attr(
         "formatted",
-        "string",
+        AttrType::String,
         "Given and family name, derived (read-only)",
     )
     .ro(),
     attr(
         "familyName",
-        "string",
+        AttrType::String,
         "Family name; optional (a user needs one of displayName, name.givenName or name.familyName)",
     ),
     attr(
         "givenName",
-        "string",
+        AttrType::String,
         "Given name; optional (a user needs one of displayName, name.givenName or name.familyName)",
     ),
-    attr("middleName", "string", "").ignored(),
-    attr("honorificPrefix", "string", "").ignored(),
-    attr("honorificSuffix", "string", "").ignored(),
+    attr("middleName", AttrType::String, "").ignored(),
+    attr("honorificPrefix", AttrType::String, "").ignored(),
+    attr("honorificSuffix", AttrType::String, "").ignored(),
 ];
 const EMAIL_SUBS: &[Attr] = &[
     attr(
         "value",
-        "string",
+        AttrType::String,
         "The profile email: unique across profiles, ignoring case",
     )
     .req(),
-    attr("type", "string", "Always `work`")
+    attr("type", AttrType::String, "Always `work`")
         .ro()
         .canon(Canon::Fixed(&["work"])),
-    attr("primary", "boolean", "Always true").ro(),
-    attr("display", "string", "").ignored(),
+    attr("primary", AttrType::Boolean, "Always true").ro(),
+    attr("display", AttrType::String, "").ignored(),
 ];
 const PHONE_SUBS: &[Attr] = &[
     attr(
         "value",
-        "string",
+        AttrType::String,
         "mobile: the number as written; work: the office number, its extension (written x42, ext. 42, #42, ;ext=42 or tel:+1-555-0100;ext=42) returned as tel:<number>;ext=42 (<number>;ext=42 when the number has spaces)",
     )
     .req(),
-    attr("type", "string", "`mobile` or `work`; one of each is stored (the last sent)")
+    attr("type", AttrType::String, "`mobile` or `work`; one of each is stored (the last sent)")
         .req()
         .canon(Canon::Fixed(&["mobile", "work"])),
-    attr("primary", "boolean", "").ignored(),
-    attr("display", "string", "").ignored(),
+    attr("primary", AttrType::Boolean, "").ignored(),
+    attr("display", AttrType::String, "").ignored(),
 ];
 const PHOTO_SUBS: &[Attr] = &[
-    attr("value", "reference", "An https URL of the photo")
+    attr("value", AttrType::Reference, "An https URL of the photo")
         .exact()
         .req(),
-    attr("type", "string", "Always `photo`")
+    attr("type", AttrType::String, "Always `photo`")
         .ro()
         .canon(Canon::Fixed(&["photo"])),
-    attr("primary", "boolean", "").ignored(),
-    attr("display", "string", "").ignored(),
+    attr("primary", AttrType::Boolean, "").ignored(),
+    attr("display", AttrType::String, "").ignored(),
 ];
 const GROUPS_SUBS: &[Attr] = &[
-    attr("value", "string", "The position's id").ro().exact(),
-    attr("$ref", "reference", "The Group's URI").ro().exact(),
-    attr("display", "string", "The position's name").ro(),
-    attr("type", "string", "").ro().ignored(),
+    attr("value", AttrType::String, "The position's id")
+        .ro()
+        .exact(),
+    attr("$ref", AttrType::Reference, "The Group's URI")
+        .ro()
+        .exact(),
+    attr("display", AttrType::String, "The position's name").ro(),
+    attr("type", AttrType::String, "").ro().ignored(),
 ];
 const ROLES_SUBS: &[Attr] = &[
     attr(
         "value",
-        "string",
+        AttrType::String,
         "The role (catalog name); the rosterd extension's `role` shows it too",
     )
     .req()
     .canon(Canon::Roles),
-    attr("display", "string", "").ignored(),
-    attr("type", "string", "").ignored(),
-    attr("primary", "boolean", "Always true").ro(),
+    attr("display", AttrType::String, "").ignored(),
+    attr("type", AttrType::String, "").ignored(),
+    attr("primary", AttrType::Boolean, "Always true").ro(),
 ];
 const IGNORED_COMPLEX_SUBS: &[Attr] = &[
-    attr("value", "string", "").ignored(),
-    attr("type", "string", "").ignored(),
-    attr("primary", "boolean", "").ignored(),
-    attr("display", "string", "").ignored(),
-    attr("formatted", "string", "").ignored(),
-    attr("streetAddress", "string", "").ignored(),
-    attr("locality", "string", "").ignored(),
-    attr("region", "string", "").ignored(),
-    attr("postalCode", "string", "").ignored(),
-    attr("country", "string", "").ignored(),
+    attr("value", AttrType::String, "").ignored(),
+    attr("type", AttrType::String, "").ignored(),
+    attr("primary", AttrType::Boolean, "").ignored(),
+    attr("display", AttrType::String, "").ignored(),
+    attr("formatted", AttrType::String, "").ignored(),
+    attr("streetAddress", AttrType::String, "").ignored(),
+    attr("locality", AttrType::String, "").ignored(),
+    attr("region", AttrType::String, "").ignored(),
+    attr("postalCode", AttrType::String, "").ignored(),
+    attr("country", AttrType::String, "").ignored(),
 ];
 
 /// The core User schema as rosterd implements it. The `ignored` entries are the
 /// RFC 7643 attributes rosterd does not store: accepted and dropped in requests
 /// (IdPs send them by default), never in responses, unlisted in `/Schemas`.
 pub const USER_ATTRS: &[Attr] = &[
-    attr("userName", "string", "Sign-in name (no spaces or control characters); unique, ignoring case").req().unique(),
-    attr("name", "complex", "The employee's name").subs(NAME_SUBS),
-    attr("displayName", "string", "Name shown everywhere; derived from the name parts when not given"),
-    attr("emails", "complex", "Exactly one: the profile email (type work, primary; the last primary one sent is kept)").multi().req().subs(EMAIL_SUBS),
-    attr("phoneNumbers", "complex", "Type mobile (mobile phone) and type work (office phone)").multi().subs(PHONE_SUBS),
-    attr("photos", "complex", "One photo link, type photo").multi().subs(PHOTO_SUBS),
-    attr("active", "boolean", "Inactive profiles are kept and cannot sign in; true when a create does not say").req(),
-    attr("password", "string", "What it does is set per client ([[scim.clients]] passwords): ignored (default), or stored hashed as sent with account status credentials; never returned").wo().exact(),
-    attr("groups", "complex", "The positions the employee holds (change them through Group membership or the rosterd extension)").multi().ro().subs(GROUPS_SUBS),
-    attr("roles", "complex", "The employee's one role (the primary one sent, else the last); scim.default_role when a create has none").multi().req().subs(ROLES_SUBS),
-    attr("nickName", "string", "").ignored(),
-    attr("profileUrl", "reference", "").ignored(),
-    attr("title", "string", "").ignored(),
-    attr("userType", "string", "").ignored(),
-    attr("preferredLanguage", "string", "").ignored(),
-    attr("locale", "string", "").ignored(),
-    attr("timezone", "string", "").ignored(),
-    attr("addresses", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
-    attr("ims", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
-    attr("entitlements", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
-    attr("x509Certificates", "complex", "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("userName", AttrType::String, "Sign-in name (no spaces or control characters); unique, ignoring case").req().unique(),
+    attr("name", AttrType::Complex, "The employee's name").subs(NAME_SUBS),
+    attr("displayName", AttrType::String, "Name shown everywhere; derived from the name parts when not given"),
+    attr("emails", AttrType::Complex, "Exactly one: the profile email (type work, primary; the last primary one sent is kept)").multi().req().subs(EMAIL_SUBS),
+    attr("phoneNumbers", AttrType::Complex, "Type mobile (mobile phone) and type work (office phone)").multi().subs(PHONE_SUBS),
+    attr("photos", AttrType::Complex, "One photo link, type photo").multi().subs(PHOTO_SUBS),
+    attr("active", AttrType::Boolean, "Inactive profiles are kept and cannot sign in; true when a create does not say").req(),
+    attr("password", AttrType::String, "What it does is set per client ([[scim.clients]] passwords): ignored (default), or stored hashed as sent with account status credentials; never returned").wo().exact(),
+    attr("groups", AttrType::Complex, "The positions the employee holds (change them through Group membership or the rosterd extension)").multi().ro().subs(GROUPS_SUBS),
+    attr("roles", AttrType::Complex, "The employee's one role (the primary one sent, else the last); scim.default_role when a create has none").multi().req().subs(ROLES_SUBS),
+    attr("nickName", AttrType::String, "").ignored(),
+    attr("profileUrl", AttrType::Reference, "").ignored(),
+    attr("title", AttrType::String, "").ignored(),
+    attr("userType", AttrType::String, "").ignored(),
+    attr("preferredLanguage", AttrType::String, "").ignored(),
+    attr("locale", AttrType::String, "").ignored(),
+    attr("timezone", AttrType::String, "").ignored(),
+    attr("addresses", AttrType::Complex, "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("ims", AttrType::Complex, "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("entitlements", AttrType::Complex, "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
+    attr("x509Certificates", AttrType::Complex, "").multi().subs(IGNORED_COMPLEX_SUBS).ignored(),
 ];
 
 const MANAGER_SUBS: &[Attr] = &[
     attr(
         "value",
-        "string",
+        AttrType::String,
         "The manager's id (stored as sent); removing it removes the manager",
     )
     .exact(),
     attr(
         "$ref",
-        "reference",
+        AttrType::Reference,
         "The manager's URI, when the id is a rosterd user",
     )
     .ro()
     .exact(),
-    attr("displayName", "string", "").ro().ignored(),
+    attr("displayName", AttrType::String, "").ro().ignored(),
 ];
 
 pub const ENTERPRISE_ATTRS: &[Attr] = &[
-    attr("employeeNumber", "string", "Stored as sent"),
-    attr("costCenter", "string", "Stored as sent"),
-    attr("organization", "string", "Stored as sent"),
+    attr("employeeNumber", AttrType::String, "Stored as sent"),
+    attr("costCenter", AttrType::String, "Stored as sent"),
+    attr("organization", AttrType::String, "Stored as sent"),
     attr(
         "division",
-        "string",
+        AttrType::String,
         "Stored as sent. When the request has no rosterd businessUnit and the division names a catalog business unit, the business unit follows it",
     ),
-    attr("department", "string", "Stored as sent"),
+    attr("department", AttrType::String, "Stored as sent"),
     attr(
         "manager",
-        "complex",
+        AttrType::Complex,
         "Accepted as a string id, {value}, or [{value,$ref}]; always returned as {value,$ref}",
     )
     .subs(MANAGER_SUBS),
@@ -267,14 +348,14 @@ pub const ENTERPRISE_ATTRS: &[Attr] = &[
 const PERMISSION_SUBS: &[Attr] = &[
     attr(
         "grant",
-        "string",
+        AttrType::String,
         "Permissions added to the role's defaults",
     )
     .multi()
     .canon(Canon::Permissions),
     attr(
         "revoke",
-        "string",
+        AttrType::String,
         "Permissions removed from the role's defaults",
     )
     .multi()
@@ -282,23 +363,25 @@ const PERMISSION_SUBS: &[Attr] = &[
 ];
 
 pub const ROSTERD_ATTRS: &[Attr] = &[
-    attr("positions", "string", "Positions held (catalog names); the same data as Group membership").multi().canon(Canon::Positions),
-    attr("role", "string", "The role (catalog name); sets the default permissions. Written through the core `roles` (read-only here: one field, one writable attribute)").ro().canon(Canon::Roles),
-    attr("businessUnit", "string", "The business unit (catalog name): the catalog-bound organisational field").canon(Canon::BusinessUnits),
-    attr("enabled", "boolean", "The employee has a user in the fleet product; true when a create does not say").req(),
-    attr("accountStatus", "string", "How the account was set up, derived: credentials when a password was accepted, else the client's scim.account_status").ro().canon(Canon::Fixed(&["later", "invite", "credentials"])),
-    attr("permissions", "complex", "Overrides on top of the role's defaults").subs(PERMISSION_SUBS),
-    attr("effectivePermissions", "string", "The role's defaults with the overrides applied").multi().ro().canon(Canon::Permissions),
+    attr("positions", AttrType::String, "Positions held (catalog names); the same data as Group membership").multi().canon(Canon::Positions),
+    attr("role", AttrType::String, "The role (catalog name); sets the default permissions. Written through the core `roles` (read-only here: one field, one writable attribute)").ro().canon(Canon::Roles),
+    attr("businessUnit", AttrType::String, "The business unit (catalog name): the catalog-bound organisational field").canon(Canon::BusinessUnits),
+    attr("enabled", AttrType::Boolean, "The employee has a user in the fleet product; true when a create does not say").req(),
+    attr("accountStatus", AttrType::String, "How the account was set up, derived: credentials when a password was accepted, else the client's scim.account_status").ro().canon(Canon::Fixed(&["later", "invite", "credentials"])),
+    attr("permissions", AttrType::Complex, "Overrides on top of the role's defaults").subs(PERMISSION_SUBS),
+    attr("effectivePermissions", AttrType::String, "The role's defaults with the overrides applied").multi().ro().canon(Canon::Permissions),
 ];
 
 const MEMBER_SUBS: &[Attr] = &[
-    attr("value", "string", "The member's user id")
+    attr("value", AttrType::String, "The member's user id")
         .imm()
         .exact()
         .req(),
-    attr("$ref", "reference", "The member's URI").imm().exact(),
-    attr("display", "string", "The member's display name").ro(),
-    attr("type", "string", "Always User")
+    attr("$ref", AttrType::Reference, "The member's URI")
+        .imm()
+        .exact(),
+    attr("display", AttrType::String, "The member's display name").ro(),
+    attr("type", AttrType::String, "Always User")
         .imm()
         .canon(Canon::Fixed(&["User"])),
 ];
@@ -307,30 +390,41 @@ const MEMBER_SUBS: &[Attr] = &[
 pub const GROUP_ATTRS: &[Attr] = &[
     attr(
         "displayName",
-        "string",
+        AttrType::String,
         "The position's name; unique, ignoring case",
     )
     .req()
     .unique(),
-    attr("members", "complex", "The employees holding the position")
-        .multi()
-        .subs(MEMBER_SUBS),
+    attr(
+        "members",
+        AttrType::Complex,
+        "The employees holding the position",
+    )
+    .multi()
+    .subs(MEMBER_SUBS),
 ];
 
 const META_SUBS: &[Attr] = &[
-    attr("resourceType", "string", "").ro(),
-    attr("created", "dateTime", "").ro(),
-    attr("lastModified", "dateTime", "").ro(),
-    attr("location", "reference", "").ro().exact(),
-    attr("version", "string", "").ro().exact(),
+    attr("resourceType", AttrType::String, "").ro(),
+    attr("created", AttrType::DateTime, "").ro(),
+    attr("lastModified", AttrType::DateTime, "").ro(),
+    attr("location", AttrType::Reference, "").ro().exact(),
+    attr("version", AttrType::String, "").ro().exact(),
 ];
 
 /// Attributes common to every resource (RFC 7643 §3.1).
 pub const COMMON_ATTRS: &[Attr] = &[
-    attr("id", "string", "").ro().always().exact().unique(),
-    attr("externalId", "string", "").exact(),
-    attr("meta", "complex", "").ro().subs(META_SUBS),
-    attr("schemas", "reference", "").multi().always().exact(),
+    attr("id", AttrType::String, "")
+        .ro()
+        .always()
+        .exact()
+        .unique(),
+    attr("externalId", AttrType::String, "").exact(),
+    attr("meta", AttrType::Complex, "").ro().subs(META_SUBS),
+    attr("schemas", AttrType::Reference, "")
+        .multi()
+        .always()
+        .exact(),
 ];
 
 /// A resource type's schema and extensions.
@@ -447,15 +541,20 @@ impl Resolve for Kind {
             attr: a.name.to_string(),
             sub: sub.map(|s| s.name.to_string()),
             case_exact: leaf.case_exact,
-            datetime: leaf.ty == "dateTime",
+            datetime: leaf.ty == AttrType::DateTime,
             ignored: a.ignored || leaf.ignored,
         })
     }
 }
 
+/// A filter names an attribute the schema does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attribute `{0}` in the filter")]
+pub struct UnknownAttribute(pub String);
+
 /// Checks that every attribute a filter names exists. The error names the first
 /// unknown one.
-pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), String> {
+pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), UnknownAttribute> {
     let mut ps = Vec::new();
     paths(f, &mut ps);
     for (parent, p) in ps {
@@ -464,7 +563,7 @@ pub fn check_filter(kind: Kind, f: &Filter) -> Result<(), String> {
             None => p.clone(),
         };
         if kind.lookup(&full).is_none() {
-            return Err(format!("unknown attribute `{full}` in the filter"));
+            return Err(UnknownAttribute(full));
         }
     }
     Ok(())
@@ -481,19 +580,19 @@ fn attr_json(a: &Attr, catalog: &Catalog) -> Value {
     };
     let mut v = json!({
         "name": a.name,
-        "type": a.ty,
+        "type": a.ty.as_str(),
         "multiValued": a.multi,
         "description": a.desc,
         "required": a.required,
         "caseExact": a.case_exact,
-        "mutability": a.mutability,
-        "returned": a.returned,
-        "uniqueness": a.uniqueness,
+        "mutability": a.mutability.as_str(),
+        "returned": a.returned.as_str(),
+        "uniqueness": a.uniqueness.as_str(),
     });
     if !canon.is_empty() {
         v["canonicalValues"] = json!(canon);
     }
-    if a.ty == "reference" {
+    if a.ty == AttrType::Reference {
         v["referenceTypes"] = json!(if a.name == "$ref" {
             vec!["User", "Group"]
         } else {
@@ -578,5 +677,41 @@ mod tests {
         assert!(Kind::User.resolve("nosuch").is_none());
         assert!(Kind::User.resolve("name.nosuch").is_none());
         assert!(Kind::Group.resolve("members.value").unwrap().case_exact);
+    }
+
+    /// The `/Schemas` strings of each property are RFC 7643's.
+    #[test]
+    fn property_names_are_the_rfc_ones() {
+        let a = Kind::User.lookup("password").unwrap().1;
+        assert_eq!(
+            (a.ty.as_str(), a.mutability.as_str(), a.returned.as_str()),
+            ("string", "writeOnly", "never")
+        );
+        let id = Kind::User.lookup("id").unwrap().1;
+        assert_eq!(
+            (
+                id.mutability.as_str(),
+                id.returned.as_str(),
+                id.uniqueness.as_str()
+            ),
+            ("readOnly", "always", "server")
+        );
+        let m = Kind::Group.lookup("members.value").unwrap().2.unwrap();
+        assert_eq!(m.mutability.as_str(), "immutable");
+        let role = crate::employee::catalog::RoleDef {
+            name: "Driver".into(),
+            description: String::new(),
+            permissions: vec![],
+        };
+        let catalog = Catalog::new(vec![], vec![], vec![role], vec![], None).unwrap();
+        let doc = schema_doc(USER, &catalog, "http://x/scim/v2").unwrap();
+        let attrs = doc["attributes"].as_array().unwrap();
+        let name = attrs.iter().find(|a| a["name"] == "name").unwrap();
+        assert_eq!(name["type"], "complex");
+        assert_eq!(name["mutability"], "readWrite");
+        assert_eq!(name["returned"], "default");
+        assert_eq!(name["uniqueness"], "none");
+        let created = Kind::User.lookup("meta.created").unwrap().2.unwrap();
+        assert_eq!(created.ty.as_str(), "dateTime");
     }
 }

@@ -61,7 +61,9 @@ fn parse_office(raw: &str) -> OfficePhone {
     }
 }
 
-/// The full User resource of a profile.
+/// The full User resource of a profile. Long on purpose: one block per
+/// attribute, in `/Schemas` order, mirrored line for line by
+/// [`super::render::write_user`] (which must write the same bytes).
 pub fn to_scim(
     e: &Employee,
     effective: &[String],

@@ -506,10 +506,14 @@ impl SourceCtx<'_> {
 }
 
 /// Checks a 6-field cron expression the way the scheduler will parse it.
-pub fn check_cron(expr: &str) -> Result<(), String> {
+pub fn check_cron(expr: &str) -> Result<(), super::scheduler::CronError> {
     super::scheduler::Schedule::parse(expr, chrono_tz::Tz::UTC).map(|_| ())
 }
 
+/// Validates every `[[sources]]` entry into a [`Source`].
+/// Long on purpose: one check per key, in the order the keys are documented,
+/// each error naming its key; split up, the key list would be spread over
+/// functions without any check getting simpler.
 pub fn validate_sources(
     file: &Path,
     sections: Vec<SourceSection>,
@@ -550,7 +554,7 @@ pub fn validate_sources(
             ("incremental_schedule", &s.incremental_schedule),
         ] {
             if let Some(expr) = v {
-                check_cron(expr).map_err(|m| err(k, m))?;
+                check_cron(expr).map_err(|m| err(k, m.to_string()))?;
             }
         }
         if s.account_status == AccountStatus::Credentials {
@@ -631,6 +635,9 @@ pub fn validate_sources(
     Ok(out)
 }
 
+/// Long on purpose: one check per key, in the order the keys are documented,
+/// each error naming its key; split up, the key list would be spread over
+/// functions without any check getting simpler.
 fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, ConfigError> {
     let err = |k: &str, m: String| ctx.err(k, m);
     if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {

@@ -13,7 +13,9 @@ use super::config::{Source, SourceKind};
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::progress::{Phase, Progress, ProgressBoard, ProgressView};
-use super::runs::{EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState};
+use super::runs::{
+    EntryError, FetchMode, Outcome, RunId, RunRecord, RunStore, SourceState, Trigger,
+};
 use super::sources::{hr, ldap};
 use super::vet;
 use crate::blocking::blocking;
@@ -423,7 +425,7 @@ impl SyncEngine {
         source_id: &str,
         kind: RunKind,
         dry_run: bool,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<RunRecord, SyncError> {
         let (_, task) = self.start(source_id, kind, dry_run, trigger).await?;
         Self::join(task).await
@@ -437,7 +439,7 @@ impl SyncEngine {
         source_id: &str,
         kind: RunKind,
         dry_run: bool,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<(RunId, RunTask), SyncError> {
         if self.is_stopping() {
             return Err(SyncError::Interrupted(
@@ -445,13 +447,13 @@ impl SyncEngine {
             ));
         }
         let engine = self.clone();
-        let (source_id, trigger) = (source_id.to_string(), trigger.to_string());
+        let source_id = source_id.to_string();
         let guard = InFlight::new(&self.inflight);
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let _guard = guard;
             engine
-                .run_here(&source_id, kind, dry_run, &trigger, started_tx)
+                .run_here(&source_id, kind, dry_run, trigger, started_tx)
                 .await
         });
         match started_rx.await {
@@ -479,7 +481,7 @@ impl SyncEngine {
         source_id: &str,
         kind: RunKind,
         dry_run: bool,
-        trigger: &str,
+        trigger: Trigger,
         started_tx: tokio::sync::oneshot::Sender<RunId>,
     ) -> Result<RunRecord, SyncError> {
         let src = self.source(source_id)?;
@@ -493,7 +495,7 @@ impl SyncEngine {
         let Ok(_guard) = lock.try_lock() else {
             tracing::warn!(
                 source = source_id,
-                trigger,
+                %trigger,
                 "run skipped: another run of this source is in progress"
             );
             return Err(SyncError::AlreadyRunning(source_id.to_string()));
@@ -502,7 +504,7 @@ impl SyncEngine {
             id: self.runs.new_id()?,
             source: src.id.clone(),
             kind,
-            trigger: trigger.to_string(),
+            trigger,
             started_at: Utc::now(),
             finished_at: None,
             outcome: Outcome::Running,
@@ -558,10 +560,7 @@ impl SyncEngine {
 
     fn record_metrics(&self, rec: &RunRecord) {
         use super::metrics::{RunLabels, SourceLabels};
-        let outcome = serde_json::to_value(rec.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let outcome = rec.outcome.as_str().to_string();
         self.metrics
             .runs
             .get_or_create(&RunLabels {

@@ -252,25 +252,33 @@ fn disabled_reason(src: &LdapSource, e: &Entry) -> Option<String> {
     }
 }
 
+/// Why a photo's bytes are not a usable photo (the text follows "the value").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhotoError {
+    #[error("is empty")]
+    Empty,
+    #[error("is {0} bytes, more than the {PHOTO_MAX_BYTES} a synced photo may have")]
+    TooLarge(usize),
+    #[error("is neither a JPEG nor a PNG image")]
+    NotAnImage,
+}
+
 /// The content type of a photo's bytes (JPEG or PNG, by their magic numbers, at
 /// most [`PHOTO_MAX_BYTES`]), or why they are not a usable photo.
-pub fn photo_type(bytes: &[u8]) -> Result<&'static str, String> {
+pub fn photo_type(bytes: &[u8]) -> Result<&'static str, PhotoError> {
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
     if bytes.is_empty() {
-        return Err("is empty".into());
+        return Err(PhotoError::Empty);
     }
     if bytes.len() > PHOTO_MAX_BYTES {
-        return Err(format!(
-            "is {} bytes, more than the {PHOTO_MAX_BYTES} a synced photo may have",
-            bytes.len()
-        ));
+        return Err(PhotoError::TooLarge(bytes.len()));
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Ok("image/jpeg")
     } else if bytes.starts_with(PNG) {
         Ok("image/png")
     } else {
-        Err("is neither a JPEG nor a PNG image".into())
+        Err(PhotoError::NotAnImage)
     }
 }
 
@@ -319,7 +327,9 @@ pub fn limit_photo(m: &mut MappedEntry, max: usize) {
     }
 }
 
-/// Maps one entry. Pure.
+/// Maps one entry. Pure. Long on purpose: one short step per profile field
+/// (join key, email, phones, positions, role, photo, business unit, ...), so a
+/// field's rule is found by reading down.
 pub fn map_entry(src: &LdapSource, e: &Entry) -> Result<MappedEntry, MapError> {
     let err = |m: String| {
         MapError::new(e.dn.clone(), m).of(
@@ -484,7 +494,12 @@ mod tests {
         assert!(photo_type(b"").is_err());
         let mut big = JPEG.to_vec();
         big.resize(PHOTO_MAX_BYTES + 1, 0);
-        assert!(photo_type(&big).unwrap_err().contains("more than"));
+        assert!(
+            photo_type(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
     }
 
     #[test]

@@ -36,6 +36,56 @@ pub enum Outcome {
     Interrupted,
 }
 
+impl Outcome {
+    /// The name stored and returned (`applied`, `dry_run`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Applied => "applied",
+            Outcome::Held => "held",
+            Outcome::Approved => "approved",
+            Outcome::Superseded => "superseded",
+            Outcome::Failed => "failed",
+            Outcome::DryRun => "dry_run",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What started a run; stored and returned as `schedule`, `manual` or `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The source's cron schedule (full or incremental).
+    Schedule,
+    /// An admin: `rosterctl sync run`, the admin API or the console's Sync page.
+    Manual,
+    /// The source's `run_at_start`, once when the daemon starts.
+    Start,
+}
+
+impl Trigger {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Start => "start",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry's problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntryError {
@@ -49,8 +99,7 @@ pub struct RunRecord {
     pub id: RunId,
     pub source: String,
     pub kind: RunKind,
-    /// `schedule`, `manual`, `start`, `approval`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Outcome,
@@ -629,7 +678,7 @@ mod tests {
             id: runs.new_id().unwrap(),
             source: source.into(),
             kind: RunKind::Full,
-            trigger: "manual".into(),
+            trigger: Trigger::Manual,
             started_at: Utc::now(),
             finished_at: None,
             outcome,

@@ -27,6 +27,7 @@ use croner::parser::{CronParser, Seconds};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::runs::Trigger;
 use super::{RunKind, SyncEngine};
 
 /// When the lifecycle tick runs (sec min hour day month weekday).
@@ -35,6 +36,14 @@ pub const TICK_SCHEDULE: &str = "0 */15 * * * *";
 /// The longest the scheduler sleeps before it looks at the clock again, so that
 /// a wall-clock step (NTP, a suspended machine) delays a run by at most this.
 const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why a text is not a 6-field cron expression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{expr}` is not a valid cron expression (sec min hour day month weekday): {reason}")]
+pub struct CronError {
+    pub expr: String,
+    pub reason: String,
+}
 
 /// A 6-field cron expression (`sec min hour day month weekday`) read in a time
 /// zone.
@@ -46,16 +55,15 @@ pub struct Schedule {
 
 impl Schedule {
     /// Parses `expr`; the error says why it is not a cron expression.
-    pub fn parse(expr: &str, tz: Tz) -> Result<Self, String> {
+    pub fn parse(expr: &str, tz: Tz) -> Result<Self, CronError> {
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
             .dom_and_dow(true)
             .build()
             .parse(expr)
-            .map_err(|e| {
-                format!(
-                    "`{expr}` is not a valid cron expression (sec min hour day month weekday): {e}"
-                )
+            .map_err(|e| CronError {
+                expr: expr.to_string(),
+                reason: e.to_string(),
             })?;
         Ok(Self { cron, tz })
     }
@@ -108,7 +116,7 @@ impl Scheduler {
                 let schedule =
                     Schedule::parse(expr, src.timezone).map_err(|message| ScheduleError {
                         source_id: src.id.clone(),
-                        message,
+                        message: message.to_string(),
                     })?;
                 let engine = engine.clone();
                 let id = src.id.clone();
@@ -117,7 +125,7 @@ impl Scheduler {
                     let id = id.clone();
                     Box::pin(async move {
                         // Failures are recorded in the run history by the engine.
-                        let _ = engine.run(&id, kind, false, "schedule").await;
+                        let _ = engine.run(&id, kind, false, Trigger::Schedule).await;
                     })
                 });
                 jobs.push((schedule, job));
@@ -126,7 +134,7 @@ impl Scheduler {
                 let engine = engine.clone();
                 let id = src.id.clone();
                 tokio::spawn(async move {
-                    let _ = engine.run(&id, RunKind::Full, false, "start").await;
+                    let _ = engine.run(&id, RunKind::Full, false, Trigger::Start).await;
                 });
             }
         }
@@ -134,7 +142,7 @@ impl Scheduler {
             let schedule =
                 Schedule::parse(TICK_SCHEDULE, Tz::UTC).map_err(|message| ScheduleError {
                     source_id: "(lifecycle tick)".into(),
-                    message,
+                    message: message.to_string(),
                 })?;
             let e = engine.clone();
             let job: Job = Arc::new(move || {

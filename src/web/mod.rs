@@ -16,6 +16,7 @@
 pub mod account;
 pub mod assets;
 pub mod employees;
+mod error;
 pub mod form;
 pub mod session;
 pub mod sync;
@@ -32,7 +33,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::admin::AppState;
-use crate::employee::Error as DomainError;
+pub use error::domain_error_page;
 pub use session::{Sessions, Viewer};
 
 /// The policy on every console response: our own script and stylesheet only,
@@ -231,30 +232,6 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         message,
         Some(("/employees", "Back to Employees")),
     )
-}
-
-/// A domain error as a page: the status the admin API would give, the message
-/// for the rules a user can fix, a generic one (logged) for the rest.
-pub fn domain_error_page(e: DomainError) -> Response {
-    match e {
-        DomainError::NotFound(m) => error_page(StatusCode::NOT_FOUND, &m),
-        DomainError::Invalid { .. } | DomainError::BadRequest { .. } => {
-            error_page(StatusCode::BAD_REQUEST, &e.to_string())
-        }
-        DomainError::Conflict { .. } | DomainError::VersionMismatch { .. } => {
-            error_page(StatusCode::CONFLICT, &e.to_string())
-        }
-        DomainError::PhotoTooLarge { .. } => {
-            error_page(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
-        }
-        DomainError::Store(s) => {
-            tracing::error!(error = %s, "web console: store error");
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The roster could not be read or written; try again, and tell an administrator if it persists.",
-            )
-        }
-    }
 }
 
 #[cfg(test)]

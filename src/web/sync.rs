@@ -25,9 +25,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::error::sync_error_page;
 use super::{Chrome, Viewer, WebState, error_page};
 use crate::sync::plan::{Action, Counts, PlanItem};
-use crate::sync::runs::{Outcome, RunId, RunRecord};
+use crate::sync::runs::{Outcome, RunId, RunRecord, Trigger};
 use crate::sync::{RunKind, SyncError};
 
 /// Runs shown per source.
@@ -154,7 +155,7 @@ fn held_plans_now(state: &WebState) -> Vec<Arc<HeldPlan>> {
 pub struct RunView {
     pub id: RunId,
     pub kind: &'static str,
-    pub trigger: String,
+    pub trigger: &'static str,
     pub started: String,
     pub duration: String,
     /// The outcome in words.
@@ -221,7 +222,7 @@ fn run_view(state: &WebState, r: &RunRecord) -> RunView {
             RunKind::Full => "full",
             RunKind::Incremental => "incremental",
         },
-        trigger: r.trigger.clone(),
+        trigger: r.trigger.as_str(),
         started: when(r.started_at),
         duration,
         outcome,
@@ -256,26 +257,6 @@ struct SyncPage {
 pub struct Notice {
     #[serde(default)]
     notice: Option<String>,
-}
-
-fn sync_error_page(e: SyncError) -> Response {
-    let status = match &e {
-        SyncError::UnknownSource(_) | SyncError::RunNotFound(_) => StatusCode::NOT_FOUND,
-        SyncError::AlreadyRunning(_) | SyncError::NotHeld(_) => StatusCode::CONFLICT,
-        SyncError::Interrupted(_) => StatusCode::SERVICE_UNAVAILABLE,
-        SyncError::Domain(_) | SyncError::Store(_) => {
-            tracing::error!(error = %e, "web console: sync");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The sync history could not be read or written; try again, and tell an administrator if it persists.",
-            );
-        }
-    };
-    let mut m = e.to_string();
-    if let Some(first) = m.get(..1) {
-        m = first.to_uppercase() + &m[1..] + ".";
-    }
-    super::message_page(status, "Sync", &m, Some(("/sync", "Back to Sync")))
 }
 
 fn no_such_run(raw: &str) -> Response {
@@ -378,7 +359,7 @@ pub async fn sync_run_post(
     match state
         .app
         .sync
-        .start(&id, RunKind::Full, dry_run, "manual")
+        .start(&id, RunKind::Full, dry_run, Trigger::Manual)
         .await
     {
         Ok((run, _task)) => to_sync(&format!(

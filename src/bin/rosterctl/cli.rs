@@ -184,13 +184,22 @@ pub struct Filter {
     pub value: String,
 }
 
-fn parse_filter(raw: &str) -> Result<Filter, String> {
+/// Why a `--filter` argument is refused (clap prints it).
+#[derive(Debug, thiserror::Error)]
+enum FilterArgError {
+    #[error("`{0}` is not COLUMN=VALUE (e.g. role=Technician)")]
+    NoEquals(String),
+    #[error("`{0}` has no column before `=`")]
+    NoColumn(String),
+}
+
+fn parse_filter(raw: &str) -> Result<Filter, FilterArgError> {
     let (column, value) = raw
         .split_once('=')
-        .ok_or_else(|| format!("`{raw}` is not COLUMN=VALUE (e.g. role=Technician)"))?;
+        .ok_or_else(|| FilterArgError::NoEquals(raw.to_string()))?;
     let column = column.trim();
     if column.is_empty() {
-        return Err(format!("`{raw}` has no column before `=`"));
+        return Err(FilterArgError::NoColumn(raw.to_string()));
     }
     Ok(Filter {
         column: column.to_string(),

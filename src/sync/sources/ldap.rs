@@ -151,7 +151,7 @@ async fn search_all<T>(
     ldap: &mut Ldap,
     src: &LdapSource,
     q: Query<'_>,
-    mut convert: impl FnMut(ResultEntry) -> Result<T, String>,
+    mut convert: impl FnMut(ResultEntry) -> Result<T, Unreadable>,
 ) -> Result<Vec<T>, FetchError> {
     let fail = |m: String| FetchError::Search {
         what: q.what.to_string(),
@@ -187,7 +187,7 @@ async fn search_all<T>(
                     Ok(t) => out.push(t),
                     Err(m) => {
                         let _ = stream.finish().await;
-                        return Err(fail(m));
+                        return Err(fail(m.to_string()));
                     }
                 },
                 Ok(None) => break,
@@ -242,8 +242,8 @@ async fn search_all<T>(
 /// map, no copy of the values): attribute names lowercased, text values as
 /// strings. A binary join key (AD `objectGUID`) is kept as lowercase hex, the
 /// photo attribute as bytes; other binary values are dropped.
-fn to_entry(re: ResultEntry, src: &LdapSource) -> Result<Entry, String> {
-    let bad = |what: &str| format!("the server sent a malformed search result entry ({what})");
+fn to_entry(re: ResultEntry, src: &LdapSource) -> Result<Entry, Unreadable> {
+    let bad = Unreadable::Entry;
     let mut tags =
         re.0.match_id(4)
             .and_then(|t| t.expect_constructed())
@@ -729,11 +729,33 @@ struct Refreshed {
     deleted: usize,
 }
 
+/// What the server sent that cannot be read (the search or refresh fails).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// The part of a search result entry that is malformed.
+    #[error("the server sent a malformed search result entry ({0})")]
+    Entry(&'static str),
+    /// A content-sync message or control ldap3's parser refused.
+    #[error("the server sent a malformed {0}")]
+    Message(&'static str),
+}
+
+/// Why a content-sync refresh did not complete although the server answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+    /// `text` is `: <the server's text>` or empty.
+    #[error("result code {rc}{text}")]
+    Result { rc: u32, text: String },
+    #[error("the search ended without a Sync Done control")]
+    NoSyncDone,
+}
+
 /// Runs ldap3's parsers for the content-sync messages, which panic on malformed
 /// input, so that a misbehaving server fails the refresh instead of the daemon.
-fn parse_guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| format!("the server sent a malformed {what}"))
+fn parse_guarded<T>(what: &'static str, f: impl FnOnce() -> T) -> Result<T, Unreadable> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| Unreadable::Message(what))
 }
 
 /// One RFC 4533 refreshOnly search, read to its Sync Done control. `Err(FetchError)`:
@@ -745,7 +767,7 @@ async fn sync_refresh(
     filter: &str,
     attrs: Vec<String>,
     cookie: Option<&[u8]>,
-) -> Result<Result<Refreshed, String>, FetchError> {
+) -> Result<Result<Refreshed, RefreshError>, FetchError> {
     let fail = |m: String| FetchError::Search {
         what: "content-sync search".into(),
         message: m,
@@ -769,7 +791,7 @@ async fn sync_refresh(
         present: 0,
         deleted: 0,
     };
-    let mut malformed: Option<String> = None;
+    let mut malformed: Option<Unreadable> = None;
     loop {
         let re = match stream.next().await {
             Ok(Some(re)) => re,
@@ -833,7 +855,7 @@ async fn sync_refresh(
     }
     let res = stream.finish().await;
     if let Some(m) = malformed {
-        return Ok(Err(m));
+        return Ok(Err(m.into()));
     }
     if res.rc != 0 {
         let text = if res.text.is_empty() {
@@ -841,14 +863,14 @@ async fn sync_refresh(
         } else {
             format!(": {}", res.text)
         };
-        return Ok(Err(format!("result code {}{text}", res.rc)));
+        return Ok(Err(RefreshError::Result { rc: res.rc, text }));
     }
     let done = res.ctrls.iter().find_map(|c| match c {
         ldap3::controls::Control(Some(ControlType::SyncDone), raw) => Some(raw.clone()),
         _ => None,
     });
     let Some(done) = done else {
-        return Ok(Err("the search ended without a Sync Done control".into()));
+        return Ok(Err(RefreshError::NoSyncDone));
     };
     match parse_guarded("Sync Done control", || done.parse::<SyncDone>()) {
         Ok(d) => {
@@ -857,7 +879,7 @@ async fn sync_refresh(
             }
             Ok(Ok(out))
         }
-        Err(m) => Ok(Err(m)),
+        Err(m) => Ok(Err(m.into())),
     }
 }
 

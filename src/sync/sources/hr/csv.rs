@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::map::{HrMapping, Record};
+use super::map::{HrMapping, Record, RecordError};
 use super::{CsvInput, CsvSource, FetchError, HrFetched};
 use crate::sync::map::MapError;
 
@@ -20,11 +20,11 @@ struct Row<'a> {
 }
 
 impl Record for Row<'_> {
-    fn values(&self, selector: &str) -> Result<Vec<String>, String> {
+    fn values(&self, selector: &str) -> Result<Vec<String>, RecordError> {
         let idx = self
             .columns
             .get(&selector.trim().to_lowercase())
-            .ok_or_else(|| format!("no column `{selector}`"))?;
+            .ok_or_else(|| RecordError::NoColumn(selector.to_string()))?;
         Ok(self
             .row
             .get(*idx)
@@ -158,7 +158,8 @@ pub fn parse(
             Ok(m) => out.entries.push(m),
             Err(message) => {
                 let (key, email) = mapping.identify(&rec);
-                out.errors.push(MapError::new(dn, message).of(key, email));
+                out.errors
+                    .push(MapError::new(dn, message.to_string()).of(key, email));
             }
         }
     }

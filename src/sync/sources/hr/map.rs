@@ -8,12 +8,30 @@ use chrono::NaiveDate;
 use crate::employee::OfficePhone;
 use crate::sync::map::{EffectiveDate, MappedEntry, SourceFields};
 
+/// Why a record is refused (reported with the record, the run goes on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("the value at {0} is an object or nested array; point at a value inside it")]
+    NotAValue(String),
+    #[error("no column `{0}`")]
+    NoColumn(String),
+    #[error("{field} `{value}` is not a date in the format `{format}`")]
+    NotADate {
+        field: String,
+        value: String,
+        format: String,
+    },
+    /// `what` is `join key` or `email`; `rule` the field and where it is read.
+    #[error("has no {what} ({rule})")]
+    Missing { what: &'static str, rule: String },
+}
+
 /// One record as the mapping sees it.
 pub trait Record {
     /// The raw values at `selector` (a JSON pointer or a column header): none
     /// when absent or null, one for a scalar, several for an array. `Err` when
     /// the value cannot be a field (a JSON object).
-    fn values(&self, selector: &str) -> Result<Vec<String>, String>;
+    fn values(&self, selector: &str) -> Result<Vec<String>, RecordError>;
 }
 
 /// A JSON record: selectors are JSON pointers (RFC 6901).
@@ -31,13 +49,9 @@ fn scalar(v: &serde_json::Value) -> Option<Result<String, ()>> {
 }
 
 impl Record for JsonRecord<'_> {
-    fn values(&self, selector: &str) -> Result<Vec<String>, String> {
+    fn values(&self, selector: &str) -> Result<Vec<String>, RecordError> {
         use serde_json::Value;
-        let nested = || {
-            format!(
-                "the value at {selector} is an object or nested array; point at a value inside it"
-            )
-        };
+        let nested = || RecordError::NotAValue(selector.to_string());
         match self.0.pointer(selector) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -116,7 +130,7 @@ enum Lookup {
 
 impl FieldRule {
     /// The values, trimmed, joined, transformed and split; empty ones dropped.
-    fn read(&self, rec: &dyn Record) -> Result<Vec<String>, String> {
+    fn read(&self, rec: &dyn Record) -> Result<Vec<String>, RecordError> {
         let mut values = if self.from.len() == 1 {
             rec.values(&self.from[0])?
         } else {
@@ -161,7 +175,7 @@ impl FieldRule {
         &self,
         rec: &dyn Record,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, RecordError> {
         let mut values = self.read(rec)?;
         if values.len() > 1 {
             warnings.push(format!(
@@ -201,7 +215,11 @@ impl FieldRule {
     }
 
     /// A text field: `None` when empty; unmapped values are reported and dropped.
-    fn text(&self, rec: &dyn Record, warnings: &mut Vec<String>) -> Result<Option<String>, String> {
+    fn text(
+        &self,
+        rec: &dyn Record,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<String>, RecordError> {
         let v = self.read_one(rec, warnings)?;
         Ok(match self.lookup(v) {
             Lookup::Empty => None,
@@ -229,15 +247,18 @@ impl DateRule {
         &self,
         rec: &dyn Record,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<NaiveDate>, String> {
+    ) -> Result<Option<NaiveDate>, RecordError> {
         match self.rule.read_one(rec, warnings)? {
             None => Ok(None),
-            Some(v) => parse_date(&v, &self.format).transpose().map_err(|()| {
-                format!(
-                    "{} `{v}` is not a date in the format `{}`",
-                    self.rule.name, self.format
-                )
-            }),
+            Some(v) => {
+                parse_date(&v, &self.format)
+                    .transpose()
+                    .map_err(|()| RecordError::NotADate {
+                        field: self.rule.name.clone(),
+                        value: v.clone(),
+                        format: self.format.clone(),
+                    })
+            }
         }
     }
 }
@@ -277,7 +298,7 @@ impl StatusRule {
         &self,
         rec: &dyn Record,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, RecordError> {
         let v = self.rule.read_one(rec, warnings)?.unwrap_or_default();
         let lower = v.to_lowercase();
         if self.inactive.contains(&lower) {
@@ -430,7 +451,11 @@ impl Rules {
             .collect()
     }
 
-    fn role(&self, rec: &dyn Record, warnings: &mut Vec<String>) -> Result<Option<String>, String> {
+    fn role(
+        &self,
+        rec: &dyn Record,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<String>, RecordError> {
         let fallback = self
             .default_role
             .clone()
@@ -472,7 +497,7 @@ impl Rules {
         rule: &FieldRule,
         rec: &dyn Record,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, RecordError> {
         let v = rule.read_one(rec, warnings)?;
         Ok(match rule.lookup(v) {
             Lookup::Empty => None,
@@ -496,7 +521,7 @@ impl Rules {
         rule: &FieldRule,
         rec: &dyn Record,
         warnings: &mut Vec<String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, RecordError> {
         let mut values = rule.read(rec)?;
         if values.is_empty()
             && let Some(d) = &rule.default
@@ -541,26 +566,24 @@ impl Rules {
         rec: &dyn Record,
         dn: &str,
         tz: chrono_tz::Tz,
-    ) -> Result<MappedEntry, String> {
+    ) -> Result<MappedEntry, RecordError> {
         let mut warnings = Vec::new();
         let w = &mut warnings;
-        let key = self.join_key.text(rec, w)?.ok_or_else(|| {
-            format!(
-                "has no join key ({} = {})",
-                self.join_key.name,
-                self.join_key.from.join(" + ")
-            )
-        })?;
-        let email = self.email.text(rec, w)?.ok_or_else(|| {
-            format!(
-                "has no email ({} = {})",
-                self.email.name,
-                self.email.from.join(" + ")
-            )
-        })?;
+        let missing = |what, r: &FieldRule| RecordError::Missing {
+            what,
+            rule: format!("{} = {}", r.name, r.from.join(" + ")),
+        };
+        let key = self
+            .join_key
+            .text(rec, w)?
+            .ok_or_else(|| missing("join key", &self.join_key))?;
+        let email = self
+            .email
+            .text(rec, w)?
+            .ok_or_else(|| missing("email", &self.email))?;
         let opt = |r: &Option<FieldRule>,
                    w: &mut Vec<String>|
-         -> Result<Option<Option<String>>, String> {
+         -> Result<Option<Option<String>>, RecordError> {
             r.as_ref().map(|r| r.text(rec, w)).transpose()
         };
         let given_name = opt(&self.given_name, w)?.flatten();
@@ -583,13 +606,14 @@ impl Rules {
             Some(r) => Some(self.business_unit(r, rec, w)?),
             None => None,
         };
-        let date =
-            |d: &Option<DateRule>, w: &mut Vec<String>| -> Result<Option<EffectiveDate>, String> {
-                Ok(match d {
-                    Some(d) => d.date(rec, w)?.map(|day| EffectiveDate::new(day, tz)),
-                    None => None,
-                })
-            };
+        let date = |d: &Option<DateRule>,
+                    w: &mut Vec<String>|
+         -> Result<Option<EffectiveDate>, RecordError> {
+            Ok(match d {
+                Some(d) => d.date(rec, w)?.map(|day| EffectiveDate::new(day, tz)),
+                None => None,
+            })
+        };
         let hire = date(&self.hire_date, w)?;
         let termination = date(&self.termination_date, w)?;
         let disabled = match &self.status {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod csv;
 pub mod http;
 pub mod map;
+pub mod paging;
 
 use std::path::PathBuf;
 

@@ -170,7 +170,9 @@ fn status_dates_and_maps() {
         for (k, v) in patch.as_object().unwrap() {
             r[k] = v.clone();
         }
-        h.mapping.map(&JsonRecord(&r), "record 1 (page 1)", tz)
+        h.mapping
+            .map(&JsonRecord(&r), "record 1 (page 1)", tz)
+            .map_err(|e| e.to_string())
     };
     let m = map(json!({"status": "terminated", "terminationDate": "2024-05-31"})).unwrap();
     assert_eq!(m.disabled.as_deref(), Some("status \"terminated\""));
