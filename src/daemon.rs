@@ -235,6 +235,14 @@ impl Daemon {
 
 /// Opens the store, binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+    start_with_clock(config, crate::employee::account::Clock::system()).await
+}
+
+/// [`start`] with the clock account links expire by (a test moves it forward).
+pub async fn start_with_clock(
+    config: Config,
+    clock: crate::employee::account::Clock,
+) -> anyhow::Result<Daemon> {
     // The data directory holds the store and the generated tokens: private to
     // the daemon's user (0700, files 0600) whatever umask it was started with.
     crate::secret::private_umask();
@@ -256,7 +264,8 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         config.photo_max_bytes,
     )
     .context("while reading the stored profiles")?
-    .with_accounts(config.accounts.clone());
+    .with_accounts(config.accounts.clone())
+    .with_clock(clock);
     let sync = SyncEngine::new(roster.clone(), config.sources.clone())
         .context("while opening the sync run history")?;
     let admin_tokens = SharedTokens::new(TokenSet::new(&tokens));

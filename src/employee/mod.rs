@@ -164,6 +164,8 @@ pub struct Roster {
     /// (`None` before the first): every read that renders a User's `groups`
     /// would otherwise read them all from the store.
     positions_by_name: Arc<RwLock<Option<PositionMap>>>,
+    /// What account links' issue and expiry read (see [`account::Clock`]).
+    clock: account::Clock,
 }
 
 /// Position name → position.
@@ -219,6 +221,7 @@ impl Roster {
             accounts: Arc::new(AccountSettings::default()),
             projection,
             positions_by_name: Arc::new(RwLock::new(None)),
+            clock: account::Clock::system(),
         }
     }
 
