@@ -664,13 +664,9 @@ mod tests {
         assert!(!format!("{:?}", e.account_token).contains(&d));
     }
 
-    /// The worker's minting, without SMTP: a retry's new token supersedes the
-    /// first; a newer message or an email change makes an older one stale; only
-    /// digests are stored.
-    #[tokio::test]
-    async fn minted_links_supersede_each_other_and_die_with_the_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
+    /// A roster over a fresh store in `dir`, with one role.
+    fn roster_in(dir: &std::path::Path) -> (crate::store::Store, Roster) {
+        let store = crate::store::Store::open(dir).unwrap();
         let catalog = crate::employee::Catalog::new(
             vec![],
             vec![],
@@ -684,6 +680,16 @@ mod tests {
         )
         .unwrap();
         let roster = Roster::new(store.clone(), catalog, Default::default(), 64);
+        (store, roster)
+    }
+
+    /// The worker's minting, without SMTP: a retry's new token supersedes the
+    /// first; a newer message or an email change makes an older one stale; only
+    /// digests are stored.
+    #[tokio::test]
+    async fn minted_links_supersede_each_other_and_die_with_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, roster) = roster_in(dir.path());
         let admin = Actor::admin("t");
         let e = roster
             .create(
@@ -765,21 +771,9 @@ mod tests {
     #[tokio::test]
     async fn links_expire_by_the_roster_clock() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
-        let catalog = crate::employee::Catalog::new(
-            vec![],
-            vec![],
-            vec![crate::employee::catalog::RoleDef {
-                name: "R".into(),
-                description: String::new(),
-                permissions: vec![],
-            }],
-            vec![],
-            Some("R".into()),
-        )
-        .unwrap();
+        let (store, roster) = roster_in(dir.path());
         let (clock, at) = manual_clock();
-        let roster = Roster::new(store.clone(), catalog, Default::default(), 64).with_clock(clock);
+        let roster = roster.with_clock(clock);
         let admin = Actor::admin("t");
         let invited = |given: &str, email: &str| crate::employee::NewEmployee {
             given_name: given.into(),
