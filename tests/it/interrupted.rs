@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Rosterd, shipped_config_text};
+use crate::common::Rosterd;
 
 /// A slow HR API: `/people` answers after `delay`.
 struct SlowApi {
@@ -65,9 +65,10 @@ family_name = "/last"
 "#,
         api.base
     );
-    let path = dir.join("rosterd.toml");
-    std::fs::write(&path, format!("{}\n{source}", shipped_config_text())).unwrap();
-    (path, dir.join("data"))
+    (
+        crate::common::write_config(&dir.join("rosterd.toml"), &source),
+        dir.join("data"),
+    )
 }
 
 fn token(data: &Path) -> String {

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, replace_once};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
 
 /// Office phones as directories and HR exports write them: (written, number
@@ -131,11 +131,11 @@ async fn phones_in_every_real_world_form_lose_nobody() {
     text.push_str("H100,sukarno@corp.example,Sukarno,,,,,,\n");
     text.push_str("H101,teuku@corp.example,,,Teuku,,,,\n");
     std::fs::write(&csv, text).unwrap();
-    let ldap_toml =
-        crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10").replace(
-            "office_phone = \"telephoneNumber\"",
-            "office_phone = \"description\"",
-        );
+    let ldap_toml = replace_once(
+        &crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10"),
+        "office_phone = \"telephoneNumber\"",
+        "office_phone = \"description\"",
+    );
     let s = TestServer::start_with(&format!("{ldap_toml}\n{}", hr_toml(&csv))).await;
 
     let r = run(&s, "corp").await;
@@ -227,11 +227,11 @@ async fn a_bad_optional_field_costs_the_field_not_the_account() {
          B5,noname@corp.example,,,,,,,\n",
     )
     .unwrap();
-    let ldap_toml =
-        crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10").replace(
-            "office_phone = \"telephoneNumber\"",
-            "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
-        );
+    let ldap_toml = replace_once(
+        &crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10"),
+        "office_phone = \"telephoneNumber\"",
+        "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
+    );
     let s = TestServer::start_with(&format!("{ldap_toml}\n{}", hr_toml(&csv))).await;
 
     let r = run(&s, "corp").await;
