@@ -42,21 +42,7 @@ mod support;
 use slapd::{ROOT_DN, SUFFIX, Slapd};
 
 fn ldif(n: usize) -> String {
-    let mut s = String::with_capacity(n * 300);
-    s.push_str(&format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
-         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
-    ));
-    for i in 0..n {
-        s.push_str(&format!(
-            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
-             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
-             departmentNumber: {}\n\n",
-            i % 10000,
-            if i % 2 == 0 { "100" } else { "200" }
-        ));
-    }
+    let mut s = slapd::people_ldif(n, |_| String::new());
     // One in ten people is a driver.
     s.push_str(&format!(
         "dn: cn=drivers,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: drivers\n"

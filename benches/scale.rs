@@ -44,26 +44,16 @@ use support::rosterd::Rosterd;
 
 /// People per nested group level and the groups they are in (see [`ldif`]).
 fn ldif(n: usize) -> String {
-    let mut s = String::with_capacity(n * 320);
-    s.push_str(&format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
-         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
-    ));
-    for i in 0..n {
-        s.push_str(&format!(
-            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
-             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
-             departmentNumber: {}\ntitle: {}\n\n",
-            i % 10000,
-            if i % 2 == 0 { "100" } else { "200" },
+    let mut s = slapd::people_ldif(n, |i| {
+        format!(
+            "title: {}\n",
             if i % 9 == 4 {
                 "Dispatcher"
             } else {
                 "Technician"
-            },
-        ));
-    }
+            }
+        )
+    });
     // (group, members: every `step`th person from `from`, nested groups)
     let groups: [(&str, usize, usize, &[&str]); 8] = [
         ("drivers", 10, 0, &["night-drivers"]),

@@ -15,6 +15,29 @@ pub const SUFFIX: &str = "dc=bench,dc=example";
 pub const ROOT_DN: &str = "cn=admin,dc=bench,dc=example";
 pub const ROOT_PW: &str = "bench-secret";
 
+/// The LDIF of the suffix, `ou=people` and `ou=groups`, and `n` people
+/// `uid=u{i}` (half in department 100, half in 200), each with the lines
+/// `extra(i)` adds (ending in a newline).
+pub fn people_ldif(n: usize, extra: impl Fn(usize) -> String) -> String {
+    let mut s = String::with_capacity(n * 320);
+    s.push_str(&format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    ));
+    for i in 0..n {
+        s.push_str(&format!(
+            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
+             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
+             departmentNumber: {}\n{}\n",
+            i % 10000,
+            if i % 2 == 0 { "100" } else { "200" },
+            extra(i)
+        ));
+    }
+    s
+}
+
 pub struct Slapd {
     child: Child,
     pub port: u16,

@@ -224,6 +224,40 @@ impl TestServer {
     }
 }
 
+/// `GET /api/v1/employees/{key}` (an id, or any key the API takes); panics unless 200.
+pub async fn employee_json(s: &TestServer, key: &str) -> Value {
+    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
+    assert_eq!(st, StatusCode::OK, "{key}: {v}");
+    v
+}
+
+/// Runs sync source `source` now; panics unless the run was applied.
+pub async fn run_applied(s: &TestServer, source: &str) -> Value {
+    let (st, v) = s
+        .post(
+            &format!("/api/v1/sync/sources/{source}/run"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["outcome"], "applied", "{v}");
+    v
+}
+
+/// Serves `app` (a stand-in for a remote API: an HR system) on a free port of
+/// 127.0.0.1 until the test's runtime ends (or the task is aborted); returns
+/// its base URL and the serving task.
+pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    (base, task)
+}
+
 /// A minimal valid employee body.
 pub fn employee(given: &str, family: &str, email: &str) -> Value {
     serde_json::json!({

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, replace_once};
+use crate::common::{TestServer, employee_json as emp, replace_once};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, LIMITED_DN, LIMITED_PW, Proxy, Tree};
 
 struct Setup {
@@ -158,12 +158,6 @@ async fn populate(st: &mut Setup) {
 async fn run(s: &TestServer, body: Value) -> Value {
     let (st, v) = s.post("/api/v1/sync/sources/corp/run", body).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    v
-}
-
-async fn emp(s: &TestServer, key: &str) -> Value {
-    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
-    assert_eq!(st, StatusCode::OK, "{key}: {v}");
     v
 }
 

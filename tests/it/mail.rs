@@ -560,15 +560,7 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let outbox: Value = client
-        .get(format!("{}/api/v1/outbox", p.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let outbox: Value = p.get_json("/api/v1/outbox", &token).await;
     let items = outbox["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     for m in items {
@@ -583,15 +575,7 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let smtp = Smtp::start(port, &tmp.path().join("mail"));
     smtp.wait_for("three invitations", |m| m.len() >= 3).await;
     for _ in 0..100 {
-        let outbox: Value = client
-            .get(format!("{}/api/v1/outbox", p.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let outbox: Value = p.get_json("/api/v1/outbox", &token).await;
         if outbox["items"]
             .as_array()
             .unwrap()
@@ -925,15 +909,7 @@ async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let mut last_error = Value::Null;
     for _ in 0..200 {
-        let v: Value = client
-            .get(format!("{}/api/v1/outbox", p.base))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = p.get_json("/api/v1/outbox", token.trim()).await;
         last_error = v["items"][0]["last_error"].clone();
         if last_error.is_string() {
             break;

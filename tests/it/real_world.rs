@@ -2,10 +2,9 @@
 //! daemon): phones in every form people write them lose nobody, one-part names
 //! are names, and a bad optional field costs the field, not the account.
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, replace_once};
+use crate::common::{TestServer, employee_json as emp, replace_once, run_applied as run};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
 
 /// Office phones as directories and HR exports write them: (written, number
@@ -34,21 +33,6 @@ const OFFICE_PHONES: &[(&str, &str, Option<&str>)] = &[
     ("030 1234-5678", "030 1234-5678", None),
     ("(617) 555-9559 (ext. 8420)", "(617) 555-9559", Some("8420")),
 ];
-
-async fn run(s: &TestServer, source: &str) -> Value {
-    let (st, v) = s
-        .post(&format!("/api/v1/sync/sources/{source}/run"), json!({}))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["outcome"], "applied", "{v}");
-    v
-}
-
-async fn emp(s: &TestServer, key: &str) -> Value {
-    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
-    assert_eq!(st, StatusCode::OK, "{key}: {v}");
-    v
-}
 
 fn hr_toml(csv: &std::path::Path) -> String {
     format!(

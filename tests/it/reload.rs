@@ -147,28 +147,12 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
         status_with(&p.base, "/scim/v2/Users", &generated_scim).await,
         401
     );
-    let spc: Value = reqwest::Client::new()
-        .get(format!("{}/scim/v2/ServiceProviderConfig", p.base))
-        .bearer_auth(idp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spc: Value = p.get_json("/scim/v2/ServiceProviderConfig", idp).await;
     assert_eq!(
         spc["filter"]["maxResults"], 7,
         "the reloaded [scim] settings: {spc}"
     );
-    let catalog: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/catalog", p.base))
-        .bearer_auth(ops)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = p.get_json("/api/v1/catalog", ops).await;
     assert!(
         catalog.to_string().contains("Reload Tester"),
         "the reloaded catalog is in force: {catalog}"
@@ -280,15 +264,7 @@ async fn sighup_with_a_changed_schedule_applies_it() {
         "a scheduled run within 5 s of SIGHUP; logs:\n{}",
         p.logs_text()
     );
-    let sources: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/sync/sources", p.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sources: Value = p.get_json("/api/v1/sync/sources", &token).await;
     assert_eq!(sources["items"][0]["full_schedule"], "*/1 * * * * *");
 
     // An invalid schedule is rejected; the one in force keeps running.

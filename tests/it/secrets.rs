@@ -117,15 +117,7 @@ async fn no_mailed_token_is_in_the_store_files_and_the_data_dir_is_private() {
     // outbox has nothing pending, then until every message it sent arrived.
     let mut sent = None;
     for _ in 0..600 {
-        let v: Value = client
-            .get(format!("{}/api/v1/outbox?limit=1000", p.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = p.get_json("/api/v1/outbox?limit=1000", &token).await;
         assert!(v["next_cursor"].is_null(), "one page holds the outbox: {v}");
         let items = v["items"].as_array().unwrap();
         if items.iter().all(|m| m["state"] != "pending") {

@@ -210,6 +210,21 @@ impl Rosterd {
             .to_string()
     }
 
+    /// `GET path` with a bearer `token`: the JSON body, whatever the status
+    /// (panics when it is not JSON).
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let body = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
     /// The first log line containing `needle` (logged so far or within `timeout`).
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
