@@ -559,8 +559,19 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let outbox: Value = p.get_json("/api/v1/outbox", &token).await;
+    // Until the worker has tried each once (a bounded poll, not a fixed wait).
+    let mut outbox = Value::Null;
+    for _ in 0..200 {
+        outbox = p.get_json("/api/v1/outbox", &token).await;
+        let tried = |m: &Value| m["attempts"].as_u64() >= Some(1) && m["last_error"].is_string();
+        if outbox["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 3 && items.iter().all(tried))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let items = outbox["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     for m in items {
