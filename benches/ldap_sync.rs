@@ -31,7 +31,6 @@
 //! huge pages (fresh 2 MiB pages zeroed at first touch had cost a third of the
 //! time).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rosterd::sync::RunKind;
@@ -39,24 +38,12 @@ use rosterd::sync::runs::Trigger;
 
 #[path = "support/slapd.rs"]
 mod slapd;
+#[path = "../tests/support/mod.rs"]
+mod support;
 use slapd::{ROOT_DN, SUFFIX, Slapd};
 
 fn ldif(n: usize) -> String {
-    let mut s = String::with_capacity(n * 300);
-    s.push_str(&format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
-         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
-    ));
-    for i in 0..n {
-        s.push_str(&format!(
-            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
-             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
-             departmentNumber: {}\n\n",
-            i % 10000,
-            if i % 2 == 0 { "100" } else { "200" }
-        ));
-    }
+    let mut s = slapd::people_ldif(n, |_| String::new());
     // One in ten people is a driver.
     s.push_str(&format!(
         "dn: cn=drivers,ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: drivers\n"
@@ -99,14 +86,7 @@ fn main() {
 
     let pw_file = d.join("pw");
     std::fs::write(&pw_file, slapd::ROOT_PW).expect("pw");
-    let base_config =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
-            .expect("config");
-    // Without the demo HR source.
-    let base_config = base_config[..base_config
-        .find("# ---- demo HR source")
-        .unwrap_or(base_config.len())]
-        .to_string();
+    let base_config = support::shipped_config();
     // rosterd's page size (ldapsearch's is 1000); `ROSTERD_BENCH_PAGE_SIZE` to try others.
     let page_size: u32 = std::env::var("ROSTERD_BENCH_PAGE_SIZE")
         .ok()
@@ -124,16 +104,7 @@ fn main() {
             pw_file.display()
         )
     };
-    let config_in = |text: &str, data: &str| {
-        let env = vec![
-            ("ROSTERD_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-            (
-                "ROSTERD_DATA_DIR".to_string(),
-                d.join(data).display().to_string(),
-            ),
-        ];
-        rosterd::config::parse(Path::new("bench.toml"), text, &env).expect("bench config")
-    };
+    let config_in = |text: &str, data: &str| support::parse_config(text, &d.join(data));
     let config = config_in(&format!("{base_config}{}", source("bench", 1)), "rosterd");
     let three = config_in(
         &format!(
@@ -203,26 +174,17 @@ fn main() {
         let probe = {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("probe runtime");
-                rt.block_on(async {
-                    let client = reqwest::Client::new();
-                    let mut lat = Vec::new();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let t = Instant::now();
-                        let ok = client
-                            .get(&url)
-                            .timeout(Duration::from_secs(30))
-                            .send()
-                            .await
-                            .is_ok_and(|r| r.status().is_success());
-                        lat.push((t.elapsed(), ok));
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    lat
-                })
+                let http = support::http::Http::new(Duration::from_secs(30));
+                let mut lat = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ok = http
+                        .get(&url, None)
+                        .is_ok_and(|(status, _)| (200..300).contains(&status));
+                    lat.push((t.elapsed(), ok));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                lat
             })
         };
         let t = Instant::now();

@@ -28,6 +28,9 @@ use rosterd::mail::worker::MailWorker;
 use rosterd::store::{Actor, DeliveryState, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 /// A minimal SMTP server: accepts every message, counts it, keeps nothing.
 async fn sink(listener: tokio::net::TcpListener, count: Arc<AtomicUsize>) {
     loop {
@@ -82,22 +85,13 @@ async fn sink(listener: tokio::net::TcpListener, count: Arc<AtomicUsize>) {
 }
 
 fn config(dir: &Path, port: u16) -> rosterd::config::Config {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped = std::fs::read_to_string(root.join("config/rosterd.toml")).expect("config");
-    let shipped = match shipped.find("# ---- demo HR source") {
-        Some(i) => &shipped[..i],
-        None => &shipped,
-    };
     let text = format!(
-        "{shipped}\n[mail]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+        "{}\n[mail]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
          from = \"Bench <no-reply@bench.example>\"\ncompany_name = \"Bench Fleet\"\n\
-         base_url = \"https://fleet.bench.example\"\nmax_attempts = 3\ntimeout_secs = 10\n"
+         base_url = \"https://fleet.bench.example\"\nmax_attempts = 3\ntimeout_secs = 10\n",
+        support::shipped_config()
     );
-    let env = vec![
-        ("ROSTERD_LISTEN".to_string(), "127.0.0.1:0".to_string()),
-        ("ROSTERD_DATA_DIR".to_string(), dir.display().to_string()),
-    ];
-    rosterd::config::parse(Path::new("bench.toml"), &text, &env).expect("bench config")
+    support::parse_config(&text, dir)
 }
 
 /// Queues `n` invitations in a fresh store and times the worker delivering them.
@@ -160,16 +154,6 @@ fn report(what: &str, n: usize, took: Duration, sent: usize) {
     );
 }
 
-fn aiosmtpd() -> bool {
-    std::process::Command::new("/usr/bin/python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("ROSTERD_BENCH_MESSAGES")
@@ -197,30 +181,15 @@ async fn main() {
     );
     server.abort();
 
-    if !aiosmtpd() {
+    if support::smtp::python_with_aiosmtpd().is_none() {
         println!(
             "aiosmtpd: not installed (./scripts/test.sh --no-run installs python3-aiosmtpd); skipped"
         );
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let mail_dir = tempfile::tempdir().expect("tempdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/smtp_sink.py");
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(mail_dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("aiosmtpd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut smtp = support::smtp::Smtp::start(support::process::free_port(), mail_dir.path());
+    let port = smtp.port;
     for round in 1..=2 {
         let (took, sent) = one_round(n, port).await;
         report(
@@ -230,6 +199,5 @@ async fn main() {
             sent,
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    smtp.stop();
 }

@@ -25,9 +25,8 @@
 //! report -i DIR/rosterd-eq-64.data`). Figures are printed, never asserted.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,30 +35,25 @@ use serde_json::Value;
 
 #[path = "support/slapd.rs"]
 mod slapd;
+#[path = "../tests/support/mod.rs"]
+mod support;
 use slapd::{ROOT_DN, SUFFIX, Slapd};
+use support::http::Http;
+use support::process::free_port;
+use support::rosterd::Rosterd;
 
 /// People per nested group level and the groups they are in (see [`ldif`]).
 fn ldif(n: usize) -> String {
-    let mut s = String::with_capacity(n * 320);
-    s.push_str(&format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
-         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
-    ));
-    for i in 0..n {
-        s.push_str(&format!(
-            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
-             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
-             departmentNumber: {}\ntitle: {}\n\n",
-            i % 10000,
-            if i % 2 == 0 { "100" } else { "200" },
+    let mut s = slapd::people_ldif(n, |i| {
+        format!(
+            "title: {}\n",
             if i % 9 == 4 {
                 "Dispatcher"
             } else {
                 "Technician"
-            },
-        ));
-    }
+            }
+        )
+    });
     // (group, members: every `step`th person from `from`, nested groups)
     let groups: [(&str, usize, usize, &[&str]); 8] = [
         ("drivers", 10, 0, &["night-drivers"]),
@@ -130,15 +124,8 @@ map = {{ "100" = "North", "200" = "South" }}
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The commands the benchmark starts get no `ROSTERD_*` of its own (rosterd
-/// refuses unknown config keys).
+/// `rosterctl` gets no `ROSTERD_*` of the benchmark's own (`ROSTERD_URL` would
+/// pick the daemon; rosterd's harness clears them likewise).
 fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("ROSTERD_") {
@@ -148,36 +135,9 @@ fn clean_env(cmd: &mut Command) -> &mut Command {
     cmd.env_remove("NOTIFY_SOCKET")
 }
 
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGTERM first: a clean stop flushes the store.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `VmHWM` / `VmRSS` of a process, in MB.
 fn proc_mem(pid: u32, key: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    support::process::proc_status_kib(pid, key).unwrap_or(0) as f64 / 1024.0
 }
 
 /// What a `rosterctl sync run` did, as its user sees it.
@@ -346,43 +306,6 @@ fn bare_endpoint(
     (port, handle, stop)
 }
 
-/// A small blocking HTTP client (reqwest on a runtime of its own).
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
-
-impl Http {
-    fn new() -> Self {
-        Http {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime"),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                // A fresh connection each time: rosterd closes idle ones
-                // during the long runs.
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// The status and body of `GET url` (with a bearer token, if given).
-    fn get(&self, url: &str, token: Option<&str>) -> Result<(u16, Vec<u8>), reqwest::Error> {
-        self.rt.block_on(async {
-            let mut req = self.client.get(url);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let r = req.send().await?;
-            let status = r.status().as_u16();
-            Ok((status, r.bytes().await?.to_vec()))
-        })
-    }
-}
-
 fn median3(mut f: impl FnMut() -> Duration) -> Duration {
     let mut d = [f(), f(), f()];
     d.sort();
@@ -424,12 +347,7 @@ fn main() {
 
     let pw_file = d.join("ldap.pw");
     std::fs::write(&pw_file, slapd::ROOT_PW).expect("pw");
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
-            .expect("config/rosterd.toml");
-    let shipped = &shipped[..shipped
-        .find("# ---- demo HR source")
-        .unwrap_or(shipped.len())];
+    let shipped = support::shipped_config();
     let config = d.join("rosterd.toml");
     std::fs::write(
         &config,
@@ -437,24 +355,14 @@ fn main() {
     )
     .expect("config");
     let data: PathBuf = d.join("data");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(d.join("rosterd.log")).expect("log");
-    let daemon = Daemon {
-        child: clean_env(&mut Command::new(env!("CARGO_BIN_EXE_rosterd")))
-            .arg("--config")
-            .arg(&config)
-            .env("ROSTERD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ROSTERD_DATA_DIR", &data)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rosterd"),
-    };
+    let started = Instant::now();
+    let daemon = Rosterd::launch(&config, &data)
+        .ready_within(Duration::from_secs(60))
+        .start();
+    let base = daemon.base.clone();
     let pid = daemon.child.id();
     let admin_token = data.join("admin.token");
-    let started = Instant::now();
-    let http = Http::new();
+    let http = Http::new(Duration::from_secs(120));
     while !(admin_token.exists()
         && data.join("scim.token").exists()
         && http
@@ -737,7 +645,7 @@ fn main() {
     bare_stop.store(true, Ordering::Relaxed);
     let _ = bare.join();
     let end_hwm = proc_mem(pid, "VmHWM:");
-    drop(daemon);
+    let _ = daemon.terminate();
     drop(ldap);
 
     println!(

@@ -20,39 +20,16 @@
 //! Run: `cargo bench --bench store_load`. Figures are printed, never asserted.
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18080)
-}
-
-fn shipped_config_text() -> String {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml"))
-            .expect("config/rosterd.toml");
-    match text.find("# ---- demo HR source") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::process::free_port;
+use support::rosterd::Rosterd;
 
 fn export(path: &Path, n: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create export"));
@@ -109,15 +86,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 /// The resident set of a process, in MB (Linux).
 fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    Some(support::process::proc_status_kib(pid, "VmRSS:")? as f64 / 1024.0)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -142,37 +111,26 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     export(&dir.path().join("bench.csv"), n);
     let config = dir.path().join("rosterd.toml");
-    std::fs::write(&config, format!("{}\n{SOURCE}", shipped_config_text())).expect("config");
+    std::fs::write(&config, format!("{}\n{SOURCE}", support::shipped_config())).expect("config");
     let data = dir.path().join("data");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let data_dir = data.clone();
-    let spawn = |log_name: &str| {
-        let log = std::fs::File::create(dir.path().join(log_name)).expect("log");
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_rosterd"))
-                .arg("--config")
-                .arg(&config)
-                .env("ROSTERD_LISTEN", format!("127.0.0.1:{port}"))
-                .env("ROSTERD_DATA_DIR", &data_dir)
-                .env_remove("NOTIFY_SOCKET")
-                // The bench's own settings are not rosterd config overrides
-                // (`ROSTERD_<KEY>`: rosterd refuses unknown keys).
-                .env_remove("ROSTERD_BENCH_ENTRIES")
-                .env_remove("ROSTERD_BENCH_SECS")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start rosterd"),
-        )
+    // The same port after the restart. (The harness drops the bench's own
+    // `ROSTERD_BENCH_*`: rosterd refuses unknown `ROSTERD_<KEY>` overrides.)
+    let spawn = || {
+        Rosterd::launch(&config, &data)
+            .env("ROSTERD_LISTEN", format!("127.0.0.1:{port}"))
+            .ready_within(Duration::from_secs(120))
+            .start()
     };
-    let mut daemon = spawn("rosterd.log");
-    let daemon_pid = daemon.0.id();
+    let daemon = spawn();
+    let daemon_pid = daemon.child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let data = data.clone();
     rt.block_on(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -487,21 +445,16 @@ fn main() {
 
     // A restart: the start-up pass reads every stored profile once (the
     // store's active counts and the projection) before the listener binds.
-    // SAFETY: signalling the rosterd this bench started.
-    unsafe {
-        libc::kill(daemon_pid as i32, libc::SIGTERM);
-    }
-    let _ = daemon.0.wait();
+    let _ = daemon.terminate();
     let t = Instant::now();
-    let _again = spawn("rosterd-restart.log");
+    let again = spawn();
+    let http = support::http::Http::new(Duration::from_secs(10));
     let up = loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::Read as _;
-            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
-            let mut head = [0u8; 12];
-            if s.read_exact(&mut head).is_ok() && head.ends_with(b"200") {
-                break t.elapsed();
-            }
+        if http
+            .get(&format!("{}/healthz", again.base), None)
+            .is_ok_and(|(status, _)| status == 200)
+        {
+            break t.elapsed();
         }
         assert!(
             t.elapsed() < Duration::from_secs(120),

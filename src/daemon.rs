@@ -235,9 +235,17 @@ impl Daemon {
 
 /// Opens the store, binds the listener and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+    start_with_clock(config, crate::employee::account::Clock::system()).await
+}
+
+/// [`start`] with the clock account links expire by (a test moves it forward).
+pub async fn start_with_clock(
+    config: Config,
+    clock: crate::employee::account::Clock,
+) -> anyhow::Result<Daemon> {
     let store = open_store(&config)?;
     let (tokens, admin_token_file) = admin_tokens(&config)?;
-    let roster = open_roster(store, &config)?;
+    let roster = open_roster(store, &config, clock)?;
     let sync = SyncEngine::new(roster.clone(), config.sources.clone())
         .context("while opening the sync run history")?;
     let admin_tokens = SharedTokens::new(TokenSet::new(&tokens));
@@ -286,7 +294,11 @@ fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
 
 /// The roster over the store, with the config's plain values (catalog,
 /// password policy, photo limit, link lifetimes).
-fn open_roster(store: crate::store::Store, config: &Config) -> anyhow::Result<Roster> {
+fn open_roster(
+    store: crate::store::Store,
+    config: &Config,
+    clock: crate::employee::account::Clock,
+) -> anyhow::Result<Roster> {
     Ok(Roster::open(
         store,
         config.catalog.clone(),
@@ -294,7 +306,8 @@ fn open_roster(store: crate::store::Store, config: &Config) -> anyhow::Result<Ro
         config.photo_max_bytes,
     )
     .context("while reading the stored profiles")?
-    .with_accounts(config.accounts.clone()))
+    .with_accounts(config.accounts.clone())
+    .with_clock(clock))
 }
 
 /// The whole HTTP app: the admin API, /metrics, the web console and, when

@@ -1,12 +1,12 @@
 //! A throwaway OpenLDAP `slapd` for the benchmarks (`#[path]`-included by
-//! `ldap_sync.rs` and `scale.rs`): an LDIF is loaded with `slapadd` into an
-//! mdb database under a temp dir, the server listens on a free port of
-//! 127.0.0.1 and is stopped when dropped; `dump` times an `ldapsearch` of the
+//! `ldap_sync.rs` and `scale.rs`, beside `tests/support` as `support`): an LDIF
+//! is loaded with `slapadd` into an mdb database under a temp dir, the server
+//! is started by the tests' starter (`support::slapd::launch`, a free port of
+//! 127.0.0.1) and is stopped when dropped; `dump` times an `ldapsearch` of the
 //! same entries (paged as rosterd pages, to /dev/null).
 
 #![allow(dead_code)] // each bench uses its own part
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,29 @@ use std::time::{Duration, Instant};
 pub const SUFFIX: &str = "dc=bench,dc=example";
 pub const ROOT_DN: &str = "cn=admin,dc=bench,dc=example";
 pub const ROOT_PW: &str = "bench-secret";
+
+/// The LDIF of the suffix, `ou=people` and `ou=groups`, and `n` people
+/// `uid=u{i}` (half in department 100, half in 200), each with the lines
+/// `extra(i)` adds (ending in a newline).
+pub fn people_ldif(n: usize, extra: impl Fn(usize) -> String) -> String {
+    let mut s = String::with_capacity(n * 320);
+    s.push_str(&format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: bench\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    ));
+    for i in 0..n {
+        s.push_str(&format!(
+            "dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n\
+             givenName: User\nsn: Number{i}\nmail: u{i}@bench.example\nmobile: +1 555 {:04}\n\
+             departmentNumber: {}\n{}\n",
+            i % 10000,
+            if i % 2 == 0 { "100" } else { "200" },
+            extra(i)
+        ));
+    }
+    s
+}
 
 pub struct Slapd {
     child: Child,
@@ -29,8 +52,7 @@ impl Drop for Slapd {
 
 impl Slapd {
     /// Loads `ldif` (which must create `SUFFIX`) into a database under `dir`
-    /// and starts slapd on a free port (waits until it accepts connections,
-    /// 20 s at most).
+    /// and starts slapd on a free port (waits until it accepts connections).
     pub fn start(dir: &Path, ldif: &str) -> Slapd {
         std::fs::create_dir_all(dir.join("db")).expect("db dir");
         let conf = format!(
@@ -54,27 +76,8 @@ impl Slapd {
             .expect("slapadd (install slapd)");
         assert!(st.success(), "slapadd failed");
         println!("loaded the LDIF with slapadd in {:.2?}", t.elapsed());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let child = Command::new("/usr/sbin/slapd")
-            .arg("-f")
-            .arg(dir.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
-            .args(["-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slapd");
-        let slapd = Slapd { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "slapd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        slapd
+        let (port, child) = crate::support::slapd::launch(&dir.join("slapd.conf"));
+        Slapd { child, port }
     }
 
     pub fn url(&self) -> String {

@@ -7,7 +7,7 @@
 //! profile), so no working token is ever in the store's files. A token works once
 //! and expires; a newer link replaces the older one, and so does an email change.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use tracing::instrument;
@@ -20,6 +20,42 @@ use crate::secret::{Secret, random_token, token_digest};
 use crate::store::{
     Actor, ActorKind, AuditAction, DeliveryState, IndexKind, MessageKind, OutboxRecord,
 };
+
+/// The clock an account link's issue and expiry are read from: the wall clock
+/// ([`Clock::system`], what the daemon uses), or one a test moves forward to see
+/// a link expire without waiting for it ([`Clock::new`] over its own `now`).
+/// The outbox's retry times stay on the wall clock: they are the mail worker's.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The wall clock (`Utc::now`).
+    pub fn system() -> Self {
+        Clock(Arc::new(Utc::now))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
+    }
+
+    /// The time now, by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
 
 /// What can go wrong on an account endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +89,13 @@ pub enum RetryError {
 }
 
 impl Roster {
+    /// The roster with `clock` for its account links' issue and expiry (the
+    /// system clock unless set).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Queues a fresh invite or reset link for `e`: the profile's live link (if
     /// any) stops working at once, and the message is the intent only (no token:
     /// the worker mints it when it sends, see [`Roster::mint_link`]). The caller
@@ -62,8 +105,9 @@ impl Roster {
         e: &mut Employee,
         purpose: TokenPurpose,
     ) -> Result<OutboxRecord, Error> {
+        let expires_at = self.clock.now() + self.link_ttl(purpose);
+        // When the worker may send it: the worker's (wall) clock.
         let now = Utc::now();
-        let expires_at = now + self.link_ttl(purpose);
         let id = self.store.next_id()?;
         e.account_token = Some(AccountToken {
             purpose,
@@ -106,7 +150,7 @@ impl Roster {
             MessageKind::Invite => TokenPurpose::Invite,
             MessageKind::PasswordReset => TokenPurpose::PasswordReset,
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let token = random_token();
         let digest = hex::encode(token_digest(token.expose()));
         let expires_at = now + self.link_ttl(purpose);
@@ -247,7 +291,7 @@ impl Roster {
             .map_err(Error::from)?
             .ok_or(AccountError::InvalidToken)?;
         let e = self.get(EmployeeId(id))?;
-        check_token(&e, &digest, purpose, Utc::now())?;
+        check_token(&e, &digest, purpose, self.clock.now())?;
         Ok(e)
     }
 
@@ -308,7 +352,7 @@ impl Roster {
         };
         let (e, _) = self
             .modify(&actor, e.id, action, None, Default::default(), |e, _| {
-                check_token(e, &digest, purpose, Utc::now())
+                check_token(e, &digest, purpose, self.clock.now())
                     .map_err(|_| Error::NotFound("token".into()))?;
                 if let Some(u) = &username {
                     e.username = u.clone();
@@ -596,13 +640,9 @@ mod tests {
         assert!(!format!("{:?}", e.account_token).contains(&d));
     }
 
-    /// The worker's minting, without SMTP: a retry's new token supersedes the
-    /// first; a newer message or an email change makes an older one stale; only
-    /// digests are stored.
-    #[tokio::test]
-    async fn minted_links_supersede_each_other_and_die_with_the_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
+    /// A roster over a fresh store in `dir`, with one role.
+    fn roster_in(dir: &std::path::Path) -> (crate::store::Store, Roster) {
+        let store = crate::store::Store::open(dir).unwrap();
         let catalog = crate::employee::Catalog::new(
             vec![],
             vec![],
@@ -616,6 +656,16 @@ mod tests {
         )
         .unwrap();
         let roster = Roster::new(store.clone(), catalog, Default::default(), 64);
+        (store, roster)
+    }
+
+    /// The worker's minting, without SMTP: a retry's new token supersedes the
+    /// first; a newer message or an email change makes an older one stale; only
+    /// digests are stored.
+    #[tokio::test]
+    async fn minted_links_supersede_each_other_and_die_with_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, roster) = roster_in(dir.path());
         let admin = Actor::admin("t");
         let e = roster
             .create(
@@ -678,6 +728,118 @@ mod tests {
             roster.mint_link(fresh).unwrap().is_none(),
             "set up: nothing more to send"
         );
+    }
+
+    /// A clock that starts at the wall clock's now and moves only when told.
+    fn manual_clock() -> (Clock, Arc<std::sync::Mutex<DateTime<Utc>>>) {
+        let at = Arc::new(std::sync::Mutex::new(Utc::now()));
+        let read = at.clone();
+        (Clock::new(move || *read.lock().unwrap()), at)
+    }
+
+    fn advance(at: &std::sync::Mutex<DateTime<Utc>>, by: chrono::Duration) {
+        *at.lock().unwrap() += by;
+    }
+
+    /// An invitation (7 days by default) and a password reset (1 hour) work
+    /// until their lifetime on the roster's clock has passed, and not after:
+    /// the clock is moved, nobody waits.
+    #[tokio::test]
+    async fn links_expire_by_the_roster_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, roster) = roster_in(dir.path());
+        let (clock, at) = manual_clock();
+        let roster = roster.with_clock(clock);
+        let admin = Actor::admin("t");
+        let invited = |given: &str, email: &str| crate::employee::NewEmployee {
+            given_name: given.into(),
+            family_name: "Lee".into(),
+            email: email.into(),
+            account_status: Some(AccountStatus::Invite),
+            ..Default::default()
+        };
+        let pw = Secret::new("correct horse battery staple");
+        let message_to = |email: &str| {
+            store
+                .outbox_all()
+                .unwrap()
+                .into_iter()
+                .rev()
+                .find(|m| m.to == email)
+                .unwrap()
+        };
+
+        // Ann's invitation, minted as it is sent, outlives its 7 days unused.
+        roster
+            .create(&admin, invited("Ann", "ann@example.com"))
+            .await
+            .unwrap();
+        let (ann_link, expires) = roster
+            .mint_link(&message_to("ann@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(expires, *at.lock().unwrap() + chrono::Duration::days(7));
+        advance(&at, chrono::Duration::days(7));
+        assert!(!roster.link_is_live(&ann_link, true).unwrap());
+        assert!(matches!(
+            roster.accept_invite(&ann_link, "ann", &pw).await,
+            Err(AccountError::InvalidToken)
+        ));
+
+        // Bob's, queued now and sent 7 days later, is not minted: the request
+        // outlived the link it would carry.
+        roster
+            .create(&admin, invited("Bob", "bob@example.com"))
+            .await
+            .unwrap();
+        let bob_message = message_to("bob@example.com");
+        advance(
+            &at,
+            chrono::Duration::days(7) + chrono::Duration::seconds(1),
+        );
+        assert!(roster.mint_link(&bob_message).unwrap().is_none());
+
+        // Cat's works a second before its end.
+        let cat = roster
+            .create(&admin, invited("Cat", "cat@example.com"))
+            .await
+            .unwrap();
+        let (cat_link, _) = roster
+            .mint_link(&message_to("cat@example.com"))
+            .unwrap()
+            .unwrap();
+        advance(
+            &at,
+            chrono::Duration::days(7) - chrono::Duration::seconds(1),
+        );
+        assert!(roster.link_is_live(&cat_link, true).unwrap());
+        roster.accept_invite(&cat_link, "cat", &pw).await.unwrap();
+
+        // A password reset lasts an hour.
+        let out = roster
+            .bulk_send(
+                &admin,
+                &[cat.id.to_string()],
+                SendKind::PasswordReset,
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(out[0].ok, "{:?}", out[0]);
+        let (reset, _) = roster
+            .mint_link(&message_to("cat@example.com"))
+            .unwrap()
+            .unwrap();
+        advance(&at, chrono::Duration::minutes(59));
+        assert!(roster.link_is_live(&reset, false).unwrap());
+        advance(&at, chrono::Duration::minutes(1));
+        assert!(!roster.link_is_live(&reset, false).unwrap());
+        assert!(matches!(
+            roster
+                .reset_password(&reset, &Secret::new("another password 42"))
+                .await,
+            Err(AccountError::InvalidToken)
+        ));
     }
 
     #[test]

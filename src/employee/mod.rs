@@ -201,6 +201,8 @@ pub struct Roster {
     /// (`None` before the first): every read that renders a User's `groups`
     /// would otherwise read them all from the store.
     positions_by_name: Arc<RwLock<Option<PositionMap>>>,
+    /// What account links' issue and expiry read (see [`account::Clock`]).
+    clock: account::Clock,
 }
 
 /// Position name → position.
@@ -256,6 +258,7 @@ impl Roster {
             token_lifetimes: TokenLifetimes::default(),
             projection,
             positions_by_name: Arc::new(RwLock::new(None)),
+            clock: account::Clock::system(),
         }
     }
 

@@ -6,11 +6,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::Rosterd;
-
-fn shipped_config() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rosterd.toml")
-}
+use crate::common::{Rosterd, replace_once};
+use crate::support::shipped_config_path as shipped_config;
 
 fn token(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("admin.token"))
@@ -118,7 +115,7 @@ fn check_config_accepts_the_shipped_file_and_names_bad_keys() {
     let text = std::fs::read_to_string(shipped_config()).unwrap();
     std::fs::write(
         &bad,
-        text.replace("max_bytes = 2097152", "max_bytez = 2097152"),
+        replace_once(&text, "max_bytes = 2097152", "max_bytez = 2097152"),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rosterd"))

@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{Rosterd, TestServer, employee, shipped_config_text};
+use crate::common::{Rosterd, TestServer, employee};
 
 /// The shipped config (without the demo source) plus `extra`, written to `dir`.
 fn config_file(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("rosterd.toml");
-    std::fs::write(&path, format!("{}\n{extra}\n", shipped_config_text())).unwrap();
-    path
+    crate::common::write_config(&dir.join("rosterd.toml"), extra)
 }
 
 fn read_token(path: &Path) -> String {

@@ -350,16 +350,8 @@ async fn start(expect: Expect) -> Api {
             expect,
             state: state.clone(),
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Api {
-        base: format!("http://{addr}"),
-        state,
-        task,
-    }
+    let (base, task) = crate::common::serve(app).await;
+    Api { base, state, task }
 }
 
 const FIELDS: &str = r#"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Rosterd, shipped_config_text};
+use crate::common::Rosterd;
 
 /// A slow HR API: `/people` answers after `delay`.
 struct SlowApi {
@@ -38,9 +38,7 @@ async fn slow_api(delay: Duration) -> SlowApi {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, _) = crate::common::serve(app).await;
     SlowApi { base, delay }
 }
 
@@ -65,9 +63,10 @@ family_name = "/last"
 "#,
         api.base
     );
-    let path = dir.join("rosterd.toml");
-    std::fs::write(&path, format!("{}\n{source}", shipped_config_text())).unwrap();
-    (path, dir.join("data"))
+    (
+        crate::common::write_config(&dir.join("rosterd.toml"), &source),
+        dir.join("data"),
+    )
 }
 
 fn token(data: &Path) -> String {
@@ -165,15 +164,7 @@ async fn sigterm_during_a_run_records_it_interrupted_and_stops() {
     assert!(msg.contains("while fetching"), "{msg}");
     assert!(!msg.contains("found still running"), "{msg}");
     // Nothing was changed by the interrupted run.
-    let v: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/employees?status=all", p.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = p.get_json("/api/v1/employees?status=all", &tok).await;
     assert_eq!(v["total"], 0, "{v}");
     p.stop();
 }

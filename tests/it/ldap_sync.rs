@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, employee_json as emp, replace_once};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, LIMITED_DN, LIMITED_PW, Proxy, Tree};
 
 struct Setup {
@@ -158,12 +158,6 @@ async fn populate(st: &mut Setup) {
 async fn run(s: &TestServer, body: Value) -> Value {
     let (st, v) = s.post("/api/v1/sync/sources/corp/run", body).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    v
-}
-
-async fn emp(s: &TestServer, key: &str) -> Value {
-    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
-    assert_eq!(st, StatusCode::OK, "{key}: {v}");
     v
 }
 
@@ -438,7 +432,7 @@ async fn bad_entries_are_skipped_and_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threshold_holds_the_plan_until_approved() {
     let mut st = setup_with("threshold", None, None, |t| {
-        t.replace("max_deactivations = 100", "max_deactivations = 3")
+        replace_once(&t, "max_deactivations = 100", "max_deactivations = 3")
     })
     .await;
     populate(&mut st).await;
@@ -481,7 +475,8 @@ async fn threshold_holds_the_plan_until_approved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_keeps_the_newest_runs_of_a_source() {
     let mut st = setup_with("keep", None, None, |t| {
-        t.replace(
+        replace_once(
+            &t,
             "max_deactivations = 100",
             "max_deactivations = 100\nkeep_runs = 2",
         )
@@ -669,7 +664,8 @@ async fn unknown_source_and_run_are_404() {
 async fn incremental_runs_fetch_only_changes_since_the_mark() {
     // The shared slapd offers content sync; this test keeps the modifyTimestamp path.
     let mut st = setup_with("incremental", None, None, |t| {
-        t.replace(
+        replace_once(
+            &t,
             "timeout_secs = 5",
             "timeout_secs = 5\nincremental = \"modify_timestamp\"",
         )
@@ -800,7 +796,7 @@ async fn incremental_runs_use_content_sync_from_the_stored_cookie() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cookie_advances_only_after_an_applied_run() {
     let mut st = setup_with("cookie-held", None, None, |t| {
-        t.replace("max_deactivations = 100", "max_deactivations = 0")
+        replace_once(&t, "max_deactivations = 100", "max_deactivations = 0")
     })
     .await;
     populate(&mut st).await;
@@ -946,7 +942,8 @@ async fn a_refused_or_garbage_cookie_still_gets_the_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_modify_timestamp_never_uses_content_sync() {
     let mut st = setup_with("no-content-sync", None, None, |t| {
-        t.replace(
+        replace_once(
+            &t,
             "timeout_secs = 5",
             "timeout_secs = 5\nincremental = \"modify_timestamp\"",
         )
@@ -967,7 +964,7 @@ async fn incremental_modify_timestamp_never_uses_content_sync() {
 /// The error the shipped config gets with an LDAP source made of the minimal
 /// keys plus `keys`.
 fn refused(keys: &str) -> rosterd::config::ConfigError {
-    let text = crate::common::shipped_config_text()
+    let text = crate::common::shipped_config()
         + r#"
 [[sources]]
 id = "corp"
@@ -1029,7 +1026,8 @@ async fn audit_of(s: &TestServer, id: &str) -> Vec<Value> {
 async fn photos_from_jpeg_photo_follow_the_directory() {
     use base64::Engine;
     let mut st = setup_with("photos", None, None, |t| {
-        t.replace(
+        replace_once(
+            &t,
             "office_phone = \"telephoneNumber\"",
             "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
         )
@@ -1189,7 +1187,8 @@ photo_url = "labeledURI"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_schedule_runs_the_source() {
     let mut st = setup_with("cron", None, None, |t| {
-        t.replace(
+        replace_once(
+            &t,
             "timeout_secs = 5",
             "timeout_secs = 5\nfull_schedule = \"*/1 * * * * *\"",
         )
@@ -1242,7 +1241,7 @@ full_schedule = "every tuesday"
 async fn rosterctl_sync_commands() {
     use crate::rosterctl::ctl;
     let mut st = setup_with("ctl", None, None, |t| {
-        t.replace("max_deactivations = 100", "max_deactivations = 2")
+        replace_once(&t, "max_deactivations = 100", "max_deactivations = 2")
     })
     .await;
     populate(&mut st).await;

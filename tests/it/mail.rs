@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, employee};
+use crate::common::{ManualClock, TestServer, employee, replace_once, write_config};
 use crate::smtp::{Smtp, free_port, rcpt, token_of};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
@@ -369,15 +369,21 @@ async fn bulk_invite_and_reset_refuse_per_employee_and_newest_link_wins() {
     s.stop().await;
 }
 
+/// The link's lifetime passes on the daemon's account clock (moved forward by
+/// the test: no waiting).
 #[tokio::test]
 async fn an_expired_invite_link_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
-    let s =
-        TestServer::start_with(&mail_toml(smtp.port, "[accounts]\ninvite_ttl_secs = 1.5\n")).await;
+    let clock = ManualClock::new();
+    let s = TestServer::start_with_clock(
+        &mail_toml(smtp.port, "[accounts]\ninvite_ttl_secs = 3600\n"),
+        &clock,
+    )
+    .await;
     s.create(invite("Eve", "eve@example.com")).await;
     let m = smtp.wait_for_to("eve@example.com").await;
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    clock.advance(Duration::from_secs(3601));
     let (st, v) = public_post(
         &s,
         "/api/v1/account/accept-invite",
@@ -434,9 +440,11 @@ async fn sign_in_is_rate_limited_per_account_and_per_address() {
 async fn a_dead_message_is_listed_and_retried_with_rosterctl() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = TestServer::start_with(
-        &mail_toml(port, "").replace("max_attempts = 1000", "max_attempts = 2"),
-    )
+    let s = TestServer::start_with(&replace_once(
+        &mail_toml(port, ""),
+        "max_attempts = 1000",
+        "max_attempts = 2",
+    ))
     .await;
     s.create(invite("Dee", "dee@example.com")).await;
     let items = outbox_settled(&s).await;
@@ -534,25 +542,13 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let port = free_port();
-    let config = tmp.path().join("rosterd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n{}",
-            crate::common::shipped_config_text(),
-            mail_toml(port, "")
-        ),
-    )
-    .unwrap();
+    let config = write_config(&tmp.path().join("rosterd.toml"), &mail_toml(port, ""));
     let client = reqwest::Client::new();
     let people = ["ann@example.com", "bob@example.com", "cat@example.com"];
 
     // SMTP is down: the invitations wait in the outbox.
     let p = crate::common::Rosterd::start_with(&config, &data, &[("ROSTERD_LOG", "debug")]);
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = p.admin_token();
     for (i, email) in people.iter().enumerate() {
         let r = client
             .post(format!("{}/api/v1/employees", p.base))
@@ -563,16 +559,19 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let outbox: Value = client
-        .get(format!("{}/api/v1/outbox", p.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Until the worker has tried each once (a bounded poll, not a fixed wait).
+    let mut outbox = Value::Null;
+    for _ in 0..200 {
+        outbox = p.get_json("/api/v1/outbox", &token).await;
+        let tried = |m: &Value| m["attempts"].as_u64() >= Some(1) && m["last_error"].is_string();
+        if outbox["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 3 && items.iter().all(tried))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let items = outbox["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     for m in items {
@@ -587,15 +586,7 @@ async fn smtp_down_and_a_restart_lose_nothing_and_send_each_message_once() {
     let smtp = Smtp::start(port, &tmp.path().join("mail"));
     smtp.wait_for("three invitations", |m| m.len() >= 3).await;
     for _ in 0..100 {
-        let outbox: Value = client
-            .get(format!("{}/api/v1/outbox", p.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let outbox: Value = p.get_json("/api/v1/outbox", &token).await;
         if outbox["items"]
             .as_array()
             .unwrap()
@@ -706,16 +697,7 @@ async fn an_ldap_sync_creating_profiles_with_status_invite_mails_them() {
 async fn send_test_email_proves_the_settings() {
     let tmp = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(free_port(), &tmp.path().join("mail"));
-    let config = tmp.path().join("rosterd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n{}",
-            crate::common::shipped_config_text(),
-            mail_toml(smtp.port, "")
-        ),
-    )
-    .unwrap();
+    let config = write_config(&tmp.path().join("rosterd.toml"), &mail_toml(smtp.port, ""));
     let out = Command::new(env!("CARGO_BIN_EXE_rosterd"))
         .args(["--config"])
         .arg(&config)
@@ -869,19 +851,19 @@ async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
             &key,
         );
         let config = tmp.path().join(format!("rosterd-{mode}.toml"));
-        let toml = mail_toml(port, "").replace("tls = \"none\"", &format!("tls = \"{mode}\""));
-        std::fs::write(
-            &config,
-            format!("{}\n{toml}", crate::common::shipped_config_text()),
-        )
-        .unwrap();
+        let toml = replace_once(
+            &mail_toml(port, ""),
+            "tls = \"none\"",
+            &format!("tls = \"{mode}\""),
+        );
+        write_config(&config, &toml);
         let data = tmp.path().join(format!("data-{mode}"));
         let p = crate::common::Rosterd::start_with(
             &config,
             &data,
             &[("SSL_CERT_FILE", ca.to_str().unwrap())],
         );
-        let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+        let token = p.admin_token();
         let client = reqwest::Client::new();
         let email = format!("tls-{mode}@example.com");
         let r = client
@@ -915,12 +897,8 @@ async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
         &key,
     );
     let config = tmp.path().join("rosterd-untrusted.toml");
-    let toml = mail_toml(port, "").replace("tls = \"none\"", "tls = \"implicit\"");
-    std::fs::write(
-        &config,
-        format!("{}\n{toml}", crate::common::shipped_config_text()),
-    )
-    .unwrap();
+    let toml = replace_once(&mail_toml(port, ""), "tls = \"none\"", "tls = \"implicit\"");
+    write_config(&config, &toml);
     let data = tmp.path().join("data-untrusted");
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -930,11 +908,11 @@ async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
         &data,
         &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
     );
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = p.admin_token();
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/api/v1/employees", p.base))
-        .bearer_auth(token.trim())
+        .bearer_auth(&token)
         .json(&invite("Un", "untrusted@example.com"))
         .send()
         .await
@@ -942,15 +920,7 @@ async fn implicit_tls_and_starttls_deliver_with_checked_certificates() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let mut last_error = Value::Null;
     for _ in 0..200 {
-        let v: Value = client
-            .get(format!("{}/api/v1/outbox", p.base))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = p.get_json("/api/v1/outbox", token.trim()).await;
         last_error = v["items"][0]["last_error"].clone();
         if last_error.is_string() {
             break;

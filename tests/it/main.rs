@@ -21,7 +21,10 @@ mod rosterctl;
 mod run_summary;
 mod secrets;
 mod slapd;
-mod smtp;
 mod store_load;
+#[path = "../support/mod.rs"]
+mod support;
+// The SMTP server, shared with the outbox benchmark.
+use support::smtp;
 mod systemd;
 mod web_ui;

@@ -4,9 +4,9 @@
 
 use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{TestServer, employee_json as emp, run_applied as run};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
 
 const HR_CSV: &str = "\
@@ -44,21 +44,6 @@ business_unit = {{ from = "Department", map = {{ "North" = "North", "South" = "S
 "#,
         csv = csv.display()
     )
-}
-
-async fn run(s: &TestServer, source: &str) -> Value {
-    let (st, v) = s
-        .post(&format!("/api/v1/sync/sources/{source}/run"), json!({}))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["outcome"], "applied", "{v}");
-    v
-}
-
-async fn emp(s: &TestServer, key: &str) -> Value {
-    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
-    assert_eq!(st, StatusCode::OK, "{key}: {v}");
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

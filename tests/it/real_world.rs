@@ -2,10 +2,9 @@
 //! daemon): phones in every form people write them lose nobody, one-part names
 //! are names, and a bad optional field costs the field, not the account.
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, employee_json as emp, replace_once, run_applied as run};
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
 
 /// Office phones as directories and HR exports write them: (written, number
@@ -34,21 +33,6 @@ const OFFICE_PHONES: &[(&str, &str, Option<&str>)] = &[
     ("030 1234-5678", "030 1234-5678", None),
     ("(617) 555-9559 (ext. 8420)", "(617) 555-9559", Some("8420")),
 ];
-
-async fn run(s: &TestServer, source: &str) -> Value {
-    let (st, v) = s
-        .post(&format!("/api/v1/sync/sources/{source}/run"), json!({}))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["outcome"], "applied", "{v}");
-    v
-}
-
-async fn emp(s: &TestServer, key: &str) -> Value {
-    let (st, v) = s.get(&format!("/api/v1/employees/{key}")).await;
-    assert_eq!(st, StatusCode::OK, "{key}: {v}");
-    v
-}
 
 fn hr_toml(csv: &std::path::Path) -> String {
     format!(
@@ -131,11 +115,11 @@ async fn phones_in_every_real_world_form_lose_nobody() {
     text.push_str("H100,sukarno@corp.example,Sukarno,,,,,,\n");
     text.push_str("H101,teuku@corp.example,,,Teuku,,,,\n");
     std::fs::write(&csv, text).unwrap();
-    let ldap_toml =
-        crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10").replace(
-            "office_phone = \"telephoneNumber\"",
-            "office_phone = \"description\"",
-        );
+    let ldap_toml = replace_once(
+        &crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10"),
+        "office_phone = \"telephoneNumber\"",
+        "office_phone = \"description\"",
+    );
     let s = TestServer::start_with(&format!("{ldap_toml}\n{}", hr_toml(&csv))).await;
 
     let r = run(&s, "corp").await;
@@ -227,11 +211,11 @@ async fn a_bad_optional_field_costs_the_field_not_the_account() {
          B5,noname@corp.example,,,,,,,\n",
     )
     .unwrap();
-    let ldap_toml =
-        crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10").replace(
-            "office_phone = \"telephoneNumber\"",
-            "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
-        );
+    let ldap_toml = replace_once(
+        &crate::ldap_sync::source_toml(&tree, sl.port, &pw_file, ADMIN_DN, "priority = 10"),
+        "office_phone = \"telephoneNumber\"",
+        "office_phone = \"telephoneNumber\"\nphoto = \"jpegPhoto\"",
+    );
     let s = TestServer::start_with(&format!("{ldap_toml}\n{}", hr_toml(&csv))).await;
 
     let r = run(&s, "corp").await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Rosterd, shipped_config_text};
+use crate::common::{Rosterd, replace_once, shipped_config};
 use crate::ldap_sync::source_toml;
 use crate::slapd::{self, ADMIN_DN, ADMIN_PW, Tree};
 
@@ -68,7 +68,7 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("rosterd.toml");
-    let shipped = shipped_config_text();
+    let shipped = shipped_config();
     std::fs::write(&config, &shipped).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -98,7 +98,8 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     std::fs::write(&idp_file, idp).unwrap();
     assert_eq!(status_with(&p.base, "/api/v1/employees", ops).await, 401);
     assert_eq!(status_with(&p.base, "/scim/v2/Users", idp).await, 401);
-    let with_page = shipped.replace(
+    let with_page = replace_once(
+        &shipped,
         "\ngenerate_token = true\n",
         "\ngenerate_token = true\nmax_page_size = 7\n",
     );
@@ -146,28 +147,12 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
         status_with(&p.base, "/scim/v2/Users", &generated_scim).await,
         401
     );
-    let spc: Value = reqwest::Client::new()
-        .get(format!("{}/scim/v2/ServiceProviderConfig", p.base))
-        .bearer_auth(idp)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spc: Value = p.get_json("/scim/v2/ServiceProviderConfig", idp).await;
     assert_eq!(
         spc["filter"]["maxResults"], 7,
         "the reloaded [scim] settings: {spc}"
     );
-    let catalog: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/catalog", p.base))
-        .bearer_auth(ops)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = p.get_json("/api/v1/catalog", ops).await;
     assert!(
         catalog.to_string().contains("Reload Tester"),
         "the reloaded catalog is in force: {catalog}"
@@ -198,7 +183,11 @@ async fn sighup_applies_tokens_and_catalog_and_rejects_an_invalid_file() {
     assert_eq!(p.count_logs("config reloaded"), 1, "{}", p.logs_text());
 
     // (3) Settings fixed at start are reported, not applied.
-    let moved = reloaded.replace("max_body_bytes = 1048576", "max_body_bytes = 2048");
+    let moved = replace_once(
+        &reloaded,
+        "max_body_bytes = 1048576",
+        "max_body_bytes = 2048",
+    );
     assert_ne!(
         moved, reloaded,
         "the shipped config sets http.max_body_bytes"
@@ -236,7 +225,7 @@ async fn sighup_with_a_changed_schedule_applies_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("rosterd.toml");
-    let shipped = shipped_config_text();
+    let shipped = shipped_config();
     let unscheduled = source_toml(&tree, s.port, &pw_file, ADMIN_DN, "");
     std::fs::write(&config, format!("{shipped}\n{unscheduled}")).unwrap();
     let mut p = Rosterd::start(&config, &data);
@@ -275,15 +264,7 @@ async fn sighup_with_a_changed_schedule_applies_it() {
         "a scheduled run within 5 s of SIGHUP; logs:\n{}",
         p.logs_text()
     );
-    let sources: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/sync/sources", p.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sources: Value = p.get_json("/api/v1/sync/sources", &token).await;
     assert_eq!(sources["items"][0]["full_schedule"], "*/1 * * * * *");
 
     // An invalid schedule is rejected; the one in force keeps running.

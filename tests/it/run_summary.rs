@@ -37,9 +37,7 @@ async fn hr_api(people: usize, bad: usize, delay: Arc<Mutex<Duration>>) -> Strin
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, _) = crate::common::serve(app).await;
     base
 }
 

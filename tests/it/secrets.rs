@@ -52,25 +52,14 @@ async fn no_mailed_token_is_in_the_store_files_and_the_data_dir_is_private() {
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = tmp.path().join("rosterd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n{}",
-            crate::common::shipped_config_text(),
-            mail_toml(smtp.port, "")
-        ),
-    )
-    .unwrap();
+    let config =
+        crate::common::write_config(&tmp.path().join("rosterd.toml"), &mail_toml(smtp.port, ""));
     // SAFETY: umask(2) swaps the process's creation mask; restored right after
     // the spawn (the child keeps 000 until rosterd sets its own).
     let old = unsafe { libc::umask(0o000) };
     let p = Rosterd::start(&config, &data);
     unsafe { libc::umask(old) };
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = p.admin_token();
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         let req = client
@@ -128,15 +117,7 @@ async fn no_mailed_token_is_in_the_store_files_and_the_data_dir_is_private() {
     // outbox has nothing pending, then until every message it sent arrived.
     let mut sent = None;
     for _ in 0..600 {
-        let v: Value = client
-            .get(format!("{}/api/v1/outbox?limit=1000", p.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = p.get_json("/api/v1/outbox?limit=1000", &token).await;
         assert!(v["next_cursor"].is_null(), "one page holds the outbox: {v}");
         let items = v["items"].as_array().unwrap();
         if items.iter().all(|m| m["state"] != "pending") {

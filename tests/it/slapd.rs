@@ -6,12 +6,11 @@
 //! connection, and counts what the server sent.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, Mod};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,33 +28,12 @@ pub struct Slapd {
 }
 
 static SLAPD: OnceLock<Slapd> = OnceLock::new();
-static SLAPD_PID: AtomicU32 = AtomicU32::new(0);
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn kill_slapd() {
-    let pid = SLAPD_PID.load(Ordering::SeqCst);
-    if pid != 0 {
-        // SAFETY: sending a signal to the child we started.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn start() -> Slapd {
     let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}", std::process::id()));
-    let (port, child) = launch(&dir, |pid| SLAPD_PID.store(pid, Ordering::SeqCst));
-    // SAFETY: registering a plain extern "C" fn without captures.
-    unsafe {
-        libc::atexit(kill_slapd);
-    }
+    let (port, child) = launch(&dir);
+    crate::support::process::kill_at_exit(child.id());
     Slapd {
         port,
         dir,
@@ -63,13 +41,9 @@ fn start() -> Slapd {
     }
 }
 
-/// Starts a slapd with a fresh database in `dir` on a free port; `started` gets
-/// each spawned process's pid (so that it can be killed however the test ends).
-fn launch(dir: &std::path::Path, started: impl Fn(u32)) -> (u16, Child) {
-    let slapd = ["/usr/sbin/slapd", "/usr/local/sbin/slapd"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("slapd is not installed: run ./scripts/test.sh, which installs Debian's slapd and ldap-utils");
+/// Starts a slapd with a fresh database in `dir` (content sync on, the
+/// size-limited account's limit) on a free port.
+fn launch(dir: &std::path::Path) -> (u16, Child) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("db")).expect("slapd dir");
     let conf = format!(
@@ -95,32 +69,7 @@ overlay syncprov
         dir = dir.display()
     );
     std::fs::write(dir.join("slapd.conf"), conf).expect("slapd.conf");
-    let mut last_err = String::new();
-    for _ in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(slapd)
-            .arg("-f")
-            .arg(dir.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
-            .args(["-d", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn slapd");
-        started(child.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (port, child);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        last_err = format!("slapd did not listen on port {port}");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("{last_err}");
+    crate::support::slapd::launch(&dir.join("slapd.conf"))
 }
 
 /// A slapd of one test's own, which the test may stop: killed when dropped.
@@ -134,7 +83,7 @@ impl OwnSlapd {
     /// Starts it, with the suffix created.
     pub async fn start(name: &str) -> OwnSlapd {
         let dir = std::env::temp_dir().join(format!("rosterd-slapd-{}-{name}", std::process::id()));
-        let (port, child) = launch(&dir, |_| {});
+        let (port, child) = launch(&dir);
         let own = OwnSlapd { port, dir, child };
         let mut l = admin(port).await;
         add_suffix(&mut l).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Rosterd, shipped_config_text};
+use crate::common::Rosterd;
 
 const SCIM_WRITERS: usize = 64;
 const ADMIN_WRITERS: usize = 16;
@@ -86,9 +86,10 @@ struct Target {
 }
 
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
-    let config = dir.join("rosterd.toml");
-    std::fs::write(&config, shipped_config_text()).unwrap();
-    (config, dir.join("data"))
+    (
+        crate::common::write_config(&dir.join("rosterd.toml"), ""),
+        dir.join("data"),
+    )
 }
 
 fn target(p: &Rosterd, data: &Path) -> Target {

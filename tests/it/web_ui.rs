@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -18,6 +17,7 @@ use serde_json::json;
 use thirtyfour::prelude::*;
 
 use crate::common::TestServer;
+use crate::support::process::free_port;
 
 const PASSWORD: &str = "Correct-Horse-42-battery";
 const WAIT: Duration = Duration::from_secs(10);
@@ -30,26 +30,8 @@ struct Chromedriver {
 }
 
 static DRIVER: OnceLock<Chromedriver> = OnceLock::new();
-static DRIVER_PID: AtomicU32 = AtomicU32::new(0);
 /// One browser at a time.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-extern "C" fn kill_chromedriver() {
-    let pid = DRIVER_PID.load(Ordering::SeqCst);
-    if pid != 0 {
-        // SAFETY: signalling the chromedriver this test binary started.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGTERM);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -69,20 +51,12 @@ fn chromedriver() -> &'static Chromedriver {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("chromedriver (Debian package chromium-driver; scripts/test.sh installs it)");
-        DRIVER_PID.store(child.id(), Ordering::SeqCst);
-        // SAFETY: registering a plain extern "C" function.
-        unsafe {
-            libc::atexit(kill_chromedriver);
-        }
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "chromedriver did not listen on port {port}; see {}",
-                log.display()
-            );
-            std::thread::sleep(POLL);
-        }
+        crate::support::process::kill_at_exit(child.id());
+        assert!(
+            crate::support::process::wait_for_port(port, WAIT),
+            "chromedriver did not listen on port {port}; see {}",
+            log.display()
+        );
         Chromedriver { port }
     })
 }

@@ -1,8 +1,7 @@
-//! A real SMTP server for the mail tests: Debian's python3-aiosmtpd running
-//! `fixtures/smtp_sink.py` on a loopback port, writing every message it accepts
+//! A real SMTP server for the mail tests and the outbox benchmark: Debian's python3-aiosmtpd running
+//! `tests/it/fixtures/smtp_sink.py` on a loopback port, writing every message it accepts
 //! (decoded to JSON) into a directory the test reads. Stopped on drop.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,31 +9,31 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Python with aiosmtpd: Debian's `/usr/bin/python3` first (test.sh installs
-/// python3-aiosmtpd for it), else whatever `python3` is on the PATH.
-fn python() -> String {
-    for p in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(p)
+/// python3-aiosmtpd for it), else whatever `python3` is on the PATH; `None`
+/// when neither has it.
+pub fn python_with_aiosmtpd() -> Option<&'static str> {
+    ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        Command::new(p)
             .args(["-c", "import aiosmtpd"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return p.to_string();
-        }
-    }
-    panic!(
-        "python3 with aiosmtpd is not installed: run ./scripts/test.sh, which installs python3-aiosmtpd"
-    );
+            .unwrap_or(false)
+    })
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+fn python() -> &'static str {
+    python_with_aiosmtpd().unwrap_or_else(|| {
+        panic!(
+            "python3 with aiosmtpd is not installed: run ./scripts/test.sh, which installs python3-aiosmtpd"
+        )
+    })
 }
+
+// The tests name it with the server it is for.
+#[allow(unused_imports)]
+pub use super::process::free_port;
 
 pub struct Smtp {
     pub port: u16,
@@ -79,13 +78,9 @@ impl Smtp {
             dir: dir.to_path_buf(),
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                s.stop();
-                panic!("the SMTP server did not listen on {port} within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !super::process::wait_for_port(port, Duration::from_secs(20)) {
+            s.stop();
+            panic!("the SMTP server did not listen on {port} within 20 s");
         }
         s
     }
