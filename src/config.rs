@@ -89,6 +89,9 @@ struct FileConfig {
     /// Invite/reset token lifetimes and sign-in rate limits.
     #[serde(default)]
     accounts: crate::mail::config::AccountsSection,
+    /// Which backend holds the roster (`sled` under `data_dir`, or `postgres`).
+    #[serde(default)]
+    store: crate::store::config::StoreSection,
 }
 
 fn default_listen() -> String {
@@ -282,6 +285,8 @@ pub struct Config {
     /// `None`: mail is off (messages wait in the outbox).
     pub mail: Option<crate::mail::config::MailConfig>,
     pub accounts: crate::mail::config::AccountSettings,
+    /// `[store]`: the backend.
+    pub store: crate::store::config::StoreConfig,
 }
 
 /// A token with the name that the audit log records for it.
@@ -602,6 +607,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         None => None,
     };
     let accounts = crate::mail::config::validate_accounts(path, f.accounts)?;
+    let store = crate::store::config::validate(path, f.store, env)?;
 
     Ok(Config {
         file: path.to_path_buf(),
@@ -625,6 +631,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         sources,
         mail,
         accounts,
+        store,
     })
 }
 

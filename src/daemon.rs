@@ -244,7 +244,7 @@ pub async fn start(config: Config) -> anyhow::Result<Daemon> {
             config.data_dir.display()
         )
     })?;
-    let store = crate::employee::open_store(&config.data_dir.join("store"))
+    let store = crate::store::Store::open_config(&config.store, &config.data_dir.join("store"))
         .context("while opening the store")?;
 
     let (tokens, admin_token_file) = admin_tokens(&config)?;

@@ -79,6 +79,7 @@ impl TestServer {
     }
 
     async fn start_config(dir: tempfile::TempDir, config: rosterd::config::Config) -> Self {
+        let config = crate::pg_harness::with_test_store(config, dir.path());
         let daemon = daemon::start(config.clone()).await.expect("daemon starts");
         let token_file = daemon
             .admin_token_file
@@ -274,6 +275,9 @@ impl Rosterd {
             .env_remove("WATCHDOG_USEC")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
+        for (k, v) in crate::pg_harness::test_store_env(data_dir) {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -15,6 +15,8 @@ mod ldap_sync;
 mod mail;
 mod metrics;
 mod multi_source;
+mod pg_harness;
+mod postgres;
 mod real_world;
 mod reload;
 mod rosterctl;
