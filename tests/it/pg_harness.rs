@@ -99,6 +99,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+// The watcher is meant to outlive this process (it stops the server after it).
+#[allow(clippy::zombie_processes)]
 fn start() -> PgServer {
     let bin = bin_dir();
     let dir = std::env::temp_dir().join(format!("rosterd-pg-{}", std::process::id()));
