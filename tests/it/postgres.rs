@@ -503,16 +503,19 @@ fn the_url_password_is_never_logged_nor_in_errors() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let config = write_config(
-        dir.path(),
-        "[store]\nbackend = \"postgres\"\nurl_env = \"PG_URL\"\n",
-    );
-    let mut p = crate::common::Rosterd::start_with(&config, &data, &[("PG_URL", &url)]);
+    // The URL as an override (it replaces the one the suite's harness sets
+    // under TEST_STORE=postgres).
+    let config = write_config(dir.path(), "[store]\nbackend = \"postgres\"\n");
+    let mut p = crate::common::Rosterd::start_with(&config, &data, &[("ROSTERD_STORE__URL", &url)]);
     let logs = p.kill_9();
     assert!(logs.contains("PostgreSQL store open"), "{logs}");
     assert!(logs.contains("postgres:***@"), "{logs}");
     assert!(!logs.contains(secret), "{logs}");
     // A database that does not exist: start fails, naming it without the password.
+    let config = write_config(
+        dir.path(),
+        "[store]\nbackend = \"postgres\"\nurl_env = \"PG_URL\"\n",
+    );
     let bad = format!(
         "postgres://postgres:{secret}@127.0.0.1:{}/no_such_db",
         pg.port

@@ -323,44 +323,20 @@ impl PgStore {
     }
 }
 
-/// The write lock of every node: bumps the generation (see the module doc).
-async fn lock_writes(tx: &mut Transaction<'static, Postgres>) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value",
-    )
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db_err)
-}
-
-async fn audit_seqs(
-    tx: &mut Transaction<'static, Postgres>,
-    n: usize,
-) -> Result<Vec<u64>, StoreError> {
-    let mut seqs: Vec<i64> =
-        sqlx::query_scalar("SELECT nextval('rosterd_audit_seq') FROM generate_series(1, $1)")
-            .bind(n as i64)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db_err)?;
-    seqs.sort_unstable();
-    seqs.into_iter().map(u64_of).collect()
-}
-
+/// One batch of writes in one transaction (see the module doc). Round trips
+/// are kept few, since every one costs a hop to the server: per write one
+/// statement for the record (an update also drops the record's old keys and
+/// marks in it) and one for its keys (and its mark); then, for the batch, the
+/// write lock with the audit sequence numbers, the audit entries with the
+/// outbox messages, and the commit. The write lock is taken last, so it is
+/// held for those three only; every write takes it after the row locks it
+/// needs, so no two writes wait on each other in a cycle.
 async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    lock_writes(&mut tx).await?;
-    let seqs = audit_seqs(&mut tx, writes.len()).await?;
-    let mut audit_seq = Vec::with_capacity(writes.len());
-    let mut audit_emp = Vec::with_capacity(writes.len());
-    let mut audit_bytes = Vec::with_capacity(writes.len());
-    let mut ob_ids = Vec::new();
-    let mut ob_pending = Vec::new();
-    let mut ob_bodies = Vec::new();
-    for (w, seq) in writes.iter().zip(&seqs) {
+    for w in &writes {
         let found = match (&w.record, w.expected_version) {
             (Some(r), None) => {
-                let n = sqlx::query(
+                sqlx::query(
                     "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (id) DO NOTHING",
                 )
@@ -371,28 +347,34 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?
-                .rows_affected();
-                n == 1
+                .rows_affected()
+                    == 1
             }
             (Some(r), Some(v)) => {
-                let n = sqlx::query(
-                    "UPDATE employees SET version = $3, active = $4, body = $5
-                     WHERE id = $1 AND version = $2",
+                let n: i64 = sqlx::query_scalar(
+                    "WITH u AS (
+                        UPDATE employees SET version = $3, active = $4, body = $5
+                        WHERE id = $1 AND version = $2 RETURNING id
+                     ), k AS (
+                        DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
+                     ), m AS (
+                        DELETE FROM employee_marks WHERE employee_id IN (SELECT id FROM u)
+                     )
+                     SELECT count(*) FROM u",
                 )
                 .bind(w.id)
                 .bind(i64_of(v)?)
                 .bind(i64_of(r.version)?)
                 .bind(r.active)
                 .bind(&r.bytes)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(db_err)?
-                .rows_affected();
+                .map_err(db_err)?;
                 n == 1
             }
             (None, expected) => {
                 // Its keys, marks and photo go with it (ON DELETE CASCADE).
-                let n = sqlx::query(
+                sqlx::query(
                     "DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2",
                 )
                 .bind(w.id)
@@ -400,8 +382,8 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?
-                .rows_affected();
-                n == 1
+                .rows_affected()
+                    == 1
             }
         };
         if !found {
@@ -417,90 +399,98 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
                 found: found.map(u64_of).transpose()?,
             });
         }
-        if let Some(r) = &w.record {
-            if w.expected_version.is_some() {
-                sqlx::query("DELETE FROM employee_keys WHERE employee_id = $1")
-                    .bind(w.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                sqlx::query("DELETE FROM employee_marks WHERE employee_id = $1")
-                    .bind(w.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-            if !r.keys.entries.is_empty() {
-                let mut pairs: Vec<(String, String)> = r
-                    .keys
-                    .entries
-                    .iter()
-                    .map(|(k, v)| (kind_name(k), v.clone()))
-                    .collect();
-                pairs.sort();
-                pairs.dedup();
-                let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-                let claimed: Vec<(String, String)> = sqlx::query_as(
-                    "INSERT INTO employee_keys (kind, key, employee_id)
-                     SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
-                     ON CONFLICT (kind, key) DO NOTHING
-                     RETURNING kind, key",
-                )
-                .bind(&kinds)
-                .bind(&keys)
-                .bind(w.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if claimed.len() != kinds.len() {
-                    let refused =
-                        r.keys.entries.iter().zip(&kinds).find(|((_, v), k)| {
-                            !claimed.iter().any(|(ck, cv)| ck == *k && cv == v)
-                        });
-                    if let Some(((kind, key), _)) = refused {
-                        return Err(StoreError::Unique {
-                            index: kind.clone(),
-                            key: key.clone(),
-                        });
-                    }
-                    return Err(StoreError::Corrupt(
-                        "a unique key was neither claimed nor refused".into(),
-                    ));
-                }
-            }
-            if let Some((owner, mark)) = &r.mark {
+        let Some(r) = &w.record else { continue };
+        let (owner, mark) = match &r.mark {
+            Some((o, m)) => (Some(o.clone()), Some(m.clone())),
+            None => (None, None),
+        };
+        if r.keys.entries.is_empty() {
+            if owner.is_some() {
                 sqlx::query(
                     "INSERT INTO employee_marks (employee_id, owner, mark) VALUES ($1, $2, $3)",
                 )
                 .bind(w.id)
-                .bind(owner)
-                .bind(mark)
+                .bind(&owner)
+                .bind(&mark)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             }
-            match &w.photo {
-                PhotoChange::Keep => {}
-                PhotoChange::Set(bytes) => {
-                    sqlx::query(
-                        "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
-                         ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
-                    )
+        } else {
+            let mut pairs: Vec<(String, String)> = r
+                .keys
+                .entries
+                .iter()
+                .map(|(k, v)| (kind_name(k), v.clone()))
+                .collect();
+            pairs.sort();
+            pairs.dedup();
+            let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+            let claimed: Vec<(String, String)> = sqlx::query_as(
+                "WITH m AS (
+                    INSERT INTO employee_marks (employee_id, owner, mark)
+                    SELECT $3, $4, $5 WHERE $4::text IS NOT NULL
+                 )
+                 INSERT INTO employee_keys (kind, key, employee_id)
+                 SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
+                 ON CONFLICT (kind, key) DO NOTHING
+                 RETURNING kind, key",
+            )
+            .bind(&kinds)
+            .bind(&keys)
+            .bind(w.id)
+            .bind(&owner)
+            .bind(&mark)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if claimed.len() != kinds.len() {
+                // The first key (in the write's order) that the constraint refused.
+                let refused = r.keys.entries.iter().find(|(k, v)| {
+                    let k = kind_name(k);
+                    !claimed.iter().any(|(ck, cv)| *ck == k && cv == v)
+                });
+                return Err(match refused {
+                    Some((kind, key)) => StoreError::Unique {
+                        index: kind.clone(),
+                        key: key.clone(),
+                    },
+                    None => {
+                        StoreError::Corrupt("a unique key was neither claimed nor refused".into())
+                    }
+                });
+            }
+        }
+        match &w.photo {
+            PhotoChange::Keep => {}
+            PhotoChange::Set(bytes) => {
+                sqlx::query(
+                    "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
+                     ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
+                )
+                .bind(w.id)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            PhotoChange::Remove => {
+                sqlx::query("DELETE FROM photos WHERE employee_id = $1")
                     .bind(w.id)
-                    .bind(bytes)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                }
-                PhotoChange::Remove => {
-                    sqlx::query("DELETE FROM photos WHERE employee_id = $1")
-                        .bind(w.id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
             }
         }
+    }
+    let seqs = lock_and_number(&mut tx, writes.len()).await?;
+    let mut audit_seq = Vec::with_capacity(writes.len());
+    let mut audit_emp = Vec::with_capacity(writes.len());
+    let mut audit_bytes = Vec::with_capacity(writes.len());
+    let mut ob_ids = Vec::new();
+    let mut ob_pending = Vec::new();
+    let mut ob_bodies = Vec::new();
+    for (w, seq) in writes.iter().zip(&seqs) {
         audit_seq.push(i64_of(*seq)?);
         audit_emp.push(w.id);
         audit_bytes.push(w.audit.stored(*seq));
@@ -511,30 +501,50 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
         }
     }
     sqlx::query(
-        "INSERT INTO audit (seq, employee_id, entry)
+        "WITH o AS (
+            INSERT INTO outbox (id, pending, body)
+            SELECT * FROM unnest($4::bigint[], $5::boolean[], $6::bytea[])
+            ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body
+         )
+         INSERT INTO audit (seq, employee_id, entry)
          SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
     )
     .bind(&audit_seq)
     .bind(&audit_emp)
     .bind(&audit_bytes)
+    .bind(&ob_ids)
+    .bind(&ob_pending)
+    .bind(&ob_bodies)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    if !ob_ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO outbox (id, pending, body)
-             SELECT * FROM unnest($1::bigint[], $2::boolean[], $3::bytea[])
-             ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body",
-        )
-        .bind(&ob_ids)
-        .bind(&ob_pending)
-        .bind(&ob_bodies)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    }
     tx.commit().await.map_err(db_err)?;
     Ok(seqs)
+}
+
+/// The write lock of every node, taken by bumping the generation, and `n`
+/// audit sequence numbers drawn under it (so they follow commit order).
+async fn lock_and_number(
+    tx: &mut Transaction<'static, Postgres>,
+    n: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let mut seqs: Vec<i64> = sqlx::query_scalar(
+        "WITH g AS (
+            UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+         )
+         SELECT nextval('rosterd_audit_seq') FROM g, generate_series(1, $1)",
+    )
+    .bind(n as i64)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if seqs.len() != n {
+        return Err(StoreError::Corrupt(
+            "the generation row is missing (run rosterd migrate)".into(),
+        ));
+    }
+    seqs.sort_unstable();
+    seqs.into_iter().map(u64_of).collect()
 }
 
 fn decode_outbox(v: &[u8]) -> Result<OutboxRecord, StoreError> {
@@ -813,8 +823,7 @@ impl Backend for PgStore {
         self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
             // In the order of the writes, as every audit entry.
-            lock_writes(&mut tx).await?;
-            let seq = audit_seqs(&mut tx, 1)
+            let seq = lock_and_number(&mut tx, 1)
                 .await?
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("no audit sequence number".into()))?;
