@@ -328,14 +328,3 @@ pub fn test_store_env(data_dir: &Path) -> Vec<(String, String)> {
         ("ROSTERD_STORE__POOL_SIZE".into(), "4".into()),
     ]
 }
-
-/// Skips the calling test on PostgreSQL, saying why (tests about sled's files).
-#[macro_export]
-macro_rules! skip_on_postgres {
-    ($why:expr) => {
-        if $crate::pg_harness::test_store_is_postgres() {
-            eprintln!("skipped on PostgreSQL: {}", $why);
-            return;
-        }
-    };
-}
