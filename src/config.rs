@@ -71,6 +71,9 @@ struct FileConfig {
     /// Invite/reset token lifetimes and sign-in rate limits.
     #[serde(default)]
     accounts: crate::mail::config::AccountsSection,
+    /// Which backend holds the roster (`sled` under `data_dir`, or `postgres`).
+    #[serde(default)]
+    store: crate::store::config::StoreSection,
 }
 
 fn default_listen() -> String {
@@ -234,6 +237,8 @@ pub struct Config {
     /// `None`: mail is off (messages wait in the outbox).
     pub mail: Option<crate::mail::config::MailConfig>,
     pub accounts: crate::mail::config::AccountSettings,
+    /// `[store]`: the backend.
+    pub store: crate::store::config::StoreConfig,
 }
 
 /// What a password sent by a SCIM client (an identity provider) means. Okta, for
@@ -489,6 +494,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         None => None,
     };
     let accounts = crate::mail::config::validate_accounts(path, f.accounts)?;
+    let store = crate::store::config::validate(path, f.store, env)?;
 
     Ok(Config {
         file: path.to_path_buf(),
@@ -505,6 +511,7 @@ fn validate(path: &Path, f: FileConfig, env: &[(String, String)]) -> Result<Conf
         sources,
         mail,
         accounts,
+        store,
     })
 }
 

@@ -289,7 +289,8 @@ fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
             config.data_dir.display()
         )
     })?;
-    crate::employee::open_store(&config.data_dir.join("store")).context("while opening the store")
+    crate::store::Store::open_config(&config.store, &config.data_dir.join("store"))
+        .context("while opening the store")
 }
 
 /// The roster over the store, with the config's plain values (catalog,

@@ -28,6 +28,8 @@ enum Command {
     Run,
     /// Validate the config and exit: 0 if valid, 1 with the reason if not.
     CheckConfig,
+    /// Create or upgrade the store's schema ([store]; also done at start) and exit.
+    Migrate,
     /// Send a test message with the [mail] settings to prove they work.
     SendTestEmail {
         /// Recipient address.
@@ -125,6 +127,18 @@ fn main() -> ExitCode {
         Command::CheckConfig => {
             println!("{}: config is valid", config.file.display());
             ExitCode::SUCCESS
+        }
+        Command::Migrate => {
+            match rosterd::store::Store::migrate(&config.store, &config.data_dir.join("store")) {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rosterd: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::SendTestEmail { to } => {
             let Some(mail) = config.mail.clone() else {

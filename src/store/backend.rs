@@ -206,6 +206,51 @@ impl Store {
         Ok(Self::new(SledStore::open(dir)?))
     }
 
+    /// The store `config` names: sled in `dir`, or PostgreSQL (the schema is
+    /// created or upgraded first).
+    pub fn open_config(
+        config: &super::config::StoreConfig,
+        dir: &std::path::Path,
+    ) -> Result<Self, StoreError> {
+        match config {
+            super::config::StoreConfig::Sled => Self::open(dir),
+            super::config::StoreConfig::Postgres(pg) => {
+                Ok(Self::new(super::postgres::PgStore::open(pg)?))
+            }
+        }
+    }
+
+    /// `rosterd migrate`: creates or upgrades the schema of the store `config`
+    /// names, and says what it did.
+    pub fn migrate(
+        config: &super::config::StoreConfig,
+        dir: &std::path::Path,
+    ) -> Result<String, StoreError> {
+        match config {
+            super::config::StoreConfig::Sled => {
+                // Opening a sled store migrates it.
+                drop(SledStore::open(dir)?);
+                Ok(format!(
+                    "sled store at {}: schema version {} is current",
+                    dir.display(),
+                    super::SCHEMA_VERSION
+                ))
+            }
+            super::config::StoreConfig::Postgres(pg) => {
+                let done = super::postgres::PgStore::migrate_only(pg)?;
+                Ok(format!(
+                    "PostgreSQL store at {}: schema version {} {}",
+                    pg.redacted_url(),
+                    super::postgres::PG_SCHEMA_VERSION,
+                    match done {
+                        super::postgres::Migrated::Created => "created",
+                        super::postgres::Migrated::Current => "is current",
+                    }
+                ))
+            }
+        }
+    }
+
     pub fn new(backend: impl Backend) -> Self {
         Self {
             backend: Arc::new(backend),

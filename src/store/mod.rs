@@ -49,9 +49,11 @@
 
 pub mod audit;
 mod backend;
+pub mod config;
 mod directory;
 mod durable;
 pub mod outbox;
+pub mod postgres;
 mod record;
 mod runs;
 mod sessions;

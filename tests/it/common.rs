@@ -92,6 +92,7 @@ impl TestServer {
         config: rosterd::config::Config,
         clock: Clock,
     ) -> Self {
+        let config = crate::support::pg::with_test_store(config, dir.path());
         let daemon = daemon::start_with_clock(config.clone(), clock.clone())
             .await
             .expect("daemon starts");

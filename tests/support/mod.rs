@@ -11,7 +11,9 @@
 //!   it logs its address; signals; stopped on drop);
 //! - [`slapd`]: a `slapd` on a free loopback port with a given `slapd.conf`;
 //! - [`smtp`]: a real SMTP server (aiosmtpd) that keeps what it receives;
-//! - [`http`]: a small blocking HTTP client.
+//! - [`http`]: a small blocking HTTP client;
+//! - [`pg`]: one PostgreSQL per test binary, a database per daemon, and
+//!   `TEST_STORE=postgres` (which backend the suites run on).
 
 // Each includer uses its own part; test code: a failed unwrap is a failed run.
 #![allow(
@@ -22,6 +24,7 @@
 )]
 
 pub mod http;
+pub mod pg;
 pub mod process;
 pub mod rosterd;
 pub mod slapd;

@@ -93,6 +93,11 @@ impl Launch {
             .env("ROSTERD_DATA_DIR", &self.data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // The store the suite runs on (`TEST_STORE`): a database of its own
+        // on the shared PostgreSQL, or sled in the data dir.
+        for (k, v) in super::pg::test_store_env(&self.data_dir) {
+            cmd.env(k, v);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

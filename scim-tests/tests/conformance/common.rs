@@ -132,6 +132,7 @@ impl Scim {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = format!("scim-test-token-{}", uniq());
         let config = in_process_client_config(dir.path(), &token, extra, client_lines);
+        let config = crate::pg_harness::with_test_store(config, dir.path());
         let daemon = daemon::start(config).await.expect("rosterd starts");
         Self {
             base: format!("http://{}/scim/v2", daemon.addr),

@@ -4,6 +4,10 @@
 mod common;
 mod flows;
 mod groups;
+// The PostgreSQL the suite runs on under TEST_STORE=postgres (shared with
+// rosterd's integration tests).
+#[path = "../../../tests/support/pg.rs"]
+mod pg_harness;
 mod protocol;
 mod quirks;
 mod replays;

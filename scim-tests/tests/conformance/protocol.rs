@@ -686,8 +686,8 @@ async fn scim_changes_are_audited_under_the_client_name() {
         log.iter()
             .all(|e| e.actor.kind == rosterd::store::ActorKind::Scim && e.actor.name == "test-idp")
     );
-    assert_eq!(log[0].action, "update");
-    assert_eq!(log[1].action, "create");
+    assert_eq!(log[0].action.as_str(), "update");
+    assert_eq!(log[1].action.as_str(), "create");
     s.stop().await;
 }
 
