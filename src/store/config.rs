@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config_helpers::ConfigError;
 use crate::secret::Secret;
 
 /// `[store]` in the file.
@@ -142,7 +142,7 @@ pub fn validate(
     let url = match (s.url, &s.url_file, &s.url_env) {
         (Some(u), None, None) => u,
         (None, Some(f), None) => {
-            let f = crate::config::credential_path(f, env);
+            let f = crate::config_helpers::credential_path(f, env);
             let text = std::fs::read_to_string(&f)
                 .map_err(|e| err("url_file", format!("cannot read {}: {e}", f.display())))?;
             Secret::new(text.trim())
