@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use crate::common::Rosterd;
-use crate::support::shipped_config_path;
+use crate::support::{shipped_config_path, write_config};
 
 fn recv_all(sock: &UnixDatagram, until: Instant) -> Vec<String> {
     let mut out = Vec::new();
@@ -96,7 +96,10 @@ fn also_serves_on_a_unix_socket() {
     let sock = dir.path().join("rosterd.sock");
     // A stale socket file from an earlier run is replaced.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let p = Rosterd::launch(&shipped_config_path(), &dir.path().join("data"))
+    // Without the demo source, whose import at start would race the empty
+    // list asserted below.
+    let config = write_config(&dir.path().join("rosterd.toml"), "");
+    let p = Rosterd::launch(&config, &dir.path().join("data"))
         .env("ROSTERD_LISTEN_UNIX", &sock)
         .start();
     use std::os::unix::fs::PermissionsExt;
