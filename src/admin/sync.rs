@@ -82,7 +82,9 @@ fn run_summary(r: &RunRecord, errors: usize, progress: Option<ProgressView>) -> 
         timings_ms: &r.timings_ms,
         errors: shown,
         errors_omitted: r.errors_omitted + (r.errors.len() - shown.len()),
-        progress,
+        // Only while the record says running: a finished run's record is
+        // written a moment before its progress is let go.
+        progress: progress.filter(|_| r.outcome == crate::sync::runs::Outcome::Running),
     }
 }
 
