@@ -641,10 +641,80 @@ pub fn validate_sources(
     Ok(out)
 }
 
-/// Long on purpose: one check per key, in the order the keys are documented,
-/// each error naming its key; split up, the key list would be spread over
-/// functions without any check getting simpler.
-fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, ConfigError> {
+/// Validates a `kind = "ldap"` source, in the order the keys are documented:
+/// the connection, the search, the attributes, how disabled entries are told,
+/// the group and role rules, incremental runs.
+fn validate_ldap(ctx: &SourceCtx<'_>, mut s: LdapSection) -> Result<LdapSource, ConfigError> {
+    let err = |k: &str, m: String| ctx.err(k, m);
+    let bind_password = ldap_connection(ctx, &s)?;
+    let scope = match s.scope.as_str() {
+        "sub" => ldap3::Scope::Subtree,
+        "one" => ldap3::Scope::OneLevel,
+        "base" => ldap3::Scope::Base,
+        other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
+    };
+    if s.attributes.email.is_none() {
+        return Err(err(
+            "attributes.email",
+            "every profile needs an email: map it".into(),
+        ));
+    }
+    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
+        return Err(err(
+            "attributes.photo",
+            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
+                .into(),
+        ));
+    }
+    let disabled = match ctx.tagged("disabled", std::mem::take(&mut s.disabled))? {
+        DisabledSection::None(NoKeys {}) => Disabled::None,
+        DisabledSection::AdUserAccountControl(NoKeys {}) => Disabled::AdUserAccountControl,
+        DisabledSection::NsAccountLock(NoKeys {}) => Disabled::NsAccountLock,
+        DisabledSection::PwdAccountLockedTime(NoKeys {}) => Disabled::PwdAccountLockedTime,
+        DisabledSection::Attribute(a) => Disabled::Attribute {
+            attribute: a.attribute,
+            values: a.values,
+        },
+        DisabledSection::Filter(f) => Disabled::Filter(f.filter),
+    };
+    ldap_rules(ctx, &s)?;
+    let incremental = match s.incremental.as_str() {
+        "auto" => Incremental::Auto,
+        "content_sync" => Incremental::ContentSync,
+        "modify_timestamp" => Incremental::Modified,
+        other => {
+            return Err(err(
+                "incremental",
+                format!("`{other}`: use auto, content_sync or modify_timestamp"),
+            ));
+        }
+    };
+    Ok(LdapSource {
+        url: s.url,
+        starttls: s.starttls,
+        ca_file: s.ca_file,
+        tls_insecure_skip_verify: s.tls_insecure_skip_verify,
+        bind_dn: s.bind_dn,
+        bind_password,
+        base_dn: s.base_dn,
+        scope,
+        filter: s.filter,
+        page_size: s.page_size,
+        timeout: Duration::from_secs(s.timeout_secs.max(1)),
+        join_key: s.join_key,
+        attributes: s.attributes,
+        disabled,
+        groups: s.groups,
+        positions: s.positions,
+        roles: s.roles,
+        default_role: s.default_role,
+        business_unit: s.business_unit,
+        incremental,
+    })
+}
+
+/// The connection keys: URL, TLS, CA file, bind DN and password.
+fn ldap_connection(ctx: &SourceCtx<'_>, s: &LdapSection) -> Result<Option<Secret>, ConfigError> {
     let err = |k: &str, m: String| ctx.err(k, m);
     if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
         return Err(err("url", "must start with ldap:// or ldaps://".into()));
@@ -671,36 +741,13 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             "a bind password is set but no bind_dn".into(),
         ));
     }
-    let scope = match s.scope.as_str() {
-        "sub" => ldap3::Scope::Subtree,
-        "one" => ldap3::Scope::OneLevel,
-        "base" => ldap3::Scope::Base,
-        other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
-    };
-    if s.attributes.email.is_none() {
-        return Err(err(
-            "attributes.email",
-            "every profile needs an email: map it".into(),
-        ));
-    }
-    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
-        return Err(err(
-            "attributes.photo",
-            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
-                .into(),
-        ));
-    }
-    let disabled = match ctx.tagged("disabled", s.disabled)? {
-        DisabledSection::None(NoKeys {}) => Disabled::None,
-        DisabledSection::AdUserAccountControl(NoKeys {}) => Disabled::AdUserAccountControl,
-        DisabledSection::NsAccountLock(NoKeys {}) => Disabled::NsAccountLock,
-        DisabledSection::PwdAccountLockedTime(NoKeys {}) => Disabled::PwdAccountLockedTime,
-        DisabledSection::Attribute(a) => Disabled::Attribute {
-            attribute: a.attribute,
-            values: a.values,
-        },
-        DisabledSection::Filter(f) => Disabled::Filter(f.filter),
-    };
+    Ok(bind_password)
+}
+
+/// The group, role and business unit rules: every name they give is in the
+/// catalog, and profiles get a role.
+fn ldap_rules(ctx: &SourceCtx<'_>, s: &LdapSection) -> Result<(), ConfigError> {
+    let err = |k: &str, m: String| ctx.err(k, m);
     for (j, r) in s.positions.iter().enumerate() {
         if ctx.catalog.position(&r.position).is_none() {
             return Err(err(
@@ -750,37 +797,5 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             }
         }
     }
-    let incremental = match s.incremental.as_str() {
-        "auto" => Incremental::Auto,
-        "content_sync" => Incremental::ContentSync,
-        "modify_timestamp" => Incremental::Modified,
-        other => {
-            return Err(err(
-                "incremental",
-                format!("`{other}`: use auto, content_sync or modify_timestamp"),
-            ));
-        }
-    };
-    Ok(LdapSource {
-        url: s.url,
-        starttls: s.starttls,
-        ca_file: s.ca_file,
-        tls_insecure_skip_verify: s.tls_insecure_skip_verify,
-        bind_dn: s.bind_dn,
-        bind_password,
-        base_dn: s.base_dn,
-        scope,
-        filter: s.filter,
-        page_size: s.page_size,
-        timeout: Duration::from_secs(s.timeout_secs.max(1)),
-        join_key: s.join_key,
-        attributes: s.attributes,
-        disabled,
-        groups: s.groups,
-        positions: s.positions,
-        roles: s.roles,
-        default_role: s.default_role,
-        business_unit: s.business_unit,
-        incremental,
-    })
+    Ok(())
 }
