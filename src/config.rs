@@ -878,6 +878,48 @@ permissions = ["a"]
         assert_eq!(e.key, "sources[0].join_attribute", "{e}");
     }
 
+    /// `[sources.disabled]` is a tagged enum (default `none`), as is the source
+    /// itself: keys of another kind, unknown kinds and missing keys are named.
+    #[test]
+    fn ldap_disabled_kinds_name_the_key() {
+        let e = source_error(&format!(
+            "{LDAP}[sources.disabled]\nkind = \"ns_account_lock\"\nfilter = \"(x=1)\"\n"
+        ));
+        assert_eq!(e.key, "sources[0].disabled.filter", "{e}");
+        assert!(
+            e.message
+                .contains("does not apply to kind = \"ns_account_lock\""),
+            "{e}"
+        );
+        assert!(e.message.contains("a key of kind = \"filter\""), "{e}");
+        let e = source_error(&format!("{LDAP}[sources.disabled]\nvalues = [\"x\"]\n"));
+        assert_eq!(e.key, "sources[0].disabled.values", "{e}");
+        assert!(e.message.contains("kind = \"none\""), "{e}");
+        let e = source_error(&format!("{LDAP}[sources.disabled]\nkind = \"locked\"\n"));
+        assert_eq!(e.key, "sources[0].disabled.kind", "{e}");
+        assert!(
+            e.message.contains(
+                "none, ad_user_account_control, ns_account_lock, pwd_account_locked_time, attribute or filter"
+            ),
+            "{e}"
+        );
+        let e = source_error(&format!(
+            "{LDAP}[sources.disabled]\nkind = \"attribute\"\nvalues = [\"x\"]\n"
+        ));
+        assert_eq!(e.key, "sources[0].disabled.attribute", "{e}");
+        assert!(
+            e.message.contains("kind = \"attribute\" needs `attribute`"),
+            "{e}"
+        );
+        let e = source_error(&LDAP.replace("base_dn = \"dc=x\"\n", ""));
+        assert_eq!(e.key, "sources[0].base_dn", "{e}");
+        assert!(e.message.contains("kind = \"ldap\" needs `base_dn`"), "{e}");
+        // A key of an HR kind on an LDAP source.
+        let e = source_error(&format!("{LDAP}records = \"/people\"\n"));
+        assert_eq!(e.key, "sources[0].records", "{e}");
+        assert!(e.message.contains("a key of kind = \"http\""), "{e}");
+    }
+
     #[test]
     fn example_source_configs_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

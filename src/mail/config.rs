@@ -200,120 +200,32 @@ pub fn validate_accounts(file: &Path, a: AccountsSection) -> Result<AccountSetti
     })
 }
 
+/// `mail.<key>: <message>` in `file`.
+fn mail_err(file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(file, format!("mail.{key}"), message)
+}
+
+/// Validates `[mail]`, step by step in the order the keys are documented.
 pub fn validate_mail(
     file: &Path,
     m: MailSection,
     env: &[(String, String)],
 ) -> Result<MailConfig, ConfigError> {
-    let err = |key: &str, message: String| ConfigError {
-        file: file.display().to_string(),
-        key: format!("mail.{key}"),
-        message,
-    };
     if m.host.trim().is_empty() {
-        return Err(err(
+        return Err(mail_err(
+            file,
             "host",
-            "must not be empty; set [mail].host or remove [mail] to turn mail off".into(),
+            "must not be empty; set [mail].host or remove [mail] to turn mail off",
         ));
     }
-    let port = m.port.unwrap_or(match m.tls {
-        TlsMode::None => 25,
-        TlsMode::Starttls => 587,
-        TlsMode::Implicit => 465,
-    });
-    if port == 0 {
-        return Err(err("port", "must not be 0".into()));
-    }
-    let credentials = match (&m.username, &m.password_file, &m.password_env) {
-        (None, None, None) => None,
-        (None, _, _) => {
-            return Err(err(
-                "username",
-                "is required with password_file / password_env".into(),
-            ));
-        }
-        (Some(_), Some(_), Some(_)) => {
-            return Err(err(
-                "password_file",
-                "set either password_file or password_env, not both".into(),
-            ));
-        }
-        (Some(_), None, None) => {
-            return Err(err(
-                "password_file",
-                "set password_file or password_env for the SMTP user".into(),
-            ));
-        }
-        (Some(u), Some(f), None) => {
-            let f = &credential_path(f, env);
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| err("password_file", format!("cannot read {}: {e}", f.display())))?;
-            Some((u.clone(), Secret::new(text.trim())))
-        }
-        (Some(u), None, Some(name)) => {
-            let v = env
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim().to_string())
-                .ok_or_else(|| {
-                    err(
-                        "password_env",
-                        format!("environment variable {name} is not set"),
-                    )
-                })?;
-            Some((u.clone(), Secret::new(v)))
-        }
-    };
-    let from: Mailbox = m.from.parse().map_err(|e| {
-        err(
-            "from",
-            format!(
-                "`{}` is not an address ({e}); e.g. \"Acme <no-reply@acme.example>\"",
-                m.from
-            ),
-        )
-    })?;
-    let reply_to = match &m.reply_to {
-        Some(r) => Some(
-            r.parse::<Mailbox>()
-                .map_err(|e| err("reply_to", format!("`{r}` is not an address ({e})")))?,
-        ),
-        None => None,
-    };
+    let port = smtp_port(file, m.port, m.tls)?;
+    let credentials = smtp_credentials(file, &m, env)?;
+    let (from, reply_to) = addresses(file, &m)?;
     if m.company_name.trim().is_empty() {
-        return Err(err("company_name", "must not be empty".into()));
+        return Err(mail_err(file, "company_name", "must not be empty"));
     }
-    let base = url::Url::parse(&m.base_url).map_err(|e| {
-        err(
-            "base_url",
-            format!(
-                "`{}` is not a URL ({e}); e.g. \"https://fleet.acme.example\"",
-                m.base_url
-            ),
-        )
-    })?;
-    if !matches!(base.scheme(), "http" | "https") || base.query().is_some() {
-        return Err(err(
-            "base_url",
-            "must be an http(s) URL without a query string".into(),
-        ));
-    }
-    if m.max_attempts == 0 {
-        return Err(err("max_attempts", "must be at least 1".into()));
-    }
-    let backoff_initial = secs(
-        file,
-        "mail.backoff_initial_secs",
-        m.backoff_initial_secs,
-        0.01,
-    )?;
-    let backoff_max = secs(file, "mail.backoff_max_secs", m.backoff_max_secs, 0.01)?;
-    if backoff_max < backoff_initial {
-        return Err(err(
-            "backoff_max_secs",
-            "must be at least backoff_initial_secs".into(),
-        ));
-    }
+    let base_url = base_url(file, &m.base_url)?;
+    let retries = retries(file, &m)?;
     let templates_dir = match m.templates_dir {
         Some(d) if d.is_absolute() => d,
         Some(d) => config_dir(file).join(d),
@@ -327,13 +239,152 @@ pub fn validate_mail(
         from,
         reply_to,
         company_name: m.company_name.trim().to_string(),
-        base_url: m.base_url.trim_end_matches('/').to_string(),
+        base_url,
         templates_dir,
         max_attempts: m.max_attempts,
+        backoff_initial: retries.backoff_initial,
+        backoff_max: retries.backoff_max,
+        poll_interval: retries.poll_interval,
+        timeout: Duration::from_secs(m.timeout_secs.max(1)),
+    })
+}
+
+/// `port`, defaulting by `tls` (25, 587, 465).
+fn smtp_port(file: &Path, port: Option<u16>, tls: TlsMode) -> Result<u16, ConfigError> {
+    let port = port.unwrap_or(match tls {
+        TlsMode::None => 25,
+        TlsMode::Starttls => 587,
+        TlsMode::Implicit => 465,
+    });
+    if port == 0 {
+        return Err(mail_err(file, "port", "must not be 0"));
+    }
+    Ok(port)
+}
+
+/// `username` with the password from `password_file` or `password_env`, or
+/// none of the three (no SMTP AUTH).
+fn smtp_credentials(
+    file: &Path,
+    m: &MailSection,
+    env: &[(String, String)],
+) -> Result<Option<(String, Secret)>, ConfigError> {
+    match (&m.username, &m.password_file, &m.password_env) {
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(mail_err(
+            file,
+            "username",
+            "is required with password_file / password_env",
+        )),
+        (Some(_), Some(_), Some(_)) => Err(mail_err(
+            file,
+            "password_file",
+            "set either password_file or password_env, not both",
+        )),
+        (Some(_), None, None) => Err(mail_err(
+            file,
+            "password_file",
+            "set password_file or password_env for the SMTP user",
+        )),
+        (Some(u), Some(f), None) => {
+            let f = &credential_path(f, env);
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                mail_err(
+                    file,
+                    "password_file",
+                    format!("cannot read {}: {e}", f.display()),
+                )
+            })?;
+            Ok(Some((u.clone(), Secret::new(text.trim()))))
+        }
+        (Some(u), None, Some(name)) => {
+            let v = env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_string())
+                .ok_or_else(|| {
+                    mail_err(
+                        file,
+                        "password_env",
+                        format!("environment variable {name} is not set"),
+                    )
+                })?;
+            Ok(Some((u.clone(), Secret::new(v))))
+        }
+    }
+}
+
+/// `from` and `reply_to`, parsed as mailboxes.
+fn addresses(file: &Path, m: &MailSection) -> Result<(Mailbox, Option<Mailbox>), ConfigError> {
+    let from: Mailbox = m.from.parse().map_err(|e| {
+        mail_err(
+            file,
+            "from",
+            format!(
+                "`{}` is not an address ({e}); e.g. \"Acme <no-reply@acme.example>\"",
+                m.from
+            ),
+        )
+    })?;
+    let reply_to =
+        match &m.reply_to {
+            Some(r) => Some(r.parse::<Mailbox>().map_err(|e| {
+                mail_err(file, "reply_to", format!("`{r}` is not an address ({e})"))
+            })?),
+            None => None,
+        };
+    Ok((from, reply_to))
+}
+
+/// `base_url`: an http(s) URL without a query, kept without its trailing slash.
+fn base_url(file: &Path, raw: &str) -> Result<String, ConfigError> {
+    let base = url::Url::parse(raw).map_err(|e| {
+        mail_err(
+            file,
+            "base_url",
+            format!("`{raw}` is not a URL ({e}); e.g. \"https://fleet.acme.example\""),
+        )
+    })?;
+    if !matches!(base.scheme(), "http" | "https") || base.query().is_some() {
+        return Err(mail_err(
+            file,
+            "base_url",
+            "must be an http(s) URL without a query string",
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+/// The outbox worker's timing.
+struct Retries {
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    poll_interval: Duration,
+}
+
+/// `max_attempts`, the backoff bounds and the poll interval.
+fn retries(file: &Path, m: &MailSection) -> Result<Retries, ConfigError> {
+    if m.max_attempts == 0 {
+        return Err(mail_err(file, "max_attempts", "must be at least 1"));
+    }
+    let backoff_initial = secs(
+        file,
+        "mail.backoff_initial_secs",
+        m.backoff_initial_secs,
+        0.01,
+    )?;
+    let backoff_max = secs(file, "mail.backoff_max_secs", m.backoff_max_secs, 0.01)?;
+    if backoff_max < backoff_initial {
+        return Err(mail_err(
+            file,
+            "backoff_max_secs",
+            "must be at least backoff_initial_secs",
+        ));
+    }
+    Ok(Retries {
         backoff_initial,
         backoff_max,
         poll_interval: secs(file, "mail.poll_interval_secs", m.poll_interval_secs, 0.01)?,
-        timeout: Duration::from_secs(m.timeout_secs.max(1)),
     })
 }
 

@@ -11,16 +11,29 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config_helpers::ConfigError;
+use crate::config_helpers::{ConfigError, NoKeys, Tagged, tagged_enum};
 use crate::secret::Secret;
 
-/// `[store]` in the file.
+tagged_enum! {
+    /// `[store]` in the file: `backend` picks the keys.
+    #[derive(Debug)]
+    pub enum StoreBackend {
+        tag = "backend";
+        default = "sled";
+        /// The embedded store under `data_dir` (the default): no other keys.
+        "sled" => Sled(NoKeys),
+        /// A PostgreSQL database shared by every rosterd node.
+        "postgres" => Postgres(PostgresSection),
+    }
+}
+
+/// `[store]` as written, read into a [`StoreBackend`] by [`validate`].
+pub type StoreSection = Tagged<StoreBackend>;
+
+/// The keys of `backend = "postgres"`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    /// `sled` (default: the embedded store under `data_dir`) or `postgres`.
-    #[serde(default)]
-    pub backend: BackendKind,
+pub struct PostgresSection {
     /// The PostgreSQL URL (`postgres://user@host:port/db`). A URL carrying a
     /// password belongs in `url_file` or `url_env`.
     pub url: Option<Secret>,
@@ -34,15 +47,6 @@ pub struct StoreSection {
     pub connect_timeout_secs: Option<u64>,
     /// Seconds a statement may run before the server cancels it [default: 30].
     pub statement_timeout_secs: Option<u64>,
-}
-
-/// The backends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    #[default]
-    Sled,
-    Postgres,
 }
 
 /// The validated `[store]`.
@@ -120,25 +124,10 @@ pub fn validate(
         key: format!("store.{key}"),
         message,
     };
-    if s.backend == BackendKind::Sled {
-        let pg_key = [
-            ("url", s.url.is_some()),
-            ("url_file", s.url_file.is_some()),
-            ("url_env", s.url_env.is_some()),
-            ("pool_size", s.pool_size.is_some()),
-            ("connect_timeout_secs", s.connect_timeout_secs.is_some()),
-            ("statement_timeout_secs", s.statement_timeout_secs.is_some()),
-        ]
-        .into_iter()
-        .find(|(_, set)| *set);
-        if let Some((key, _)) = pg_key {
-            return Err(err(
-                key,
-                "is a PostgreSQL setting; set backend = \"postgres\" or remove it".into(),
-            ));
-        }
-        return Ok(StoreConfig::Sled);
-    }
+    let s = match s.read().map_err(|e| err(&e.key, e.message))? {
+        StoreBackend::Sled(NoKeys {}) => return Ok(StoreConfig::Sled),
+        StoreBackend::Postgres(p) => p,
+    };
     let url = match (s.url, &s.url_file, &s.url_env) {
         (Some(u), None, None) => u,
         (None, Some(f), None) => {
@@ -225,6 +214,25 @@ mod tests {
         let e = parse("pool_size = 3", &[]).unwrap_err();
         assert_eq!(e.key, "store.pool_size");
         assert!(e.message.contains("backend = \"postgres\""), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_backend_or_key_lists_the_known_ones() {
+        let e = parse("backend = \"mysql\"", &[]).unwrap_err();
+        assert_eq!(e.key, "store.backend");
+        assert!(e.message.contains("use sled or postgres"), "{e}");
+        let e = parse(
+            "backend = \"postgres\"\nurl = \"postgres://u:hunter2@h/d\"\npool = 3",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "store.pool");
+        assert!(
+            e.message
+                .contains("takes url, url_file, url_env, pool_size"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

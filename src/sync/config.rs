@@ -7,20 +7,18 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::sources::hr::{CsvSource, HttpSource};
-use crate::config_helpers::{ConfigError, read_secret};
+use super::sources::hr::{CsvSection, CsvSource, HttpSection, HttpSource};
+use crate::config_helpers::{ConfigError, Kinds, NoKeys, Tagged, read_secret, tagged_enum};
 use crate::employee::{AccountStatus, Catalog};
 use crate::secret::Secret;
 
 /// One `[[sources]]` entry: the settings every kind shares. The rest of the table
-/// (`rest`) is the kind's own section ([`LdapSection`], [`HttpSection`],
-/// [`CsvSection`]), read with unknown keys refused.
+/// (`kind` and the keys it picks) is the kind's own section
+/// ([`SourceKindSection`]), read with unknown keys refused.
 #[derive(Debug, Deserialize)]
 pub struct SourceSection {
     /// Stable id: recorded on linked profiles and in the audit log. Never rename.
     pub id: String,
-    /// `ldap`, `http` or `csv`.
-    pub kind: String,
     /// For each profile field, the highest-priority source that maps it wins.
     /// Every source has its own priority.
     #[serde(default)]
@@ -58,9 +56,23 @@ pub struct SourceSection {
     /// for approval is kept until it is approved or superseded).
     #[serde(default = "default_keep_runs")]
     pub keep_runs: usize,
-    /// The kind's own keys.
+    /// `kind` (`ldap`, `http` or `csv`) and the kind's own keys.
     #[serde(flatten)]
-    pub rest: toml::Table,
+    pub kind: Tagged<SourceKindSection>,
+}
+
+tagged_enum! {
+    /// The keys of each kind of source (besides the shared ones).
+    #[derive(Debug)]
+    #[allow(clippy::large_enum_variant)] // a handful per config, read once
+    pub enum SourceKindSection {
+        /// An LDAP / Active Directory server.
+        "ldap" => Ldap(LdapSection),
+        /// A REST/JSON API read page by page.
+        "http" => Http(HttpSection),
+        /// A CSV export.
+        "csv" => Csv(CsvSection),
+    }
 }
 
 fn yes() -> bool {
@@ -107,7 +119,7 @@ pub struct LdapSection {
     pub attributes: AttributeMap,
     /// How a disabled entry is recognised.
     #[serde(default)]
-    pub disabled: DisabledSection,
+    pub disabled: Tagged<DisabledSection>,
     /// Where groups are, for positions and roles by membership.
     #[serde(default)]
     pub groups: GroupsSection,
@@ -223,34 +235,40 @@ impl Default for AttributeMap {
     }
 }
 
-/// How "disabled" is detected. `kind`: `none`, `ad_user_account_control` (bit 0x2),
-/// `ns_account_lock` (389-DS/FreeIPA), `pwd_account_locked_time` (OpenLDAP
-/// ppolicy), `attribute` (`attribute` equals one of `values`) or `filter` (entries
-/// matching `filter` on the server are disabled).
-#[derive(Debug, Clone, Deserialize)]
+tagged_enum! {
+    /// `[sources.disabled]`: how "disabled" is detected; `kind` picks the keys.
+    #[derive(Debug)]
+    pub enum DisabledSection {
+        default = "none";
+        /// No entry is disabled (the default).
+        "none" => None(NoKeys),
+        /// Active Directory: `userAccountControl` has bit 0x2.
+        "ad_user_account_control" => AdUserAccountControl(NoKeys),
+        /// 389-DS / FreeIPA: `nsAccountLock` is true.
+        "ns_account_lock" => NsAccountLock(NoKeys),
+        /// OpenLDAP ppolicy: `pwdAccountLockedTime` is set.
+        "pwd_account_locked_time" => PwdAccountLockedTime(NoKeys),
+        /// `attribute` equals one of `values`.
+        "attribute" => Attribute(DisabledAttribute),
+        /// Entries matching `filter` on the server are disabled.
+        "filter" => Filter(DisabledFilter),
+    }
+}
+
+/// `kind = "attribute"`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DisabledSection {
-    #[serde(default = "default_disabled_kind")]
-    pub kind: String,
-    pub attribute: Option<String>,
+pub struct DisabledAttribute {
+    pub attribute: String,
     #[serde(default)]
     pub values: Vec<String>,
-    pub filter: Option<String>,
 }
 
-fn default_disabled_kind() -> String {
-    "none".into()
-}
-
-impl Default for DisabledSection {
-    fn default() -> Self {
-        Self {
-            kind: default_disabled_kind(),
-            attribute: None,
-            values: vec![],
-            filter: None,
-        }
-    }
+/// `kind = "filter"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisabledFilter {
+    pub filter: String,
 }
 
 /// Where to search groups. Membership is read from `member` / `uniqueMember` of
@@ -447,15 +465,12 @@ impl SourceCtx<'_> {
             message: message.into(),
         }
     }
-    /// Reads a kind's section from the keys the shared section did not take.
-    pub fn section<T: serde::de::DeserializeOwned>(
-        &self,
-        rest: toml::Table,
-    ) -> Result<T, ConfigError> {
-        serde_path_to_error::deserialize(toml::Value::Table(rest)).map_err(|e| {
-            let path = e.path().to_string();
-            self.err(&path, e.into_inner().to_string())
-        })
+    /// Reads the [`Kinds`] section at `<key>` (`""`: the source itself), its
+    /// errors naming the full key.
+    pub fn tagged<T: Kinds>(&self, key: &str, section: Tagged<T>) -> Result<T, ConfigError> {
+        section
+            .read()
+            .map_err(|e| self.err(&format!("{key}.{}", e.key), e.message))
     }
     /// A secret from `<name>_file` or `<name>_env`, if either is set.
     pub fn secret(
@@ -590,30 +605,21 @@ pub fn validate_sources(
                 )
             })?,
         };
-        if s.kind != "ldap" && s.incremental_schedule.is_some() {
+        if let Some(kind @ ("http" | "csv")) = s.kind.kind()
+            && s.incremental_schedule.is_some()
+        {
             return Err(err(
                 "incremental_schedule",
-                format!(
-                    "{} sources read every record at each run; use full_schedule",
-                    s.kind
-                ),
+                format!("{kind} sources read every record at each run; use full_schedule"),
             ));
         }
-        let kind = match s.kind.as_str() {
-            "ldap" => SourceKind::Ldap(validate_ldap(&ctx, ctx.section(s.rest)?)?),
-            "http" => SourceKind::Http(super::sources::hr::validate_http(
-                &ctx,
-                ctx.section(s.rest)?,
-            )?),
-            "csv" => SourceKind::Csv(super::sources::hr::validate_csv(
-                &ctx,
-                ctx.section(s.rest)?,
-            )?),
-            other => {
-                return Err(err(
-                    "kind",
-                    format!("`{other}` is not a source kind; use ldap, http or csv"),
-                ));
+        let kind = match ctx.tagged("", s.kind)? {
+            SourceKindSection::Ldap(l) => SourceKind::Ldap(validate_ldap(&ctx, l)?),
+            SourceKindSection::Http(h) => {
+                SourceKind::Http(super::sources::hr::validate_http(&ctx, h)?)
+            }
+            SourceKindSection::Csv(c) => {
+                SourceKind::Csv(super::sources::hr::validate_csv(&ctx, c)?)
             }
         };
         out.push(Source {
@@ -635,10 +641,80 @@ pub fn validate_sources(
     Ok(out)
 }
 
-/// Long on purpose: one check per key, in the order the keys are documented,
-/// each error naming its key; split up, the key list would be spread over
-/// functions without any check getting simpler.
-fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, ConfigError> {
+/// Validates a `kind = "ldap"` source, in the order the keys are documented:
+/// the connection, the search, the attributes, how disabled entries are told,
+/// the group and role rules, incremental runs.
+fn validate_ldap(ctx: &SourceCtx<'_>, mut s: LdapSection) -> Result<LdapSource, ConfigError> {
+    let err = |k: &str, m: String| ctx.err(k, m);
+    let bind_password = ldap_connection(ctx, &s)?;
+    let scope = match s.scope.as_str() {
+        "sub" => ldap3::Scope::Subtree,
+        "one" => ldap3::Scope::OneLevel,
+        "base" => ldap3::Scope::Base,
+        other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
+    };
+    if s.attributes.email.is_none() {
+        return Err(err(
+            "attributes.email",
+            "every profile needs an email: map it".into(),
+        ));
+    }
+    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
+        return Err(err(
+            "attributes.photo",
+            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
+                .into(),
+        ));
+    }
+    let disabled = match ctx.tagged("disabled", std::mem::take(&mut s.disabled))? {
+        DisabledSection::None(NoKeys {}) => Disabled::None,
+        DisabledSection::AdUserAccountControl(NoKeys {}) => Disabled::AdUserAccountControl,
+        DisabledSection::NsAccountLock(NoKeys {}) => Disabled::NsAccountLock,
+        DisabledSection::PwdAccountLockedTime(NoKeys {}) => Disabled::PwdAccountLockedTime,
+        DisabledSection::Attribute(a) => Disabled::Attribute {
+            attribute: a.attribute,
+            values: a.values,
+        },
+        DisabledSection::Filter(f) => Disabled::Filter(f.filter),
+    };
+    ldap_rules(ctx, &s)?;
+    let incremental = match s.incremental.as_str() {
+        "auto" => Incremental::Auto,
+        "content_sync" => Incremental::ContentSync,
+        "modify_timestamp" => Incremental::Modified,
+        other => {
+            return Err(err(
+                "incremental",
+                format!("`{other}`: use auto, content_sync or modify_timestamp"),
+            ));
+        }
+    };
+    Ok(LdapSource {
+        url: s.url,
+        starttls: s.starttls,
+        ca_file: s.ca_file,
+        tls_insecure_skip_verify: s.tls_insecure_skip_verify,
+        bind_dn: s.bind_dn,
+        bind_password,
+        base_dn: s.base_dn,
+        scope,
+        filter: s.filter,
+        page_size: s.page_size,
+        timeout: Duration::from_secs(s.timeout_secs.max(1)),
+        join_key: s.join_key,
+        attributes: s.attributes,
+        disabled,
+        groups: s.groups,
+        positions: s.positions,
+        roles: s.roles,
+        default_role: s.default_role,
+        business_unit: s.business_unit,
+        incremental,
+    })
+}
+
+/// The connection keys: URL, TLS, CA file, bind DN and password.
+fn ldap_connection(ctx: &SourceCtx<'_>, s: &LdapSection) -> Result<Option<Secret>, ConfigError> {
     let err = |k: &str, m: String| ctx.err(k, m);
     if !(s.url.starts_with("ldap://") || s.url.starts_with("ldaps://")) {
         return Err(err("url", "must start with ldap:// or ldaps://".into()));
@@ -665,54 +741,13 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             "a bind password is set but no bind_dn".into(),
         ));
     }
-    let scope = match s.scope.as_str() {
-        "sub" => ldap3::Scope::Subtree,
-        "one" => ldap3::Scope::OneLevel,
-        "base" => ldap3::Scope::Base,
-        other => return Err(err("scope", format!("`{other}`: use sub, one or base"))),
-    };
-    if s.attributes.email.is_none() {
-        return Err(err(
-            "attributes.email",
-            "every profile needs an email: map it".into(),
-        ));
-    }
-    if s.attributes.photo.is_some() && s.attributes.photo_url.is_some() {
-        return Err(err(
-            "attributes.photo",
-            "both feed the profile's photo: map either photo (the bytes) or photo_url (a link)"
-                .into(),
-        ));
-    }
-    let disabled = match s.disabled.kind.as_str() {
-        "none" => Disabled::None,
-        "ad_user_account_control" => Disabled::AdUserAccountControl,
-        "ns_account_lock" => Disabled::NsAccountLock,
-        "pwd_account_locked_time" => Disabled::PwdAccountLockedTime,
-        "attribute" => Disabled::Attribute {
-            attribute: s.disabled.attribute.clone().ok_or_else(|| {
-                err(
-                    "disabled.attribute",
-                    "required with kind = \"attribute\"".into(),
-                )
-            })?,
-            values: s.disabled.values.clone(),
-        },
-        "filter" => Disabled::Filter(
-            s.disabled
-                .filter
-                .clone()
-                .ok_or_else(|| err("disabled.filter", "required with kind = \"filter\"".into()))?,
-        ),
-        other => {
-            return Err(err(
-                "disabled.kind",
-                format!(
-                    "`{other}`: use none, ad_user_account_control, ns_account_lock, pwd_account_locked_time, attribute or filter"
-                ),
-            ));
-        }
-    };
+    Ok(bind_password)
+}
+
+/// The group, role and business unit rules: every name they give is in the
+/// catalog, and profiles get a role.
+fn ldap_rules(ctx: &SourceCtx<'_>, s: &LdapSection) -> Result<(), ConfigError> {
+    let err = |k: &str, m: String| ctx.err(k, m);
     for (j, r) in s.positions.iter().enumerate() {
         if ctx.catalog.position(&r.position).is_none() {
             return Err(err(
@@ -762,37 +797,5 @@ fn validate_ldap(ctx: &SourceCtx<'_>, s: LdapSection) -> Result<LdapSource, Conf
             }
         }
     }
-    let incremental = match s.incremental.as_str() {
-        "auto" => Incremental::Auto,
-        "content_sync" => Incremental::ContentSync,
-        "modify_timestamp" => Incremental::Modified,
-        other => {
-            return Err(err(
-                "incremental",
-                format!("`{other}`: use auto, content_sync or modify_timestamp"),
-            ));
-        }
-    };
-    Ok(LdapSource {
-        url: s.url,
-        starttls: s.starttls,
-        ca_file: s.ca_file,
-        tls_insecure_skip_verify: s.tls_insecure_skip_verify,
-        bind_dn: s.bind_dn,
-        bind_password,
-        base_dn: s.base_dn,
-        scope,
-        filter: s.filter,
-        page_size: s.page_size,
-        timeout: Duration::from_secs(s.timeout_secs.max(1)),
-        join_key: s.join_key,
-        attributes: s.attributes,
-        disabled,
-        groups: s.groups,
-        positions: s.positions,
-        roles: s.roles,
-        default_role: s.default_role,
-        business_unit: s.business_unit,
-        incremental,
-    })
+    Ok(())
 }

@@ -13,7 +13,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use super::http::{Auth, Pagination, Paging, RequestSpec, Retry, SecretRef};
 use super::map::{CatalogNames, DateRule, FieldRule, HrMapping, Rules, StatusRule, Transform};
 use super::{CsvInput, CsvSource, HttpSource};
-use crate::config_helpers::{ConfigError, credential_path, read_secret};
+use crate::config_helpers::{
+    ConfigError, NoKeys, Tagged, credential_path, read_secret, tagged_enum,
+};
 use crate::secret::Secret;
 use crate::sync::config::SourceCtx;
 
@@ -136,84 +138,169 @@ pub struct FieldsSection {
     pub default_role: Option<String>,
 }
 
-/// `[sources.auth]`. `kind = "bearer"` (`Authorization: Bearer <token>`),
-/// `"basic"` (username + password), `"header"` (`<header>: <prefix><token>`) or
-/// `"query"` (`?<param>=<token>`). Secret files are re-read at every run, so a
-/// job outside rosterd may rotate short-lived tokens.
+tagged_enum! {
+    /// `[sources.auth]`: `kind` picks the keys. Secret files are re-read at every
+    /// run, so a job outside rosterd may rotate short-lived tokens.
+    #[derive(Debug)]
+    pub enum AuthSection {
+        /// `Authorization: Bearer <token>`.
+        "bearer" => Bearer(TokenAuth),
+        /// `Authorization: Basic` with a username and a password.
+        "basic" => Basic(BasicAuth),
+        /// `<header>: <prefix><token>`.
+        "header" => Header(HeaderAuth),
+        /// `?<param>=<token>`.
+        "query" => Query(QueryAuth),
+    }
+}
+
+/// `kind = "bearer"`: the token, from exactly one of the two keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    /// `bearer`, `basic`, `header` or `query`.
-    pub kind: String,
-    /// bearer / header / query: file holding the token.
+pub struct TokenAuth {
+    /// File holding the token.
     pub token_file: Option<PathBuf>,
     /// ... or the environment variable holding it.
     pub token_env: Option<String>,
-    /// basic: the user name (not secret), or `username_file` / `username_env`
-    /// when the user name is the secret (BambooHR takes the API key as user name).
+}
+
+/// `kind = "basic"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name (not secret), or `username_file` / `username_env` when the
+    /// user name is the secret (BambooHR takes the API key as user name).
     pub username: Option<String>,
     pub username_file: Option<PathBuf>,
     pub username_env: Option<String>,
-    /// basic: file / environment variable holding the password.
+    /// File / environment variable holding the password.
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
-    /// basic: a literal password, only for non-secret placeholders (BambooHR's
-    /// `x`). Real passwords belong in `password_file` / `password_env`.
+    /// A literal password, only for non-secret placeholders (BambooHR's `x`).
+    /// Real passwords belong in `password_file` / `password_env`.
     pub password: Option<String>,
-    /// header: the header name (`X-API-Key`).
-    pub header: Option<String>,
-    /// header: put before the token (`"Token "`); default none.
-    pub prefix: Option<String>,
-    /// query: the query parameter name (`api_key`).
-    pub param: Option<String>,
 }
 
-/// `[sources.pagination]`. `kind`:
-/// - `none` (default): one request;
-/// - `next_link`: the next page's URL (absolute or relative) is at JSON pointer
-///   `next`; the end is when it is absent, null or empty;
-/// - `link_header`: the next page is the RFC 8288 `Link: <...>; rel="next"`;
-/// - `page`: `page_param` (default `page`) counts from `start` (default 1), and
-///   `size_param` (default `per_page`; `""` to not send it) asks for `size`
-///   records (default 100);
-/// - `offset`: `offset_param` (default `offset`) advances by the records
-///   received, `limit_param` (default `limit`) asks for `limit` (default 100);
-/// - `cursor`: the next cursor is at JSON pointer `cursor`, sent back as
-///   `cursor_param` (default `cursor`); the end is when it is absent/null/empty.
-///
-/// `page` and `offset` end at an empty page, at a page shorter than the pages
-/// before it, or once `total` records are read. With `total` (a JSON pointer to
-/// the record count, for any kind) a read that ends short of it fails. A page
-/// repeating the previous one, a next link or cursor seen before, or more than
-/// `max_pages` pages fail the run.
+/// `kind = "header"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderAuth {
+    /// The header name (`X-API-Key`).
+    pub header: String,
+    /// Put before the token (`"Token "`); default none.
+    pub prefix: Option<String>,
+    /// File holding the token (keys repeated from [`TokenAuth`]: serde's
+    /// `flatten` would let unknown keys through, serde #1358).
+    pub token_file: Option<PathBuf>,
+    /// ... or the environment variable holding it.
+    pub token_env: Option<String>,
+}
+
+/// `kind = "query"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryAuth {
+    /// The query parameter name (`api_key`).
+    pub param: String,
+    /// File holding the token.
+    pub token_file: Option<PathBuf>,
+    /// ... or the environment variable holding it.
+    pub token_env: Option<String>,
+}
+
+tagged_enum! {
+    /// `[sources.pagination]`: `kind` picks the keys.
+    ///
+    /// `page` and `offset` end at an empty page, at a page shorter than the pages
+    /// before it, or once `total` records are read. With `total` (a JSON pointer
+    /// to the record count, for any kind but `none`) a read that ends short of it
+    /// fails. A page repeating the previous one, a next link or cursor seen
+    /// before, or more than `max_pages` pages fail the run. (`total` and
+    /// `max_pages` are repeated in each kind's keys: serde's `flatten` would let
+    /// unknown keys through, serde #1358.)
+    #[derive(Debug)]
+    pub enum PaginationSection {
+        default = "none";
+        /// One request (the default).
+        "none" => None(NoKeys),
+        /// The next page's URL (absolute or relative) is at JSON pointer `next`;
+        /// the end is when it is absent, null or empty.
+        "next_link" => NextLink(NextLinkPaging),
+        /// The next page is the RFC 8288 `Link: <...>; rel="next"`.
+        "link_header" => LinkHeader(PageLimits),
+        /// `page_param` (default `page`) counts from `start` (default 1), and
+        /// `size_param` (default `per_page`; `""` to not send it) asks for `size`
+        /// records (default 100).
+        "page" => Page(PagePaging),
+        /// `offset_param` (default `offset`) advances by the records received,
+        /// `limit_param` (default `limit`) asks for `limit` (default 100).
+        "offset" => Offset(OffsetPaging),
+        /// The next cursor is at JSON pointer `cursor`, sent back as
+        /// `cursor_param` (default `cursor`); the end is when it is
+        /// absent/null/empty.
+        "cursor" => Cursor(CursorPaging),
+    }
+}
+
+/// `kind = "link_header"`: the keys every paged kind takes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PaginationSection {
-    /// `none`, `next_link`, `link_header`, `page`, `offset` or `cursor`.
-    pub kind: Option<String>,
-    /// next_link: JSON pointer to the next page's URL (`/links/next`).
-    pub next: Option<String>,
-    /// page: the page number parameter.
-    pub page_param: Option<String>,
-    /// page: the page size parameter.
-    pub size_param: Option<String>,
-    /// page: records per page asked for.
-    pub size: Option<u32>,
-    /// page: number of the first page, 0 or 1.
-    pub start: Option<u64>,
-    /// offset: the offset parameter.
-    pub offset_param: Option<String>,
-    /// offset: the limit parameter.
-    pub limit_param: Option<String>,
-    /// offset: records per page asked for.
-    pub limit: Option<u32>,
-    /// cursor: JSON pointer to the next cursor (`/meta/nextCursor`).
-    pub cursor: Option<String>,
-    /// cursor: the parameter the cursor is sent as.
-    pub cursor_param: Option<String>,
+pub struct PageLimits {
     /// JSON pointer to the total number of records (`/total`).
     pub total: Option<String>,
     /// Refuse to read more pages than this (default 10000).
+    pub max_pages: Option<u32>,
+}
+
+/// `kind = "next_link"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextLinkPaging {
+    /// JSON pointer to the next page's URL (`/links/next`).
+    pub next: String,
+    pub total: Option<String>,
+    pub max_pages: Option<u32>,
+}
+
+/// `kind = "page"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagePaging {
+    /// The page number parameter.
+    pub page_param: Option<String>,
+    /// The page size parameter.
+    pub size_param: Option<String>,
+    /// Records per page asked for.
+    pub size: Option<u32>,
+    /// Number of the first page, 0 or 1.
+    pub start: Option<u64>,
+    pub total: Option<String>,
+    pub max_pages: Option<u32>,
+}
+
+/// `kind = "offset"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetPaging {
+    /// The offset parameter.
+    pub offset_param: Option<String>,
+    /// The limit parameter.
+    pub limit_param: Option<String>,
+    /// Records per page asked for.
+    pub limit: Option<u32>,
+    pub total: Option<String>,
+    pub max_pages: Option<u32>,
+}
+
+/// `kind = "cursor"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CursorPaging {
+    /// JSON pointer to the next cursor (`/meta/nextCursor`).
+    pub cursor: String,
+    /// The parameter the cursor is sent as.
+    pub cursor_param: Option<String>,
+    pub total: Option<String>,
     pub max_pages: Option<u32>,
 }
 
@@ -285,7 +372,7 @@ pub struct HttpSection {
     /// (default): the body is the array.
     #[serde(default)]
     pub records: String,
-    pub auth: Option<AuthSection>,
+    pub auth: Option<Tagged<AuthSection>>,
     /// Extra query parameters sent with every request (`{ onlyCurrent = false }`).
     #[serde(default)]
     pub query: BTreeMap<String, toml::Value>,
@@ -297,7 +384,7 @@ pub struct HttpSection {
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     #[serde(default)]
-    pub pagination: PaginationSection,
+    pub pagination: Tagged<PaginationSection>,
     #[serde(default)]
     pub retry: RetrySection,
     /// The record's stable id (JSON pointer or table spec), e.g. `"/id"`.
@@ -318,7 +405,7 @@ pub struct CsvSection {
     #[serde(default)]
     pub allow_insecure_http: bool,
     /// url: authentication, as for http sources.
-    pub auth: Option<AuthSection>,
+    pub auth: Option<Tagged<AuthSection>>,
     /// url: extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -783,136 +870,98 @@ fn secret(
     }))
 }
 
-/// Long because every key is checked by hand against `kind` (`not_for`): what
-/// a `#[serde(tag = "kind")]` enum would do (issue 20; not done yet, see serde
-/// #2123: unit variants of an internally tagged enum accept unknown keys).
+/// The token of a bearer, header or query auth, from its file or variable.
+fn token(
+    ctx: &SourceCtx<'_>,
+    file: Option<&Path>,
+    env_name: Option<&str>,
+) -> Result<SecretRef, ConfigError> {
+    secret(ctx, "auth.token", file, env_name)?.ok_or_else(|| {
+        ctx.err(
+            "auth",
+            "set token_file (a file holding the token) or token_env (an environment variable)",
+        )
+    })
+}
+
+/// A basic auth's `<name>` (not secret) or `<name>_file` / `<name>_env`, at
+/// most one of them.
+fn basic_part(
+    ctx: &SourceCtx<'_>,
+    name: &str,
+    literal: Option<String>,
+    file: Option<&Path>,
+    env_name: Option<&str>,
+) -> Result<Option<SecretRef>, ConfigError> {
+    let key = format!("auth.{name}");
+    match (literal, secret(ctx, &key, file, env_name)?) {
+        (Some(v), None) => Ok(Some(SecretRef {
+            value: Secret::new(v),
+            file: None,
+        })),
+        (None, s) => Ok(s),
+        (Some(_), Some(_)) => Err(ctx.err(
+            &key,
+            format!("set {name}, or {name}_file / {name}_env, not both"),
+        )),
+    }
+}
+
+/// `[sources.auth]`: which keys apply to which kind is in the types
+/// ([`AuthSection`]); here the secrets are read and the names checked.
 fn auth(ctx: &SourceCtx<'_>, a: AuthSection) -> Result<Auth, ConfigError> {
-    let not_for = |k: &str, set: bool| -> Result<(), ConfigError> {
-        if set {
-            Err(ctx.err(
-                &format!("auth.{k}"),
-                format!("does not apply to auth.kind = \"{}\"", a.kind),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let token = || -> Result<SecretRef, ConfigError> {
-        secret(
+    match a {
+        AuthSection::Bearer(t) => Ok(Auth::Bearer(token(
             ctx,
-            "auth.token",
-            a.token_file.as_deref(),
-            a.token_env.as_deref(),
-        )?
-        .ok_or_else(|| {
-            ctx.err(
-                "auth",
-                "set token_file (a file holding the token) or token_env (an environment variable)",
-            )
-        })
-    };
-    let basic_keys = a.username.is_some()
-        || a.username_file.is_some()
-        || a.username_env.is_some()
-        || a.password.is_some()
-        || a.password_file.is_some()
-        || a.password_env.is_some();
-    let token_keys = a.token_file.is_some() || a.token_env.is_some();
-    match a.kind.as_str() {
-        "bearer" => {
-            not_for("username / password", basic_keys)?;
-            not_for("header", a.header.is_some())?;
-            not_for("prefix", a.prefix.is_some())?;
-            not_for("param", a.param.is_some())?;
-            Ok(Auth::Bearer(token()?))
-        }
-        "basic" => {
-            not_for("token_file / token_env", token_keys)?;
-            not_for("header", a.header.is_some())?;
-            not_for("prefix", a.prefix.is_some())?;
-            not_for("param", a.param.is_some())?;
-            let username = match (
-                &a.username,
-                secret(
-                    ctx,
+            t.token_file.as_deref(),
+            t.token_env.as_deref(),
+        )?)),
+        AuthSection::Basic(b) => {
+            let username = basic_part(
+                ctx,
+                "username",
+                b.username,
+                b.username_file.as_deref(),
+                b.username_env.as_deref(),
+            )?
+            .ok_or_else(|| {
+                ctx.err(
                     "auth.username",
-                    a.username_file.as_deref(),
-                    a.username_env.as_deref(),
-                )?,
-            ) {
-                (Some(u), None) => SecretRef {
-                    value: Secret::new(u.clone()),
-                    file: None,
-                },
-                (None, Some(s)) => s,
-                (Some(_), Some(_)) => {
-                    return Err(ctx.err(
-                        "auth.username",
-                        "set username, or username_file / username_env, not both",
-                    ));
-                }
-                (None, None) => {
-                    return Err(ctx.err(
-                        "auth.username",
-                        "basic auth needs a username (or username_file / username_env)",
-                    ));
-                }
-            };
-            let password = match (
-                &a.password,
-                secret(
-                    ctx,
-                    "auth.password",
-                    a.password_file.as_deref(),
-                    a.password_env.as_deref(),
-                )?,
-            ) {
-                (Some(p), None) => Some(SecretRef {
-                    value: Secret::new(p.clone()),
-                    file: None,
-                }),
-                (None, s) => s,
-                (Some(_), Some(_)) => {
-                    return Err(ctx.err(
-                        "auth.password",
-                        "set password, or password_file / password_env, not both",
-                    ));
-                }
-            };
+                    "basic auth needs a username (or username_file / username_env)",
+                )
+            })?;
+            let password = basic_part(
+                ctx,
+                "password",
+                b.password,
+                b.password_file.as_deref(),
+                b.password_env.as_deref(),
+            )?;
             Ok(Auth::Basic { username, password })
         }
-        "header" => {
-            not_for("username / password", basic_keys)?;
-            not_for("param", a.param.is_some())?;
-            let name = a
-                .header
-                .as_deref()
-                .ok_or_else(|| ctx.err("auth.header", "name the header, e.g. X-API-Key"))?;
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ctx.err("auth.header", format!("`{name}` is not a header name")))?;
+        AuthSection::Header(h) => {
+            let name =
+                reqwest::header::HeaderName::from_bytes(h.header.as_bytes()).map_err(|_| {
+                    ctx.err(
+                        "auth.header",
+                        format!("`{}` is not a header name, e.g. X-API-Key", h.header),
+                    )
+                })?;
             Ok(Auth::Header {
                 name,
-                prefix: a.prefix.clone().unwrap_or_default(),
-                token: token()?,
+                prefix: h.prefix.unwrap_or_default(),
+                token: token(ctx, h.token_file.as_deref(), h.token_env.as_deref())?,
             })
         }
-        "query" => {
-            not_for("username / password", basic_keys)?;
-            not_for("header", a.header.is_some())?;
-            not_for("prefix", a.prefix.is_some())?;
-            let param =
-                a.param.clone().filter(|p| !p.is_empty()).ok_or_else(|| {
-                    ctx.err("auth.param", "name the query parameter, e.g. api_key")
-                })?;
+        AuthSection::Query(q) => {
+            if q.param.is_empty() {
+                return Err(ctx.err("auth.param", "name the query parameter, e.g. api_key"));
+            }
             Ok(Auth::Query {
-                param,
-                token: token()?,
+                param: q.param,
+                token: token(ctx, q.token_file.as_deref(), q.token_env.as_deref())?,
             })
         }
-        other => Err(ctx.err(
-            "auth.kind",
-            format!("`{other}`: use bearer, basic, header or query"),
-        )),
     }
 }
 
@@ -953,53 +1002,9 @@ fn timeout(ctx: &SourceCtx<'_>, secs: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Long because every key is checked by hand against `kind` (`only`), as for
-/// [`auth`]: the candidate for a tagged enum.
+/// `[sources.pagination]`: which keys apply to which kind is in the types
+/// ([`PaginationSection`]); here the values are checked and defaulted.
 fn pagination(ctx: &SourceCtx<'_>, p: PaginationSection) -> Result<Pagination, ConfigError> {
-    let kind = p.kind.as_deref().unwrap_or("none");
-    let only = |k: &str, set: bool, kinds: &str| -> Result<(), ConfigError> {
-        if set {
-            Err(ctx.err(
-                &format!("pagination.{k}"),
-                format!("only applies to pagination.kind = {kinds}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let is = |k: &str| kind == k;
-    only(
-        "next",
-        p.next.is_some() && !is("next_link"),
-        "\"next_link\"",
-    )?;
-    let paged = is("page");
-    only("page_param", p.page_param.is_some() && !paged, "\"page\"")?;
-    only("size_param", p.size_param.is_some() && !paged, "\"page\"")?;
-    only("size", p.size.is_some() && !paged, "\"page\"")?;
-    only("start", p.start.is_some() && !paged, "\"page\"")?;
-    let off = is("offset");
-    only(
-        "offset_param",
-        p.offset_param.is_some() && !off,
-        "\"offset\"",
-    )?;
-    only("limit_param", p.limit_param.is_some() && !off, "\"offset\"")?;
-    only("limit", p.limit.is_some() && !off, "\"offset\"")?;
-    let cur = is("cursor");
-    only("cursor", p.cursor.is_some() && !cur, "\"cursor\"")?;
-    only(
-        "cursor_param",
-        p.cursor_param.is_some() && !cur,
-        "\"cursor\"",
-    )?;
-    let none = is("none");
-    only("total", p.total.is_some() && none, "anything but \"none\"")?;
-    only(
-        "max_pages",
-        p.max_pages.is_some() && none,
-        "anything but \"none\"",
-    )?;
     let pointer = |k: &str, v: &str| -> Result<(), ConfigError> {
         if v.is_empty() {
             return Err(ctx.err(&format!("pagination.{k}"), "point at a value, e.g. /total"));
@@ -1019,67 +1024,70 @@ fn pagination(ctx: &SourceCtx<'_>, p: PaginationSection) -> Result<Pagination, C
             n => Ok(n),
         }
     };
-    let paging = match kind {
-        "none" => Paging::None,
-        "next_link" => {
-            let next = p.next.ok_or_else(|| {
-                ctx.err(
-                    "pagination.next",
-                    "JSON pointer to the next page's URL, e.g. /links/next",
-                )
-            })?;
-            pointer("next", &next)?;
-            Paging::NextLink { next }
+    let (paging, limits) = match p {
+        PaginationSection::None(NoKeys {}) => (Paging::None, PageLimits::default()),
+        PaginationSection::NextLink(n) => {
+            pointer("next", &n.next)?;
+            let limits = PageLimits {
+                total: n.total,
+                max_pages: n.max_pages,
+            };
+            (Paging::NextLink { next: n.next }, limits)
         }
-        "link_header" => Paging::LinkHeader,
-        "page" => {
+        PaginationSection::LinkHeader(limits) => (Paging::LinkHeader, limits),
+        PaginationSection::Page(p) => {
             let start = p.start.unwrap_or(1);
             if start > 1 {
                 return Err(ctx.err("pagination.start", "the first page is 0 or 1"));
             }
-            Paging::Page {
+            let paging = Paging::Page {
                 page_param: param("page_param", p.page_param, "page")?,
                 size_param: Some(p.size_param.unwrap_or_else(|| "per_page".into()))
                     .filter(|s| !s.is_empty()),
                 size: positive("size", p.size)?,
                 start,
-            }
+            };
+            let limits = PageLimits {
+                total: p.total,
+                max_pages: p.max_pages,
+            };
+            (paging, limits)
         }
-        "offset" => Paging::Offset {
-            offset_param: param("offset_param", p.offset_param, "offset")?,
-            limit_param: param("limit_param", p.limit_param, "limit")?,
-            limit: positive("limit", p.limit)?,
-        },
-        "cursor" => {
-            let cursor = p.cursor.ok_or_else(|| {
-                ctx.err(
-                    "pagination.cursor",
-                    "JSON pointer to the next cursor, e.g. /meta/nextCursor",
-                )
-            })?;
-            pointer("cursor", &cursor)?;
-            Paging::Cursor {
-                cursor,
-                cursor_param: param("cursor_param", p.cursor_param, "cursor")?,
-            }
+        PaginationSection::Offset(o) => {
+            let paging = Paging::Offset {
+                offset_param: param("offset_param", o.offset_param, "offset")?,
+                limit_param: param("limit_param", o.limit_param, "limit")?,
+                limit: positive("limit", o.limit)?,
+            };
+            let limits = PageLimits {
+                total: o.total,
+                max_pages: o.max_pages,
+            };
+            (paging, limits)
         }
-        other => {
-            return Err(ctx.err(
-                "pagination.kind",
-                format!("`{other}`: use none, next_link, link_header, page, offset or cursor"),
-            ));
+        PaginationSection::Cursor(c) => {
+            pointer("cursor", &c.cursor)?;
+            let paging = Paging::Cursor {
+                cursor: c.cursor,
+                cursor_param: param("cursor_param", c.cursor_param, "cursor")?,
+            };
+            let limits = PageLimits {
+                total: c.total,
+                max_pages: c.max_pages,
+            };
+            (paging, limits)
         }
     };
-    if let Some(t) = &p.total {
+    if let Some(t) = &limits.total {
         pointer("total", t)?;
     }
-    let max_pages = p.max_pages.unwrap_or(10_000);
+    let max_pages = limits.max_pages.unwrap_or(10_000);
     if max_pages == 0 {
         return Err(ctx.err("pagination.max_pages", "must be at least 1"));
     }
     Ok(Pagination {
         paging,
-        total: p.total,
+        total: limits.total,
         max_pages,
     })
 }
@@ -1115,14 +1123,17 @@ pub fn validate_http(ctx: &SourceCtx<'_>, s: HttpSection) -> Result<HttpSource, 
         };
         query.push((k, v));
     }
-    let pagination = pagination(ctx, s.pagination)?;
+    let pagination = pagination(ctx, ctx.tagged("pagination", s.pagination)?)?;
     let request = RequestSpec {
         url,
         method,
         body,
         query,
         headers: headers(ctx, s.headers)?,
-        auth: s.auth.map(|a| auth(ctx, a)).transpose()?,
+        auth: s
+            .auth
+            .map(|a| auth(ctx, ctx.tagged("auth", a)?))
+            .transpose()?,
         timeout: timeout(ctx, s.timeout_secs)?,
         retry: retry(ctx, s.retry)?,
     };
@@ -1156,7 +1167,10 @@ pub fn validate_csv(ctx: &SourceCtx<'_>, s: CsvSection) -> Result<CsvSource, Con
             body: None,
             query: Vec::new(),
             headers: headers(ctx, s.headers)?,
-            auth: s.auth.map(|a| auth(ctx, a)).transpose()?,
+            auth: s
+                .auth
+                .map(|a| auth(ctx, ctx.tagged("auth", a)?))
+                .transpose()?,
             timeout: timeout(ctx, s.timeout_secs)?,
             retry: retry(ctx, s.retry)?,
         })),

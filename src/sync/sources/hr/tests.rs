@@ -431,6 +431,72 @@ fn http_to_loopback_and_auth_kinds() {
     assert_eq!(e.key, "sources[0].auth.header", "{e}");
 }
 
+/// `[sources.auth]` and `[sources.pagination]` are tagged enums: a key of
+/// another kind is refused with its full path and the kinds it belongs to.
+#[test]
+fn a_key_of_another_auth_or_pagination_kind_is_refused_with_its_path() {
+    let e = err_key(&HTTP.replace(
+        "kind = \"bearer\"\ntoken_env = \"HR_TOKEN\"",
+        "kind = \"basic\"\nusername = \"svc\"\ntoken_env = \"HR_TOKEN\"",
+    ));
+    assert_eq!(e.key, "sources[0].auth.token_env", "{e}");
+    assert!(
+        e.message.contains("does not apply to kind = \"basic\""),
+        "{e}"
+    );
+    assert!(
+        e.message.contains("\"bearer\", \"header\" or \"query\""),
+        "{e}"
+    );
+    assert!(e.message.contains("username, username_file"), "{e}");
+    let e = err_key(&format!(
+        "{HTTP}\n[sources.pagination]\nkind = \"offset\"\nsize = 50\n"
+    ));
+    assert_eq!(e.key, "sources[0].pagination.size", "{e}");
+    assert!(e.message.contains("a key of kind = \"page\""), "{e}");
+    // `none` (also when `kind` is absent) takes no keys at all.
+    let e = err_key(&format!(
+        "{HTTP}\n[sources.pagination]\ntotal = \"/total\"\n"
+    ));
+    assert_eq!(e.key, "sources[0].pagination.total", "{e}");
+    assert!(
+        e.message.contains("kind = \"none\" takes no other keys"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_key_of_an_auth_or_pagination_kind_is_named() {
+    let e = err_key(&HTTP.replace(
+        "kind = \"bearer\"\ntoken_env = \"HR_TOKEN\"",
+        "kind = \"query\"\ntoken_env = \"HR_TOKEN\"",
+    ));
+    assert_eq!(e.key, "sources[0].auth.param", "{e}");
+    assert!(e.message.contains("kind = \"query\" needs `param`"), "{e}");
+    let e = err_key(&format!(
+        "{HTTP}\n[sources.pagination]\nkind = \"next_link\"\n"
+    ));
+    assert_eq!(e.key, "sources[0].pagination.next", "{e}");
+    assert!(
+        e.message.contains("kind = \"next_link\" needs `next`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_kind_lists_the_known_ones() {
+    let e = err_key(&HTTP.replace("kind = \"http\"", "kind = \"soap\""));
+    assert_eq!(e.key, "sources[0].kind", "{e}");
+    assert!(e.message.contains("`soap`"), "{e}");
+    assert!(e.message.contains("ldap, http or csv"), "{e}");
+    let e = err_key(&format!("{HTTP}\n[sources.pagination]\nkind = \"pages\"\n"));
+    assert!(
+        e.message
+            .contains("none, next_link, link_header, page, offset or cursor"),
+        "{e}"
+    );
+}
+
 const CSV: &str = r#"
 [[sources]]
 id = "hr-csv"
