@@ -31,7 +31,7 @@ fn fresh_pg() -> (String, PgSettings) {
     (db, s)
 }
 
-fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
+pub(crate) fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
     Write {
         id,
         expected_version: expected,
@@ -59,7 +59,7 @@ fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
     }
 }
 
-fn message(id: u64, emp: Uuid) -> OutboxRecord {
+pub(crate) fn message(id: u64, emp: Uuid) -> OutboxRecord {
     let now = chrono::Utc::now();
     OutboxRecord {
         id,
