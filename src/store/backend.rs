@@ -413,8 +413,10 @@ impl Store {
                     pg.redacted_url(),
                     super::postgres::PG_SCHEMA_VERSION,
                     match done {
-                        super::postgres::Migrated::Created => "created",
-                        super::postgres::Migrated::Current => "is current",
+                        super::postgres::Migrated::Created => "created".to_string(),
+                        super::postgres::Migrated::Current => "is current".to_string(),
+                        super::postgres::Migrated::Upgraded(from) =>
+                            format!("(upgraded from version {from})"),
                     }
                 ))
             }

@@ -270,8 +270,31 @@ async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
             .then(|| (a, c.count("SELECT epoch FROM source_lease")))
     })
     .await;
-    nodes[a].signal(libc::SIGSTOP);
     let b = 1 - a;
+    // Either node shows who holds the lease (the API, and rosterctl's words).
+    let holder = c.holder("corp").unwrap();
+    let v = nodes[b]
+        .get_json("/api/v1/sync/sources", &nodes[b].admin_token())
+        .await;
+    let lease = &v["items"][0]["lease"];
+    assert_eq!(
+        (&lease["holder"], &lease["epoch"], &lease["free"]),
+        (&json!(holder), &json!(epoch_a), &json!(false)),
+        "{v}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rosterctl"))
+        .args(["--url", &nodes[b].base, "--token", &nodes[b].admin_token()])
+        .args(["sync", "sources"])
+        .env_remove("ROSTERD_URL")
+        .env_remove("ROSTERD_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("lease: held by {holder}, epoch {epoch_a}, until ")),
+        "{text}"
+    );
+    nodes[a].signal(libc::SIGSTOP);
 
     // The other node takes the lease (a higher epoch) and applies the rest.
     let history = wait_runs(&nodes[b], 120, "run B to apply the rest", |r| {
@@ -279,6 +302,23 @@ async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
     })
     .await;
     assert!(c.count("SELECT epoch FROM source_lease") > epoch_a);
+    // Between runs the lease is free, and says who had it last.
+    let text = wait_until(30, "the lease to be let go", || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rosterctl"))
+            .args(["--url", &nodes[b].base, "--token", &nodes[b].admin_token()])
+            .args(["sync", "sources"])
+            .env_remove("ROSTERD_URL")
+            .env_remove("ROSTERD_TOKEN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("lease: free (last held by").then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains(&format!(":{}, epoch", nodes[b].child.id())),
+        "{text}"
+    );
     let run_b = history
         .iter()
         .find(|r| r["outcome"] == "applied")
@@ -595,4 +635,46 @@ fn leases_fence_stale_batches_and_claims_are_won_once() {
     // (Whether a lapsed holder may still send is the holder name's check:
     // both handles here are one process, one name; the mail test shows it
     // across two processes.)
+}
+
+/// A database at schema version 1 (before leases) gets step 2 and keeps its data.
+#[test]
+fn a_version_1_database_is_upgraded_with_the_lease_tables() {
+    use rosterd::store::postgres::{Migrated, PG_SCHEMA_VERSION, PgStore};
+    if test_store_is_postgres() {
+        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    }
+    let pg = server();
+    let db = pg.fresh_database();
+    let settings = rosterd::store::config::PgSettings::new(pg.url(&db));
+    assert_eq!(PgStore::migrate_only(&settings).unwrap(), Migrated::Created);
+    pg.psql(
+        &db,
+        "DROP TABLE source_lease, duty_schedule;
+         ALTER TABLE outbox DROP COLUMN claimed_by, DROP COLUMN claim_until;
+         INSERT INTO sync_state (source, bytes) VALUES ('kept', '\\x01');
+         UPDATE rosterd_schema SET version = 1",
+    );
+    assert_eq!(
+        PgStore::migrate_only(&settings).unwrap(),
+        Migrated::Upgraded(1)
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT version FROM rosterd_schema").trim(),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('source_lease', 'duty_schedule')"
+        )
+        .trim(),
+        "2"
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT count(claim_until) FROM outbox").trim(),
+        "0"
+    );
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM sync_state").trim(), "1");
+    assert_eq!(PgStore::migrate_only(&settings).unwrap(), Migrated::Current);
 }

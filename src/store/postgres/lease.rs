@@ -254,3 +254,45 @@ pub async fn outbox_hold(
     .rows_affected()
         == 1)
 }
+
+/// Frees the leases and outbox claims of rosterd processes on this host that
+/// are gone (a holder `host:pid` whose pid no longer runs here): a node killed
+/// and started again need not wait out its own old lease. Holders on other
+/// hosts expire by themselves.
+pub async fn forget_dead_local(pool: PgPool, node: String) -> Result<Vec<String>, StoreError> {
+    let Some((host, _)) = node.rsplit_once(':') else {
+        return Ok(vec![]);
+    };
+    let prefix = format!("{host}:");
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT holder FROM source_lease WHERE expires_at > now() AND starts_with(holder, $1)
+         UNION SELECT claimed_by FROM outbox
+            WHERE pending AND claim_until > now() AND starts_with(claimed_by, $1)",
+    )
+    .bind(&prefix)
+    .fetch_all(&pool)
+    .await
+    .map_err(db_err)?;
+    let dead: Vec<String> = holders
+        .into_iter()
+        .filter(|h| *h != node)
+        .filter(|h| {
+            h[prefix.len()..]
+                .parse::<u32>()
+                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect();
+    if !dead.is_empty() {
+        sqlx::query(
+            "WITH l AS (
+                UPDATE source_lease SET expires_at = now() WHERE holder = ANY($1) AND expires_at > now()
+             )
+             UPDATE outbox SET claim_until = NULL WHERE claimed_by = ANY($1) AND pending",
+        )
+        .bind(&dead)
+        .execute(&pool)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(dead)
+}

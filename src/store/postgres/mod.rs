@@ -174,6 +174,11 @@ impl PgStore {
             let active: std::collections::HashMap<Uuid, bool> = ids.into_iter().collect();
             d.set_classes(|id| active.get(&id).copied());
         }
+        let node = store.inner.node.clone();
+        let dead = store.run(move |pool| lease::forget_dead_local(pool, node))?;
+        if !dead.is_empty() {
+            tracing::warn!(nodes = ?dead, "the leases and claims of rosterd processes on this host that are gone are freed");
+        }
         tracing::info!(database = %redacted, "PostgreSQL store open");
         Ok(store)
     }

@@ -88,6 +88,8 @@ pub enum Migrated {
     Created,
     /// The schema was already at this build's version.
     Current,
+    /// The schema was at an older version (the one given) and was upgraded.
+    Upgraded(i64),
 }
 
 /// Creates or upgrades the schema (see the module doc).
@@ -137,7 +139,10 @@ pub async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            Migrated::Created
+            match found {
+                Some(v) => Migrated::Upgraded(v),
+                None => Migrated::Created,
+            }
         }
     };
     tx.commit().await.map_err(db_err)?;
