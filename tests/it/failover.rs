@@ -24,6 +24,12 @@ use crate::smtp::{Smtp, free_port, rcpt};
 use crate::support::pg::{server, test_store_is_postgres};
 use crate::support::rosterd::Rosterd;
 
+/// Whether this pass runs these tests: the sled pass only (their daemons are
+/// on PostgreSQL anyway; the PostgreSQL pass would run them a second time).
+fn in_this_pass() -> bool {
+    !test_store_is_postgres()
+}
+
 /// Leases (and outbox claims) last this long unless renewed.
 const TTL_SECS: u64 = 2;
 
@@ -177,6 +183,14 @@ async fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// Two nodes on one database, both reading a directory of `n` people every `cron`.
+async fn two_nodes_reading(name: &str, n: usize, cron: &str) -> (Cluster, [Rosterd; 2]) {
+    let src = directory(name, n, cron).await;
+    let c = Cluster::new([&src, &src]);
+    let nodes = [c.start(0), c.start(1)];
+    (c, nodes)
+}
+
 /// Every profile once, each with exactly one audit entry: its creation.
 fn assert_applied_once(c: &Cluster, n: u64) {
     assert_eq!(c.count("SELECT count(*) FROM employees"), n);
@@ -194,13 +208,11 @@ fn assert_applied_once(c: &Cluster, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_applying_node_hands_the_run_to_the_other_and_applies_each_change_once() {
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     const N: u64 = 10_000;
-    let src = directory("kill9", N as usize, "*/2 * * * * *").await;
-    let c = Cluster::new([&src, &src]);
-    let mut nodes = [c.start(0), c.start(1)];
+    let (c, mut nodes) = two_nodes_reading("kill9", N as usize, "*/2 * * * * *").await;
 
     // The node that claimed the first tick applies; kill it mid-apply.
     let t0 = Instant::now();
@@ -254,13 +266,11 @@ async fn kill_9_of_the_applying_node_hands_the_run_to_the_other_and_applies_each
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     const N: u64 = 2_000;
-    let src = directory("sigstop", N as usize, "*/2 * * * * *").await;
-    let c = Cluster::new([&src, &src]);
-    let mut nodes = [c.start(0), c.start(1)];
+    let (c, mut nodes) = two_nodes_reading("sigstop", N as usize, "*/2 * * * * *").await;
 
     let (a, epoch_a) = wait_until(120, "the first run to apply a part of the plan", || {
         let done = c.count("SELECT count(*) FROM employees");
@@ -354,28 +364,17 @@ async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
 
 /// `[mail]` on the test's SMTP server, with this node's `From`.
 fn mail_toml(port: u16, from: &str) -> String {
-    format!(
-        r#"
-[mail]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-from = "Fleet <{from}>"
-company_name = "Acme Fleet"
-base_url = "https://fleet.acme.example/"
-max_attempts = 1000
-backoff_initial_secs = 0.05
-backoff_max_secs = 0.2
-poll_interval_secs = 0.1
-timeout_secs = 5
-"#
+    crate::support::replace_once(
+        &crate::mail::mail_toml(port, ""),
+        "no-reply@acme.example",
+        from,
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_mail_delivery_loses_no_message_and_sends_at_most_one_twice() {
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     const N: usize = 150;
     let tmp = tempfile::tempdir().unwrap();
@@ -476,13 +475,11 @@ fn write_plain(c: &Cluster, tmp: &tempfile::TempDir) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_nodes_schedules_start_one_run_per_tick() {
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     const TICKS: usize = 12;
-    let src = directory("ticks", 3, "* * * * * *").await;
-    let c = Cluster::new([&src, &src]);
-    let nodes = [c.start(0), c.start(1)];
+    let (c, nodes) = two_nodes_reading("ticks", 3, "* * * * * *").await;
     let history = wait_runs(&nodes[0], 60, "runs of TICKS ticks", |r| {
         r.iter().filter(|r| r["trigger"] == "schedule").count() >= TICKS
     })
@@ -532,13 +529,11 @@ async fn both_nodes_schedules_start_one_run_per_tick() {
 fn leases_fence_stale_batches_and_claims_are_won_once() {
     use rosterd::store::Store;
     use rosterd::store::postgres::PgStore;
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     let pg = server();
-    let db = pg.fresh_database();
-    let mut settings = rosterd::store::config::PgSettings::new(pg.url(&db));
-    settings.pool_size = 2;
+    let (db, mut settings) = crate::postgres::fresh_pg();
     settings.lease_ttl = Duration::from_secs(1);
     let one = Store::new(PgStore::open(&settings).unwrap());
     let two = Store::new(PgStore::open(&settings).unwrap());
@@ -641,12 +636,11 @@ fn leases_fence_stale_batches_and_claims_are_won_once() {
 #[test]
 fn a_version_1_database_is_upgraded_with_the_lease_tables() {
     use rosterd::store::postgres::{Migrated, PG_SCHEMA_VERSION, PgStore};
-    if test_store_is_postgres() {
-        return; // Runs once, in the sled pass (it is on PostgreSQL anyway).
+    if !in_this_pass() {
+        return;
     }
     let pg = server();
-    let db = pg.fresh_database();
-    let settings = rosterd::store::config::PgSettings::new(pg.url(&db));
+    let (db, settings) = crate::postgres::fresh_pg();
     assert_eq!(PgStore::migrate_only(&settings).unwrap(), Migrated::Created);
     pg.psql(
         &db,

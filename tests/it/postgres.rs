@@ -23,7 +23,7 @@ use crate::common::{TestServer, employee, test_config};
 use crate::support::pg::server;
 use crate::support::shipped_config;
 
-fn fresh_pg() -> (String, PgSettings) {
+pub(crate) fn fresh_pg() -> (String, PgSettings) {
     let pg = server();
     let db = pg.fresh_database();
     let mut s = PgSettings::new(pg.url(&db));
