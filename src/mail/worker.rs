@@ -86,11 +86,15 @@ impl MailWorker {
         let store = self.roster.store();
         let mut session: Option<Session> = None;
         let mut result = Ok(());
+        // One attempt per message per pass, as when the pass read every due
+        // message at once.
+        let mut tried = std::collections::HashSet::new();
         for n in 0..MAX_BATCHES {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = store.outbox_claim(Utc::now(), BATCH)?;
+            let mut batch = store.outbox_claim(Utc::now(), BATCH)?;
+            batch.retain(|m| tried.insert(m.id));
             if batch.is_empty() {
                 break;
             }

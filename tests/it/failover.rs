@@ -540,6 +540,7 @@ fn leases_fence_stale_batches_and_claims_are_won_once() {
 
     // Held: the other handle is refused and told who holds it.
     let first = one.lease_take("corp").unwrap().unwrap();
+    assert_ne!(one.node_name(), two.node_name());
     let held = two.lease_take("corp").unwrap().unwrap_err();
     assert_eq!(
         (held.epoch, held.holder.as_str()),
@@ -613,7 +614,14 @@ fn leases_fence_stale_batches_and_claims_are_won_once() {
         .collect();
     assert_eq!(mine, (100..106).collect::<Vec<_>>());
     assert_eq!(theirs, (106..110).collect::<Vec<_>>());
-    assert!(one.outbox_claim(now, 6).unwrap().is_empty());
+    // Its own claims are a node's to retry; the other's are not.
+    let again: Vec<u64> = one
+        .outbox_claim(now, 20)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(again, (100..106).collect::<Vec<_>>());
     assert!(one.outbox_hold(100).unwrap());
     std::thread::sleep(Duration::from_millis(1300));
     let back: Vec<u64> = two
@@ -627,9 +635,9 @@ fn leases_fence_stale_batches_and_claims_are_won_once() {
         (100..110).collect::<Vec<_>>(),
         "lapsed claims come back"
     );
-    // (Whether a lapsed holder may still send is the holder name's check:
-    // both handles here are one process, one name; the mail test shows it
-    // across two processes.)
+    // The first holder may not send what the other claimed since.
+    assert!(!one.outbox_hold(100).unwrap());
+    assert!(two.outbox_hold(100).unwrap());
 }
 
 /// A database at schema version 1 (before leases) gets step 2 and keeps its data.

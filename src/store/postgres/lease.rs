@@ -187,8 +187,9 @@ pub async fn claim_slot(
     Ok(won.is_some())
 }
 
-/// Claims up to `limit` due messages that no live claim holds, for `node`
-/// until `ttl` from now.
+/// Claims up to `limit` due messages that no other node's live claim holds
+/// (this node's own claims, on a message it failed to send, are its to retry
+/// when due), for `node` until `ttl` from now.
 pub async fn outbox_claim(
     pool: PgPool,
     now: DateTime<Utc>,
@@ -199,10 +200,11 @@ pub async fn outbox_claim(
     let mut tx = pool.begin().await.map_err(db_err)?;
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
         "SELECT id, body FROM outbox
-         WHERE pending AND (claim_until IS NULL OR claim_until <= now())
+         WHERE pending AND (claim_until IS NULL OR claim_until <= now() OR claimed_by = $2)
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(CLAIM_SCAN)
+    .bind(&node)
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;

@@ -100,6 +100,16 @@ impl Drop for Inner {
     }
 }
 
+/// This handle's name in leases and claims: `host:pid`, and `host:pid.n` for
+/// the n-th further handle a process opens (each is a participant of its own).
+fn node_name() -> String {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    match OPENED.fetch_add(1, Ordering::Relaxed) {
+        0 => super::backend::local_node_name(),
+        n => format!("{}.{}", super::backend::local_node_name(), n + 1),
+    }
+}
+
 /// A database error as a store error (sqlx's messages hold no password).
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e
@@ -240,7 +250,7 @@ impl PgStore {
                 commits: AtomicU64::new(0),
                 redacted,
                 lease_ttl: settings.lease_ttl,
-                node: super::backend::local_node_name(),
+                node: node_name(),
             }),
         })
     }
