@@ -99,9 +99,12 @@ fn summary(r: &crate::sync::runs::RunRecord) -> Value {
 
 async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
+    // Who runs each source across nodes (PostgreSQL; none on sled).
+    let leases = state.sync.store().leases()?;
     for s in state.sync.sources().iter() {
         let last = state.sync.runs().list(Some(&s.id), 1)?;
         let st = state.sync.runs().state(&s.id)?;
+        let lease = leases.iter().find(|l| l.source == s.id);
         out.push(json!({
             "id": s.id, "kind": s.kind.name(), "location": s.location(),
             "priority": s.priority, "lifecycle": s.lifecycle, "provides": s.provides(),
@@ -109,6 +112,10 @@ async fn sources_list(_: Admin, State(state): State<AppState>) -> Result<Json<Va
             "high_water_mark": st.high_water_mark, "sync_cookie": st.sync_cookie,
             "last_success": st.last_success,
             "last_run": last.first().map(summary),
+            "lease": lease.map(|l| json!({
+                "holder": l.holder, "epoch": l.epoch, "expires_at": l.expires_at,
+                "free": l.expired,
+            })),
         }));
     }
     Ok(Json(json!({ "items": out })))

@@ -22,6 +22,15 @@
 //! account was set up or deleted, it waited past its link's lifetime) is
 //! `skipped`. The store is flushed before a pass sends anything, so no message
 //! goes out for a change that a crash could still undo.
+//!
+//! With several nodes on one database, each pass claims its batches
+//! ([`crate::store::Backend::outbox_claim`]: `FOR UPDATE SKIP LOCKED`, with a
+//! claim expiry) and renews the claim just before each send, so two nodes
+//! never send the same message at once, and the messages of a node that died
+//! mid-send come back to the others when its claims expire. Each message's
+//! `Message-ID` is made from its outbox id: a duplicate (sent again after a
+//! node died between the server's acceptance and the mark) carries the same
+//! one, so that mail systems can tell.
 
 use std::time::Duration;
 
@@ -36,6 +45,9 @@ use crate::store::{DeliveryState, MessageKind, OutboxRecord, StoreError};
 
 /// Most messages one batch sends over one SMTP connection, between two flushes.
 pub const BATCH: usize = 200;
+
+/// Most batches one pass claims (the next pass goes on).
+const MAX_BATCHES: usize = 50;
 
 /// The background job that delivers the outbox.
 pub struct MailWorker {
@@ -72,20 +84,26 @@ impl MailWorker {
     /// One pass over the due messages, batch by batch.
     pub async fn tick(&self, shutdown: &watch::Receiver<bool>) -> Result<(), StoreError> {
         let store = self.roster.store();
-        let due = store.outbox_due(Utc::now())?;
-        if due.is_empty() {
-            return Ok(());
-        }
-        // Only mail about changes that are durable: a sync flushes per batch, so a
-        // message read here may belong to a write not yet on disk.
-        store.flush().await?;
         let mut session: Option<Session> = None;
         let mut result = Ok(());
-        for batch in due.chunks(BATCH) {
+        // One attempt per message per pass, as when the pass read every due
+        // message at once.
+        let mut tried = std::collections::HashSet::new();
+        for n in 0..MAX_BATCHES {
             if *shutdown.borrow() {
                 break;
             }
-            result = self.batch(batch, &mut session, shutdown).await;
+            let mut batch = store.outbox_claim(Utc::now(), BATCH)?;
+            batch.retain(|m| tried.insert(m.id));
+            if batch.is_empty() {
+                break;
+            }
+            if n == 0 {
+                // Only mail about changes that are durable: a sync flushes per
+                // batch, so a message read here may belong to a write not yet on disk.
+                store.flush().await?;
+            }
+            result = self.batch(&batch, &mut session, shutdown).await;
             if result.is_err() {
                 break;
             }
@@ -142,6 +160,14 @@ impl MailWorker {
                 // Left pending: the next start mints a new link and sends it.
                 break;
             }
+            if !store.outbox_hold(m.id)? {
+                // This node's claim expired and another node claimed it.
+                tracing::warn!(
+                    message = m.id,
+                    "outbox message not sent: another node claimed it"
+                );
+                continue;
+            }
             let m = self.deliver(session, m, &token, expires_at).await;
             self.roster.outbox_put(&m).map_err(domain_to_store)?;
         }
@@ -174,17 +200,20 @@ impl MailWorker {
         );
         m.attempts += 1;
         let result = match self.mailer.message(&m.to, &m.name, rendered) {
-            Ok(msg) => match session {
-                Some(s) => s.send(&msg).await,
-                None => match self.mailer.connect().await {
-                    Ok(mut s) => {
-                        let r = s.send(&msg).await;
-                        *session = Some(s);
-                        r
-                    }
-                    Err(e) => Err(e),
-                },
-            },
+            Ok(mut msg) => {
+                msg.headers_mut().set(message_id(m.id, &c.from));
+                match session {
+                    Some(s) => s.send(&msg).await,
+                    None => match self.mailer.connect().await {
+                        Ok(mut s) => {
+                            let r = s.send(&msg).await;
+                            *session = Some(s);
+                            r
+                        }
+                        Err(e) => Err(e),
+                    },
+                }
+            }
             Err(e) => {
                 // A message that cannot be built never will be: no retries.
                 m.attempts = m.attempts.max(c.max_attempts);
@@ -219,6 +248,12 @@ impl MailWorker {
         }
         m
     }
+}
+
+/// The `Message-ID` of outbox message `id`: the same for every attempt, on
+/// every node.
+fn message_id(id: u64, from: &lettre::message::Mailbox) -> lettre::message::header::MessageId {
+    lettre::message::header::MessageId::from(format!("<outbox-{id}@{}>", from.email.domain()))
 }
 
 /// The store's failure inside a domain call (the worker's ticks fail on it).

@@ -177,6 +177,176 @@ pub trait Backend: Send + Sync + 'static {
     fn probe_write(&self) -> Result<(), StoreError>;
     /// Whether the store answers reads.
     fn is_ready(&self) -> bool;
+
+    // Cluster coordination: exactly one runner per duty (see "Leases and
+    // claims" below). On sled (one process per data dir) these are trivial:
+    // the engine's in-process lock already makes one runner, so a lease is
+    // always granted and every claim is won.
+    /// This process's name in leases and claims (`host:pid`).
+    fn node_name(&self) -> String {
+        local_node_name()
+    }
+    /// Takes `source`'s lease when it is free or expired: `Ok(Ok(lease))` with
+    /// the next epoch, or `Ok(Err(holder))` while another node holds it.
+    fn lease_take(&self, source: &str) -> Result<Result<Lease, LeaseInfo>, StoreError> {
+        Ok(Ok(Lease {
+            source: source.to_string(),
+            holder: self.node_name(),
+            epoch: 1,
+            ttl: Duration::from_secs(super::config::DEFAULT_LEASE_TTL_SECS),
+        }))
+    }
+    /// Renews `lease` (`false`: it was taken over, the holder must stop).
+    fn lease_renew(&self, _lease: &Lease) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Lets `lease` go (free at once; a lease taken over is left alone).
+    fn lease_release(&self, _lease: &Lease) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Every source lease there is (`rosterctl sync sources`).
+    fn leases(&self) -> Result<Vec<LeaseInfo>, StoreError> {
+        Ok(vec![])
+    }
+    /// [`Backend::commit_many`] fenced by `lease`: the lease is renewed in the
+    /// writes' own transaction, and when it was taken over nothing is written
+    /// and the error is [`fence_lost`]'s.
+    fn commit_many_fenced(
+        &self,
+        writes: &[Write],
+        _lease: Option<&Lease>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.commit_many(writes)
+    }
+    /// Claims the firing at `slot` of the periodic duty `duty`, once across
+    /// every node: `true` for the one node that runs it. `next` is the duty's
+    /// next firing.
+    fn claim_slot(
+        &self,
+        _duty: &str,
+        _slot: DateTime<Utc>,
+        _next: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// The due messages (as [`Backend::outbox_due`]) that no other node has
+    /// claimed, claimed for this node until the claim expires, at most `limit`.
+    fn outbox_claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut due = self.outbox_due(now)?;
+        due.truncate(limit);
+        Ok(due)
+    }
+    /// Renews this node's claim on message `id` just before it is sent:
+    /// `false` when the claim was lost (another node may be sending it).
+    fn outbox_hold(&self, _id: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+}
+
+// Leases and claims.
+//
+// A sync run holds its source's lease row (holder, epoch, expiry by the
+// database clock). Taking it bumps the epoch; every apply batch renews it
+// `WHERE epoch = $mine` inside the batch's own transaction, so a runner whose
+// lease was taken over (it stalled past the TTL) gets no row, its batch rolls
+// back and its run ends `interrupted`: the fence, not the TTL, gives safety.
+// The domain's writes reach the store through `commit_many`; the engine sets
+// the fence for the thread that applies ([`with_fence`]) and the backend reads
+// it there, so nothing between them changes.
+
+/// A lease this node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub source: String,
+    pub holder: String,
+    pub epoch: u64,
+    /// How long it lasts unless renewed.
+    pub ttl: Duration,
+}
+
+/// A lease row as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseInfo {
+    pub source: String,
+    pub holder: String,
+    pub epoch: u64,
+    pub expires_at: DateTime<Utc>,
+    /// Whether `expires_at` has passed (by the database clock): free to take.
+    pub expired: bool,
+}
+
+/// The fence of the thread applying a run: its lease, and whether a batch
+/// found it taken over.
+#[derive(Debug)]
+pub struct Fence {
+    pub lease: Lease,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Fence {
+    pub fn new(lease: Lease) -> Arc<Self> {
+        Arc::new(Self {
+            lease,
+            lost: Default::default(),
+        })
+    }
+    /// Whether a batch (or a renewal) found the lease taken over.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn set_lost(&self) {
+        self.lost.store(true, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+thread_local! {
+    static FENCE: std::cell::RefCell<Option<Arc<Fence>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every `commit_many` on this thread fenced by `fence`.
+pub fn with_fence<R>(fence: &Arc<Fence>, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<Arc<Fence>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            FENCE.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev = FENCE.with(|c| c.borrow_mut().replace(fence.clone()));
+    let _reset = Reset(prev);
+    f()
+}
+
+/// The fence set on this thread by [`with_fence`], if any.
+pub fn current_fence() -> Option<Arc<Fence>> {
+    FENCE.with(|c| c.borrow().clone())
+}
+
+/// The error of a batch whose lease was taken over (nothing was written).
+pub fn fence_lost(lease: &Lease) -> StoreError {
+    StoreError::Io(format!(
+        "the lease of source `{}` (epoch {}) was taken over by another node; this batch was rolled back",
+        lease.source, lease.epoch
+    ))
+}
+
+/// Whether `e` is [`fence_lost`]'s error for `lease`.
+pub fn is_fence_lost(e: &StoreError, lease: &Lease) -> bool {
+    matches!((e, fence_lost(lease)), (StoreError::Io(a), StoreError::Io(b)) if *a == b)
+}
+
+/// `host:pid`: a name that tells two nodes (and two processes on one host) apart.
+pub fn local_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rosterd".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// The handle to the store every layer holds; cheap to clone.
@@ -243,8 +413,10 @@ impl Store {
                     pg.redacted_url(),
                     super::postgres::PG_SCHEMA_VERSION,
                     match done {
-                        super::postgres::Migrated::Created => "created",
-                        super::postgres::Migrated::Current => "is current",
+                        super::postgres::Migrated::Created => "created".to_string(),
+                        super::postgres::Migrated::Current => "is current".to_string(),
+                        super::postgres::Migrated::Upgraded(from) =>
+                            format!("(upgraded from version {from})"),
                     }
                 ))
             }

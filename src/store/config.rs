@@ -47,6 +47,10 @@ pub struct PostgresSection {
     pub connect_timeout_secs: Option<u64>,
     /// Seconds a statement may run before the server cancels it [default: 30].
     pub statement_timeout_secs: Option<u64>,
+    /// Seconds a sync run's source lease (and a claimed outbox message) lasts
+    /// unless renewed; another node takes over a dead node's run after it
+    /// [default: 30].
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// The validated `[store]`.
@@ -58,6 +62,9 @@ pub enum StoreConfig {
     Postgres(PgSettings),
 }
 
+/// `lease_ttl_secs` when not set.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 30;
+
 /// How to reach the PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgSettings {
@@ -65,6 +72,8 @@ pub struct PgSettings {
     pub pool_size: u32,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// How long a lease or claim lasts unless renewed (`lease_ttl_secs`).
+    pub lease_ttl: Duration,
 }
 
 impl PgSettings {
@@ -75,6 +84,7 @@ impl PgSettings {
             pool_size: 10,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(DEFAULT_LEASE_TTL_SECS),
         }
     }
 
@@ -191,6 +201,12 @@ pub fn validate(
             return Err(err("statement_timeout_secs", "must be at least 1".into()));
         }
         pg.statement_timeout = Duration::from_secs(n);
+    }
+    if let Some(n) = s.lease_ttl_secs {
+        if n == 0 {
+            return Err(err("lease_ttl_secs", "must be at least 1".into()));
+        }
+        pg.lease_ttl = Duration::from_secs(n);
     }
     Ok(StoreConfig::Postgres(pg))
 }

@@ -73,6 +73,7 @@ use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
 pub use backend::{Backend, Record, RecordIter, Store};
+pub use backend::{Fence, Lease, LeaseInfo, with_fence};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.

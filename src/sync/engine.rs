@@ -10,6 +10,7 @@ use tracing::instrument;
 
 use super::RunKind;
 use super::config::{Source, SourceKind};
+use super::lease::HeldLease;
 use super::map::{self, MappedEntry};
 use super::plan::{self, Action, PlanItem, PlanSource};
 use super::progress::{Phase, Progress, ProgressBoard, ProgressView};
@@ -21,7 +22,7 @@ use super::vet;
 use crate::blocking::blocking;
 use crate::employee::EmployeePatch;
 use crate::employee::{self, EmployeeId, Roster};
-use crate::store::{Actor, ActorKind, FieldChange, StoreError};
+use crate::store::{Actor, ActorKind, Fence, FieldChange, StoreError, with_fence};
 
 /// Profiles created per store transaction while applying.
 const BATCH: usize = 500;
@@ -257,6 +258,12 @@ fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, Strin
     })
 }
 
+/// What an apply works under: the run's progress and its lease's fence.
+struct Under<'a> {
+    progress: &'a Progress,
+    fence: &'a Arc<Fence>,
+}
+
 /// Per-source run locks: one run of a source at a time. A lock outlives its
 /// source's removal by a reload, so a run in progress keeps excluding others.
 type RunLocks = HashMap<String, Arc<tokio::sync::Mutex<()>>>;
@@ -305,7 +312,25 @@ impl Drop for InFlight {
 impl SyncEngine {
     pub fn new(roster: Roster, sources: Vec<Source>) -> Result<Self, StoreError> {
         let runs = RunStore::open(roster.store())?;
-        let found = runs.mark_interrupted(Utc::now())?;
+        // Not the runs of another node that holds its source's lease (several
+        // nodes on one database): they are going on.
+        let live: Vec<String> = roster
+            .store()
+            .leases()?
+            .into_iter()
+            .filter(|l| !l.expired)
+            .map(|l| l.source)
+            .collect();
+        let now = Utc::now();
+        let found = runs.mark_stopped(
+            now,
+            |source, _| !live.iter().any(|l| l == source),
+            &format!(
+                "found still running when rosterd started at {}: it stopped during the run; \
+                 what was applied stays and the next run completes it",
+                now.to_rfc3339()
+            ),
+        )?;
         if !found.is_empty() {
             tracing::warn!(
                 runs = ?found,
@@ -387,6 +412,11 @@ impl SyncEngine {
     /// Counters and histograms of runs, for `/metrics`.
     pub fn metrics(&self) -> &super::metrics::SyncMetrics {
         &self.metrics
+    }
+
+    /// The store (leases and claims).
+    pub fn store(&self) -> &crate::store::Store {
+        self.roster.store()
     }
 
     pub fn runs(&self) -> &RunStore {
@@ -500,6 +530,38 @@ impl SyncEngine {
             );
             return Err(SyncError::AlreadyRunning(source_id.to_string()));
         };
+        // Across nodes: the source's lease (see `super::lease`).
+        let lease = match HeldLease::take(self.roster.store(), source_id).await? {
+            Ok(l) => l,
+            Err(holder) => {
+                tracing::warn!(
+                    source = source_id,
+                    %trigger,
+                    holder = %holder.holder,
+                    epoch = holder.epoch,
+                    expires_at = %holder.expires_at,
+                    "run skipped: another node holds this source's lease"
+                );
+                return Err(SyncError::AlreadyRunning(source_id.to_string()));
+            }
+        };
+        let result = self
+            .run_leased(&src, kind, dry_run, trigger, started_tx, &lease)
+            .await;
+        lease.release().await;
+        result
+    }
+
+    /// [`SyncEngine::run_here`] once the run holds its source's lease.
+    async fn run_leased(
+        &self,
+        src: &Source,
+        kind: RunKind,
+        dry_run: bool,
+        trigger: Trigger,
+        started_tx: tokio::sync::oneshot::Sender<RunId>,
+        lease: &HeldLease,
+    ) -> Result<RunRecord, SyncError> {
         let mut rec = RunRecord {
             id: self.runs.new_id()?,
             source: src.id.clone(),
@@ -519,6 +581,23 @@ impl SyncEngine {
             timings_ms: Default::default(),
         };
         self.runs.put(&mut rec)?;
+        // A run of this source still recorded `running` lost its node: this
+        // run has the lease, so its node stopped renewing it (killed, stalled).
+        let this = rec.id;
+        let taken = blocking(|| {
+            self.runs.mark_stopped(
+                Utc::now(),
+                |source, id| source == src.id && id != this,
+                &format!(
+                    "its node stopped renewing the source's lease (killed or stalled) and run {this} \
+                     took it over (epoch {}); what was applied stays and run {this} completes it",
+                    lease.fence().lease.epoch
+                ),
+            )
+        })?;
+        if !taken.is_empty() {
+            tracing::warn!(source = %src.id, runs = ?taken, run = this, "runs of a node that stopped are marked interrupted; this run takes over");
+        }
         // Durable from the start: a run cut short by a crash is in the history
         // (and marked interrupted at the next start).
         self.runs.flush().await?;
@@ -526,9 +605,25 @@ impl SyncEngine {
         // The caller may have stopped waiting: the run goes on all the same.
         let _ = started_tx.send(rec.id);
         let result = self
-            .run_inner(&src, kind, dry_run, &mut rec, &tracked.progress)
+            .run_inner(
+                src,
+                kind,
+                dry_run,
+                &mut rec,
+                &tracked.progress,
+                lease.fence(),
+            )
             .await;
         tracked.progress.set_phase(Phase::Finish);
+        // Whatever else went wrong: a run whose lease was taken over was
+        // interrupted (its batch rolled back), and says so.
+        if result.is_err() {
+            lease.confirm().await;
+        }
+        let result = match lease.lost_message() {
+            Some(why) => Err(SyncError::Interrupted(why)),
+            None => result,
+        };
         match result {
             Ok(()) => {}
             Err(SyncError::Interrupted(why)) => {
@@ -588,6 +683,7 @@ impl SyncEngine {
         dry_run: bool,
         rec: &mut RunRecord,
         progress: &Arc<Progress>,
+        fence: &Arc<Fence>,
     ) -> Result<(), SyncError> {
         let state = self.runs.state(&src.id)?;
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
@@ -651,7 +747,14 @@ impl SyncEngine {
         let t = std::time::Instant::now();
         // Every item apply acts on is in the run's plan (it skips the others).
         let applied = self
-            .apply(src, &items, &mapped, rec, Some(changes), progress)
+            .apply(
+                src,
+                &items,
+                &mapped,
+                rec,
+                Some(changes),
+                Under { progress, fence },
+            )
             .await;
         match applied {
             Ok(kept) => rec.plan = with_changes(items, kept),
@@ -903,8 +1006,9 @@ impl SyncEngine {
         mapped: &[MappedEntry],
         rec: &mut RunRecord,
         store_plan: Option<Vec<Vec<FieldChange>>>,
-        progress: &Progress,
+        under: Under<'_>,
     ) -> Result<Vec<Vec<FieldChange>>, SyncError> {
+        let Under { progress, fence } = under;
         let run_id = rec.id;
         progress.set_phase(Phase::Apply);
         progress.set_to_apply(items.len());
@@ -914,7 +1018,10 @@ impl SyncEngine {
                 let writer = store_plan.map(|changes| {
                     s.spawn(|| self.store_plan(src, run_id, items, changes, mapped))
                 });
-                let applied = self.apply_changes(src, items, mapped, rec, progress);
+                // Every batch of the domain's writes on this thread is fenced.
+                let applied = with_fence(fence, || {
+                    self.apply_changes(src, items, mapped, rec, progress)
+                });
                 let kept = match writer {
                     Some(w) => match w.join() {
                         Ok(written) => written,
@@ -1319,8 +1426,29 @@ impl SyncEngine {
             .ok_or(SyncError::NotHeld(run_id))?;
         let items = rec.plan.clone();
         let tracked = self.progress.track(run_id);
-        self.apply(&src, &items, &mapped, &mut rec, None, &tracked.progress)
-            .await?;
+        let lease = match HeldLease::take(self.roster.store(), &src.id).await? {
+            Ok(l) => l,
+            Err(_) => return Err(SyncError::AlreadyRunning(src.id.clone())),
+        };
+        let applied = self
+            .apply(
+                &src,
+                &items,
+                &mapped,
+                &mut rec,
+                None,
+                Under {
+                    progress: &tracked.progress,
+                    fence: lease.fence(),
+                },
+            )
+            .await;
+        let lost = lease.lost_message();
+        lease.release().await;
+        if let Some(why) = lost {
+            return Err(SyncError::Interrupted(why));
+        }
+        applied?;
         rec.outcome = Outcome::Approved;
         rec.message = Some(format!(
             "{}; approved by {approver} at {}",

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod lease;
 pub mod map;
 pub mod metrics;
 pub mod plan;

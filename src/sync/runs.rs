@@ -584,14 +584,36 @@ impl RunStore {
     /// `interrupted`, finished at `now`. Called at start, before any run begins.
     /// Returns their ids.
     pub fn mark_interrupted(&self, now: DateTime<Utc>) -> Result<Vec<RunId>, StoreError> {
+        self.mark_stopped(
+            now,
+            |_, _| true,
+            &format!(
+                "found still running when rosterd started at {}: it stopped during the run; \
+                 what was applied stays and the next run completes it",
+                now.to_rfc3339()
+            ),
+        )
+    }
+
+    /// The runs recorded `running` that `which(source, id)` picks, recorded
+    /// `interrupted` with `why` (their node stopped: with several nodes, a
+    /// run's node is known gone once its source's lease was free).
+    pub fn mark_stopped(
+        &self,
+        now: DateTime<Utc>,
+        which: impl Fn(&str, RunId) -> bool,
+        why: &str,
+    ) -> Result<Vec<RunId>, StoreError> {
         #[derive(Deserialize)]
         struct Head {
             outcome: Outcome,
+            source: String,
         }
         let mut found = Vec::new();
         for r in self.store.run_headers() {
             let (id, v) = r?;
-            if dec::<Head>(&v)?.outcome == Outcome::Running {
+            let head = dec::<Head>(&v)?;
+            if head.outcome == Outcome::Running && which(&head.source, id) {
                 found.push(id);
             }
         }
@@ -600,13 +622,11 @@ impl RunStore {
                 rec.outcome = Outcome::Interrupted;
                 rec.finished_at = Some(now);
                 rec.message = Some(format!(
-                    "{}found still running when rosterd started at {}: it stopped during the run; \
-                     what was applied stays and the next run completes it",
+                    "{}{why}",
                     rec.message
                         .as_deref()
                         .map(|m| format!("{m}; "))
                         .unwrap_or_default(),
-                    now.to_rfc3339()
                 ));
                 // The plan stays as it is.
                 rec.plan_stored = true;

@@ -12,6 +12,13 @@
 //! Schedules with wildcards or steps in the time fields fire at each wall-clock
 //! instant that matches.
 //!
+//! With several nodes on one database, each firing of each schedule (and of
+//! the lifecycle tick) is claimed once, in the store, by the one node that
+//! runs it ([`crate::store::Backend::claim_slot`]): every node keeps the same
+//! clock of schedules, and exactly one run per tick per source starts. A
+//! manual run is not a schedule's firing: no claim suppresses it (the source's
+//! lease still keeps it from running beside another).
+//!
 //! While any source is configured, a lifecycle tick runs every quarter hour
 //! ([`TICK_SCHEDULE`], UTC): hire and termination dates that fall due between
 //! runs take effect within 15 minutes of local midnight, without a fetch.
@@ -106,7 +113,7 @@ impl Scheduler {
     }
 
     async fn start_with(engine: SyncEngine, at_start: bool) -> Result<Self, ScheduleError> {
-        let mut jobs: Vec<(Schedule, Job)> = Vec::new();
+        let mut jobs: Vec<(Schedule, Job, String)> = Vec::new();
         for src in engine.sources().iter() {
             for (expr, kind) in [
                 (&src.full_schedule, RunKind::Full),
@@ -128,7 +135,11 @@ impl Scheduler {
                         let _ = engine.run(&id, kind, false, Trigger::Schedule).await;
                     })
                 });
-                jobs.push((schedule, job));
+                let kind = match kind {
+                    RunKind::Full => "full",
+                    RunKind::Incremental => "incremental",
+                };
+                jobs.push((schedule, job, format!("sync:{}:{kind}", src.id)));
             }
             if at_start && src.run_at_start {
                 let engine = engine.clone();
@@ -163,12 +174,18 @@ impl Scheduler {
                     }
                 })
             });
-            jobs.push((schedule, job));
+            jobs.push((schedule, job, "lifecycle".into()));
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = jobs
             .into_iter()
-            .map(|(schedule, job)| tokio::spawn(fire(schedule, job, stop_rx.clone())))
+            .map(|(schedule, job, duty)| {
+                let claim = Claim {
+                    store: engine.store().clone(),
+                    duty,
+                };
+                tokio::spawn(fire(schedule, job, claim, stop_rx.clone()))
+            })
             .collect();
         Ok(Self { stop_tx, tasks })
     }
@@ -184,9 +201,39 @@ impl Scheduler {
     }
 }
 
-/// Fires `job` at each instant of `schedule` until stopped; each firing runs on
-/// a task of its own, so a long run never delays the schedule's clock.
-async fn fire(schedule: Schedule, job: Job, mut stop_rx: watch::Receiver<bool>) {
+/// A schedule's name among the claimed duties, and the store that holds them.
+struct Claim {
+    store: crate::store::Store,
+    duty: String,
+}
+
+impl Claim {
+    /// Whether this node runs the firing at `slot` (see the module doc).
+    async fn won(&self, slot: DateTime<Utc>, next: Option<DateTime<Utc>>) -> bool {
+        let next = next.unwrap_or(slot + chrono::Duration::days(366));
+        let (store, duty) = (self.store.clone(), self.duty.clone());
+        match tokio::task::spawn_blocking(move || store.claim_slot(&duty, slot, next)).await {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false)) => {
+                tracing::debug!(duty = %self.duty, %slot, "tick claimed by another node");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(duty = %self.duty, %slot, error = %e, "cannot claim the tick; skipped");
+                false
+            }
+            Err(e) => {
+                tracing::error!(duty = %self.duty, error = %e, "claiming the tick stopped");
+                false
+            }
+        }
+    }
+}
+
+/// Fires `job` at each instant of `schedule` that this node claims, until
+/// stopped; each firing runs on a task of its own, so a long run never delays
+/// the schedule's clock.
+async fn fire(schedule: Schedule, job: Job, claim: Claim, mut stop_rx: watch::Receiver<bool>) {
     let mut last = Utc::now();
     loop {
         let Some(next) = schedule.next_after(last.max(Utc::now())) else {
@@ -206,7 +253,9 @@ async fn fire(schedule: Schedule, job: Job, mut stop_rx: watch::Receiver<bool>) 
         if *stop_rx.borrow() {
             return;
         }
-        tokio::spawn(job());
+        if claim.won(next, schedule.next_after(next)).await {
+            tokio::spawn(job());
+        }
         last = next;
     }
 }

@@ -8,6 +8,7 @@
 mod admin_api;
 mod common;
 mod durability;
+mod failover;
 mod hardening;
 mod hr_sources;
 mod interrupted;

@@ -23,7 +23,7 @@ use crate::common::{TestServer, employee, test_config};
 use crate::support::pg::server;
 use crate::support::shipped_config;
 
-fn fresh_pg() -> (String, PgSettings) {
+pub(crate) fn fresh_pg() -> (String, PgSettings) {
     let pg = server();
     let db = pg.fresh_database();
     let mut s = PgSettings::new(pg.url(&db));
@@ -31,7 +31,7 @@ fn fresh_pg() -> (String, PgSettings) {
     (db, s)
 }
 
-fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
+pub(crate) fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
     Write {
         id,
         expected_version: expected,
@@ -59,7 +59,7 @@ fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
     }
 }
 
-fn message(id: u64, emp: Uuid) -> OutboxRecord {
+pub(crate) fn message(id: u64, emp: Uuid) -> OutboxRecord {
     let now = chrono::Utc::now();
     OutboxRecord {
         id,
@@ -447,10 +447,17 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("schema version 1 created"), "{stdout}");
+    let current = rosterd::store::postgres::PG_SCHEMA_VERSION;
+    assert!(
+        stdout.contains(&format!("schema version {current} created")),
+        "{stdout}"
+    );
     let out = migrate(&config, dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("schema version 1 is current"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("schema version {current} is current")),
+        "{stdout}"
+    );
     let tables = server().psql(
         &db,
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
@@ -493,7 +500,7 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
     assert_eq!(said.matches("created").count(), 1, "{said}");
     assert_eq!(said.matches("is current").count(), 1, "{said}");
     let v = server().psql(&db2, "SELECT version FROM rosterd_schema");
-    assert_eq!(v.trim(), "1");
+    assert_eq!(v.trim(), current.to_string());
     // A database written by a newer rosterd is refused.
     server().psql(&db2, "UPDATE rosterd_schema SET version = 99");
     let out = migrate(&config2, dir.path());

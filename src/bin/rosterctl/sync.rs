@@ -59,6 +59,7 @@ async fn sources(client: &Client, json: bool) -> Result<(), CtlError> {
             s(&src["incremental_schedule"]),
             s(&src["last_success"])
         ));
+        lines.push(format!("  lease: {}", lease_line(&src["lease"])));
         if src["last_run"].is_object() {
             lines.push(format!("  last run: {}", run_line(&src["last_run"])));
         }
@@ -67,6 +68,27 @@ async fn sources(client: &Client, json: bool) -> Result<(), CtlError> {
         lines.push("no sources configured ([[sources]] in rosterd.toml)".into());
     }
     output::emit_lines(&lines)
+}
+
+/// Who holds a source's lease: `held by host:pid, epoch 3, until …`, or free.
+fn lease_line(l: &Value) -> String {
+    if !l.is_object() {
+        return "free".into();
+    }
+    if l["free"] == Value::Bool(true) {
+        return format!(
+            "free (last held by {}, epoch {}, expired {})",
+            s(&l["holder"]),
+            s(&l["epoch"]),
+            s(&l["expires_at"])
+        );
+    }
+    format!(
+        "held by {}, epoch {}, until {}",
+        s(&l["holder"]),
+        s(&l["epoch"]),
+        s(&l["expires_at"])
+    )
 }
 
 /// `#12 corp full applied 2026-...: 3 created, 1 updated, ...`

@@ -42,6 +42,7 @@
 //! database. Unique keys, versions, lookups and reads go to the database and
 //! hold across nodes already.
 
+pub mod lease;
 pub mod schema;
 
 use std::future::Future;
@@ -83,6 +84,10 @@ struct Inner {
     commits: AtomicU64,
     /// For messages: the URL without its password.
     redacted: String,
+    /// How long leases and claims last unless renewed.
+    lease_ttl: std::time::Duration,
+    /// This process's name in leases and claims.
+    node: String,
 }
 
 impl Drop for Inner {
@@ -92,6 +97,16 @@ impl Drop for Inner {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// This handle's name in leases and claims: `host:pid`, and `host:pid.n` for
+/// the n-th further handle a process opens (each is a participant of its own).
+fn node_name() -> String {
+    static OPENED: AtomicU64 = AtomicU64::new(0);
+    match OPENED.fetch_add(1, Ordering::Relaxed) {
+        0 => super::backend::local_node_name(),
+        n => format!("{}.{}", super::backend::local_node_name(), n + 1),
     }
 }
 
@@ -169,6 +184,11 @@ impl PgStore {
             let active: std::collections::HashMap<Uuid, bool> = ids.into_iter().collect();
             d.set_classes(|id| active.get(&id).copied());
         }
+        let node = store.inner.node.clone();
+        let dead = store.run(move |pool| lease::forget_dead_local(pool, node))?;
+        if !dead.is_empty() {
+            tracing::warn!(nodes = ?dead, "the leases and claims of rosterd processes on this host that are gone are freed");
+        }
         tracing::info!(database = %redacted, "PostgreSQL store open");
         Ok(store)
     }
@@ -202,10 +222,18 @@ impl PgStore {
         let options = PgConnectOptions::from_str(settings.url.expose())
             .map_err(|_| open_err("the URL is not a PostgreSQL URL".into()))?
             .application_name("rosterd")
-            .options([(
-                "statement_timeout",
-                format!("{}ms", settings.statement_timeout.as_millis()),
-            )]);
+            .options([
+                (
+                    "statement_timeout",
+                    format!("{}ms", settings.statement_timeout.as_millis()),
+                ),
+                // A node stopped mid-transaction (SIGSTOP, a stalled VM) must
+                // not keep the lease row and the write lock past its lease.
+                (
+                    "idle_in_transaction_session_timeout",
+                    format!("{}ms", settings.lease_ttl.as_millis()),
+                ),
+            ]);
         let pool = {
             let _enter = rt.enter();
             PgPoolOptions::new()
@@ -221,6 +249,8 @@ impl PgStore {
                 reads: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
                 redacted,
+                lease_ttl: settings.lease_ttl,
+                node: node_name(),
             }),
         })
     }
@@ -332,8 +362,17 @@ impl PgStore {
 /// outbox messages, and the commit. The write lock is taken last, so it is
 /// held for those three only; every write takes it after the row locks it
 /// needs, so no two writes wait on each other in a cycle.
-async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, StoreError> {
+async fn commit_writes(
+    pool: PgPool,
+    writes: Vec<Write>,
+    fence: Option<(super::backend::Lease, std::time::Duration)>,
+) -> Result<Vec<u64>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
+    if let Some((lease, ttl)) = &fence {
+        // First, in the same transaction: a batch whose lease was taken over
+        // writes nothing (see `lease`).
+        lease::fence(&mut tx, lease, *ttl).await?;
+    }
     for w in &writes {
         let found = match (&w.record, w.expected_version) {
             (Some(r), None) => {
@@ -789,11 +828,28 @@ impl Backend for PgStore {
     }
 
     fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError> {
+        // Fenced when the engine applies a run on this thread.
+        let fence = super::backend::current_fence();
+        let r = self.commit_many_fenced(writes, fence.as_ref().map(|f| &f.lease));
+        if let (Some(f), Err(e)) = (&fence, &r)
+            && super::backend::is_fence_lost(e, &f.lease)
+        {
+            f.set_lost();
+        }
+        r
+    }
+
+    fn commit_many_fenced(
+        &self,
+        writes: &[Write],
+        lease: Option<&super::backend::Lease>,
+    ) -> Result<Vec<u64>, StoreError> {
         if writes.is_empty() {
             return Ok(vec![]);
         }
         let owned = writes.to_vec();
-        let seqs = self.run(move |pool| commit_writes(pool, owned))?;
+        let fence = lease.map(|l| (l.clone(), self.inner.lease_ttl));
+        let seqs = self.run(move |pool| commit_writes(pool, owned, fence))?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
         let mut d = self.write_directory();
         for w in writes {
@@ -1248,6 +1304,53 @@ impl Backend for PgStore {
                 .map_err(db_err)
         })
         .is_ok()
+    }
+
+    fn node_name(&self) -> String {
+        self.inner.node.clone()
+    }
+    fn lease_take(
+        &self,
+        source: &str,
+    ) -> Result<Result<super::backend::Lease, super::backend::LeaseInfo>, StoreError> {
+        let (source, node, ttl) = (
+            source.to_string(),
+            self.inner.node.clone(),
+            self.inner.lease_ttl,
+        );
+        self.run(move |pool| lease::take(pool, source, node, ttl))
+    }
+    fn lease_renew(&self, l: &super::backend::Lease) -> Result<bool, StoreError> {
+        let (l, ttl) = (l.clone(), self.inner.lease_ttl);
+        self.run(move |pool| lease::renew(pool, l, ttl))
+    }
+    fn lease_release(&self, l: &super::backend::Lease) -> Result<(), StoreError> {
+        let l = l.clone();
+        self.run(move |pool| lease::release(pool, l))
+    }
+    fn leases(&self) -> Result<Vec<super::backend::LeaseInfo>, StoreError> {
+        self.run(|pool| async move { lease::all(&pool, None).await })
+    }
+    fn claim_slot(
+        &self,
+        duty: &str,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (duty, node) = (duty.to_string(), self.inner.node.clone());
+        self.run(move |pool| lease::claim_slot(pool, duty, slot, next, node))
+    }
+    fn outbox_claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let (node, ttl) = (self.inner.node.clone(), self.inner.lease_ttl);
+        self.run(move |pool| lease::outbox_claim(pool, now, limit, node, ttl))
+    }
+    fn outbox_hold(&self, id: u64) -> Result<bool, StoreError> {
+        let (node, ttl) = (self.inner.node.clone(), self.inner.lease_ttl);
+        self.run(move |pool| lease::outbox_hold(pool, id, node, ttl))
     }
 }
 

@@ -18,6 +18,8 @@
 //! - `photos`, `positions`, `audit` (seq → entry, by employee), `outbox`
 //!   (id → message, `pending`), `sync_runs`, `sync_plans` (run, page; page -1
 //!   is a plan stored whole), `sync_state`, `sync_held`, `web_sessions`.
+//! - Step 2 ([`super::lease::V2`]): `source_lease`, `duty_schedule` and the
+//!   outbox's claim columns (exactly one runner per duty).
 
 use sqlx::PgPool;
 
@@ -25,7 +27,7 @@ use super::super::StoreError;
 use super::db_err;
 
 /// The schema this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// An arbitrary constant: the advisory lock key of migrations.
 const MIGRATION_LOCK: i64 = 0x726f_7374_6572_6431; // "rosterd1"
@@ -86,6 +88,8 @@ pub enum Migrated {
     Created,
     /// The schema was already at this build's version.
     Current,
+    /// The schema was at an older version (the one given) and was upgraded.
+    Upgraded(i64),
 }
 
 /// Creates or upgrades the schema (see the module doc).
@@ -119,7 +123,12 @@ pub async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
         }
         // Version 1 is the first: below it there is nothing to convert.
         _ => {
-            for stmt in V1 {
+            if found.is_none() {
+                for stmt in V1 {
+                    sqlx::query(*stmt).execute(&mut *tx).await.map_err(db_err)?;
+                }
+            }
+            for stmt in super::lease::V2 {
                 sqlx::query(*stmt).execute(&mut *tx).await.map_err(db_err)?;
             }
             sqlx::query(
@@ -130,7 +139,10 @@ pub async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            Migrated::Created
+            match found {
+                Some(v) => Migrated::Upgraded(v),
+                None => Migrated::Created,
+            }
         }
     };
     tx.commit().await.map_err(db_err)?;
