@@ -50,6 +50,7 @@
 pub mod audit;
 mod backend;
 pub mod config;
+pub mod copy;
 mod directory;
 mod durable;
 pub mod outbox;
@@ -57,6 +58,7 @@ pub mod postgres;
 mod record;
 mod runs;
 mod sessions;
+mod sled_copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -72,7 +74,7 @@ use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
-pub use backend::{Backend, Record, RecordIter, Store};
+pub use backend::{Backend, NextIds, Record, RecordIter, Store, StoreRow, Table};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.
@@ -324,6 +326,14 @@ impl SledStore {
                     });
                 }
             }
+        }
+        if meta.get(sled_copy::COPY_INCOMPLETE)?.is_some() {
+            return Err(StoreError::Open {
+                path,
+                reason: "a `rosterd store copy` into this store did not finish; \
+                         delete the directory and run the copy again"
+                    .into(),
+            });
         }
         let employees = db.open_tree("employees")?;
         let (index, ids) = load_index(&employees)?;

@@ -42,6 +42,7 @@
 //! database. Unique keys, versions, lookups and reads go to the database and
 //! hold across nodes already.
 
+mod copy;
 pub mod schema;
 
 use std::future::Future;
@@ -1248,6 +1249,26 @@ impl Backend for PgStore {
                 .map_err(db_err)
         })
         .is_ok()
+    }
+
+    fn table_counts(&self) -> Result<Vec<(super::Table, u64)>, StoreError> {
+        self.copy_table_counts()
+    }
+
+    fn export_rows(
+        &self,
+        _is_active: &dyn Fn(&[u8]) -> bool,
+        sink: &mut dyn FnMut(super::StoreRow) -> Result<(), StoreError>,
+    ) -> Result<super::NextIds, StoreError> {
+        self.copy_export(sink)
+    }
+
+    fn import_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<super::StoreRow, StoreError>>,
+        next: &dyn Fn() -> super::NextIds,
+    ) -> Result<(), StoreError> {
+        self.copy_import(rows, next)
     }
 }
 
