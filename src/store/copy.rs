@@ -321,7 +321,9 @@ fn copy_into(
     let source_next: Mutex<Option<NextIds>> = Mutex::new(None);
     let (row_tx, row_rx) = std::sync::mpsc::sync_channel::<Result<StoreRow, StoreError>>(4096);
     let imported = std::thread::scope(|scope| {
-        let exporter = scope.spawn(|| {
+        let source_next = &source_next;
+        // The sender moves into the exporter: the channel ends with it.
+        let exporter = scope.spawn(move || {
             let mut sink = |row: StoreRow| {
                 row_tx
                     .send(Ok(row))
@@ -340,7 +342,7 @@ fn copy_into(
             }
         });
         let mut copied = 0u64;
-        let mut rows = row_rx.iter().inspect(|r| {
+        let mut rows = row_rx.into_iter().inspect(|r| {
             if let Ok(row) = r {
                 copied += 1;
                 let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());

@@ -77,34 +77,57 @@ const COUNTS: &str = "SELECT
 /// The nil UUID stands for "no employee" in an array of audit links.
 const NO_EMPLOYEE: Uuid = Uuid::nil();
 
+/// The copy's transaction between two statements. Dropped with the
+/// transaction still in it (a failure on the caller's side), it rolls it back
+/// on the store's runtime: sqlx cannot drop a transaction outside one.
+struct TxSlot<'a> {
+    store: &'a PgStore,
+    tx: Option<Tx>,
+}
+
+impl Drop for TxSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = self
+                .store
+                .run(move |_pool| async move { tx.rollback().await.map_err(db_err) });
+        }
+    }
+}
+
 impl PgStore {
     /// Runs `f` with the transaction in `slot` on the store's runtime and
     /// puts it back; a failure drops it (rolled back).
-    fn with_tx<T, F, Fut>(&self, slot: &mut Option<Tx>, f: F) -> Result<T, StoreError>
+    fn with_tx<T, F, Fut>(&self, slot: &mut TxSlot<'_>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(Tx) -> Fut,
         Fut: Future<Output = Result<(Tx, T), StoreError>> + Send + 'static,
     {
         let tx = slot
+            .tx
             .take()
             .ok_or_else(|| StoreError::Io("the copy's transaction has ended".into()))?;
         let (tx, v) = self.run(move |_pool| f(tx))?;
-        *slot = Some(tx);
+        slot.tx = Some(tx);
         Ok(v)
     }
 
-    fn begin(&self, setup: &'static str) -> Result<Tx, StoreError> {
-        self.run(move |pool| async move {
+    fn begin(&self, setup: &'static str) -> Result<TxSlot<'_>, StoreError> {
+        let tx = self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
             if !setup.is_empty() {
                 sqlx::query(setup).execute(&mut *tx).await.map_err(db_err)?;
             }
             Ok(tx)
+        })?;
+        Ok(TxSlot {
+            store: self,
+            tx: Some(tx),
         })
     }
 
-    fn counts_in(&self, slot: &mut Option<Tx>) -> Result<Vec<(Table, u64)>, StoreError> {
+    fn counts_in(&self, slot: &mut TxSlot<'_>) -> Result<Vec<(Table, u64)>, StoreError> {
         let n: Vec<i64> = self.with_tx(slot, |mut tx| async move {
             let row = sqlx::query(COUNTS)
                 .fetch_one(&mut *tx)
@@ -123,7 +146,7 @@ impl PgStore {
     }
 
     pub(crate) fn copy_table_counts(&self) -> Result<Vec<(Table, u64)>, StoreError> {
-        let mut slot = Some(self.begin("")?);
+        let mut slot = self.begin("")?;
         self.counts_in(&mut slot)
     }
 
@@ -131,8 +154,7 @@ impl PgStore {
         &self,
         sink: &mut dyn FnMut(StoreRow) -> Result<(), StoreError>,
     ) -> Result<NextIds, StoreError> {
-        let mut slot =
-            Some(self.begin("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?);
+        let mut slot = self.begin("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         for (table, sql) in EXPORTS {
             let declare = format!("DECLARE rosterd_copy NO SCROLL CURSOR FOR {sql}");
             self.with_tx(&mut slot, |mut tx| async move {
@@ -145,7 +167,10 @@ impl PgStore {
             })?;
             loop {
                 let rows: Vec<PgRow> = self.with_tx(&mut slot, |mut tx| async move {
-                    let rows = sqlx::query("FETCH 2000 FROM rosterd_copy") // CHUNK rows
+                    let rows = // CHUNK rows. Not prepared: each table's cursor has its
+                    // own columns, which a cached statement would keep.
+                    sqlx::query("FETCH 2000 FROM rosterd_copy")
+                        .persistent(false)
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(db_err)?;
@@ -188,7 +213,7 @@ impl PgStore {
         rows: &mut dyn Iterator<Item = Result<StoreRow, StoreError>>,
         next: &dyn Fn() -> NextIds,
     ) -> Result<(), StoreError> {
-        let mut slot = Some(self.begin("")?);
+        let mut slot = self.begin("")?;
         // The lock every write takes: no daemon writes while the copy runs.
         self.with_tx(&mut slot, |mut tx| async move {
             sqlx::query("SELECT value FROM rosterd_meta WHERE key = 'generation' FOR UPDATE")
@@ -222,6 +247,7 @@ impl PgStore {
         let ids = i64_of(next.id)?;
         let seqs = i64_of(next.audit_seq)?;
         let tx = slot
+            .tx
             .take()
             .ok_or_else(|| StoreError::Io("the copy's transaction has ended".into()))?;
         self.run(move |_pool| async move {
