@@ -4,7 +4,8 @@
 //! unique, how keys are normalised) live in `employee`.
 //!
 //! Trees of the sled backend:
-//! - `meta`: `schema_version`, checked at open.
+//! - `meta`: `schema_version`, checked at open; `copy_incomplete` while
+//!   `rosterd store copy` writes into the store (refused at open; see `sled_copy`).
 //! - `employees`: employee id (16 bytes) → the record: a binary header (version,
 //!   unique index keys, newest audit links; see [`record`]) and the body (JSON,
 //!   written by `employee`).
