@@ -462,3 +462,123 @@ async fn ten_thousand_employees_copied_to_postgres_and_back_read_the_same() {
     b.stop();
     eprintln!("store_copy: done in {:?}", started.elapsed());
 }
+
+/// `psql` in `db`, one value.
+fn psql1(db: &str, sql: &str) -> String {
+    server().psql(db, sql).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_refuses_what_it_cannot_do_and_leaves_the_target_as_it_was() {
+    if test_store_is_postgres() {
+        eprintln!("store_copy chooses its backends itself: run on the sled pass only");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = crate::support::write_config(&tmp.path().join("rosterd.toml"), "");
+    let a_dir = tmp.path().join("a");
+    let a = start(&config, &a_dir, None);
+    let token = a.admin_token();
+    for i in 0..3 {
+        create(&a, &token, &format!("small{i}@example.com"), "later").await;
+    }
+    let from = format!("sled:{}", a_dir.join("store").display());
+    let pg = server();
+    let db = pg.fresh_database();
+    let url = pg.url(&db).replace("postgres@", "postgres:hunter2@");
+    let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
+
+    // A daemon holds the sled store: sled's lock, and what to do.
+    let out = store_copy(&from, "postgres:env:T", &[("T", &url)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("stop it"), "{}", text(&out));
+    assert_eq!(psql1(&db, tables), "0", "nothing written");
+    a.stop();
+
+    // A password on the command line; a URL that is not PostgreSQL's; a
+    // server that does not answer: refused, the password never shown.
+    let unreachable = format!("postgres://u:hunter2@127.0.0.1:{}/x", free_port());
+    for (to, env, code, says) in [
+        (format!("postgres:{url}"), vec![], 2, "password"),
+        (
+            "postgres:env:T".to_string(),
+            vec![("T", "mysql://u:hunter2@h/db")],
+            2,
+            "not a PostgreSQL URL",
+        ),
+        (
+            "postgres:env:NOPE".to_string(),
+            vec![],
+            2,
+            "NOPE is not set",
+        ),
+        (
+            "postgres:env:T".to_string(),
+            vec![("T", unreachable.as_str())],
+            1,
+            "cannot write",
+        ),
+    ] {
+        let out = store_copy(&from, &to, &env);
+        assert_eq!(out.status.code(), Some(code), "{to}: {}", text(&out));
+        assert!(text(&out).contains(says), "{to}: {}", text(&out));
+        assert!(!text(&out).contains("hunter2"), "{to}: {}", text(&out));
+    }
+    // No sled store at the source path (missing, a file): nothing written.
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for (path, says) in [
+        (tmp.path().join("missing"), "No such file"),
+        (file, "not a directory"),
+    ] {
+        let out = store_copy(
+            &format!("sled:{}", path.display()),
+            "postgres:env:T",
+            &[("T", &url)],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("no sled store there"), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    }
+    assert_eq!(psql1(&db, tables), "0", "nothing written");
+
+    // Copied once; a second copy into it is refused and changes nothing.
+    let out = store_copy(&from, "postgres:env:T", &[("T", &url)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = pg.dump(&db);
+    let out = store_copy(&from, "postgres:env:T", &[("T", &url)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not empty (employees: 3"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(pg.dump(&db), before, "the target is unchanged");
+    // Nor into a sled store that holds data.
+    let out = store_copy("postgres:env:T", &from, &[("T", &url)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is not empty"), "{}", text(&out));
+
+    // A copy that fails half-way (PostgreSQL refuses the audit rows, after
+    // the employees went in): one transaction, the target stays empty.
+    let failing = pg.fresh_database();
+    // Its schema, made by opening it (as the source of an empty copy).
+    let out = store_copy(
+        &format!("postgres:{}", pg.url(&failing)),
+        &format!("sled:{}", tmp.path().join("empty").display()),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("employees        0"));
+    pg.psql(
+        &failing,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit FOR EACH STATEMENT EXECUTE FUNCTION refuse();",
+    );
+    let out = store_copy(&from, &format!("postgres:{}", pg.url(&failing)), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("injected failure"), "{}", text(&out));
+    assert_eq!(psql1(&failing, "SELECT count(*) FROM employees"), "0");
+    assert_eq!(psql1(&failing, "SELECT count(*) FROM employee_keys"), "0");
+}
