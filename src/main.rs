@@ -30,6 +30,9 @@ enum Command {
     CheckConfig,
     /// Create or upgrade the store's schema ([store]; also done at start) and exit.
     Migrate,
+    /// Work on a store as a whole (`rosterd store copy`).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Send a test message with the [mail] settings to prove they work.
     SendTestEmail {
         /// Recipient address.
@@ -37,6 +40,38 @@ enum Command {
         to: String,
     },
 }
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy everything a store holds into a new, empty store (sled to
+    /// PostgreSQL or back): employees with their ids and versions, the audit
+    /// log with its sequence numbers, the outbox, sync runs and plans,
+    /// positions, sessions. Stop the daemon first.
+    #[command(after_help = STORE_SPECS)]
+    Copy {
+        /// The store to read (see below).
+        #[arg(long, value_name = "STORE")]
+        from: String,
+        /// The new store to write; it must be empty (see below).
+        #[arg(long, value_name = "STORE")]
+        to: String,
+    },
+}
+
+const STORE_SPECS: &str = "\
+A STORE is one of:
+  sled:PATH           the sled store directory (<data_dir>/store; a data_dir holding one works too)
+  sled:config         the sled store under the config's data_dir
+  postgres:env:NAME   PostgreSQL, the URL in environment variable NAME
+  postgres:file:PATH  PostgreSQL, the URL in a file (e.g. mode 0600)
+  postgres:config     PostgreSQL as the config's [store] says (url / url_file / url_env)
+  postgres:URL        a URL without a password (one with a password is refused: the
+                      command line is visible to other users)
+The URL is never printed: messages show it with the password as ***.
+
+Example:
+  ROSTERD_PG=postgres://rosterd:secret@db:5432/rosterd \\
+    rosterd store copy --from sled:/var/lib/rosterd/store --to postgres:env:ROSTERD_PG";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -114,6 +149,10 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    if let Some(Command::Store(StoreCommand::Copy { from, to })) = &cli.command {
+        // The config is read only if a store names it.
+        return store_copy(cli.config.as_deref(), from, to);
+    }
     let config = match rosterd::config::resolve_path(cli.config.as_deref())
         .and_then(|p| rosterd::config::load(&p))
     {
@@ -140,6 +179,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Store(_) => ExitCode::SUCCESS,
         Command::SendTestEmail { to } => {
             let Some(mail) = config.mail.clone() else {
                 eprintln!(
@@ -184,6 +224,93 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `rosterd store copy`: progress on stderr (a bar on a terminal), the
+/// summary per table on stdout.
+fn store_copy(config: Option<&std::path::Path>, from: &str, to: &str) -> ExitCode {
+    use rosterd::store::copy;
+    use std::io::IsTerminal;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let load = || {
+        rosterd::config::resolve_path(config)
+            .and_then(|p| rosterd::config::load(&p))
+            .map(|c| (c.store.clone(), c.data_dir.clone()))
+            .map_err(|e| format!("invalid config: {e}"))
+    };
+    let endpoints = copy::parse_endpoint(from, &env, &load)
+        .map_err(|e| format!("--from {e}"))
+        .and_then(|f| {
+            copy::parse_endpoint(to, &env, &load)
+                .map(|t| (f, t))
+                .map_err(|e| format!("--to {e}"))
+        });
+    let (from, to) = match endpoints {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("rosterd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} rows {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let last = std::sync::Mutex::new(None);
+    let progress = |p: copy::Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.copied);
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last != Some(p.table) {
+            *last = Some(p.table);
+            bar.set_message(p.table.name());
+        }
+    };
+    eprintln!("copying {from} into {to}");
+    // The active flag, for a target that keeps it (as the daemon classifies
+    // records at start).
+    let is_active = |body: &[u8]| {
+        #[derive(serde::Deserialize)]
+        struct Flag {
+            active: bool,
+        }
+        serde_json::from_slice::<Flag>(body)
+            .map(|f| f.active)
+            .unwrap_or(true)
+    };
+    let started = std::time::Instant::now();
+    match copy::copy(&from, &to, &is_active, &progress) {
+        Ok(summary) => {
+            bar.finish_and_clear();
+            println!(
+                "copied {from} into {to} in {:.1} s:",
+                started.elapsed().as_secs_f64()
+            );
+            for (table, n) in &summary.tables {
+                println!("  {:<16} {n}", table.name());
+            }
+            println!(
+                "new ids continue at {}, audit sequence numbers at {}",
+                summary.next.id, summary.next.audit_seq
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            bar.abandon();
+            eprintln!("rosterd: store copy failed: {e}");
+            ExitCode::from(1)
         }
     }
 }

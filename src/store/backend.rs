@@ -245,6 +245,28 @@ pub trait Backend: Send + Sync + 'static {
     fn outbox_hold(&self, _id: u64) -> Result<bool, StoreError> {
         Ok(true)
     }
+
+    // Copying a whole store (`rosterd store copy`, see `super::copy`).
+    /// How many rows each table holds (the tables of [`Table::ALL`]).
+    fn table_counts(&self) -> Result<Vec<(Table, u64)>, StoreError>;
+    /// Every row the store holds, table by table, handed to `sink` as stored
+    /// (ids, versions, sequence numbers and bytes unchanged; one consistent
+    /// snapshot where the backend has them), and the ids the store would hand
+    /// out next. `is_active` classifies a record the backend does not mark.
+    fn export_rows(
+        &self,
+        is_active: &dyn Fn(&[u8]) -> bool,
+        sink: &mut dyn FnMut(StoreRow) -> Result<(), StoreError>,
+    ) -> Result<NextIds, StoreError>;
+    /// Writes `rows` into this store, which must hold nothing, and makes its
+    /// counters continue at `next()` (asked once every row is in): all of it
+    /// or nothing (one transaction on
+    /// PostgreSQL; on sled a store left unfinished is refused at open).
+    fn import_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<StoreRow, StoreError>>,
+        next: &dyn Fn() -> NextIds,
+    ) -> Result<(), StoreError>;
 }
 
 // Leases and claims.
@@ -347,6 +369,141 @@ pub fn local_node_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "rosterd".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// The tables of a store, as `rosterd store copy` counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    Employees,
+    UniqueKeys,
+    Marks,
+    Photos,
+    Positions,
+    Audit,
+    Outbox,
+    Runs,
+    PlanPages,
+    SourceState,
+    HeldPlans,
+    Sessions,
+}
+
+impl Table {
+    pub const ALL: [Table; 12] = [
+        Table::Employees,
+        Table::UniqueKeys,
+        Table::Marks,
+        Table::Photos,
+        Table::Positions,
+        Table::Audit,
+        Table::Outbox,
+        Table::Runs,
+        Table::PlanPages,
+        Table::SourceState,
+        Table::HeldPlans,
+        Table::Sessions,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Employees => "employees",
+            Table::UniqueKeys => "unique keys",
+            Table::Marks => "sync marks",
+            Table::Photos => "photos",
+            Table::Positions => "positions",
+            Table::Audit => "audit entries",
+            Table::Outbox => "outbox messages",
+            Table::Runs => "sync runs",
+            Table::PlanPages => "plan pages",
+            Table::SourceState => "source states",
+            Table::HeldPlans => "held plans",
+            Table::Sessions => "web sessions",
+        }
+    }
+}
+
+/// One row of a store in the form every backend exports and imports (see
+/// [`Backend::export_rows`]). Bytes are the domain's, as stored.
+#[derive(Debug, Clone)]
+pub enum StoreRow {
+    /// A record with its version, its unique keys (`(kind, key)`, the kind
+    /// named as in [`IndexKind`]'s store prefix: `email`, `source:<id>`, ...)
+    /// and the notes on its current version (`(owner, mark)`).
+    Employee {
+        id: Uuid,
+        version: u64,
+        active: bool,
+        keys: Vec<(String, String)>,
+        marks: Vec<(String, Vec<u8>)>,
+        body: Record,
+    },
+    Photo {
+        id: Uuid,
+        bytes: Record,
+    },
+    Position {
+        id: Uuid,
+        bytes: Record,
+    },
+    /// An audit entry under its sequence number, linked to the employee whose
+    /// history it belongs to (none for an entry about no single record).
+    Audit {
+        seq: u64,
+        employee: Option<Uuid>,
+        entry: Record,
+    },
+    Outbox {
+        id: u64,
+        pending: bool,
+        body: Record,
+    },
+    Run {
+        id: u64,
+        header: Record,
+    },
+    /// A run's plan: stored whole (`page: None`) or one page of it.
+    PlanPage {
+        run: u64,
+        page: Option<u32>,
+        bytes: Record,
+    },
+    SourceState {
+        source: String,
+        bytes: Record,
+    },
+    Held {
+        run: u64,
+        bytes: Record,
+    },
+    Session {
+        key: [u8; 32],
+        row: Record,
+    },
+}
+
+impl StoreRow {
+    pub fn table(&self) -> Table {
+        match self {
+            StoreRow::Employee { .. } => Table::Employees,
+            StoreRow::Photo { .. } => Table::Photos,
+            StoreRow::Position { .. } => Table::Positions,
+            StoreRow::Audit { .. } => Table::Audit,
+            StoreRow::Outbox { .. } => Table::Outbox,
+            StoreRow::Run { .. } => Table::Runs,
+            StoreRow::PlanPage { .. } => Table::PlanPages,
+            StoreRow::SourceState { .. } => Table::SourceState,
+            StoreRow::Held { .. } => Table::HeldPlans,
+            StoreRow::Session { .. } => Table::Sessions,
+        }
+    }
+}
+
+/// The lowest values a store has not handed out yet: ids (messages, runs)
+/// and audit sequence numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NextIds {
+    pub id: u64,
+    pub audit_seq: u64,
 }
 
 /// The handle to the store every layer holds; cheap to clone.
@@ -650,6 +807,23 @@ impl Backend for SledStore {
     }
     fn is_ready(&self) -> bool {
         SledStore::is_ready(self)
+    }
+    fn table_counts(&self) -> Result<Vec<(Table, u64)>, StoreError> {
+        SledStore::table_counts(self)
+    }
+    fn export_rows(
+        &self,
+        is_active: &dyn Fn(&[u8]) -> bool,
+        sink: &mut dyn FnMut(StoreRow) -> Result<(), StoreError>,
+    ) -> Result<NextIds, StoreError> {
+        SledStore::export_rows(self, is_active, sink)
+    }
+    fn import_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<StoreRow, StoreError>>,
+        next: &dyn Fn() -> NextIds,
+    ) -> Result<(), StoreError> {
+        SledStore::import_rows(self, rows, next)
     }
 }
 /// The audit entry of one committed write, with the sequence number the

@@ -4,7 +4,8 @@
 //! unique, how keys are normalised) live in `employee`.
 //!
 //! Trees of the sled backend:
-//! - `meta`: `schema_version`, checked at open.
+//! - `meta`: `schema_version`, checked at open; `copy_incomplete` while
+//!   `rosterd store copy` writes into the store (refused at open; see `sled_copy`).
 //! - `employees`: employee id (16 bytes) → the record: a binary header (version,
 //!   unique index keys, newest audit links; see [`record`]) and the body (JSON,
 //!   written by `employee`).
@@ -50,6 +51,7 @@
 pub mod audit;
 mod backend;
 pub mod config;
+pub mod copy;
 mod directory;
 mod durable;
 pub mod outbox;
@@ -57,6 +59,7 @@ pub mod postgres;
 mod record;
 mod runs;
 mod sessions;
+mod sled_copy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -72,7 +75,7 @@ use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
-pub use backend::{Backend, Record, RecordIter, Store};
+pub use backend::{Backend, NextIds, Record, RecordIter, Store, StoreRow, Table};
 pub use backend::{Fence, Lease, LeaseInfo, with_fence};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
@@ -325,6 +328,14 @@ impl SledStore {
                     });
                 }
             }
+        }
+        if meta.get(sled_copy::COPY_INCOMPLETE)?.is_some() {
+            return Err(StoreError::Open {
+                path,
+                reason: "a `rosterd store copy` into this store did not finish; \
+                         delete the directory and run the copy again"
+                    .into(),
+            });
         }
         let employees = db.open_tree("employees")?;
         let (index, ids) = load_index(&employees)?;

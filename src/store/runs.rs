@@ -111,7 +111,7 @@ impl SledStore {
 
 /// A plan page's key: the run id, then the page number (both big-endian, so
 /// the pages of a run follow its plan row in key order).
-fn plan_page_key(id: u64, page: u32) -> [u8; 12] {
+pub(super) fn plan_page_key(id: u64, page: u32) -> [u8; 12] {
     let mut k = [0; 12];
     k[..8].copy_from_slice(&id.to_be_bytes());
     k[8..].copy_from_slice(&page.to_be_bytes());

@@ -23,6 +23,7 @@ mod rosterctl;
 mod run_summary;
 mod secrets;
 mod slapd;
+mod store_copy;
 mod store_load;
 #[path = "../support/mod.rs"]
 mod support;

@@ -42,6 +42,7 @@
 //! database. Unique keys, versions, lookups and reads go to the database and
 //! hold across nodes already.
 
+mod copy;
 pub mod lease;
 pub mod schema;
 
@@ -1351,6 +1352,26 @@ impl Backend for PgStore {
     fn outbox_hold(&self, id: u64) -> Result<bool, StoreError> {
         let (node, ttl) = (self.inner.node.clone(), self.inner.lease_ttl);
         self.run(move |pool| lease::outbox_hold(pool, id, node, ttl))
+    }
+
+    fn table_counts(&self) -> Result<Vec<(super::Table, u64)>, StoreError> {
+        self.copy_table_counts()
+    }
+
+    fn export_rows(
+        &self,
+        _is_active: &dyn Fn(&[u8]) -> bool,
+        sink: &mut dyn FnMut(super::StoreRow) -> Result<(), StoreError>,
+    ) -> Result<super::NextIds, StoreError> {
+        self.copy_export(sink)
+    }
+
+    fn import_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = Result<super::StoreRow, StoreError>>,
+        next: &dyn Fn() -> super::NextIds,
+    ) -> Result<(), StoreError> {
+        self.copy_import(rows, next)
     }
 }
 
