@@ -72,7 +72,7 @@ use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
-pub use backend::{Backend, Record, RecordIter, Store};
+pub use backend::{Backend, Caught, Record, RecordIter, Store};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 
 /// The on-disk format this build reads and writes.

@@ -447,15 +447,47 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("schema version 1 created"), "{stdout}");
+    let version = rosterd::store::postgres::PG_SCHEMA_VERSION;
+    assert!(
+        stdout.contains(&format!("schema version {version} created")),
+        "{stdout}"
+    );
     let out = migrate(&config, dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("schema version 1 is current"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("schema version {version} is current")),
+        "{stdout}"
+    );
     let tables = server().psql(
         &db,
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
     );
     assert!(tables.trim().parse::<u32>().unwrap() >= 14, "{tables}");
+    // A version 1 database (phase 1's: no generation stamps) is upgraded.
+    server().psql(
+        &db,
+        "UPDATE rosterd_schema SET version = 1; ALTER TABLE employees DROP COLUMN generation; \
+         ALTER TABLE outbox DROP COLUMN changed; DROP TABLE employee_removed; \
+         DELETE FROM rosterd_meta WHERE key = 'positions'",
+    );
+    let out = migrate(&config, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("schema version {version} upgraded")),
+        "{stdout}"
+    );
+    let stamps = server().psql(
+        &db,
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE (table_name, column_name) IN (('employees', 'generation'), ('outbox', 'changed'))",
+    );
+    assert_eq!(stamps.trim(), "2");
+    assert_eq!(
+        server()
+            .psql(&db, "SELECT version FROM rosterd_schema")
+            .trim(),
+        version.to_string()
+    );
     // Two at once on a fresh database.
     let (db2, settings2) = fresh_pg();
     let config2 = write_config(dir.path(), &pg_toml(settings2.url.expose()));
@@ -493,7 +525,7 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
     assert_eq!(said.matches("created").count(), 1, "{said}");
     assert_eq!(said.matches("is current").count(), 1, "{said}");
     let v = server().psql(&db2, "SELECT version FROM rosterd_schema");
-    assert_eq!(v.trim(), "1");
+    assert_eq!(v.trim(), version.to_string());
     // A database written by a newer rosterd is refused.
     server().psql(&db2, "UPDATE rosterd_schema SET version = 99");
     let out = migrate(&config2, dir.path());

@@ -35,19 +35,19 @@
 //! In memory above the database, as on sled: the directory (which records
 //! exist in id order and which are active: counts and page offsets without a
 //! query) is loaded at open and kept by this process's commits. So are the
-//! roster's projection and positions map (in `employee`). On one node every
-//! write goes through this process and they are right. With several nodes on
-//! one database they must follow the others' writes (the generation row is
-//! the change sequence to poll): not done yet; until then run one node per
-//! database. Unique keys, versions, lookups and reads go to the database and
-//! hold across nodes already.
+//! roster's projection and positions map (in `employee`). Any number of nodes
+//! may share one database: before a read that depends on memory, the roster
+//! asks [`Backend::catch_up`], which polls the generation row (one query) and
+//! applies what other nodes committed since ([`follow`]). Unique keys,
+//! versions, lookups, reads and web sessions go to the database.
 
+mod follow;
 pub mod schema;
 
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -58,8 +58,8 @@ use uuid::Uuid;
 use super::config::PgSettings;
 use super::directory::Directory;
 use super::{
-    AuditEntry, Backend, Counts, DeliveryState, IndexKind, OutboxRecord, PhotoChange, Record,
-    RecordIter, StoreError, Write,
+    AuditEntry, Backend, Caught, Counts, DeliveryState, IndexKind, OutboxRecord, PhotoChange,
+    Record, RecordIter, StoreError, Write,
 };
 use crate::store::backend::RunIter;
 
@@ -79,6 +79,8 @@ struct Inner {
     /// The runtime the queries run on (see the module doc); `None` once dropped.
     rt: Option<tokio::runtime::Runtime>,
     directory: RwLock<Directory>,
+    /// What this process has seen of the other nodes' writes ([`follow`]).
+    follow: Mutex<follow::Follow>,
     reads: AtomicU64,
     commits: AtomicU64,
     /// For messages: the URL without its password.
@@ -148,26 +150,48 @@ impl PgStore {
             StoreError::Schema { .. } => e,
             e => open_err(format!("while migrating the schema: {e}")),
         })?;
-        let ids = store.run(|pool| async move {
-            let rows = sqlx::query("SELECT id, active FROM employees ORDER BY id")
+        // The generations first: whatever the rows read after them hold
+        // beyond that comes again at the first catch-up (idempotent).
+        let (generation, positions, ids) = store.run(|pool| async move {
+            let (g, p): (i64, i64) = sqlx::query_as(
+                "SELECT coalesce(max(value) FILTER (WHERE key = 'generation'), 0),
+                        coalesce(max(value) FILTER (WHERE key = 'positions'), 0)
+                 FROM rosterd_meta",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(db_err)?;
+            let rows = sqlx::query("SELECT id, active, version FROM employees ORDER BY id")
                 .fetch_all(&pool)
                 .await
                 .map_err(db_err)?;
-            rows.iter()
+            let ids = rows
+                .iter()
                 .map(|r| {
                     Ok((
                         r.try_get::<Uuid, _>(0).map_err(corrupt("employee id"))?,
                         r.try_get::<bool, _>(1)
                             .map_err(corrupt("employee active"))?,
+                        u64_of(
+                            r.try_get::<i64, _>(2)
+                                .map_err(corrupt("employee version"))?,
+                        )?,
                     ))
                 })
-                .collect::<Result<Vec<_>, StoreError>>()
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((u64_of(g)?, u64_of(p)?, ids))
         })?;
         {
             let mut d = store.write_directory();
-            *d = Directory::from_sorted(ids.iter().map(|(id, _)| *id).collect());
-            let active: std::collections::HashMap<Uuid, bool> = ids.into_iter().collect();
+            *d = Directory::from_sorted(ids.iter().map(|(id, _, _)| *id).collect());
+            let active: std::collections::HashMap<Uuid, bool> =
+                ids.iter().map(|(id, a, _)| (*id, *a)).collect();
             d.set_classes(|id| active.get(&id).copied());
+            *store.follow_state() = follow::Follow::new(
+                generation,
+                positions,
+                ids.into_iter().map(|(id, _, v)| (id, v)).collect(),
+            );
         }
         tracing::info!(database = %redacted, "PostgreSQL store open");
         Ok(store)
@@ -218,6 +242,7 @@ impl PgStore {
                 pool,
                 rt: Some(rt),
                 directory: RwLock::new(Directory::default()),
+                follow: Mutex::new(follow::Follow::default()),
                 reads: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
                 redacted,
@@ -305,6 +330,26 @@ impl PgStore {
         })
     }
 
+    /// One statement that bumps the generation and returns it ([`follow`]).
+    fn bumping(
+        &self,
+        sql: &'static str,
+        bind: impl FnOnce(
+            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
+        + Send
+        + 'static,
+    ) -> Result<u64, StoreError> {
+        let g: i64 = self.run(move |pool| async move {
+            let row = bind(sqlx::query(sql))
+                .fetch_one(&pool)
+                .await
+                .map_err(db_err)?;
+            row.try_get::<i64, _>(0).map_err(corrupt(sql))
+        })?;
+        u64_of(g)
+    }
+
     fn exec(
         &self,
         sql: &'static str,
@@ -332,7 +377,7 @@ impl PgStore {
 /// outbox messages, and the commit. The write lock is taken last, so it is
 /// held for those three only; every write takes it after the row locks it
 /// needs, so no two writes wait on each other in a cycle.
-async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, StoreError> {
+async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<(u64, Vec<u64>), StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     for w in &writes {
         let found = match (&w.record, w.expected_version) {
@@ -484,7 +529,15 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
             }
         }
     }
-    let seqs = lock_and_number(&mut tx, writes.len()).await?;
+    let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
+    let mut written = Vec::new();
+    let mut removed = Vec::new();
+    for w in &writes {
+        match w.record {
+            Some(_) => written.push(w.id),
+            None => removed.push(w.id),
+        }
+    }
     let mut audit_seq = Vec::with_capacity(writes.len());
     let mut audit_emp = Vec::with_capacity(writes.len());
     let mut audit_bytes = Vec::with_capacity(writes.len());
@@ -501,11 +554,20 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
             ob_bodies.push(serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
     }
+    // The generation stamped on what the batch wrote ([`follow`]), in the
+    // same round trip as the audit entries and outbox messages.
     sqlx::query(
         "WITH o AS (
-            INSERT INTO outbox (id, pending, body)
-            SELECT * FROM unnest($4::bigint[], $5::boolean[], $6::bytea[])
-            ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body
+            INSERT INTO outbox (id, pending, body, changed)
+            SELECT i, p, b, $7 FROM unnest($4::bigint[], $5::boolean[], $6::bytea[]) AS t(i, p, b)
+            ON CONFLICT (id) DO UPDATE
+            SET pending = excluded.pending, body = excluded.body, changed = excluded.changed
+         ), e AS (
+            UPDATE employees SET generation = $7 WHERE id = ANY($8::uuid[])
+         ), r AS (
+            INSERT INTO employee_removed (employee_id, generation)
+            SELECT i, $7 FROM unnest($9::uuid[]) AS t(i)
+            ON CONFLICT (employee_id) DO UPDATE SET generation = excluded.generation
          )
          INSERT INTO audit (seq, employee_id, entry)
          SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
@@ -516,36 +578,47 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<Vec<u64>, Sto
     .bind(&ob_ids)
     .bind(&ob_pending)
     .bind(&ob_bodies)
+    .bind(i64_of(generation)?)
+    .bind(&written)
+    .bind(&removed)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
-    Ok(seqs)
+    Ok((generation, seqs))
 }
 
 /// The write lock of every node, taken by bumping the generation, and `n`
 /// audit sequence numbers drawn under it (so they follow commit order).
+/// Returns the new generation and the numbers.
 async fn lock_and_number(
     tx: &mut Transaction<'static, Postgres>,
     n: usize,
-) -> Result<Vec<u64>, StoreError> {
-    let mut seqs: Vec<i64> = sqlx::query_scalar(
+) -> Result<(u64, Vec<u64>), StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
         "WITH g AS (
             UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
          )
-         SELECT nextval('rosterd_audit_seq') FROM g, generate_series(1, $1)",
+         SELECT g.value, nextval('rosterd_audit_seq') FROM g, generate_series(1, $1)",
     )
     .bind(n as i64)
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err)?;
-    if seqs.len() != n {
-        return Err(StoreError::Corrupt(
-            "the generation row is missing (run rosterd migrate)".into(),
-        ));
-    }
+    let generation = match rows.first() {
+        Some((g, _)) if rows.len() == n => u64_of(*g)?,
+        _ => {
+            return Err(StoreError::Corrupt(
+                "the generation row is missing (run rosterd migrate)".into(),
+            ));
+        }
+    };
+    let mut seqs: Vec<i64> = rows.into_iter().map(|(_, s)| s).collect();
     seqs.sort_unstable();
-    seqs.into_iter().map(u64_of).collect()
+    Ok((
+        generation,
+        seqs.into_iter().map(u64_of).collect::<Result<_, _>>()?,
+    ))
 }
 
 fn decode_outbox(v: &[u8]) -> Result<OutboxRecord, StoreError> {
@@ -793,15 +866,16 @@ impl Backend for PgStore {
             return Ok(vec![]);
         }
         let owned = writes.to_vec();
-        let seqs = self.run(move |pool| commit_writes(pool, owned))?;
+        let (generation, seqs) = self.run(move |pool| commit_writes(pool, owned))?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.follow_state();
         let mut d = self.write_directory();
         for w in writes {
-            match &w.record {
-                Some(r) => d.put(w.id, r.active),
-                None => d.remove(w.id),
-            }
+            let state = w.record.as_ref().map(|r| (r.version, r.active));
+            f.apply(&mut d, w.id, state);
         }
+        drop(d);
+        f.committed(generation);
         Ok(seqs)
     }
 
@@ -824,8 +898,8 @@ impl Backend for PgStore {
         self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
             // In the order of the writes, as every audit entry.
-            let seq = lock_and_number(&mut tx, 1)
-                .await?
+            let (generation, mut seqs) = lock_and_number(&mut tx, 1).await?;
+            let seq = seqs
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("no audit sequence number".into()))?;
             entry.seq = seq;
@@ -838,7 +912,11 @@ impl Backend for PgStore {
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(entry)
+            Ok((generation, entry))
+        })
+        .map(|(generation, entry)| {
+            self.follow_state().committed(generation);
+            entry
         })
     }
 
@@ -896,17 +974,36 @@ impl Backend for PgStore {
 
     fn put_position(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
         let bytes = bytes.to_vec();
-        self.exec(
-            "INSERT INTO positions (id, body) VALUES ($1, $2)
-             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), m AS (
+                UPDATE rosterd_meta SET value = (SELECT value FROM g) WHERE key = 'positions'
+             ), p AS (
+                INSERT INTO positions (id, body) VALUES ($1, $2)
+                ON CONFLICT (id) DO UPDATE SET body = excluded.body
+             )
+             SELECT value FROM g",
             move |q| q.bind(id).bind(bytes),
-        )
-        .map(|_| ())
+        )?;
+        self.follow_state().positions_changed(g);
+        Ok(())
     }
 
     fn remove_position(&self, id: Uuid) -> Result<(), StoreError> {
-        self.exec("DELETE FROM positions WHERE id = $1", move |q| q.bind(id))
-            .map(|_| ())
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), m AS (
+                UPDATE rosterd_meta SET value = (SELECT value FROM g) WHERE key = 'positions'
+             ), p AS (
+                DELETE FROM positions WHERE id = $1
+             )
+             SELECT value FROM g",
+            move |q| q.bind(id),
+        )?;
+        self.follow_state().positions_changed(g);
+        Ok(())
     }
 
     fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
@@ -921,12 +1018,20 @@ impl Backend for PgStore {
         let id = i64_of(rec.id)?;
         let pending = rec.state == DeliveryState::Pending;
         let body = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.exec(
-            "INSERT INTO outbox (id, pending, body) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body",
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), o AS (
+                INSERT INTO outbox (id, pending, body, changed)
+                SELECT $1, $2, $3, value FROM g
+                ON CONFLICT (id) DO UPDATE
+                SET pending = excluded.pending, body = excluded.body, changed = excluded.changed
+             )
+             SELECT value FROM g",
             move |q| q.bind(id).bind(pending).bind(body),
-        )
-        .map(|_| ())
+        )?;
+        self.follow_state().committed(g);
+        Ok(())
     }
 
     fn outbox_replace(&self, old: &OutboxRecord, new: &OutboxRecord) -> Result<bool, StoreError> {
@@ -934,8 +1039,16 @@ impl Backend for PgStore {
         let old = old.clone();
         let pending = new.state == DeliveryState::Pending;
         let body = serde_json::to_vec(new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.run(move |pool| async move {
+        let done = self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
+            // The generation first, as a commit takes it before the outbox
+            // rows it writes: the same lock order, no deadlock.
+            let g: i64 = sqlx::query_scalar(
+                "UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
             let cur: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1 FOR UPDATE")
                     .bind(id)
@@ -944,17 +1057,25 @@ impl Backend for PgStore {
                     .map_err(db_err)?;
             let same = cur.is_some_and(|c| decode_outbox(&c).ok().as_ref() == Some(&old));
             if !same {
-                return Ok(false);
+                return Ok(None);
             }
-            sqlx::query("UPDATE outbox SET pending = $2, body = $3 WHERE id = $1")
+            sqlx::query("UPDATE outbox SET pending = $2, body = $3, changed = $4 WHERE id = $1")
                 .bind(id)
                 .bind(pending)
                 .bind(body)
+                .bind(g)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(true)
+            Ok(Some(u64_of(g)?))
+        })?;
+        Ok(match done {
+            Some(g) => {
+                self.follow_state().committed(g);
+                true
+            }
+            None => false,
         })
     }
 
@@ -1248,6 +1369,14 @@ impl Backend for PgStore {
                 .map_err(db_err)
         })
         .is_ok()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn catch_up(&self) -> Result<Caught, StoreError> {
+        self.catch_up_now()
     }
 }
 
