@@ -15,8 +15,8 @@ use uuid::Uuid;
 use rosterd::store::config::{PgSettings, StoreConfig};
 use rosterd::store::postgres::PgStore;
 use rosterd::store::{
-    Actor, AuditAction, AuditEntry, DeliveryState, IndexKeys, IndexKind, MessageKind, OutboxRecord,
-    PendingAudit, PhotoChange, RecordWrite, Store, StoreError, Write,
+    Actor, AuditAction, AuditEntry, DeliveryState, IndexKind, MessageKind, OutboxRecord,
+    PhotoChange, Store, StoreError, Write,
 };
 
 use crate::common::{TestServer, employee, test_config};
@@ -32,31 +32,17 @@ fn fresh_pg() -> (String, PgSettings) {
 }
 
 fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
-    Write {
+    crate::support::writes::write(
         id,
-        expected_version: expected,
-        record: Some(RecordWrite {
-            version,
-            bytes: format!("{{\"email\":\"{email}\"}}").into_bytes(),
-            keys: IndexKeys {
-                entries: vec![
-                    (IndexKind::Email, email.into()),
-                    (IndexKind::Source("ldap".into()), format!("dn={email}")),
-                ],
-            },
-            mark: None,
-            active: !email.starts_with("off"),
-        }),
-        photo: PhotoChange::Keep,
-        audit: PendingAudit::new(AuditEntry::new(
-            Actor::system(),
-            Some(id),
-            AuditAction::Create,
-            vec![],
-        ))
-        .unwrap(),
-        outbox: vec![],
-    }
+        expected,
+        version,
+        format!("{{\"email\":\"{email}\"}}"),
+        vec![
+            (IndexKind::Email, email.into()),
+            (IndexKind::Source("ldap".into()), format!("dn={email}")),
+        ],
+        !email.starts_with("off"),
+    )
 }
 
 fn message(id: u64, emp: Uuid) -> OutboxRecord {

@@ -115,6 +115,20 @@ impl Follow {
     }
 }
 
+/// The generation and the positions' generation: the one query a catch-up
+/// makes when nothing moved.
+pub(super) async fn generations(pool: &sqlx::PgPool) -> Result<(u64, u64), StoreError> {
+    let (g, p): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(max(value) FILTER (WHERE key = 'generation'), 0),
+                coalesce(max(value) FILTER (WHERE key = 'positions'), 0)
+         FROM rosterd_meta",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok((u64_of(g)?, u64_of(p)?))
+}
+
 impl PgStore {
     pub(super) fn follow_state(&self) -> std::sync::MutexGuard<'_, Follow> {
         self.inner
@@ -125,20 +139,15 @@ impl PgStore {
 
     /// See the module doc and [`crate::store::Backend::catch_up`].
     pub(super) fn catch_up_now(&self) -> Result<Caught, StoreError> {
-        let (generation, positions): (i64, i64) = self.run(|pool| async move {
-            sqlx::query_as(
-                "SELECT coalesce(max(value) FILTER (WHERE key = 'generation'), 0),
-                        coalesce(max(value) FILTER (WHERE key = 'positions'), 0)
-                 FROM rosterd_meta",
-            )
-            .fetch_one(&pool)
-            .await
-            .map_err(db_err)
-        })?;
-        let (generation, positions) = (u64_of(generation)?, u64_of(positions)?);
-        let (since, positions_moved) = {
+        let (generation, positions) = self.run(|pool| async move { generations(&pool).await })?;
+        let (since, known, positions_moved) = {
             let f = self.follow_state();
-            (f.seen, positions > f.positions)
+            let known = f
+                .local
+                .iter()
+                .map(|g| i64_of(*g))
+                .collect::<Result<Vec<_>, _>>()?;
+            (f.seen, known, positions > f.positions)
         };
         let mut caught = Caught {
             positions: positions_moved,
@@ -149,13 +158,17 @@ impl PgStore {
             type Changed = (Uuid, Option<i64>, Option<bool>, Option<Vec<u8>>);
             let (rows, outbox): (Vec<Changed>, Vec<Vec<u8>>) =
                 self.run(move |pool| async move {
+                    // This process's own commits above `since` are applied
+                    // already: not read again.
                     let rows = sqlx::query(
-                        "SELECT id, version, active, body FROM employees WHERE generation > $1
-                     UNION ALL
-                     SELECT employee_id, NULL, NULL, NULL FROM employee_removed
-                     WHERE generation > $1",
+                        "SELECT id, version, active, body FROM employees
+                         WHERE generation > $1 AND generation <> ALL($2)
+                         UNION ALL
+                         SELECT employee_id, NULL, NULL, NULL FROM employee_removed
+                         WHERE generation > $1 AND generation <> ALL($2)",
                     )
                     .bind(after)
+                    .bind(&known)
                     .fetch_all(&pool)
                     .await
                     .map_err(db_err)?
@@ -170,9 +183,11 @@ impl PgStore {
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;
                     let outbox: Vec<Vec<u8>> = sqlx::query_scalar(
-                        "SELECT body FROM outbox WHERE changed > $1 ORDER BY id",
+                        "SELECT body FROM outbox WHERE changed > $1 AND changed <> ALL($2)
+                         ORDER BY id",
                     )
                     .bind(after)
+                    .bind(&known)
                     .fetch_all(&pool)
                     .await
                     .map_err(db_err)?;

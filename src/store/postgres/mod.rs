@@ -59,11 +59,14 @@ use super::config::PgSettings;
 use super::directory::Directory;
 use super::{
     AuditEntry, Backend, Caught, Counts, DeliveryState, IndexKind, OutboxRecord, PhotoChange,
-    Record, RecordIter, StoreError, Write,
+    Record, RecordIter, RecordWrite, StoreError, Write,
 };
 use crate::store::backend::RunIter;
 
 pub use schema::{Migrated, PG_SCHEMA_VERSION};
+
+/// A query whose parameters a caller binds.
+type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
 /// Rows read per query by the lazy scans.
 const SCAN_CHUNK: i64 = 500;
@@ -153,14 +156,7 @@ impl PgStore {
         // The generations first: whatever the rows read after them hold
         // beyond that comes again at the first catch-up (idempotent).
         let (generation, positions, ids) = store.run(|pool| async move {
-            let (g, p): (i64, i64) = sqlx::query_as(
-                "SELECT coalesce(max(value) FILTER (WHERE key = 'generation'), 0),
-                        coalesce(max(value) FILTER (WHERE key = 'positions'), 0)
-                 FROM rosterd_meta",
-            )
-            .fetch_one(&pool)
-            .await
-            .map_err(db_err)?;
+            let (g, p) = follow::generations(&pool).await?;
             let rows = sqlx::query("SELECT id, active, version FROM employees ORDER BY id")
                 .fetch_all(&pool)
                 .await
@@ -179,7 +175,7 @@ impl PgStore {
                     ))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((u64_of(g)?, u64_of(p)?, ids))
+            Ok((g, p, ids))
         })?;
         {
             let mut d = store.write_directory();
@@ -310,11 +306,7 @@ impl PgStore {
     fn bytes_query(
         &self,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
-        + Send
-        + 'static,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
     ) -> Result<Option<Record>, StoreError> {
         self.run(move |pool| async move {
             let row = bind(sqlx::query(sql))
@@ -334,11 +326,7 @@ impl PgStore {
     fn bumping(
         &self,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
-        + Send
-        + 'static,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
     ) -> Result<u64, StoreError> {
         let g: i64 = self.run(move |pool| async move {
             let row = bind(sqlx::query(sql))
@@ -353,11 +341,7 @@ impl PgStore {
     fn exec(
         &self,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
-        + Send
-        + 'static,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
     ) -> Result<u64, StoreError> {
         self.run(move |pool| async move {
             Ok(bind(sqlx::query(sql))
@@ -374,177 +358,198 @@ impl PgStore {
 /// statement for the record (an update also drops the record's old keys and
 /// marks in it) and one for its keys (and its mark); then, for the batch, the
 /// write lock with the audit sequence numbers, the audit entries with the
-/// outbox messages, and the commit. The write lock is taken last, so it is
-/// held for those three only; every write takes it after the row locks it
-/// needs, so no two writes wait on each other in a cycle.
+/// outbox messages and the generation stamps, and the commit. The write lock
+/// is taken last, so it is held for those three only; every write takes it
+/// after the row locks it needs, so no two writes wait on each other in a
+/// cycle. Returns the generation and the audit sequence numbers.
 async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<(u64, Vec<u64>), StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     for w in &writes {
-        let found = match (&w.record, w.expected_version) {
-            (Some(r), None) => {
-                sqlx::query(
-                    "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(w.id)
-                .bind(i64_of(r.version)?)
-                .bind(r.active)
-                .bind(&r.bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                    == 1
-            }
-            (Some(r), Some(v)) => {
-                let n: i64 = sqlx::query_scalar(
-                    "WITH u AS (
-                        UPDATE employees SET version = $3, active = $4, body = $5
-                        WHERE id = $1 AND version = $2 RETURNING id
-                     ), k AS (
-                        DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
-                     ), m AS (
-                        DELETE FROM employee_marks WHERE employee_id IN (SELECT id FROM u)
-                     )
-                     SELECT count(*) FROM u",
-                )
-                .bind(w.id)
-                .bind(i64_of(v)?)
-                .bind(i64_of(r.version)?)
-                .bind(r.active)
-                .bind(&r.bytes)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                n == 1
-            }
-            (None, expected) => {
-                // Its keys, marks and photo go with it (ON DELETE CASCADE).
-                sqlx::query(
-                    "DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2",
-                )
-                .bind(w.id)
-                .bind(expected.map(i64_of).transpose()?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                    == 1
-            }
-        };
-        if !found {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM employees WHERE id = $1")
-                    .bind(w.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+        if !write_record(&mut tx, w).await? {
             // Nothing of the batch is written (the transaction is dropped).
-            return Err(StoreError::VersionConflict {
-                expected: w.expected_version,
-                found: found.map(u64_of).transpose()?,
-            });
+            return Err(version_conflict(&mut tx, w).await?);
         }
-        let Some(r) = &w.record else { continue };
-        let (owner, mark) = match &r.mark {
-            Some((o, m)) => (Some(o.clone()), Some(m.clone())),
-            None => (None, None),
-        };
-        if r.keys.entries.is_empty() {
-            if owner.is_some() {
-                sqlx::query(
-                    "INSERT INTO employee_marks (employee_id, owner, mark) VALUES ($1, $2, $3)",
-                )
-                .bind(w.id)
-                .bind(&owner)
-                .bind(&mark)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-        } else {
-            let mut pairs: Vec<(String, String)> = r
-                .keys
-                .entries
-                .iter()
-                .map(|(k, v)| (kind_name(k), v.clone()))
-                .collect();
-            pairs.sort();
-            pairs.dedup();
-            let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-            let claimed: Vec<(String, String)> = sqlx::query_as(
-                "WITH m AS (
-                    INSERT INTO employee_marks (employee_id, owner, mark)
-                    SELECT $3, $4, $5 WHERE $4::text IS NOT NULL
-                 )
-                 INSERT INTO employee_keys (kind, key, employee_id)
-                 SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
-                 ON CONFLICT (kind, key) DO NOTHING
-                 RETURNING kind, key",
-            )
-            .bind(&kinds)
-            .bind(&keys)
-            .bind(w.id)
-            .bind(&owner)
-            .bind(&mark)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if claimed.len() != kinds.len() {
-                // The first key (in the write's order) that the constraint refused.
-                let refused = r.keys.entries.iter().find(|(k, v)| {
-                    let k = kind_name(k);
-                    !claimed.iter().any(|(ck, cv)| *ck == k && cv == v)
-                });
-                return Err(match refused {
-                    Some((kind, key)) => StoreError::Unique {
-                        index: kind.clone(),
-                        key: key.clone(),
-                    },
-                    None => {
-                        StoreError::Corrupt("a unique key was neither claimed nor refused".into())
-                    }
-                });
-            }
-        }
-        match &w.photo {
-            PhotoChange::Keep => {}
-            PhotoChange::Set(bytes) => {
-                sqlx::query(
-                    "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
-                     ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
-                )
-                .bind(w.id)
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-            PhotoChange::Remove => {
-                sqlx::query("DELETE FROM photos WHERE employee_id = $1")
-                    .bind(w.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
+        if let Some(r) = &w.record {
+            claim_keys_and_mark(&mut tx, w.id, r).await?;
+            write_photo(&mut tx, w).await?;
         }
     }
     let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
-    let mut written = Vec::new();
-    let mut removed = Vec::new();
-    for w in &writes {
-        match w.record {
-            Some(_) => written.push(w.id),
-            None => removed.push(w.id),
+    audit_outbox_and_stamps(&mut tx, &writes, generation, &seqs).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok((generation, seqs))
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+/// The record's row: created, updated at the expected version (its old keys
+/// and marks dropped), or removed (its keys, marks and photo go with it, ON
+/// DELETE CASCADE). `false`: the version did not match.
+async fn write_record(tx: &mut Tx, w: &Write) -> Result<bool, StoreError> {
+    Ok(match (&w.record, w.expected_version) {
+        (Some(r), None) => {
+            sqlx::query(
+                "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(w.id)
+            .bind(i64_of(r.version)?)
+            .bind(r.active)
+            .bind(&r.bytes)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                == 1
+        }
+        (Some(r), Some(v)) => {
+            let n: i64 = sqlx::query_scalar(
+                "WITH u AS (
+                    UPDATE employees SET version = $3, active = $4, body = $5
+                    WHERE id = $1 AND version = $2 RETURNING id
+                 ), k AS (
+                    DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
+                 ), m AS (
+                    DELETE FROM employee_marks WHERE employee_id IN (SELECT id FROM u)
+                 )
+                 SELECT count(*) FROM u",
+            )
+            .bind(w.id)
+            .bind(i64_of(v)?)
+            .bind(i64_of(r.version)?)
+            .bind(r.active)
+            .bind(&r.bytes)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            n == 1
+        }
+        (None, expected) => {
+            sqlx::query("DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2")
+                .bind(w.id)
+                .bind(expected.map(i64_of).transpose()?)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                == 1
+        }
+    })
+}
+
+/// The conflict a write whose version did not match meets (the stored one).
+async fn version_conflict(tx: &mut Tx, w: &Write) -> Result<StoreError, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT version FROM employees WHERE id = $1")
+        .bind(w.id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(StoreError::VersionConflict {
+        expected: w.expected_version,
+        found: found.map(u64_of).transpose()?,
+    })
+}
+
+/// The record's unique keys (the first one the constraint refused is the
+/// error) and its mark, in one statement.
+async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(), StoreError> {
+    let (owner, mark) = match &r.mark {
+        Some((o, m)) => (Some(o.clone()), Some(m.clone())),
+        None => (None, None),
+    };
+    if r.keys.entries.is_empty() && owner.is_none() {
+        return Ok(());
+    }
+    let mut pairs: Vec<(String, String)> = r
+        .keys
+        .entries
+        .iter()
+        .map(|(k, v)| (kind_name(k), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let claimed: Vec<(String, String)> = sqlx::query_as(
+        "WITH m AS (
+            INSERT INTO employee_marks (employee_id, owner, mark)
+            SELECT $3, $4, $5 WHERE $4::text IS NOT NULL
+         )
+         INSERT INTO employee_keys (kind, key, employee_id)
+         SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
+         ON CONFLICT (kind, key) DO NOTHING
+         RETURNING kind, key",
+    )
+    .bind(&kinds)
+    .bind(&keys)
+    .bind(id)
+    .bind(&owner)
+    .bind(&mark)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if claimed.len() == kinds.len() {
+        return Ok(());
+    }
+    // The first key (in the write's order) that the constraint refused.
+    let refused = r.keys.entries.iter().find(|(k, v)| {
+        let k = kind_name(k);
+        !claimed.iter().any(|(ck, cv)| *ck == k && cv == v)
+    });
+    Err(match refused {
+        Some((kind, key)) => StoreError::Unique {
+            index: kind.clone(),
+            key: key.clone(),
+        },
+        None => StoreError::Corrupt("a unique key was neither claimed nor refused".into()),
+    })
+}
+
+async fn write_photo(tx: &mut Tx, w: &Write) -> Result<(), StoreError> {
+    match &w.photo {
+        PhotoChange::Keep => {}
+        PhotoChange::Set(bytes) => {
+            sqlx::query(
+                "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
+                 ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
+            )
+            .bind(w.id)
+            .bind(bytes)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        }
+        PhotoChange::Remove => {
+            sqlx::query("DELETE FROM photos WHERE employee_id = $1")
+                .bind(w.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
         }
     }
+    Ok(())
+}
+
+/// Under the write lock, in one round trip: the batch's audit entries, its
+/// outbox messages, and the generation stamped on what it wrote ([`follow`]).
+async fn audit_outbox_and_stamps(
+    tx: &mut Tx,
+    writes: &[Write],
+    generation: u64,
+    seqs: &[u64],
+) -> Result<(), StoreError> {
+    let mut written = Vec::new();
+    let mut removed = Vec::new();
     let mut audit_seq = Vec::with_capacity(writes.len());
     let mut audit_emp = Vec::with_capacity(writes.len());
     let mut audit_bytes = Vec::with_capacity(writes.len());
     let mut ob_ids = Vec::new();
     let mut ob_pending = Vec::new();
     let mut ob_bodies = Vec::new();
-    for (w, seq) in writes.iter().zip(&seqs) {
+    for (w, seq) in writes.iter().zip(seqs) {
+        match w.record {
+            Some(_) => written.push(w.id),
+            None => removed.push(w.id),
+        }
         audit_seq.push(i64_of(*seq)?);
         audit_emp.push(w.id);
         audit_bytes.push(w.audit.stored(*seq));
@@ -554,8 +559,6 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<(u64, Vec<u64
             ob_bodies.push(serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(e.to_string()))?);
         }
     }
-    // The generation stamped on what the batch wrote ([`follow`]), in the
-    // same round trip as the audit entries and outbox messages.
     sqlx::query(
         "WITH o AS (
             INSERT INTO outbox (id, pending, body, changed)
@@ -581,11 +584,10 @@ async fn commit_writes(pool: PgPool, writes: Vec<Write>) -> Result<(u64, Vec<u64
     .bind(i64_of(generation)?)
     .bind(&written)
     .bind(&removed)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    Ok((generation, seqs))
+    Ok(())
 }
 
 /// The write lock of every node, taken by bumping the generation, and `n`
