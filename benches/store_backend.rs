@@ -14,14 +14,13 @@
 
 #[path = "../tests/support/pg.rs"]
 mod pg_harness;
+#[path = "../tests/support/writes.rs"]
+mod writes;
 
 use std::time::Instant;
 
 use rosterd::store::postgres::PgStore;
-use rosterd::store::{
-    Actor, AuditAction, AuditEntry, IndexKeys, IndexKind, PendingAudit, PhotoChange, RecordWrite,
-    Store, Write,
-};
+use rosterd::store::{IndexKind, Store, Write};
 use uuid::Uuid;
 
 fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
@@ -29,31 +28,17 @@ fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
         "{{\"email\":\"{email}\",\"given_name\":\"Given\",\"family_name\":\"Family\",\"role\":\"Technician\",\"positions\":[\"Field Technician\"],\"active\":true,\"padding\":\"{}\"}}",
         "x".repeat(600)
     );
-    Write {
+    writes::write(
         id,
-        expected_version: expected,
-        record: Some(RecordWrite {
-            version,
-            bytes: body.into_bytes(),
-            keys: IndexKeys {
-                entries: vec![
-                    (IndexKind::Email, email.into()),
-                    (IndexKind::Source("ldap".into()), format!("uid={email}")),
-                ],
-            },
-            mark: None,
-            active: true,
-        }),
-        photo: PhotoChange::Keep,
-        audit: PendingAudit::new(AuditEntry::new(
-            Actor::system(),
-            Some(id),
-            AuditAction::Create,
-            vec![],
-        ))
-        .unwrap(),
-        outbox: vec![],
-    }
+        expected,
+        version,
+        body,
+        vec![
+            (IndexKind::Email, email.into()),
+            (IndexKind::Source("ldap".into()), format!("uid={email}")),
+        ],
+        true,
+    )
 }
 
 fn per_op(label: &str, n: usize, t: Instant) {
@@ -112,6 +97,40 @@ fn run(name: &str, store: &Store, n: usize) -> f64 {
     pair
 }
 
+/// What a read that depends on memory pays on PostgreSQL to follow the other
+/// nodes (`Backend::catch_up`): when nothing moved, and after one write by
+/// another node (`other`, a second handle on the same database).
+fn follow(store: &Store, other: &Store, m: usize) {
+    println!("following another node (PostgreSQL):");
+    store.catch_up().unwrap();
+    let t = Instant::now();
+    for _ in 0..m {
+        assert!(store.catch_up().unwrap().is_empty());
+    }
+    per_op("catch-up, nothing moved (1 query)", m, t);
+    let ids: Vec<Uuid> = (0..m).map(|_| Uuid::now_v7()).collect();
+    let mut spent = std::time::Duration::ZERO;
+    for (i, id) in ids.iter().enumerate() {
+        other
+            .commit(&write(*id, None, 1, &format!("other-{i}@x")))
+            .unwrap();
+        let t = Instant::now();
+        let caught = store.catch_up().unwrap();
+        spent += t.elapsed();
+        assert_eq!(caught.records.len(), 1);
+    }
+    let s = spent.as_secs_f64();
+    println!(
+        "  {:<34} {:>9.1} µs/op  {:>9.0} op/s",
+        "catch-up after 1 write elsewhere",
+        s * 1e6 / m as f64,
+        m as f64 / s
+    );
+    println!(
+        "  (target: one query per read when nothing moved; a write elsewhere adds one fetch of what changed)"
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 5_000 } else { 20_000 };
@@ -123,6 +142,11 @@ fn main() {
     let settings = rosterd::store::config::PgSettings::new(pg.url(&pg.fresh_database()));
     let store = Store::new(PgStore::open(&settings).unwrap());
     let pg_pair = run(&format!("PostgreSQL 127.0.0.1 ({n} records)"), &store, n);
+    follow(
+        &store,
+        &Store::new(PgStore::open(&settings).unwrap()),
+        n.min(2000),
+    );
     println!(
         "indexed read (lookup + get) on PostgreSQL: {:.2}x the sled rate (target for SCIM indexed reads: >= 0.5x; \
          the daemon answers most of them from memory above the store, see README)",

@@ -20,6 +20,7 @@ mod delete;
 mod diff;
 #[cfg(test)]
 mod fixtures;
+mod follow;
 pub mod list;
 pub mod model;
 mod modify;
@@ -203,6 +204,8 @@ pub struct Roster {
     positions_by_name: Arc<RwLock<Option<PositionMap>>>,
     /// What account links' issue and expiry read (see [`account::Clock`]).
     clock: account::Clock,
+    /// When the last catch-up with the other nodes began ([`follow`]).
+    followed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// Position name → position.
@@ -259,6 +262,7 @@ impl Roster {
             projection,
             positions_by_name: Arc::new(RwLock::new(None)),
             clock: account::Clock::system(),
+            followed: Arc::default(),
         }
     }
 
@@ -290,8 +294,9 @@ impl Roster {
         self.photo_max_bytes
     }
 
-    /// The catalogs in force.
+    /// The catalogs in force (with every node's positions, see [`follow`]).
     pub fn catalog(&self) -> Arc<Catalog> {
+        self.follow_or_log();
         self.catalog
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

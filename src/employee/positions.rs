@@ -94,6 +94,7 @@ impl Roster {
     /// put in force (every change of a position puts it in force again), read
     /// from the store before that.
     pub fn position_map(&self) -> Result<super::PositionMap, Error> {
+        self.follow()?;
         if let Some(m) = self
             .positions_by_name
             .read()
@@ -288,7 +289,7 @@ impl Roster {
     }
 
     /// Makes the catalog in force list exactly the stored positions.
-    fn refresh_catalog(&self) -> Result<(), Error> {
+    pub(super) fn refresh_catalog(&self) -> Result<(), Error> {
         self.put_catalog_in_force(|current| current.clone())
     }
 

@@ -47,7 +47,10 @@ impl Roster {
     /// projection, then only the page's profiles are read.
     pub fn list(&self, q: &ListQuery) -> Result<Page, Error> {
         // A pass over the projection: milliseconds at 100,000 profiles.
-        crate::blocking::in_place(|| super::list::run(&self.projection, &self.store, q))
+        crate::blocking::in_place(|| {
+            self.follow()?;
+            super::list::run(&self.projection, &self.store, q)
+        })
     }
     /// Every profile that matches a list query's status and filters (cursor
     /// and limit ignored), in the query's sort order: the ids only, from the
@@ -55,8 +58,10 @@ impl Roster {
     pub fn list_all_ids(&self, q: &ListQuery) -> Result<Vec<EmployeeId>, Error> {
         let mut q = q.clone();
         q.cursor = None;
-        let sel =
-            crate::blocking::in_place(|| super::list::select(&self.projection, &q, usize::MAX))?;
+        let sel = crate::blocking::in_place(|| {
+            self.follow()?;
+            super::list::select(&self.projection, &q, usize::MAX)
+        })?;
         Ok(sel.ids.into_iter().map(EmployeeId).collect())
     }
 
@@ -67,12 +72,14 @@ impl Roster {
 
     /// How many profiles there are, active and not (kept by the store: no scan).
     pub fn counts(&self) -> Counts {
+        self.follow_or_log();
         self.store.counts()
     }
 
     /// The profiles at positions `offset..offset + n` in id order, without
     /// reading the ones before them.
     pub fn page(&self, offset: usize, n: usize) -> Result<Vec<Employee>, Error> {
+        self.follow()?;
         self.store
             .page(offset, n)?
             .into_iter()
@@ -96,6 +103,7 @@ impl Roster {
         skip: usize,
         count: usize,
     ) -> (usize, Vec<EmployeeId>) {
+        self.follow_or_log();
         let snap = self.projection().snapshot();
         let mut total = 0usize;
         let mut ids = Vec::with_capacity(count.min(1000));
@@ -121,6 +129,7 @@ impl Roster {
         skip: usize,
         count: usize,
     ) -> (usize, Vec<EmployeeId>) {
+        self.follow_or_log();
         let snap = self.projection().snapshot();
         let mut hits: Vec<(K, Uuid)> = snap
             .iter()

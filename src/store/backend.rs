@@ -267,6 +267,23 @@ pub trait Backend: Send + Sync + 'static {
         rows: &mut dyn Iterator<Item = Result<StoreRow, StoreError>>,
         next: &dyn Fn() -> NextIds,
     ) -> Result<(), StoreError>;
+
+    // Several processes on one store (PostgreSQL; a sled store is one
+    // process's, and keeps these defaults).
+    /// Whether other processes may write this store, so that what is kept in
+    /// memory above it must follow them through [`Backend::catch_up`].
+    fn shared(&self) -> bool {
+        false
+    }
+    /// What was written since the previous call that this process may not
+    /// have seen (other processes' writes; some of its own may come again):
+    /// every write acknowledged before the call began is in it or in an
+    /// earlier answer. The store's own counts and positions follow them
+    /// before it returns; what the caller keeps in memory (the roster's
+    /// projection, the positions in force) applies the answer.
+    fn catch_up(&self) -> Result<Caught, StoreError> {
+        Ok(Caught::default())
+    }
 }
 
 // Leases and claims.
@@ -506,6 +523,25 @@ pub struct NextIds {
     pub audit_seq: u64,
 }
 
+
+/// What [`Backend::catch_up`] found: apply it idempotently (a record's
+/// version says which of two answers is newer).
+#[derive(Debug, Default)]
+pub struct Caught {
+    /// Records written (their body now) or removed (`None`).
+    pub records: Vec<(Uuid, Option<Record>)>,
+    /// Outbox messages written or whose delivery state changed.
+    pub outbox: Vec<OutboxRecord>,
+    /// Whether the stored positions changed.
+    pub positions: bool,
+}
+
+impl Caught {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.outbox.is_empty() && !self.positions
+    }
+}
+
 /// The handle to the store every layer holds; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -573,7 +609,7 @@ impl Store {
                         super::postgres::Migrated::Created => "created".to_string(),
                         super::postgres::Migrated::Current => "is current".to_string(),
                         super::postgres::Migrated::Upgraded(from) =>
-                            format!("(upgraded from version {from})"),
+                            format!("upgraded (from version {from})"),
                     }
                 ))
             }

@@ -75,7 +75,7 @@ use record::Header;
 use uuid::Uuid;
 
 pub use audit::{Actor, ActorKind, AuditAction, AuditEntry, FieldChange, PendingAudit};
-pub use backend::{Backend, NextIds, Record, RecordIter, Store, StoreRow, Table};
+pub use backend::{Backend, Caught, NextIds, Record, RecordIter, Store, StoreRow, Table};
 pub use backend::{Fence, Lease, LeaseInfo, with_fence};
 pub use outbox::{DeliveryState, MessageKind, OutboxRecord};
 

@@ -16,6 +16,7 @@ mod ldap_sync;
 mod mail;
 mod metrics;
 mod multi_source;
+mod nodes;
 mod postgres;
 mod real_world;
 mod reload;

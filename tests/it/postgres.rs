@@ -15,8 +15,8 @@ use uuid::Uuid;
 use rosterd::store::config::{PgSettings, StoreConfig};
 use rosterd::store::postgres::PgStore;
 use rosterd::store::{
-    Actor, AuditAction, AuditEntry, DeliveryState, IndexKeys, IndexKind, MessageKind, OutboxRecord,
-    PendingAudit, PhotoChange, RecordWrite, Store, StoreError, Write,
+    Actor, AuditAction, AuditEntry, DeliveryState, IndexKind, MessageKind, OutboxRecord,
+    PhotoChange, Store, StoreError, Write,
 };
 
 use crate::common::{TestServer, employee, test_config};
@@ -32,31 +32,17 @@ pub(crate) fn fresh_pg() -> (String, PgSettings) {
 }
 
 pub(crate) fn write(id: Uuid, expected: Option<u64>, version: u64, email: &str) -> Write {
-    Write {
+    crate::support::writes::write(
         id,
-        expected_version: expected,
-        record: Some(RecordWrite {
-            version,
-            bytes: format!("{{\"email\":\"{email}\"}}").into_bytes(),
-            keys: IndexKeys {
-                entries: vec![
-                    (IndexKind::Email, email.into()),
-                    (IndexKind::Source("ldap".into()), format!("dn={email}")),
-                ],
-            },
-            mark: None,
-            active: !email.starts_with("off"),
-        }),
-        photo: PhotoChange::Keep,
-        audit: PendingAudit::new(AuditEntry::new(
-            Actor::system(),
-            Some(id),
-            AuditAction::Create,
-            vec![],
-        ))
-        .unwrap(),
-        outbox: vec![],
-    }
+        expected,
+        version,
+        format!("{{\"email\":\"{email}\"}}"),
+        vec![
+            (IndexKind::Email, email.into()),
+            (IndexKind::Source("ldap".into()), format!("dn={email}")),
+        ],
+        !email.starts_with("off"),
+    )
 }
 
 pub(crate) fn message(id: u64, emp: Uuid) -> OutboxRecord {
@@ -447,15 +433,15 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let current = rosterd::store::postgres::PG_SCHEMA_VERSION;
+    let version = rosterd::store::postgres::PG_SCHEMA_VERSION;
     assert!(
-        stdout.contains(&format!("schema version {current} created")),
+        stdout.contains(&format!("schema version {version} created")),
         "{stdout}"
     );
     let out = migrate(&config, dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("schema version {current} is current")),
+        stdout.contains(&format!("schema version {version} is current")),
         "{stdout}"
     );
     let tables = server().psql(
@@ -463,6 +449,31 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
     );
     assert!(tables.trim().parse::<u32>().unwrap() >= 14, "{tables}");
+    // A version 1 database (phase 1's: no generation stamps) is upgraded.
+    server().psql(
+        &db,
+        "UPDATE rosterd_schema SET version = 1; ALTER TABLE employees DROP COLUMN generation; \
+         ALTER TABLE outbox DROP COLUMN changed; DROP TABLE employee_removed; \
+         DELETE FROM rosterd_meta WHERE key = 'positions'",
+    );
+    let out = migrate(&config, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("schema version {version} upgraded")),
+        "{stdout}"
+    );
+    let stamps = server().psql(
+        &db,
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE (table_name, column_name) IN (('employees', 'generation'), ('outbox', 'changed'))",
+    );
+    assert_eq!(stamps.trim(), "2");
+    assert_eq!(
+        server()
+            .psql(&db, "SELECT version FROM rosterd_schema")
+            .trim(),
+        version.to_string()
+    );
     // Two at once on a fresh database.
     let (db2, settings2) = fresh_pg();
     let config2 = write_config(dir.path(), &pg_toml(settings2.url.expose()));
@@ -500,7 +511,7 @@ fn rosterd_migrate_creates_then_finds_the_schema_current() {
     assert_eq!(said.matches("created").count(), 1, "{said}");
     assert_eq!(said.matches("is current").count(), 1, "{said}");
     let v = server().psql(&db2, "SELECT version FROM rosterd_schema");
-    assert_eq!(v.trim(), current.to_string());
+    assert_eq!(v.trim(), version.to_string());
     // A database written by a newer rosterd is refused.
     server().psql(&db2, "UPDATE rosterd_schema SET version = 99");
     let out = migrate(&config2, dir.path());

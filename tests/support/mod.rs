@@ -13,7 +13,8 @@
 //! - [`smtp`]: a real SMTP server (aiosmtpd) that keeps what it receives;
 //! - [`http`]: a small blocking HTTP client;
 //! - [`pg`]: one PostgreSQL per test binary, a database per daemon, and
-//!   `TEST_STORE=postgres` (which backend the suites run on).
+//!   `TEST_STORE=postgres` (which backend the suites run on);
+//! - [`writes`]: a store-level write for the store tests and benchmark.
 
 // Each includer uses its own part; test code: a failed unwrap is a failed run.
 #![allow(
@@ -29,6 +30,7 @@ pub mod process;
 pub mod rosterd;
 pub mod slapd;
 pub mod smtp;
+pub mod writes;
 
 use std::path::{Path, PathBuf};
 

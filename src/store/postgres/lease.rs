@@ -23,9 +23,9 @@ use super::super::backend::{Lease, LeaseInfo, fence_lost};
 use super::super::{DeliveryState, OutboxRecord, StoreError};
 use super::{corrupt, db_err, decode_outbox, i64_of, u64_of};
 
-/// Schema step 2 (after V1): the coordination tables. Self-contained and
+/// Schema step 3 (after V1 and V2): the coordination tables. Self-contained and
 /// idempotent.
-pub const V2: &[&str] = &[
+pub const V3: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS source_lease (
         source_id text COLLATE \"C\" PRIMARY KEY,
         holder text NOT NULL,

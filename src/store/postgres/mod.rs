@@ -35,21 +35,21 @@
 //! In memory above the database, as on sled: the directory (which records
 //! exist in id order and which are active: counts and page offsets without a
 //! query) is loaded at open and kept by this process's commits. So are the
-//! roster's projection and positions map (in `employee`). On one node every
-//! write goes through this process and they are right. With several nodes on
-//! one database they must follow the others' writes (the generation row is
-//! the change sequence to poll): not done yet; until then run one node per
-//! database. Unique keys, versions, lookups and reads go to the database and
-//! hold across nodes already.
+//! roster's projection and positions map (in `employee`). Any number of nodes
+//! may share one database: before a read that depends on memory, the roster
+//! asks [`Backend::catch_up`], which polls the generation row (one query) and
+//! applies what other nodes committed since ([`follow`]). Unique keys,
+//! versions, lookups, reads and web sessions go to the database.
 
 mod copy;
+mod follow;
 pub mod lease;
 pub mod schema;
 
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -60,12 +60,15 @@ use uuid::Uuid;
 use super::config::PgSettings;
 use super::directory::Directory;
 use super::{
-    AuditEntry, Backend, Counts, DeliveryState, IndexKind, OutboxRecord, PhotoChange, Record,
-    RecordIter, StoreError, Write,
+    AuditEntry, Backend, Caught, Counts, DeliveryState, IndexKind, OutboxRecord, PhotoChange,
+    Record, RecordIter, RecordWrite, StoreError, Write,
 };
 use crate::store::backend::RunIter;
 
 pub use schema::{Migrated, PG_SCHEMA_VERSION};
+
+/// A query whose parameters a caller binds.
+type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
 /// Rows read per query by the lazy scans.
 const SCAN_CHUNK: i64 = 500;
@@ -81,6 +84,8 @@ struct Inner {
     /// The runtime the queries run on (see the module doc); `None` once dropped.
     rt: Option<tokio::runtime::Runtime>,
     directory: RwLock<Directory>,
+    /// What this process has seen of the other nodes' writes ([`follow`]).
+    follow: Mutex<follow::Follow>,
     reads: AtomicU64,
     commits: AtomicU64,
     /// For messages: the URL without its password.
@@ -164,26 +169,41 @@ impl PgStore {
             StoreError::Schema { .. } => e,
             e => open_err(format!("while migrating the schema: {e}")),
         })?;
-        let ids = store.run(|pool| async move {
-            let rows = sqlx::query("SELECT id, active FROM employees ORDER BY id")
+        // The generations first: whatever the rows read after them hold
+        // beyond that comes again at the first catch-up (idempotent).
+        let (generation, positions, ids) = store.run(|pool| async move {
+            let (g, p) = follow::generations(&pool).await?;
+            let rows = sqlx::query("SELECT id, active, version FROM employees ORDER BY id")
                 .fetch_all(&pool)
                 .await
                 .map_err(db_err)?;
-            rows.iter()
+            let ids = rows
+                .iter()
                 .map(|r| {
                     Ok((
                         r.try_get::<Uuid, _>(0).map_err(corrupt("employee id"))?,
                         r.try_get::<bool, _>(1)
                             .map_err(corrupt("employee active"))?,
+                        u64_of(
+                            r.try_get::<i64, _>(2)
+                                .map_err(corrupt("employee version"))?,
+                        )?,
                     ))
                 })
-                .collect::<Result<Vec<_>, StoreError>>()
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((g, p, ids))
         })?;
         {
             let mut d = store.write_directory();
-            *d = Directory::from_sorted(ids.iter().map(|(id, _)| *id).collect());
-            let active: std::collections::HashMap<Uuid, bool> = ids.into_iter().collect();
+            *d = Directory::from_sorted(ids.iter().map(|(id, _, _)| *id).collect());
+            let active: std::collections::HashMap<Uuid, bool> =
+                ids.iter().map(|(id, a, _)| (*id, *a)).collect();
             d.set_classes(|id| active.get(&id).copied());
+            *store.follow_state() = follow::Follow::new(
+                generation,
+                positions,
+                ids.into_iter().map(|(id, _, v)| (id, v)).collect(),
+            );
         }
         let node = store.inner.node.clone();
         let dead = store.run(move |pool| lease::forget_dead_local(pool, node))?;
@@ -247,6 +267,7 @@ impl PgStore {
                 pool,
                 rt: Some(rt),
                 directory: RwLock::new(Directory::default()),
+                follow: Mutex::new(follow::Follow::default()),
                 reads: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
                 redacted,
@@ -316,11 +337,7 @@ impl PgStore {
     fn bytes_query(
         &self,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
-        + Send
-        + 'static,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
     ) -> Result<Option<Record>, StoreError> {
         self.run(move |pool| async move {
             let row = bind(sqlx::query(sql))
@@ -336,14 +353,26 @@ impl PgStore {
         })
     }
 
+    /// One statement that bumps the generation and returns it ([`follow`]).
+    fn bumping(
+        &self,
+        sql: &'static str,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
+    ) -> Result<u64, StoreError> {
+        let g: i64 = self.run(move |pool| async move {
+            let row = bind(sqlx::query(sql))
+                .fetch_one(&pool)
+                .await
+                .map_err(db_err)?;
+            row.try_get::<i64, _>(0).map_err(corrupt(sql))
+        })?;
+        u64_of(g)
+    }
+
     fn exec(
         &self,
         sql: &'static str,
-        bind: impl FnOnce(
-            sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
-        ) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>
-        + Send
-        + 'static,
+        bind: impl FnOnce(PgQuery) -> PgQuery + Send + 'static,
     ) -> Result<u64, StoreError> {
         self.run(move |pool| async move {
             Ok(bind(sqlx::query(sql))
@@ -360,14 +389,15 @@ impl PgStore {
 /// statement for the record (an update also drops the record's old keys and
 /// marks in it) and one for its keys (and its mark); then, for the batch, the
 /// write lock with the audit sequence numbers, the audit entries with the
-/// outbox messages, and the commit. The write lock is taken last, so it is
-/// held for those three only; every write takes it after the row locks it
-/// needs, so no two writes wait on each other in a cycle.
+/// outbox messages and the generation stamps, and the commit. The write lock
+/// is taken last, so it is held for those three only; every write takes it
+/// after the row locks it needs, so no two writes wait on each other in a
+/// cycle. Returns the generation and the audit sequence numbers.
 async fn commit_writes(
     pool: PgPool,
     writes: Vec<Write>,
     fence: Option<(super::backend::Lease, std::time::Duration)>,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<(u64, Vec<u64>), StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
     if let Some((lease, ttl)) = &fence {
         // First, in the same transaction: a batch whose lease was taken over
@@ -375,163 +405,191 @@ async fn commit_writes(
         lease::fence(&mut tx, lease, *ttl).await?;
     }
     for w in &writes {
-        let found = match (&w.record, w.expected_version) {
-            (Some(r), None) => {
-                sqlx::query(
-                    "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(w.id)
-                .bind(i64_of(r.version)?)
-                .bind(r.active)
-                .bind(&r.bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                    == 1
-            }
-            (Some(r), Some(v)) => {
-                let n: i64 = sqlx::query_scalar(
-                    "WITH u AS (
-                        UPDATE employees SET version = $3, active = $4, body = $5
-                        WHERE id = $1 AND version = $2 RETURNING id
-                     ), k AS (
-                        DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
-                     ), m AS (
-                        DELETE FROM employee_marks WHERE employee_id IN (SELECT id FROM u)
-                     )
-                     SELECT count(*) FROM u",
-                )
-                .bind(w.id)
-                .bind(i64_of(v)?)
-                .bind(i64_of(r.version)?)
-                .bind(r.active)
-                .bind(&r.bytes)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                n == 1
-            }
-            (None, expected) => {
-                // Its keys, marks and photo go with it (ON DELETE CASCADE).
-                sqlx::query(
-                    "DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2",
-                )
-                .bind(w.id)
-                .bind(expected.map(i64_of).transpose()?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                    == 1
-            }
-        };
-        if !found {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM employees WHERE id = $1")
-                    .bind(w.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+        if !write_record(&mut tx, w).await? {
             // Nothing of the batch is written (the transaction is dropped).
-            return Err(StoreError::VersionConflict {
-                expected: w.expected_version,
-                found: found.map(u64_of).transpose()?,
-            });
+            return Err(version_conflict(&mut tx, w).await?);
         }
-        let Some(r) = &w.record else { continue };
-        let (owner, mark) = match &r.mark {
-            Some((o, m)) => (Some(o.clone()), Some(m.clone())),
-            None => (None, None),
-        };
-        if r.keys.entries.is_empty() {
-            if owner.is_some() {
-                sqlx::query(
-                    "INSERT INTO employee_marks (employee_id, owner, mark) VALUES ($1, $2, $3)",
-                )
-                .bind(w.id)
-                .bind(&owner)
-                .bind(&mark)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-        } else {
-            let mut pairs: Vec<(String, String)> = r
-                .keys
-                .entries
-                .iter()
-                .map(|(k, v)| (kind_name(k), v.clone()))
-                .collect();
-            pairs.sort();
-            pairs.dedup();
-            let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-            let claimed: Vec<(String, String)> = sqlx::query_as(
-                "WITH m AS (
-                    INSERT INTO employee_marks (employee_id, owner, mark)
-                    SELECT $3, $4, $5 WHERE $4::text IS NOT NULL
-                 )
-                 INSERT INTO employee_keys (kind, key, employee_id)
-                 SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
-                 ON CONFLICT (kind, key) DO NOTHING
-                 RETURNING kind, key",
-            )
-            .bind(&kinds)
-            .bind(&keys)
-            .bind(w.id)
-            .bind(&owner)
-            .bind(&mark)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if claimed.len() != kinds.len() {
-                // The first key (in the write's order) that the constraint refused.
-                let refused = r.keys.entries.iter().find(|(k, v)| {
-                    let k = kind_name(k);
-                    !claimed.iter().any(|(ck, cv)| *ck == k && cv == v)
-                });
-                return Err(match refused {
-                    Some((kind, key)) => StoreError::Unique {
-                        index: kind.clone(),
-                        key: key.clone(),
-                    },
-                    None => {
-                        StoreError::Corrupt("a unique key was neither claimed nor refused".into())
-                    }
-                });
-            }
-        }
-        match &w.photo {
-            PhotoChange::Keep => {}
-            PhotoChange::Set(bytes) => {
-                sqlx::query(
-                    "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
-                     ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
-                )
-                .bind(w.id)
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-            PhotoChange::Remove => {
-                sqlx::query("DELETE FROM photos WHERE employee_id = $1")
-                    .bind(w.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
+        if let Some(r) = &w.record {
+            claim_keys_and_mark(&mut tx, w.id, r).await?;
+            write_photo(&mut tx, w).await?;
         }
     }
-    let seqs = lock_and_number(&mut tx, writes.len()).await?;
+    let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
+    audit_outbox_and_stamps(&mut tx, &writes, generation, &seqs).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok((generation, seqs))
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+/// The record's row: created, updated at the expected version (its old keys
+/// and marks dropped), or removed (its keys, marks and photo go with it, ON
+/// DELETE CASCADE). `false`: the version did not match.
+async fn write_record(tx: &mut Tx, w: &Write) -> Result<bool, StoreError> {
+    Ok(match (&w.record, w.expected_version) {
+        (Some(r), None) => {
+            sqlx::query(
+                "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(w.id)
+            .bind(i64_of(r.version)?)
+            .bind(r.active)
+            .bind(&r.bytes)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+                == 1
+        }
+        (Some(r), Some(v)) => {
+            let n: i64 = sqlx::query_scalar(
+                "WITH u AS (
+                    UPDATE employees SET version = $3, active = $4, body = $5
+                    WHERE id = $1 AND version = $2 RETURNING id
+                 ), k AS (
+                    DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
+                 ), m AS (
+                    DELETE FROM employee_marks WHERE employee_id IN (SELECT id FROM u)
+                 )
+                 SELECT count(*) FROM u",
+            )
+            .bind(w.id)
+            .bind(i64_of(v)?)
+            .bind(i64_of(r.version)?)
+            .bind(r.active)
+            .bind(&r.bytes)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_err)?;
+            n == 1
+        }
+        (None, expected) => {
+            sqlx::query("DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2")
+                .bind(w.id)
+                .bind(expected.map(i64_of).transpose()?)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                == 1
+        }
+    })
+}
+
+/// The conflict a write whose version did not match meets (the stored one).
+async fn version_conflict(tx: &mut Tx, w: &Write) -> Result<StoreError, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT version FROM employees WHERE id = $1")
+        .bind(w.id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(StoreError::VersionConflict {
+        expected: w.expected_version,
+        found: found.map(u64_of).transpose()?,
+    })
+}
+
+/// The record's unique keys (the first one the constraint refused is the
+/// error) and its mark, in one statement.
+async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(), StoreError> {
+    let (owner, mark) = match &r.mark {
+        Some((o, m)) => (Some(o.clone()), Some(m.clone())),
+        None => (None, None),
+    };
+    if r.keys.entries.is_empty() && owner.is_none() {
+        return Ok(());
+    }
+    let mut pairs: Vec<(String, String)> = r
+        .keys
+        .entries
+        .iter()
+        .map(|(k, v)| (kind_name(k), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let claimed: Vec<(String, String)> = sqlx::query_as(
+        "WITH m AS (
+            INSERT INTO employee_marks (employee_id, owner, mark)
+            SELECT $3, $4, $5 WHERE $4::text IS NOT NULL
+         )
+         INSERT INTO employee_keys (kind, key, employee_id)
+         SELECT k, v, $3 FROM unnest($1::text[], $2::text[]) AS t(k, v)
+         ON CONFLICT (kind, key) DO NOTHING
+         RETURNING kind, key",
+    )
+    .bind(&kinds)
+    .bind(&keys)
+    .bind(id)
+    .bind(&owner)
+    .bind(&mark)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if claimed.len() == kinds.len() {
+        return Ok(());
+    }
+    // The first key (in the write's order) that the constraint refused.
+    let refused = r.keys.entries.iter().find(|(k, v)| {
+        let k = kind_name(k);
+        !claimed.iter().any(|(ck, cv)| *ck == k && cv == v)
+    });
+    Err(match refused {
+        Some((kind, key)) => StoreError::Unique {
+            index: kind.clone(),
+            key: key.clone(),
+        },
+        None => StoreError::Corrupt("a unique key was neither claimed nor refused".into()),
+    })
+}
+
+async fn write_photo(tx: &mut Tx, w: &Write) -> Result<(), StoreError> {
+    match &w.photo {
+        PhotoChange::Keep => {}
+        PhotoChange::Set(bytes) => {
+            sqlx::query(
+                "INSERT INTO photos (employee_id, bytes) VALUES ($1, $2)
+                 ON CONFLICT (employee_id) DO UPDATE SET bytes = excluded.bytes",
+            )
+            .bind(w.id)
+            .bind(bytes)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        }
+        PhotoChange::Remove => {
+            sqlx::query("DELETE FROM photos WHERE employee_id = $1")
+                .bind(w.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Under the write lock, in one round trip: the batch's audit entries, its
+/// outbox messages, and the generation stamped on what it wrote ([`follow`]).
+async fn audit_outbox_and_stamps(
+    tx: &mut Tx,
+    writes: &[Write],
+    generation: u64,
+    seqs: &[u64],
+) -> Result<(), StoreError> {
+    let mut written = Vec::new();
+    let mut removed = Vec::new();
     let mut audit_seq = Vec::with_capacity(writes.len());
     let mut audit_emp = Vec::with_capacity(writes.len());
     let mut audit_bytes = Vec::with_capacity(writes.len());
     let mut ob_ids = Vec::new();
     let mut ob_pending = Vec::new();
     let mut ob_bodies = Vec::new();
-    for (w, seq) in writes.iter().zip(&seqs) {
+    for (w, seq) in writes.iter().zip(seqs) {
+        match w.record {
+            Some(_) => written.push(w.id),
+            None => removed.push(w.id),
+        }
         audit_seq.push(i64_of(*seq)?);
         audit_emp.push(w.id);
         audit_bytes.push(w.audit.stored(*seq));
@@ -543,9 +601,16 @@ async fn commit_writes(
     }
     sqlx::query(
         "WITH o AS (
-            INSERT INTO outbox (id, pending, body)
-            SELECT * FROM unnest($4::bigint[], $5::boolean[], $6::bytea[])
-            ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body
+            INSERT INTO outbox (id, pending, body, changed)
+            SELECT i, p, b, $7 FROM unnest($4::bigint[], $5::boolean[], $6::bytea[]) AS t(i, p, b)
+            ON CONFLICT (id) DO UPDATE
+            SET pending = excluded.pending, body = excluded.body, changed = excluded.changed
+         ), e AS (
+            UPDATE employees SET generation = $7 WHERE id = ANY($8::uuid[])
+         ), r AS (
+            INSERT INTO employee_removed (employee_id, generation)
+            SELECT i, $7 FROM unnest($9::uuid[]) AS t(i)
+            ON CONFLICT (employee_id) DO UPDATE SET generation = excluded.generation
          )
          INSERT INTO audit (seq, employee_id, entry)
          SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bytea[])",
@@ -556,36 +621,46 @@ async fn commit_writes(
     .bind(&ob_ids)
     .bind(&ob_pending)
     .bind(&ob_bodies)
-    .execute(&mut *tx)
+    .bind(i64_of(generation)?)
+    .bind(&written)
+    .bind(&removed)
+    .execute(&mut **tx)
     .await
     .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(seqs)
+    Ok(())
 }
 
 /// The write lock of every node, taken by bumping the generation, and `n`
 /// audit sequence numbers drawn under it (so they follow commit order).
+/// Returns the new generation and the numbers.
 async fn lock_and_number(
     tx: &mut Transaction<'static, Postgres>,
     n: usize,
-) -> Result<Vec<u64>, StoreError> {
-    let mut seqs: Vec<i64> = sqlx::query_scalar(
+) -> Result<(u64, Vec<u64>), StoreError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
         "WITH g AS (
             UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
          )
-         SELECT nextval('rosterd_audit_seq') FROM g, generate_series(1, $1)",
+         SELECT g.value, nextval('rosterd_audit_seq') FROM g, generate_series(1, $1)",
     )
     .bind(n as i64)
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err)?;
-    if seqs.len() != n {
-        return Err(StoreError::Corrupt(
-            "the generation row is missing (run rosterd migrate)".into(),
-        ));
-    }
+    let generation = match rows.first() {
+        Some((g, _)) if rows.len() == n => u64_of(*g)?,
+        _ => {
+            return Err(StoreError::Corrupt(
+                "the generation row is missing (run rosterd migrate)".into(),
+            ));
+        }
+    };
+    let mut seqs: Vec<i64> = rows.into_iter().map(|(_, s)| s).collect();
     seqs.sort_unstable();
-    seqs.into_iter().map(u64_of).collect()
+    Ok((
+        generation,
+        seqs.into_iter().map(u64_of).collect::<Result<_, _>>()?,
+    ))
 }
 
 fn decode_outbox(v: &[u8]) -> Result<OutboxRecord, StoreError> {
@@ -850,15 +925,16 @@ impl Backend for PgStore {
         }
         let owned = writes.to_vec();
         let fence = lease.map(|l| (l.clone(), self.inner.lease_ttl));
-        let seqs = self.run(move |pool| commit_writes(pool, owned, fence))?;
+        let (generation, seqs) = self.run(move |pool| commit_writes(pool, owned, fence))?;
         self.inner.commits.fetch_add(1, Ordering::Relaxed);
+        let mut f = self.follow_state();
         let mut d = self.write_directory();
         for w in writes {
-            match &w.record {
-                Some(r) => d.put(w.id, r.active),
-                None => d.remove(w.id),
-            }
+            let state = w.record.as_ref().map(|r| (r.version, r.active));
+            f.apply(&mut d, w.id, state);
         }
+        drop(d);
+        f.committed(generation);
         Ok(seqs)
     }
 
@@ -881,8 +957,8 @@ impl Backend for PgStore {
         self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
             // In the order of the writes, as every audit entry.
-            let seq = lock_and_number(&mut tx, 1)
-                .await?
+            let (generation, mut seqs) = lock_and_number(&mut tx, 1).await?;
+            let seq = seqs
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt("no audit sequence number".into()))?;
             entry.seq = seq;
@@ -895,7 +971,11 @@ impl Backend for PgStore {
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(entry)
+            Ok((generation, entry))
+        })
+        .map(|(generation, entry)| {
+            self.follow_state().committed(generation);
+            entry
         })
     }
 
@@ -953,17 +1033,36 @@ impl Backend for PgStore {
 
     fn put_position(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
         let bytes = bytes.to_vec();
-        self.exec(
-            "INSERT INTO positions (id, body) VALUES ($1, $2)
-             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), m AS (
+                UPDATE rosterd_meta SET value = (SELECT value FROM g) WHERE key = 'positions'
+             ), p AS (
+                INSERT INTO positions (id, body) VALUES ($1, $2)
+                ON CONFLICT (id) DO UPDATE SET body = excluded.body
+             )
+             SELECT value FROM g",
             move |q| q.bind(id).bind(bytes),
-        )
-        .map(|_| ())
+        )?;
+        self.follow_state().positions_changed(g);
+        Ok(())
     }
 
     fn remove_position(&self, id: Uuid) -> Result<(), StoreError> {
-        self.exec("DELETE FROM positions WHERE id = $1", move |q| q.bind(id))
-            .map(|_| ())
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), m AS (
+                UPDATE rosterd_meta SET value = (SELECT value FROM g) WHERE key = 'positions'
+             ), p AS (
+                DELETE FROM positions WHERE id = $1
+             )
+             SELECT value FROM g",
+            move |q| q.bind(id),
+        )?;
+        self.follow_state().positions_changed(g);
+        Ok(())
     }
 
     fn outbox_get(&self, id: u64) -> Result<Option<OutboxRecord>, StoreError> {
@@ -978,12 +1077,20 @@ impl Backend for PgStore {
         let id = i64_of(rec.id)?;
         let pending = rec.state == DeliveryState::Pending;
         let body = serde_json::to_vec(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.exec(
-            "INSERT INTO outbox (id, pending, body) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET pending = excluded.pending, body = excluded.body",
+        let g = self.bumping(
+            "WITH g AS (
+                UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value
+             ), o AS (
+                INSERT INTO outbox (id, pending, body, changed)
+                SELECT $1, $2, $3, value FROM g
+                ON CONFLICT (id) DO UPDATE
+                SET pending = excluded.pending, body = excluded.body, changed = excluded.changed
+             )
+             SELECT value FROM g",
             move |q| q.bind(id).bind(pending).bind(body),
-        )
-        .map(|_| ())
+        )?;
+        self.follow_state().committed(g);
+        Ok(())
     }
 
     fn outbox_replace(&self, old: &OutboxRecord, new: &OutboxRecord) -> Result<bool, StoreError> {
@@ -991,8 +1098,16 @@ impl Backend for PgStore {
         let old = old.clone();
         let pending = new.state == DeliveryState::Pending;
         let body = serde_json::to_vec(new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.run(move |pool| async move {
+        let done = self.run(move |pool| async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
+            // The generation first, as a commit takes it before the outbox
+            // rows it writes: the same lock order, no deadlock.
+            let g: i64 = sqlx::query_scalar(
+                "UPDATE rosterd_meta SET value = value + 1 WHERE key = 'generation' RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
             let cur: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1 FOR UPDATE")
                     .bind(id)
@@ -1001,17 +1116,25 @@ impl Backend for PgStore {
                     .map_err(db_err)?;
             let same = cur.is_some_and(|c| decode_outbox(&c).ok().as_ref() == Some(&old));
             if !same {
-                return Ok(false);
+                return Ok(None);
             }
-            sqlx::query("UPDATE outbox SET pending = $2, body = $3 WHERE id = $1")
+            sqlx::query("UPDATE outbox SET pending = $2, body = $3, changed = $4 WHERE id = $1")
                 .bind(id)
                 .bind(pending)
                 .bind(body)
+                .bind(g)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(true)
+            Ok(Some(u64_of(g)?))
+        })?;
+        Ok(match done {
+            Some(g) => {
+                self.follow_state().committed(g);
+                true
+            }
+            None => false,
         })
     }
 
@@ -1372,6 +1495,14 @@ impl Backend for PgStore {
         next: &dyn Fn() -> super::NextIds,
     ) -> Result<(), StoreError> {
         self.copy_import(rows, next)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn catch_up(&self) -> Result<Caught, StoreError> {
+        self.catch_up_now()
     }
 }
 

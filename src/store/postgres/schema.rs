@@ -18,7 +18,14 @@
 //! - `photos`, `positions`, `audit` (seq → entry, by employee), `outbox`
 //!   (id → message, `pending`), `sync_runs`, `sync_plans` (run, page; page -1
 //!   is a plan stored whole), `sync_state`, `sync_held`, `web_sessions`.
-//! - Step 2 ([`super::lease::V2`]): `source_lease`, `duty_schedule` and the
+//!
+//! Version 2 ([`V2`], several nodes on one database): the generation of the
+//! commit that last wrote a row, on `employees` and `outbox` (`changed`), a
+//! tombstone per removed employee (`employee_removed`), and
+//! `rosterd_meta.positions`, the generation of the last position change: what
+//! a node reads to follow the others' writes (see `super::follow`).
+//!
+//! Version 3 ([`super::lease::V3`]): `source_lease`, `duty_schedule` and the
 //!   outbox's claim columns (exactly one runner per duty).
 
 use sqlx::PgPool;
@@ -27,7 +34,7 @@ use super::super::StoreError;
 use super::db_err;
 
 /// The schema this build reads and writes.
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// An arbitrary constant: the advisory lock key of migrations.
 const MIGRATION_LOCK: i64 = 0x726f_7374_6572_6431; // "rosterd1"
@@ -81,6 +88,24 @@ const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS web_sessions (key bytea PRIMARY KEY, row bytea NOT NULL)",
 ];
 
+/// Version 2: what a node polls to follow the other nodes' writes (see the
+/// module doc). Existing rows get generation 0: a node that opens reads them
+/// all anyway.
+const V2: &[&str] = &[
+    "ALTER TABLE employees ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS employees_by_generation ON employees (generation)",
+    "CREATE TABLE IF NOT EXISTS employee_removed (
+        employee_id uuid PRIMARY KEY,
+        generation bigint NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS employee_removed_by_generation ON employee_removed (generation)",
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS changed bigint NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS outbox_by_changed ON outbox (changed)",
+    "INSERT INTO rosterd_meta (key, value) VALUES ('positions', 0) ON CONFLICT (key) DO NOTHING",
+];
+
+/// The steps from each version to the next: `STEPS[i]` takes version `i` to `i + 1`.
+const STEPS: &[&[&str]] = &[V1, V2, super::lease::V3];
+
 /// What [`migrate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Migrated {
@@ -121,15 +146,12 @@ pub async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
                 expected: PG_SCHEMA_VERSION as u32,
             });
         }
-        // Version 1 is the first: below it there is nothing to convert.
-        _ => {
-            if found.is_none() {
-                for stmt in V1 {
+        found => {
+            let from = found.unwrap_or(0).max(0) as usize;
+            for step in &STEPS[from.min(STEPS.len())..] {
+                for stmt in step.iter() {
                     sqlx::query(*stmt).execute(&mut *tx).await.map_err(db_err)?;
                 }
-            }
-            for stmt in super::lease::V2 {
-                sqlx::query(*stmt).execute(&mut *tx).await.map_err(db_err)?;
             }
             sqlx::query(
                 "INSERT INTO rosterd_schema (id, version) VALUES (true, $1)
