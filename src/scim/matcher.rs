@@ -224,18 +224,11 @@ impl Cmp {
                     &folded
                 };
                 let b = self.text.as_str();
-                use std::cmp::Ordering;
-                let o = a.cmp(b);
                 match self.op {
                     Op::Co => a.contains(b),
                     Op::Sw => a.starts_with(b),
                     Op::Ew => a.ends_with(b),
-                    Op::Eq => o == Ordering::Equal,
-                    Op::Ne => o != Ordering::Equal,
-                    Op::Gt => o == Ordering::Greater,
-                    Op::Ge => o != Ordering::Less,
-                    Op::Lt => o == Ordering::Less,
-                    Op::Le => o != Ordering::Greater,
+                    op => op.holds_for(a.cmp(b)),
                 }
             }
         }
