@@ -19,7 +19,7 @@ mod create;
 mod delete;
 mod diff;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod list;
 pub mod model;
 mod modify;

@@ -309,8 +309,6 @@ mod tests {
 
     use super::*;
     use crate::config::NamedToken;
-    use crate::employee::Catalog;
-    use crate::employee::catalog::RoleDef;
     use crate::secret::Secret;
 
     const TOKEN: &str = "unit-test-token-0123456789";
@@ -318,18 +316,7 @@ mod tests {
     fn app() -> (Router, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
-        let catalog = Catalog::new(
-            vec![],
-            vec![],
-            vec![RoleDef {
-                name: "Driver".into(),
-                description: String::new(),
-                permissions: vec![],
-            }],
-            vec![],
-            Some("Driver".into()),
-        )
-        .unwrap();
+        let catalog = crate::employee::fixtures::one_role_catalog("Driver");
         let roster = Roster::new(store, catalog, Default::default(), 1024);
         let settings = ScimConfig {
             clients: vec![NamedToken {
