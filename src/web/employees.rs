@@ -19,7 +19,9 @@ use crate::employee::model::Photo;
 use crate::employee::projection::MailStatus;
 use crate::employee::{BULK_MAX, BulkOutcome, Employee, EmployeeId, ListQuery, StatusFilter};
 
-/// The query keys of a view, in the order its URL carries them.
+/// The query keys of a view, in the order its URL carries them. Not
+/// `Filters::COLUMNS`: a view also has `status` and `limit`, and the console
+/// form has no `username` filter.
 const VIEW_KEYS: [&str; 11] = [
     "status",
     "name",
