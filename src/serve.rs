@@ -397,6 +397,18 @@ struct Conn {
     close: Notify,
 }
 
+impl Conn {
+    /// A handler is running on it.
+    fn busy(&self) -> bool {
+        self.handlers.load(Ordering::Acquire) > 0
+    }
+
+    /// How long since a byte last moved on it.
+    fn idle_for(&self, epoch: Instant) -> Duration {
+        Duration::from_millis(millis(epoch).saturating_sub(self.active_at.load(Ordering::Acquire)))
+    }
+}
+
 /// The open connections, for the cap.
 struct Conns {
     epoch: Instant,
@@ -612,21 +624,14 @@ pub async fn serve<L: Listen>(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-
     let conns = Arc::new(Conns {
         epoch: Instant::now(),
         open: Mutex::new(std::collections::HashMap::new()),
         next_id: AtomicU64::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(opts.settings.header_read_timeout)
-        .keep_alive(true);
-    let http = Arc::new(http);
+    let http = Arc::new(http1_builder(&opts.settings));
     let trusted = Arc::new(opts.settings.trusted_proxies.clone());
-    let idle = opts.settings.idle_timeout;
     let mut refused_logged = false;
     tokio::pin!(shutdown);
     loop {
@@ -654,95 +659,26 @@ pub async fn serve<L: Listen>(
             continue;
         };
         refused_logged = false;
-        let io = Tracked {
-            inner: io,
-            conn: conn.clone(),
+        let requests = PerRequest {
+            app: app.clone(),
+            trusted: trusted.clone(),
+            conn,
             epoch: conns.epoch,
+            peer,
+            max_body: opts.max_body_bytes,
         };
-        let app = app.clone();
-        let trusted = trusted.clone();
-        let svc_conn = conn.clone();
-        let epoch = conns.epoch;
-        let max_body = opts.max_body_bytes;
-        let svc =
-            hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
-                svc_conn.handlers.fetch_add(1, Ordering::AcqRel);
-                let guard = HandlerGuard(svc_conn.clone(), epoch);
-                let mut req: Request = req.map(axum::body::Body::new);
-                let info = ClientInfo::from_request(&peer, req.headers(), &trusted);
-                req.extensions_mut().insert(info);
-                req.extensions_mut().insert(peer);
-                if let Peer::Tcp(a) = peer {
-                    req.extensions_mut().insert(ConnectInfo(a));
-                }
-                let early = declared_length(req.headers()).is_some_and(|n| n > max_body as u64);
-                let mut app = app.clone();
-                async move {
-                    let resp = if early {
-                        too_large(req.uri().path(), max_body)
-                    } else {
-                        match tower_service::Service::call(&mut app, req).await {
-                            Ok(r) => r,
-                            Err(never) => match never {},
-                        }
-                    };
-                    drop(guard);
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-        let http = http.clone();
-        let mut stop_rx = stop_rx.clone();
         let registered = Registered {
             conns: conns.clone(),
             id,
         };
-        tokio::spawn(async move {
-            let conns = &registered.conns;
-            let c = http.serve_connection(TokioIo::new(io), svc);
-            tokio::pin!(c);
-            let mut stopping = false;
-            loop {
-                let idle_for = Duration::from_millis(
-                    millis(conns.epoch).saturating_sub(conn.active_at.load(Ordering::Acquire)),
-                );
-                // A running handler is never idle: look again a full period later.
-                let wait = if conn.handlers.load(Ordering::Acquire) > 0 {
-                    idle
-                } else {
-                    idle.saturating_sub(idle_for)
-                }
-                .max(Duration::from_millis(10));
-                tokio::select! {
-                    r = c.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    _ = conn.close.notified() => {
-                        tracing::debug!("idle connection closed to make room (connection cap)");
-                        break;
-                    }
-                    _ = stop_rx.changed(), if !stopping => {
-                        stopping = true;
-                        c.as_mut().graceful_shutdown();
-                    }
-                    _ = tokio::time::sleep(wait) => {
-                        let busy = conn.handlers.load(Ordering::Acquire) > 0;
-                        let idle_for = Duration::from_millis(
-                            millis(conns.epoch)
-                                .saturating_sub(conn.active_at.load(Ordering::Acquire)),
-                        );
-                        if !busy && idle_for >= idle {
-                            tracing::debug!("idle connection closed (idle_timeout_secs)");
-                            break;
-                        }
-                    }
-                }
-            }
-            drop(registered);
-            drop(stop_rx);
-        });
+        tokio::spawn(drive_connection(
+            http.clone(),
+            io,
+            requests,
+            registered,
+            stop_rx.clone(),
+            opts.settings.idle_timeout,
+        ));
     }
     drop(listener);
     drop(stop_rx);
@@ -750,6 +686,120 @@ pub async fn serve<L: Listen>(
     // Every connection task holds a receiver; `closed` completes when all are done.
     stop_tx.closed().await;
     Ok(())
+}
+
+/// The HTTP/1 connection settings every connection shares.
+fn http1_builder(settings: &HttpSettings) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true);
+    http
+}
+
+/// What each request on one connection needs before it reaches the app.
+#[derive(Clone)]
+struct PerRequest {
+    app: Router,
+    trusted: Arc<TrustedProxies>,
+    conn: Arc<Conn>,
+    epoch: Instant,
+    peer: Peer,
+    max_body: usize,
+}
+
+impl PerRequest {
+    /// Counts the handler as running on its connection, stamps who the client
+    /// is on the request, and answers a declared body over the limit with 413
+    /// before reading it; everything else goes to the app.
+    fn call(
+        &self,
+        req: axum::http::Request<hyper::body::Incoming>,
+    ) -> impl Future<Output = Result<Response, std::convert::Infallible>> + Send + use<> {
+        self.conn.handlers.fetch_add(1, Ordering::AcqRel);
+        let guard = HandlerGuard(self.conn.clone(), self.epoch);
+        let mut req: Request = req.map(axum::body::Body::new);
+        let info = ClientInfo::from_request(&self.peer, req.headers(), &self.trusted);
+        req.extensions_mut().insert(info);
+        req.extensions_mut().insert(self.peer);
+        if let Peer::Tcp(a) = self.peer {
+            req.extensions_mut().insert(ConnectInfo(a));
+        }
+        let early = declared_length(req.headers()).is_some_and(|n| n > self.max_body as u64);
+        let max_body = self.max_body;
+        let mut app = self.app.clone();
+        async move {
+            let resp = if early {
+                too_large(req.uri().path(), max_body)
+            } else {
+                match tower_service::Service::call(&mut app, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            };
+            drop(guard);
+            Ok(resp)
+        }
+    }
+}
+
+/// Runs one connection to its end: the client closes it, it is evicted at the
+/// cap, it sits idle past `idle`, or the server stops (then it finishes its
+/// requests first). Gives up its place in [`Conns`] when done.
+async fn drive_connection<I>(
+    http: Arc<hyper::server::conn::http1::Builder>,
+    io: I,
+    requests: PerRequest,
+    registered: Registered,
+    mut stop_rx: watch::Receiver<bool>,
+    idle: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = requests.conn.clone();
+    let epoch = requests.epoch;
+    let io = Tracked {
+        inner: io,
+        conn: conn.clone(),
+        epoch,
+    };
+    let svc = hyper::service::service_fn(move |req| requests.call(req));
+    let c = http.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::pin!(c);
+    let mut stopping = false;
+    loop {
+        // A running handler is never idle: look again a full period later.
+        let wait = if conn.busy() {
+            idle
+        } else {
+            idle.saturating_sub(conn.idle_for(epoch))
+        }
+        .max(Duration::from_millis(10));
+        tokio::select! {
+            r = c.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = conn.close.notified() => {
+                tracing::debug!("idle connection closed to make room (connection cap)");
+                break;
+            }
+            _ = stop_rx.changed(), if !stopping => {
+                stopping = true;
+                c.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(wait) => {
+                if !conn.busy() && conn.idle_for(epoch) >= idle {
+                    tracing::debug!("idle connection closed (idle_timeout_secs)");
+                    break;
+                }
+            }
+        }
+    }
+    drop(registered);
+    drop(stop_rx);
 }
 
 #[cfg(test)]

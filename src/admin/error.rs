@@ -241,7 +241,7 @@ mod tests {
     }
 
     /// Every domain error the admin API can meet, and what it answers: status,
-    /// `error` code, `field`.
+    /// `error` code, `field`. Long by nature: one row per error, in one table.
     #[test]
     fn every_error_maps_to_its_status() {
         let f = |s: &str| Some(s.to_string());

@@ -268,11 +268,7 @@ async fn employees_activate(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (e, _) = state
-        .roster
-        .set_active(&actor, parse_id(&id)?, true)
-        .await?;
-    Ok(employee_response(&state, StatusCode::OK, &e))
+    set_active(&state, &actor, &id, true).await
 }
 
 async fn employees_deactivate(
@@ -280,11 +276,21 @@ async fn employees_deactivate(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    set_active(&state, &actor, &id, false).await
+}
+
+/// Activates or deactivates one employee; answers with the profile.
+async fn set_active(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    active: bool,
+) -> Result<Response, ApiError> {
     let (e, _) = state
         .roster
-        .set_active(&actor, parse_id(&id)?, false)
+        .set_active(actor, parse_id(id)?, active)
         .await?;
-    Ok(employee_response(&state, StatusCode::OK, &e))
+    Ok(employee_response(state, StatusCode::OK, &e))
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use tracing::instrument;
 
 use super::{
     AccountStatus, AccountToken, BulkOutcome, Employee, EmployeeId, Error, Roster, TokenPurpose,
-    check_bulk_size, not_an_id, validate,
+    check_bulk_size, each_id, validate,
 };
 use crate::secret::{Secret, random_token, token_digest};
 use crate::store::{
@@ -219,50 +219,44 @@ impl Roster {
                 (AuditAction::SendPasswordReset, TokenPurpose::PasswordReset)
             }
         };
-        let mut out = Vec::with_capacity(ids.len());
-        for raw in ids {
-            let r = raw
-                .parse::<EmployeeId>()
-                .map_err(|_| not_an_id(raw))
-                .and_then(|id| {
-                    let e = self.get(id)?;
-                    if let Some(why) = Self::refusal(&e, kind) {
+        let one = |id| {
+            let e = self.get(id)?;
+            if let Some(why) = Self::refusal(&e, kind) {
+                return Err(Error::Invalid {
+                    field: "id".into(),
+                    message: why,
+                });
+            }
+            if dry_run {
+                return Ok(true);
+            }
+            self.modify_with(
+                actor,
+                id,
+                action,
+                None,
+                crate::store::PhotoChange::Keep,
+                |e, _| {
+                    if let Some(why) = Self::refusal(e, kind) {
                         return Err(Error::Invalid {
                             field: "id".into(),
                             message: why,
                         });
                     }
-                    if dry_run {
-                        return Ok(());
+                    if kind == SendKind::Invite {
+                        e.account_status = AccountStatus::Invite;
                     }
-                    self.modify_with(
-                        actor,
-                        id,
-                        action,
-                        None,
-                        crate::store::PhotoChange::Keep,
-                        |e, _| {
-                            if let Some(why) = Self::refusal(e, kind) {
-                                return Err(Error::Invalid {
-                                    field: "id".into(),
-                                    message: why,
-                                });
-                            }
-                            if kind == SendKind::Invite {
-                                e.account_status = AccountStatus::Invite;
-                            }
-                            Ok(vec![self.queue_link(e, purpose)?])
-                        },
-                    )
-                    .map(|_| ())
-                });
-            out.push(match r {
-                Ok(()) => BulkOutcome::done(raw, true),
-                Err(Error::Store(e)) => return Err(Error::Store(e)),
-                Err(Error::Invalid { message, .. }) => BulkOutcome::refused(raw, message),
-                Err(e) => BulkOutcome::refused(raw, e.to_string()),
-            });
-        }
+                    Ok(vec![self.queue_link(e, purpose)?])
+                },
+            )
+            .map(|_| true)
+        };
+        // A refusal is said without its field (the field is the id).
+        let why = |e: Error| match e {
+            Error::Invalid { message, .. } => message,
+            e => e.to_string(),
+        };
+        let out = each_id(ids, one, why)?;
         self.store.flush().await?;
         Ok(out)
     }

@@ -4,7 +4,7 @@
 
 use tracing::instrument;
 
-use super::{BulkOutcome, Employee, EmployeeId, Error, Roster, check_bulk_size, not_an_id};
+use super::{BulkOutcome, Employee, EmployeeId, Error, Roster, check_bulk_size, each_id};
 use crate::store::{Actor, AuditAction, PhotoChange};
 
 impl Roster {
@@ -49,26 +49,15 @@ impl Roster {
         dry_run: bool,
     ) -> Result<Vec<BulkOutcome>, Error> {
         check_bulk_size(ids)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for raw in ids {
-            let r = raw
-                .parse::<EmployeeId>()
-                .map_err(|_| not_an_id(raw))
-                .and_then(|id| {
-                    if dry_run {
-                        let e = self.get(id)?;
-                        let changed = e.active != active;
-                        Ok((e, changed))
-                    } else {
-                        self.set_active_unflushed(actor, id, active)
-                    }
-                });
-            out.push(match r {
-                Ok((_, changed)) => BulkOutcome::done(raw, changed),
-                Err(Error::Store(e)) => return Err(Error::Store(e)),
-                Err(e) => BulkOutcome::refused(raw, e.to_string()),
-            });
-        }
+        let one = |id| {
+            if dry_run {
+                Ok(self.get(id)?.active != active)
+            } else {
+                self.set_active_unflushed(actor, id, active)
+                    .map(|(_, changed)| changed)
+            }
+        };
+        let out = each_id(ids, one, |e| e.to_string())?;
         self.store.flush().await?;
         Ok(out)
     }

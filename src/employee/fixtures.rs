@@ -52,16 +52,21 @@ pub fn plain() -> Employee {
 
 /// A catalog with one role, `Technician` (the default), and nothing else.
 pub fn technician_catalog() -> Catalog {
+    one_role_catalog("Technician")
+}
+
+/// A catalog with one role, `role` (the default), and nothing else.
+pub fn one_role_catalog(role: &str) -> Catalog {
     Catalog::new(
         vec![],
         vec![],
         vec![RoleDef {
-            name: "Technician".into(),
+            name: role.into(),
             description: String::new(),
             permissions: vec![],
         }],
         vec![],
-        Some("Technician".into()),
+        Some(role.into()),
     )
     .unwrap()
 }

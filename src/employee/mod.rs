@@ -19,7 +19,7 @@ mod create;
 mod delete;
 mod diff;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod follow;
 pub mod list;
 pub mod model;
@@ -123,6 +123,30 @@ fn check_bulk_size(ids: &[String]) -> Result<(), Error> {
 /// A bulk request's id that is not one.
 fn not_an_id(raw: &str) -> Error {
     Error::NotFound(format!("`{raw}` is not an employee id"))
+}
+
+/// Runs `one` on each of `ids` in order, each on its own: an id that is not
+/// one, or that `one` refuses, gets its outcome with the reason (`why` says
+/// it) and the rest go on; a store error stops the batch. `one` answers
+/// whether the profile changed.
+fn each_id(
+    ids: &[String],
+    mut one: impl FnMut(EmployeeId) -> Result<bool, Error>,
+    why: impl Fn(Error) -> String,
+) -> Result<Vec<BulkOutcome>, Error> {
+    let mut out = Vec::with_capacity(ids.len());
+    for raw in ids {
+        let r = raw
+            .parse::<EmployeeId>()
+            .map_err(|_| not_an_id(raw))
+            .and_then(&mut one);
+        out.push(match r {
+            Ok(changed) => BulkOutcome::done(raw, changed),
+            Err(Error::Store(e)) => return Err(Error::Store(e)),
+            Err(e) => BulkOutcome::refused(raw, why(e)),
+        });
+    }
+    Ok(out)
 }
 
 impl BulkOutcome {

@@ -264,6 +264,7 @@ mod tests {
     }
 
     /// Every domain and store error, and the status and `scimType` it answers.
+    /// Long by nature: one row per error, in one table.
     #[test]
     fn every_error_maps_to_status_and_scim_type() {
         let domain = |field: &str| DomainError::Invalid {

@@ -139,6 +139,22 @@ impl Op {
             _ => return None,
         })
     }
+
+    /// Whether an ordering of value to literal satisfies a comparison
+    /// operator (`eq`, `ne`, `gt`, `ge`, `lt`, `le`); `false` for the
+    /// substring ones.
+    pub(super) fn holds_for(self, o: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering;
+        match self {
+            Op::Eq => o == Ordering::Equal,
+            Op::Ne => o != Ordering::Equal,
+            Op::Gt => o == Ordering::Greater,
+            Op::Ge => o != Ordering::Less,
+            Op::Lt => o == Ordering::Less,
+            Op::Le => o != Ordering::Greater,
+            Op::Co | Op::Sw | Op::Ew => false,
+        }
+    }
 }
 
 /// A literal on the right of an operator.
@@ -661,16 +677,7 @@ pub fn as_bool(v: &Value) -> Option<bool> {
 }
 
 fn compare(v: &Value, op: Op, lit: &Lit, r: &Resolved) -> bool {
-    use std::cmp::Ordering;
-    let ord_ok = |o: Ordering| match op {
-        Op::Eq => o == Ordering::Equal,
-        Op::Ne => o != Ordering::Equal,
-        Op::Gt => o == Ordering::Greater,
-        Op::Ge => o != Ordering::Less,
-        Op::Lt => o == Ordering::Less,
-        Op::Le => o != Ordering::Greater,
-        _ => false,
-    };
+    let ord_ok = |o: std::cmp::Ordering| op.holds_for(o);
     match v {
         Value::Bool(b) => {
             let want = match lit {

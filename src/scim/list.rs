@@ -559,77 +559,106 @@ pub fn project(doc: Value, kind: Kind, attributes: &[String], excluded: &[String
     let Value::Object(src) = doc else {
         return doc;
     };
-    let locate = |raw: &str| -> Option<(Option<&'static str>, String, Option<String>)> {
-        if let Some(urn) = kind.extension_urn(raw) {
-            return Some((Some(urn), String::new(), None));
-        }
-        let r = filter::Resolve::resolve(&kind, raw)?;
-        Some((r.urn, r.attr, r.sub))
-    };
     if !attributes.is_empty() {
-        let mut out = Map::new();
-        for k in ["schemas", "id"] {
-            if let Some(v) = src.get(k) {
-                out.insert(k.into(), v.clone());
-            }
-        }
-        for raw in attributes {
-            let Some((urn, attr, sub)) = locate(raw) else {
-                continue;
-            };
-            let (from, to): (Option<&Map<String, Value>>, &mut Map<String, Value>) = match urn {
-                Some(u) if attr.is_empty() => {
-                    if let Some(v) = src.get(u) {
-                        out.insert(u.into(), v.clone());
-                    }
-                    continue;
-                }
-                Some(u) => {
-                    let from = src.get(u).and_then(Value::as_object);
-                    let to = out
-                        .entry(u.to_string())
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    match to.as_object_mut() {
-                        Some(t) => (from, t),
-                        None => continue,
-                    }
-                }
-                None => (Some(&src), &mut out),
-            };
-            let Some(v) = from.and_then(|m| m.get(&attr)) else {
-                continue;
-            };
-            match (sub, v) {
-                (None, v) => {
-                    to.insert(attr, v.clone());
-                }
-                (Some(s), Value::Object(o)) => {
-                    if let Some(sv) = o.get(&s) {
-                        let e = to.entry(attr).or_insert_with(|| Value::Object(Map::new()));
-                        e[s.as_str()] = sv.clone();
-                    }
-                }
-                (Some(s), Value::Array(items)) => {
-                    let vals: Vec<Value> = items
-                        .iter()
-                        .filter_map(|i| i.get(&s).map(|x| json!({ s.as_str(): x })))
-                        .collect();
-                    to.insert(attr, Value::Array(vals));
-                }
-                _ => {}
-            }
-        }
-        if let Some(rt) = src.get("meta").and_then(|m| m.get("resourceType")) {
-            out.entry("meta")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .map(|m| m.insert("resourceType".into(), rt.clone()));
-        }
-        return Value::Object(out);
+        return Value::Object(only_attributes(&src, &kind, attributes));
     }
-    let mut out = src;
+    Value::Object(without_attributes(src, &kind, excluded))
+}
+
+/// Where an attribute path points: its extension URN (if any), the attribute
+/// (empty for a whole extension) and the sub-attribute. `None`: no such
+/// attribute (it is left out of the projection).
+type Located = (Option<&'static str>, String, Option<String>);
+
+fn locate(kind: &Kind, raw: &str) -> Option<Located> {
+    if let Some(urn) = kind.extension_urn(raw) {
+        return Some((Some(urn), String::new(), None));
+    }
+    let r = filter::Resolve::resolve(kind, raw)?;
+    Some((r.urn, r.attr, r.sub))
+}
+
+/// `attributes`: the named attributes of `src`, with those always returned.
+fn only_attributes(
+    src: &Map<String, Value>,
+    kind: &Kind,
+    attributes: &[String],
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for k in ["schemas", "id"] {
+        if let Some(v) = src.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    for raw in attributes {
+        let Some((urn, attr, sub)) = locate(kind, raw) else {
+            continue;
+        };
+        let (from, to): (Option<&Map<String, Value>>, &mut Map<String, Value>) = match urn {
+            Some(u) if attr.is_empty() => {
+                if let Some(v) = src.get(u) {
+                    out.insert(u.into(), v.clone());
+                }
+                continue;
+            }
+            Some(u) => {
+                let from = src.get(u).and_then(Value::as_object);
+                let to = out
+                    .entry(u.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                match to.as_object_mut() {
+                    Some(t) => (from, t),
+                    None => continue,
+                }
+            }
+            None => (Some(src), &mut out),
+        };
+        if let Some(v) = from.and_then(|m| m.get(&attr)) {
+            copy_attribute(to, attr, sub, v);
+        }
+    }
+    if let Some(rt) = src.get("meta").and_then(|m| m.get("resourceType")) {
+        out.entry("meta")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|m| m.insert("resourceType".into(), rt.clone()));
+    }
+    out
+}
+
+/// Copies `attr` (or only its `sub`-attribute, of a complex or of each value
+/// of a multi-valued one) into `to`.
+fn copy_attribute(to: &mut Map<String, Value>, attr: String, sub: Option<String>, v: &Value) {
+    match (sub, v) {
+        (None, v) => {
+            to.insert(attr, v.clone());
+        }
+        (Some(s), Value::Object(o)) => {
+            if let Some(sv) = o.get(&s) {
+                let e = to.entry(attr).or_insert_with(|| Value::Object(Map::new()));
+                e[s.as_str()] = sv.clone();
+            }
+        }
+        (Some(s), Value::Array(items)) => {
+            let vals: Vec<Value> = items
+                .iter()
+                .filter_map(|i| i.get(&s).map(|x| json!({ s.as_str(): x })))
+                .collect();
+            to.insert(attr, Value::Array(vals));
+        }
+        _ => {}
+    }
+}
+
+/// `excludedAttributes`: `src` without the named attributes (never `id` or
+/// `schemas`).
+fn without_attributes(
+    mut out: Map<String, Value>,
+    kind: &Kind,
+    excluded: &[String],
+) -> Map<String, Value> {
     for raw in excluded {
-        let Some((urn, attr, sub)) = locate(raw) else {
+        let Some((urn, attr, sub)) = locate(kind, raw) else {
             continue;
         };
         if attr == "id" || attr == "schemas" {
@@ -663,5 +692,5 @@ pub fn project(doc: Value, kind: Kind, attributes: &[String], excluded: &[String
             },
         }
     }
-    Value::Object(out)
+    out
 }

@@ -382,37 +382,19 @@ pub fn indexed_list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::employee::{AccountStatus, EmployeeId, Enterprise, OfficePhone};
+    use crate::employee::{AccountStatus, Enterprise, OfficePhone};
     use serde_json::json;
 
     fn employee() -> Employee {
-        let mut e: Employee = serde_json::from_value(json!({
-            "id": EmployeeId(uuid::Uuid::now_v7()),
-            "version": 7,
-            "given_name": "Ana \"Q\" Ló",
-            "family_name": "Pérez",
-            "display_name": "Ana Pérez",
-            "display_name_derived": true,
-            "email": "ana@example.com",
-            "username": "ana",
-            "positions": [],
-            "role": "Driver",
-            "business_unit": null,
-            "photo": null,
-            "mobile_phone": null,
-            "office_phone": null,
-            "account_status": "later",
-            "password_hash": null,
-            "enabled": true,
-            "active": true,
-            "permissions": {"grant": [], "revoke": []},
-            "external_id": null,
-            "enterprise": {},
-            "created_at": "2026-01-02T03:04:05.678901Z",
-            "updated_at": "2026-02-03T04:05:06Z",
-        }))
-        .unwrap_or_else(|err| panic!("test employee: {err}"));
+        let mut e = crate::employee::fixtures::employee("Ana \"Q\" Ló", "Pérez", "ana@example.com");
+        e.version = 7;
+        e.display_name = "Ana Pérez".into();
+        e.display_name_derived = true;
+        e.username = "ana".into();
+        e.role = "Driver".into();
         e.account_status = AccountStatus::Later;
+        e.created_at = "2026-01-02T03:04:05.678901Z".parse().unwrap();
+        e.updated_at = "2026-02-03T04:05:06Z".parse().unwrap();
         e
     }
 

@@ -873,7 +873,6 @@ fn skip(m: &MappedEntry, reason: String, error: bool, id: Option<EmployeeId>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::employee::catalog::RoleDef;
     use crate::employee::{EffectiveDate, NewEmployee};
     use crate::sync::map::SourceFields;
     use chrono::{NaiveDate, TimeZone};
@@ -939,18 +938,7 @@ mod tests {
     }
 
     fn catalog() -> Catalog {
-        Catalog::new(
-            vec![],
-            vec![],
-            vec![RoleDef {
-                name: "Driver".into(),
-                description: String::new(),
-                permissions: vec![],
-            }],
-            vec![],
-            Some("Driver".into()),
-        )
-        .unwrap()
+        crate::employee::fixtures::one_role_catalog("Driver")
     }
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {

@@ -19,7 +19,9 @@ use crate::employee::model::Photo;
 use crate::employee::projection::MailStatus;
 use crate::employee::{BULK_MAX, BulkOutcome, Employee, EmployeeId, ListQuery, StatusFilter};
 
-/// The query keys of a view, in the order its URL carries them.
+/// The query keys of a view, in the order its URL carries them. Not
+/// `Filters::COLUMNS`: a view also has `status` and `limit`, and the console
+/// form has no `username` filter.
 const VIEW_KEYS: [&str; 11] = [
     "status",
     "name",
@@ -146,6 +148,18 @@ struct View {
     error: Option<String>,
 }
 
+/// A query value a view refuses, in the words its page shows.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("Status must be active, inactive or all, not “{0}”.")]
+    Status(String),
+    #[error("Rows per page must be a number from 1 to {MAX_LIMIT}.")]
+    Limit,
+    /// A sort or column filter the domain refuses.
+    #[error(transparent)]
+    Domain(#[from] crate::employee::Error),
+}
+
 impl View {
     /// Empty values are no filter; a value refused leaves its filter out and
     /// says why.
@@ -160,7 +174,7 @@ impl View {
             if v.is_empty() {
                 continue;
             }
-            let r: Result<(), String> = match k.as_str() {
+            let r: Result<(), ValueError> = match k.as_str() {
                 "status" => match v {
                     "active" => {
                         q.status = StatusFilter::Active;
@@ -174,22 +188,15 @@ impl View {
                         q.status = StatusFilter::All;
                         Ok(())
                     }
-                    _ => Err(format!(
-                        "Status must be active, inactive or all, not “{v}”."
-                    )),
+                    _ => Err(ValueError::Status(v.to_string())),
                 },
-                "sort" => v
-                    .parse::<Sort>()
-                    .map(|s| q.sort = s)
-                    .map_err(|e| e.to_string()),
+                "sort" => v.parse::<Sort>().map(|s| q.sort = s).map_err(Into::into),
                 "limit" => match v.parse::<usize>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => {
                         q.limit = Some(n);
                         Ok(())
                     }
-                    _ => Err(format!(
-                        "Rows per page must be a number from 1 to {MAX_LIMIT}."
-                    )),
+                    _ => Err(ValueError::Limit),
                 },
                 "cursor" => {
                     q.cursor = Some(v.to_string());
@@ -199,7 +206,7 @@ impl View {
                     from = v.parse().unwrap_or(0);
                     Ok(())
                 }
-                col => filters.set(col, v).map_err(|e| e.to_string()),
+                col => filters.set(col, v).map_err(Into::into),
             };
             match r {
                 Ok(()) => {
@@ -207,7 +214,7 @@ impl View {
                         values.insert(k.clone(), v.to_string());
                     }
                 }
-                Err(m) => error = Some(m),
+                Err(e) => error = Some(e.to_string()),
             }
         }
         q.filters = filters;
@@ -288,42 +295,12 @@ pub async fn employees_list(
         mut error,
     } = parsed;
     let sort_text = q.sort.to_string();
-    let page = match state.app.roster.list(&q) {
+    let page = match list_restarting_stale(&state, &mut q, &mut from, &mut error) {
         Ok(p) => p,
-        Err(crate::employee::Error::BadRequest { message, .. }) if q.cursor.is_some() => {
-            // A stale cursor: start again from the first page.
-            error = Some(message);
-            q.cursor = None;
-            from = 0;
-            match state.app.roster.list(&q) {
-                Ok(p) => p,
-                Err(e) => return domain_error_page(e),
-            }
-        }
         Err(e) => return domain_error_page(e),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    let headers = COLUMNS
-        .iter()
-        .map(|(key, label)| {
-            let sorted = q.sort.column
-                == SortColumn::ALL
-                    .iter()
-                    .find(|(n, _)| n == key)
-                    .map(|(_, c)| *c)
-                    .unwrap_or(SortColumn::Name);
-            let (aria_sort, next) = match (sorted, q.sort.descending) {
-                (true, false) => ("ascending", format!("-{key}")),
-                (true, true) => ("descending", key.to_string()),
-                (false, _) => ("", key.to_string()),
-            };
-            Header {
-                label,
-                aria_sort,
-                next,
-            }
-        })
-        .collect();
+    let headers = sort_headers(&q.sort);
     let rows: Vec<Row> = page
         .items
         .iter()
@@ -382,6 +359,50 @@ pub async fn employees_list(
         error,
     }
     .into_response()
+}
+
+/// The page `q` asks for. A stale cursor starts again from the first page:
+/// `q` and `from` are reset and `error` says why.
+fn list_restarting_stale(
+    state: &WebState,
+    q: &mut ListQuery,
+    from: &mut usize,
+    error: &mut Option<String>,
+) -> Result<crate::employee::list::Page, crate::employee::Error> {
+    match state.app.roster.list(q) {
+        Err(crate::employee::Error::BadRequest { message, .. }) if q.cursor.is_some() => {
+            *error = Some(message);
+            q.cursor = None;
+            *from = 0;
+            state.app.roster.list(q)
+        }
+        r => r,
+    }
+}
+
+/// The table's column headers: which one is sorted, and the sort a click asks for.
+fn sort_headers(sort: &Sort) -> Vec<Header> {
+    COLUMNS
+        .iter()
+        .map(|(key, label)| {
+            let sorted = sort.column
+                == SortColumn::ALL
+                    .iter()
+                    .find(|(n, _)| n == key)
+                    .map(|(_, c)| *c)
+                    .unwrap_or(SortColumn::Name);
+            let (aria_sort, next) = match (sorted, sort.descending) {
+                (true, false) => ("ascending", format!("-{key}")),
+                (true, true) => ("descending", key.to_string()),
+                (false, _) => ("", key.to_string()),
+            };
+            Header {
+                label,
+                aria_sort,
+                next,
+            }
+        })
+        .collect()
 }
 
 /// `GET /employees/{id}/photo`: an uploaded photo, for signed-in users.
@@ -535,81 +556,20 @@ pub async fn employees_bulk(
     };
     let r = &state.app.roster;
     let matching = get("scope") == Some("matching");
-    let ids: Vec<String> = if matching {
-        let view = view_of_back(&back);
-        if let Some(e) = view.error {
-            return error_page(StatusCode::BAD_REQUEST, &e);
-        }
-        match r.list_all_ids(&view.q) {
-            Ok(ids) => ids.iter().map(ToString::to_string).collect(),
-            Err(e) => return domain_error_page(e),
-        }
-    } else {
-        form.iter()
-            .filter(|(k, _)| k == "id")
-            .map(|(_, v)| v.clone())
-            .collect()
+    let ids = match bulk_ids(r, &form, matching, &back) {
+        Ok(ids) => ids,
+        Err(page) => return *page,
     };
-    if ids.is_empty() {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            if matching {
-                "No employee matches the filter any more."
-            } else {
-                "Select at least one employee first."
-            },
-        );
-    }
     let digest = ids_digest(&ids);
     let confirm = get("confirm") == Some("yes");
     // A confirmation of "all that match" applies to the set it previewed only.
     let stale = confirm && matching && get("digest") != Some(digest.as_str());
     let dry_run = !confirm || stale;
-    let actor = &viewer.actor;
-    let mut results: Vec<BulkOutcome> = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(BULK_MAX) {
-        let done = match action {
-            Action::Activate => r.bulk_set_active(actor, chunk, true, dry_run).await,
-            Action::Deactivate => r.bulk_set_active(actor, chunk, false, dry_run).await,
-            Action::SendInvite => r.bulk_send(actor, chunk, SendKind::Invite, dry_run).await,
-            Action::SendPasswordReset => {
-                r.bulk_send(actor, chunk, SendKind::PasswordReset, dry_run)
-                    .await
-            }
-        };
-        match done {
-            Ok(x) => results.extend(x),
-            Err(e) => return domain_error_page(e),
-        }
-    }
-    let text = |o: &BulkOutcome| match (&o.error, o.changed, dry_run) {
-        (Some(why), _, true) => format!("Skipped: {why}"),
-        (Some(why), _, false) => format!("Failed: {why}"),
-        (None, true, true) => "Will change".into(),
-        (None, true, false) => "Done".into(),
-        (None, false, _) => format!("Skipped: {}", action.already()),
+    let results = match run_bulk(r, &viewer.actor, action, &ids, dry_run).await {
+        Ok(results) => results,
+        Err(e) => return domain_error_page(e),
     };
-    // Listed by name: the first ones, those that change first.
-    let mut order: Vec<&BulkOutcome> = results.iter().filter(|o| o.changed).collect();
-    order.extend(results.iter().filter(|o| !o.changed));
-    let outcomes: Vec<Outcome> = order
-        .iter()
-        .take(BULK_LISTED)
-        .map(|o| {
-            let name =
-                o.id.parse::<EmployeeId>()
-                    .ok()
-                    .and_then(|id| r.get(id).ok())
-                    .map(|e| e.display_name)
-                    .unwrap_or_else(|| o.id.clone());
-            Outcome {
-                id: o.id.clone(),
-                name,
-                changes: o.changed,
-                text: text(o),
-            }
-        })
-        .collect();
+    let outcomes = listed_outcomes(r, &results, action, dry_run);
     let changing = results.iter().filter(|o| o.changed).count();
     let skipped = results.len() - changing;
     let plural = |n: usize| if n == 1 { "employee" } else { "employees" };
@@ -642,6 +602,104 @@ pub async fn employees_bulk(
         back,
     }
     .into_response()
+}
+
+/// The employees a bulk form names: its `id`s, or with `scope=matching` every
+/// one the `back` view's filters match. None is an error page (boxed: a
+/// `Response` is large).
+fn bulk_ids(
+    r: &crate::employee::Roster,
+    form: &[(String, String)],
+    matching: bool,
+    back: &str,
+) -> Result<Vec<String>, Box<Response>> {
+    let ids: Vec<String> = if matching {
+        let view = view_of_back(back);
+        if let Some(e) = view.error {
+            return Err(Box::new(error_page(StatusCode::BAD_REQUEST, &e)));
+        }
+        match r.list_all_ids(&view.q) {
+            Ok(ids) => ids.iter().map(ToString::to_string).collect(),
+            Err(e) => return Err(Box::new(domain_error_page(e))),
+        }
+    } else {
+        form.iter()
+            .filter(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    if ids.is_empty() {
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            if matching {
+                "No employee matches the filter any more."
+            } else {
+                "Select at least one employee first."
+            },
+        )));
+    }
+    Ok(ids)
+}
+
+/// Runs (or, with `dry_run`, previews) `action` on `ids`, [`BULK_MAX`] at a time.
+async fn run_bulk(
+    r: &crate::employee::Roster,
+    actor: &crate::store::Actor,
+    action: Action,
+    ids: &[String],
+    dry_run: bool,
+) -> Result<Vec<BulkOutcome>, crate::employee::Error> {
+    let mut results: Vec<BulkOutcome> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BULK_MAX) {
+        let done = match action {
+            Action::Activate => r.bulk_set_active(actor, chunk, true, dry_run).await,
+            Action::Deactivate => r.bulk_set_active(actor, chunk, false, dry_run).await,
+            Action::SendInvite => r.bulk_send(actor, chunk, SendKind::Invite, dry_run).await,
+            Action::SendPasswordReset => {
+                r.bulk_send(actor, chunk, SendKind::PasswordReset, dry_run)
+                    .await
+            }
+        };
+        results.extend(done?);
+    }
+    Ok(results)
+}
+
+/// The outcomes listed by name: the first [`BULK_LISTED`], those that change
+/// first, each in words.
+fn listed_outcomes(
+    r: &crate::employee::Roster,
+    results: &[BulkOutcome],
+    action: Action,
+    dry_run: bool,
+) -> Vec<Outcome> {
+    let text = |o: &BulkOutcome| match (&o.error, o.changed, dry_run) {
+        (Some(why), _, true) => format!("Skipped: {why}"),
+        (Some(why), _, false) => format!("Failed: {why}"),
+        (None, true, true) => "Will change".into(),
+        (None, true, false) => "Done".into(),
+        (None, false, _) => format!("Skipped: {}", action.already()),
+    };
+    let mut order: Vec<&BulkOutcome> = results.iter().filter(|o| o.changed).collect();
+    order.extend(results.iter().filter(|o| !o.changed));
+    order
+        .iter()
+        .take(BULK_LISTED)
+        .map(|o| {
+            let name =
+                o.id.parse::<EmployeeId>()
+                    .ok()
+                    .and_then(|id| r.get(id).ok())
+                    .map(|e| e.display_name)
+                    .unwrap_or_else(|| o.id.clone());
+            Outcome {
+                id: o.id.clone(),
+                name,
+                changes: o.changed,
+                text: text(o),
+            }
+        })
+        .collect()
 }
 
 /// `GET /employees.csv`: the view of the same query (filters and sort, every

@@ -580,6 +580,41 @@ fn saved(id: EmployeeId) -> Response {
     Redirect::to(&format!("/employees/{id}?saved=1")).into_response()
 }
 
+/// The form again (422) with `err` beside its field. On the edit page the
+/// fields the form does not post (account status, username) are the profile's.
+fn refused_form(
+    state: &WebState,
+    viewer: &Viewer,
+    current: Option<&Employee>,
+    mut v: Values,
+    err: (String, String),
+) -> Response {
+    if let Some(e) = current {
+        v.account_status = e.account_status.as_str().into();
+        v.username = e.username.clone();
+    }
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        page(state, viewer, current, v, vec![err], None),
+    )
+        .into_response()
+}
+
+/// A save the domain refused: the form with the error beside its field, or
+/// an error page for one no field owns.
+fn not_saved(
+    state: &WebState,
+    viewer: &Viewer,
+    current: Option<&Employee>,
+    v: Values,
+    err: DomainError,
+) -> Response {
+    match field_error(err) {
+        Ok(err) => refused_form(state, viewer, current, v, err),
+        Err(e) => domain_error_page(e),
+    }
+}
+
 /// A domain error as (field, message), or a page for the ones no field owns.
 fn field_error(e: DomainError) -> Result<(String, String), DomainError> {
     match e {
@@ -632,13 +667,7 @@ pub async fn employee_new_post(
     let (v, password) = Values::from_form(&form.pairs);
     let photo = match checked_photo(&state, form.photo) {
         Ok(p) => p,
-        Err(err) => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(&state, &viewer, None, v, vec![err], None),
-            )
-                .into_response();
-        }
+        Err(err) => return refused_form(&state, &viewer, None, v, err),
     };
     let status = match v.account_status.as_str() {
         "invite" => AccountStatus::Invite,
@@ -671,14 +700,7 @@ pub async fn employee_new_post(
         .await
     {
         Ok(e) => saved(e.id),
-        Err(e) => match field_error(e) {
-            Ok(err) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(&state, &viewer, None, v, vec![err], None),
-            )
-                .into_response(),
-            Err(e) => domain_error_page(e),
-        },
+        Err(err) => not_saved(&state, &viewer, None, v, err),
     }
 }
 
@@ -758,18 +780,10 @@ pub async fn employee_edit_post(
         Ok(e) => e,
         Err(r) => return *r,
     };
-    let (mut v, _) = Values::from_form(&form.pairs);
+    let (v, _) = Values::from_form(&form.pairs);
     let photo = match checked_photo(&state, form.photo) {
         Ok(p) => p,
-        Err(err) => {
-            v.account_status = e.account_status.as_str().into();
-            v.username = e.username.clone();
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(&state, &viewer, Some(&e), v, vec![err], None),
-            )
-                .into_response();
-        }
+        Err(err) => return refused_form(&state, &viewer, Some(&e), v, err),
     };
     let patch = EmployeePatch {
         given_name: Some(v.given_name.clone()),
@@ -794,18 +808,7 @@ pub async fn employee_edit_post(
         .await
     {
         Ok(e) => saved(e.id),
-        Err(err) => match field_error(err) {
-            Ok(err) => {
-                v.account_status = e.account_status.as_str().into();
-                v.username = e.username.clone();
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    page(&state, &viewer, Some(&e), v, vec![err], None),
-                )
-                    .into_response()
-            }
-            Err(e) => domain_error_page(e),
-        },
+        Err(err) => not_saved(&state, &viewer, Some(&e), v, err),
     }
 }
 

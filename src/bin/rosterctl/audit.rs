@@ -45,23 +45,12 @@ pub async fn run(client: &Client, a: AuditArgs) -> Result<(), CtlError> {
     output::emit_lines(&lines)
 }
 
-/// `2024-05-01 10:00:00Z` from an RFC 3339 time (as is if it does not parse).
-fn short_time(at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M:%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|_| at.to_string())
-}
-
 /// A header line per entry, then one indented line per changed field.
 fn entry_lines(e: &AuditEntry) -> Vec<String> {
     let mut out = vec![format!(
         "#{}  {}  {}  {}  {}",
         e.seq,
-        short_time(&e.at),
+        output::short_time(&e.at),
         e.actor,
         e.action,
         e.employee_id.as_deref().unwrap_or("-")

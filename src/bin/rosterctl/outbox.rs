@@ -113,7 +113,7 @@ fn table(msgs: &[Message]) -> String {
     ]);
     for m in msgs {
         let next = if m.state == "pending" {
-            short(&m.next_attempt_at)
+            output::short_time(&m.next_attempt_at)
         } else {
             "-".into()
         };
@@ -123,7 +123,7 @@ fn table(msgs: &[Message]) -> String {
             m.to.clone(),
             m.state.clone(),
             m.attempts.to_string(),
-            short(&m.created_at),
+            output::short_time(&m.created_at),
             next,
             m.last_error.clone().unwrap_or_default(),
         ]);
@@ -132,16 +132,6 @@ fn table(msgs: &[Message]) -> String {
         .map(|l| l.trim_end().to_string())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn short(at: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M:%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|_| at.to_string())
 }
 
 #[cfg(test)]

@@ -195,6 +195,17 @@ pub fn confirm(what: &str) -> Result<(), CtlError> {
     }
 }
 
+/// `2024-05-01 10:00:00Z` from an RFC 3339 time (as is if it does not parse).
+pub fn short_time(at: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| at.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

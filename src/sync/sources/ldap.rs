@@ -801,85 +801,96 @@ async fn sync_refresh(
                 return Err(fail(e.to_string()));
             }
         };
+        // After the first unreadable message the rest is read but not used.
         if malformed.is_some() || re.is_ref() {
             continue;
         }
-        if re.is_intermediate() {
-            match parse_guarded("Sync Info message", || ldap3::controls::parse_syncinfo(re)) {
-                Ok(SyncInfo::NewCookie(c)) => out.cookie = Some(c),
-                Ok(
-                    SyncInfo::RefreshDelete { cookie, .. }
-                    | SyncInfo::RefreshPresent { cookie, .. },
-                ) => out.cookie = cookie.or(out.cookie.take()),
-                Ok(SyncInfo::SyncIdSet {
-                    cookie,
-                    refresh_deletes,
-                    sync_uuids,
-                }) => {
-                    if refresh_deletes {
-                        out.deleted += sync_uuids.len();
-                    } else {
-                        out.present += sync_uuids.len();
-                    }
-                    out.cookie = cookie.or(out.cookie.take());
-                }
-                Err(m) => malformed = Some(m),
-            }
-            continue;
-        }
-        let state = re.1.iter().find_map(|c| match c {
-            ldap3::controls::Control(Some(ControlType::SyncState), raw) => Some(raw.clone()),
-            _ => None,
-        });
-        match state.map(|raw| parse_guarded("Sync State control", || raw.parse::<SyncState>())) {
-            Some(Err(m)) => malformed = Some(m),
-            Some(Ok(SyncState { state, cookie, .. })) => {
-                if cookie.is_some() {
-                    out.cookie = cookie;
-                }
-                match state {
-                    EntryState::Add | EntryState::Modify => match to_entry(re, src) {
-                        Ok(e) => out.entries.push(e),
-                        Err(m) => malformed = Some(m),
-                    },
-                    EntryState::Present => out.present += 1,
-                    EntryState::Delete => out.deleted += 1,
-                }
-            }
-            // An entry without its Sync State control is still an entry.
-            None => match to_entry(re, src) {
-                Ok(e) => out.entries.push(e),
-                Err(m) => malformed = Some(m),
-            },
+        if let Err(m) = out.take(re, src) {
+            malformed = Some(m);
         }
     }
     let res = stream.finish().await;
     if let Some(m) = malformed {
         return Ok(Err(m.into()));
     }
-    if res.rc != 0 {
-        let text = if res.text.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", res.text)
-        };
-        return Ok(Err(RefreshError::Result { rc: res.rc, text }));
-    }
-    let done = res.ctrls.iter().find_map(|c| match c {
-        ldap3::controls::Control(Some(ControlType::SyncDone), raw) => Some(raw.clone()),
-        _ => None,
-    });
-    let Some(done) = done else {
-        return Ok(Err(RefreshError::NoSyncDone));
-    };
-    match parse_guarded("Sync Done control", || done.parse::<SyncDone>()) {
-        Ok(d) => {
-            if d.cookie.is_some() {
-                out.cookie = d.cookie;
-            }
-            Ok(Ok(out))
+    Ok(out.done(res))
+}
+
+impl Refreshed {
+    /// Takes in one message of the refresh: a Sync Info message, or an entry
+    /// with (or without) its Sync State control.
+    fn take(&mut self, re: ResultEntry, src: &LdapSource) -> Result<(), Unreadable> {
+        if re.is_intermediate() {
+            let info = parse_guarded("Sync Info message", || ldap3::controls::parse_syncinfo(re))?;
+            self.take_info(info);
+            return Ok(());
         }
-        Err(m) => Ok(Err(m.into())),
+        let state = re.1.iter().find_map(|c| match c {
+            ldap3::controls::Control(Some(ControlType::SyncState), raw) => Some(raw.clone()),
+            _ => None,
+        });
+        match state.map(|raw| parse_guarded("Sync State control", || raw.parse::<SyncState>())) {
+            Some(Err(m)) => return Err(m),
+            Some(Ok(SyncState { state, cookie, .. })) => {
+                if cookie.is_some() {
+                    self.cookie = cookie;
+                }
+                match state {
+                    EntryState::Add | EntryState::Modify => self.entries.push(to_entry(re, src)?),
+                    EntryState::Present => self.present += 1,
+                    EntryState::Delete => self.deleted += 1,
+                }
+            }
+            // An entry without its Sync State control is still an entry.
+            None => self.entries.push(to_entry(re, src)?),
+        }
+        Ok(())
+    }
+
+    fn take_info(&mut self, info: SyncInfo) {
+        match info {
+            SyncInfo::NewCookie(c) => self.cookie = Some(c),
+            SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+                self.cookie = cookie.or(self.cookie.take())
+            }
+            SyncInfo::SyncIdSet {
+                cookie,
+                refresh_deletes,
+                sync_uuids,
+            } => {
+                if refresh_deletes {
+                    self.deleted += sync_uuids.len();
+                } else {
+                    self.present += sync_uuids.len();
+                }
+                self.cookie = cookie.or(self.cookie.take());
+            }
+        }
+    }
+
+    /// The refresh as the search's result ends it: complete only with a
+    /// success code and a readable Sync Done control.
+    fn done(mut self, res: ldap3::LdapResult) -> Result<Refreshed, RefreshError> {
+        if res.rc != 0 {
+            let text = if res.text.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", res.text)
+            };
+            return Err(RefreshError::Result { rc: res.rc, text });
+        }
+        let done = res.ctrls.iter().find_map(|c| match c {
+            ldap3::controls::Control(Some(ControlType::SyncDone), raw) => Some(raw.clone()),
+            _ => None,
+        });
+        let Some(done) = done else {
+            return Err(RefreshError::NoSyncDone);
+        };
+        let d = parse_guarded("Sync Done control", || done.parse::<SyncDone>())?;
+        if d.cookie.is_some() {
+            self.cookie = d.cookie;
+        }
+        Ok(self)
     }
 }
 

@@ -33,10 +33,57 @@ impl Record for Row<'_> {
     }
 }
 
+/// Why an export cannot be used: the fetch fails and the run applies nothing
+/// (nobody is deactivated).
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error(
+        "line {line} is not valid UTF-8; if the export is Windows-1252 / Latin-1, set encoding = \"windows-1252\""
+    )]
+    NotUtf8 { line: usize },
+    #[error("the file is not valid {encoding}; check `encoding`")]
+    NotInEncoding { encoding: &'static str },
+    #[error("cannot read the header row: {0}")]
+    Header(::csv::Error),
+    #[error("the file is empty: a header row naming the columns is required")]
+    Empty,
+    #[error("column `{selector}` ({key}) appears more than once in the header row")]
+    ColumnTwice { selector: String, key: String },
+    /// `columns` are the header row's, comma-separated; `hint` is empty or
+    /// starts with a space.
+    #[error("no column `{selector}` ({key}) in the header row; the columns are: {columns}{hint}")]
+    NoColumn {
+        selector: String,
+        key: String,
+        columns: String,
+        hint: &'static str,
+    },
+    #[error(
+        "the quoted value opened on line {line} is never closed: the file looks cut off; \
+         nothing from it is applied (nobody is deactivated) until a complete export is there"
+    )]
+    Unterminated { line: u64 },
+    #[error(
+        "line {line} cannot be read ({error}); nothing from the file is applied (nobody is deactivated)"
+    )]
+    Unreadable { line: u64, error: ::csv::Error },
+    /// `shown` lists the first rows as `line N (fields)`.
+    #[error(
+        "{count} row(s) do not have the header row's {width} fields: {shown} ({hint}); \
+         nothing from the file is applied (nobody is deactivated) until it is fixed"
+    )]
+    Misshapen {
+        count: usize,
+        width: usize,
+        shown: String,
+        hint: &'static str,
+    },
+}
+
 /// Decodes the export. A byte-order mark wins over the configured encoding and
 /// is dropped; bytes that are not valid in the encoding fail the fetch (a wrong
 /// `encoding` would otherwise garble every accented name).
-pub fn decode(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> Result<String, String> {
+pub fn decode(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> Result<String, CsvError> {
     let (text, used, had_errors) = encoding.decode(bytes);
     if had_errors {
         if used == encoding_rs::UTF_8 {
@@ -49,14 +96,11 @@ pub fn decode(bytes: &[u8], encoding: &'static encoding_rs::Encoding) -> Result<
                 .filter(|b| **b == b'\n')
                 .count()
                 + 1;
-            return Err(format!(
-                "line {line} is not valid UTF-8; if the export is Windows-1252 / Latin-1, set encoding = \"windows-1252\""
-            ));
+            return Err(CsvError::NotUtf8 { line });
         }
-        return Err(format!(
-            "the file is not valid {}; check `encoding`",
-            used.name()
-        ));
+        return Err(CsvError::NotInEncoding {
+            encoding: used.name(),
+        });
     }
     Ok(text.into_owned())
 }
@@ -84,52 +128,16 @@ pub fn parse(
     delimiter: u8,
     mapping: &HrMapping,
     tz: chrono_tz::Tz,
-) -> Result<HrFetched, String> {
+) -> Result<HrFetched, CsvError> {
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
         .has_headers(true)
         .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("cannot read the header row: {e}"))?
-        .clone();
-    if headers.iter().all(|h| h.trim().is_empty()) {
-        return Err("the file is empty: a header row naming the columns is required".into());
-    }
-    let mut columns: HashMap<String, usize> = HashMap::new();
-    let mut twice = Vec::new();
-    for (i, h) in headers.iter().enumerate() {
-        let name = h.trim().to_lowercase();
-        if columns.insert(name.clone(), i).is_some() {
-            twice.push(name);
-        }
-    }
-    for (sel, key) in mapping.selectors() {
-        let lower = sel.trim().to_lowercase();
-        if twice.contains(&lower) {
-            return Err(format!(
-                "column `{sel}` ({key}) appears more than once in the header row"
-            ));
-        }
-        if !columns.contains_key(&lower) {
-            let names: Vec<&str> = headers.iter().map(str::trim).collect();
-            let hint = if delimiter != b';' && names.len() == 1 && names[0].contains(';') {
-                " (the file looks `;`-separated: set delimiter = \";\")"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "no column `{sel}` ({key}) in the header row; the columns are: {}{hint}",
-                names.join(", ")
-            ));
-        }
-    }
+    let headers = reader.headers().map_err(CsvError::Header)?.clone();
+    let columns = header_columns(&headers, delimiter, mapping)?;
     if let Some(line) = unterminated_quote(text, delimiter) {
-        return Err(format!(
-            "the quoted value opened on line {line} is never closed: the file looks cut off; \
-             nothing from it is applied (nobody is deactivated) until a complete export is there"
-        ));
+        return Err(CsvError::Unterminated { line });
     }
     let width = headers.len();
     let mut out = HrFetched::default();
@@ -137,11 +145,9 @@ pub fn parse(
     let mut misshapen: Vec<(u64, usize)> = Vec::new();
     let mut last_line = 0u64;
     for result in reader.records() {
-        let row = result.map_err(|e| {
-            format!(
-                "line {} cannot be read ({e}); nothing from the file is applied (nobody is deactivated)",
-                line_of(text, e.position())
-            )
+        let row = result.map_err(|e| CsvError::Unreadable {
+            line: line_of(text, e.position()),
+            error: e,
         })?;
         let line = line_of(text, row.position());
         last_line = line;
@@ -163,31 +169,82 @@ pub fn parse(
             }
         }
     }
-    if let Some(&(line, fields)) = misshapen.first() {
-        let last_cut = misshapen.len() == 1 && line == last_line;
-        let mut shown: Vec<String> = misshapen
-            .iter()
-            .take(10)
-            .map(|(l, n)| format!("line {l} ({n})"))
-            .collect();
-        if misshapen.len() > 10 {
-            shown.push(format!("and {} more", misshapen.len() - 10));
-        }
-        let hint = if last_cut && fields < width {
-            "the last row is cut off: the file looks truncated"
-        } else if fields > width {
-            "a value with the delimiter in it must be quoted, e.g. \"Smith, Jr.\""
-        } else {
-            "every row needs one field per column of the header row"
-        };
-        return Err(format!(
-            "{} row(s) do not have the header row's {width} fields: {} ({hint}); \
-             nothing from the file is applied (nobody is deactivated) until it is fixed",
-            misshapen.len(),
-            shown.join(", ")
-        ));
+    if let Some(e) = misshapen_rows(&misshapen, last_line, width) {
+        return Err(e);
     }
     Ok(out)
+}
+
+/// The header row's columns (trimmed, lower-case) by index, once it names
+/// every column the mapping reads, each once.
+fn header_columns(
+    headers: &::csv::StringRecord,
+    delimiter: u8,
+    mapping: &HrMapping,
+) -> Result<HashMap<String, usize>, CsvError> {
+    if headers.iter().all(|h| h.trim().is_empty()) {
+        return Err(CsvError::Empty);
+    }
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut twice = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.trim().to_lowercase();
+        if columns.insert(name.clone(), i).is_some() {
+            twice.push(name);
+        }
+    }
+    for (sel, key) in mapping.selectors() {
+        let lower = sel.trim().to_lowercase();
+        if twice.contains(&lower) {
+            return Err(CsvError::ColumnTwice {
+                selector: sel.to_string(),
+                key: key.to_string(),
+            });
+        }
+        if !columns.contains_key(&lower) {
+            let names: Vec<&str> = headers.iter().map(str::trim).collect();
+            let hint = if delimiter != b';' && names.len() == 1 && names[0].contains(';') {
+                " (the file looks `;`-separated: set delimiter = \";\")"
+            } else {
+                ""
+            };
+            return Err(CsvError::NoColumn {
+                selector: sel.to_string(),
+                key: key.to_string(),
+                columns: names.join(", "),
+                hint,
+            });
+        }
+    }
+    Ok(columns)
+}
+
+/// The error for rows whose field count is not the header row's `width`
+/// (`misshapen`: line and fields), with the likely cause; `None` without any.
+fn misshapen_rows(misshapen: &[(u64, usize)], last_line: u64, width: usize) -> Option<CsvError> {
+    let &(line, fields) = misshapen.first()?;
+    let last_cut = misshapen.len() == 1 && line == last_line;
+    let mut shown: Vec<String> = misshapen
+        .iter()
+        .take(10)
+        .map(|(l, n)| format!("line {l} ({n})"))
+        .collect();
+    if misshapen.len() > 10 {
+        shown.push(format!("and {} more", misshapen.len() - 10));
+    }
+    let hint = if last_cut && fields < width {
+        "the last row is cut off: the file looks truncated"
+    } else if fields > width {
+        "a value with the delimiter in it must be quoted, e.g. \"Smith, Jr.\""
+    } else {
+        "every row needs one field per column of the header row"
+    };
+    Some(CsvError::Misshapen {
+        count: misshapen.len(),
+        width,
+        shown: shown.join(", "),
+        hint,
+    })
 }
 
 /// The line where a quoted value opens that the text never closes (a file cut

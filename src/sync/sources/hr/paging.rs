@@ -463,6 +463,23 @@ mod tests {
         }
     }
 
+    /// Page-number paging: `page_param` from `start`, `size` a page.
+    fn page_style(page_param: &str, size_param: Option<&str>, size: u32, start: u64) -> Paging {
+        Paging::Page {
+            page_param: page_param.into(),
+            size_param: size_param.map(str::to_string),
+            size,
+            start,
+        }
+    }
+
+    /// Why the pager refuses to go on after this page (no `Link` headers).
+    fn refusal(p: &mut Pager, current: &Url, body: &Value, records: &[Value]) -> String {
+        p.advance(current, body, records, &[])
+            .unwrap_err()
+            .to_string()
+    }
+
     fn recs(n: usize, from: usize) -> Vec<Value> {
         (from..from + n).map(|i| json!({ "id": i })).collect()
     }
@@ -493,15 +510,7 @@ mod tests {
 
     #[test]
     fn page_style_stops_at_a_short_page() {
-        let cfg = pag(
-            Paging::Page {
-                page_param: "page".into(),
-                size_param: Some("per_page".into()),
-                size: 2,
-                start: 1,
-            },
-            None,
-        );
+        let cfg = pag(page_style("page", Some("per_page"), 2, 1), None);
         let b = base();
         let mut p = Pager::new(&cfg, &b, &[]);
         let u = p.first();
@@ -523,15 +532,7 @@ mod tests {
 
     #[test]
     fn page_style_checks_the_total() {
-        let cfg = pag(
-            Paging::Page {
-                page_param: "p".into(),
-                size_param: None,
-                size: 100,
-                start: 0,
-            },
-            Some("/total"),
-        );
+        let cfg = pag(page_style("p", None, 100, 0), Some("/total"));
         let b = base();
         let mut p = Pager::new(&cfg, &b, &[]);
         let u = p.first();
@@ -552,39 +553,22 @@ mod tests {
         let u = p.first();
         p.advance(&u, &json!({"total": 5}), &recs(2, 0), &[])
             .unwrap();
-        let e = p
-            .advance(&u, &json!({"total": 5}), &[], &[])
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&mut p, &u, &json!({"total": 5}), &[]);
         assert!(e.contains("incomplete") && e.contains('5'), "{e}");
         // No count where one is configured.
         let mut p = Pager::new(&cfg, &b, &[]);
-        let e = p
-            .advance(&u, &json!({}), &recs(2, 0), &[])
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&mut p, &u, &json!({}), &recs(2, 0));
         assert!(e.contains("/total"), "{e}");
     }
 
     #[test]
     fn a_repeated_page_fails_instead_of_looping() {
-        let cfg = pag(
-            Paging::Page {
-                page_param: "page".into(),
-                size_param: None,
-                size: 2,
-                start: 1,
-            },
-            None,
-        );
+        let cfg = pag(page_style("page", None, 2, 1), None);
         let b = base();
         let mut p = Pager::new(&cfg, &b, &[]);
         let u = p.first();
         p.advance(&u, &json!([]), &recs(2, 0), &[]).unwrap();
-        let e = p
-            .advance(&u, &json!([]), &recs(2, 0), &[])
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&mut p, &u, &json!([]), &recs(2, 0));
         assert!(e.contains("repeats"), "{e}");
     }
 
@@ -645,27 +629,21 @@ mod tests {
             panic!()
         };
         assert_eq!(u2.as_str(), "https://hr.example.com/api/people?after=abc");
-        let e = p
-            .advance(
-                &u2,
-                &json!({"links": {"next": "https://evil.example/x"}}),
-                &recs(1, 1),
-                &[],
-            )
-            .unwrap_err()
-            .to_string();
+        let e = refusal(
+            &mut p,
+            &u2,
+            &json!({"links": {"next": "https://evil.example/x"}}),
+            &recs(1, 1),
+        );
         assert!(e.contains("another site"), "{e}");
         let mut p = Pager::new(&cfg, &b, &[]);
         let u = p.first();
-        let e = p
-            .advance(
-                &u,
-                &json!({"links": {"next": u.as_str()}}),
-                &recs(1, 0),
-                &[],
-            )
-            .unwrap_err()
-            .to_string();
+        let e = refusal(
+            &mut p,
+            &u,
+            &json!({"links": {"next": u.as_str()}}),
+            &recs(1, 0),
+        );
         assert!(e.contains("already read"), "{e}");
         let mut p = Pager::new(&cfg, &b, &[]);
         assert_eq!(
@@ -697,10 +675,7 @@ mod tests {
             u2.as_str(),
             "https://hr.example.com/api/people?fixed=1&cursor=c1"
         );
-        let e = p
-            .advance(&u2, &json!({"meta": {"next": "c1"}}), &recs(1, 1), &[])
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&mut p, &u2, &json!({"meta": {"next": "c1"}}), &recs(1, 1));
         assert!(e.contains("cursor already used"), "{e}");
         let mut p = Pager::new(&cfg, &b, &[]);
         assert_eq!(
@@ -730,10 +705,7 @@ mod tests {
                 Next::Fetch(_)
             ));
         }
-        let e = p
-            .advance(&u, &json!({"next": "c9"}), &recs(1, 5), &[])
-            .unwrap_err()
-            .to_string();
+        let e = refusal(&mut p, &u, &json!({"next": "c9"}), &recs(1, 5));
         assert!(e.contains("max_pages"), "{e}");
     }
 }
