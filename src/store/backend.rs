@@ -523,7 +523,6 @@ pub struct NextIds {
     pub audit_seq: u64,
 }
 
-
 /// What [`Backend::catch_up`] found: apply it idempotently (a record's
 /// version says which of two answers is newer).
 #[derive(Debug, Default)]
