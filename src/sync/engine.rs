@@ -248,8 +248,24 @@ struct Fetched {
     note: Option<String>,
 }
 
-fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, String> {
-    let f = r.map_err(|e| e.to_string())?;
+/// Why a source's entries could not be fetched: the run fails with it as its
+/// message.
+#[derive(Debug, thiserror::Error)]
+enum FetchFailed {
+    #[error(transparent)]
+    Ldap(#[from] ldap::FetchError),
+    #[error(transparent)]
+    Hr(#[from] hr::FetchError),
+    #[error("cannot start the LDAP fetch: {0}")]
+    Start(std::io::Error),
+    #[error("mapping the entries stopped unexpectedly")]
+    MappingStopped,
+    #[error("the LDAP fetch stopped: {0}")]
+    Stopped(tokio::task::JoinError),
+}
+
+fn hr_fetched(r: Result<hr::HrFetched, hr::FetchError>) -> Result<Fetched, FetchFailed> {
+    let f = r?;
     Ok(Fetched {
         seen: f.entries.len() + f.errors.len(),
         mapped: f.entries,
@@ -766,15 +782,20 @@ impl SyncEngine {
         rec.plan_stored = true;
         rec.timings_ms.apply = ms(t);
         rec.outcome = Outcome::Applied;
-        // Entries read and found unchanged: marked, so that the next run
-        // need not read them (a mark is dropped whenever the profile changes).
+        self.mark_stable(src, &plan)?;
+        self.advance_mark(src, state, high_water_mark, cookie)?;
+        Ok(())
+    }
+
+    /// Entries read and found unchanged: marked, so that the next run need
+    /// not read them (a mark is dropped whenever the profile changes).
+    fn mark_stable(&self, src: &Source, plan: &plan::Plan) -> Result<(), SyncError> {
         let marks: Vec<_> = plan
             .stable
             .iter()
             .map(|(id, v, fp)| (*id, *v, fp.to_bytes()))
             .collect();
         blocking(|| self.roster.set_sync_marks(&src.id, &marks))?;
-        self.advance_mark(src, state, high_water_mark, cookie)?;
         Ok(())
     }
 
@@ -803,7 +824,7 @@ impl SyncEngine {
             Ok(f) => f,
             Err(e) => {
                 rec.outcome = Outcome::Failed;
-                rec.message = Some(e);
+                rec.message = Some(e.to_string());
                 return Ok(None);
             }
         };
@@ -883,7 +904,7 @@ impl SyncEngine {
         kind: RunKind,
         state: &SourceState,
         progress: &Arc<Progress>,
-    ) -> Result<Fetched, String> {
+    ) -> Result<Fetched, FetchFailed> {
         match &src.kind {
             SourceKind::Ldap(l) => {
                 // On a thread of its own with a single-threaded runtime: the
@@ -899,14 +920,12 @@ impl SyncEngine {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| format!("cannot start the LDAP fetch: {e}"))?;
+                        .map_err(FetchFailed::Start)?;
                     let from = ldap::Resume {
                         mark: mark.as_deref(),
                         cookie: cookie.as_deref(),
                     };
-                    let f = rt
-                        .block_on(ldap::fetch(&l, kind, from))
-                        .map_err(|e| e.to_string())?;
+                    let f = rt.block_on(ldap::fetch(&l, kind, from))?;
                     progress.set_fetched(f.entries.len());
                     let mut out = Fetched {
                         seen: f.entries.len(),
@@ -946,9 +965,7 @@ impl SyncEngine {
                         std::thread::scope(|s| {
                             let second = s.spawn(|| map_part(b, &mut mapped_b, &mut errors_b));
                             map_part(entries, &mut out.mapped, &mut out.map_errors);
-                            second
-                                .join()
-                                .map_err(|_| "mapping the entries stopped unexpectedly")
+                            second.join().map_err(|_| FetchFailed::MappingStopped)
                         })?;
                         out.mapped.append(&mut mapped_b);
                         out.map_errors.append(&mut errors_b);
@@ -958,7 +975,7 @@ impl SyncEngine {
                     Ok(out)
                 })
                 .await
-                .map_err(|e| format!("the LDAP fetch stopped: {e}"))?
+                .map_err(FetchFailed::Stopped)?
             }
             SourceKind::Http(h) => hr_fetched(hr::fetch_http(h, src.timezone).await),
             SourceKind::Csv(c) => hr_fetched(hr::fetch_csv(c, src.timezone).await),
