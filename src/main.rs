@@ -238,7 +238,7 @@ fn store_copy(config: Option<&std::path::Path>, from: &str, to: &str) -> ExitCod
         rosterd::config::resolve_path(config)
             .and_then(|p| rosterd::config::load(&p))
             .map(|c| (c.store.clone(), c.data_dir.clone()))
-            .map_err(|e| format!("invalid config: {e}"))
+            .map_err(Box::<dyn std::error::Error>::from)
     };
     let endpoints = copy::parse_endpoint(from, &env, &load)
         .map_err(|e| format!("--from {e}"))

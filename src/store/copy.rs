@@ -95,9 +95,10 @@ pub struct Progress {
 pub fn parse_endpoint(
     spec: &str,
     env: &[(String, String)],
-    config: &dyn Fn() -> Result<(StoreConfig, PathBuf), String>,
+    config: &dyn Fn() -> Result<(StoreConfig, PathBuf), Box<dyn std::error::Error>>,
 ) -> Result<Endpoint, CopyError> {
     let bad = |m: String| CopyError::Endpoint(m);
+    let config = || config().map_err(|e| bad(format!("invalid config: {e}")));
     let (kind, rest) = spec.split_once(':').ok_or_else(|| {
         bad(
             "a store is sled:PATH, sled:config, postgres:env:NAME, postgres:file:PATH, \
@@ -107,14 +108,14 @@ pub fn parse_endpoint(
     })?;
     match kind {
         "sled" if rest == "config" => {
-            let (_, data_dir) = config().map_err(bad)?;
+            let (_, data_dir) = config()?;
             Ok(Endpoint::Sled(data_dir.join("store")))
         }
         "sled" if rest.is_empty() => Err(bad("sled: needs the store's directory".into())),
         "sled" => Ok(Endpoint::Sled(PathBuf::from(rest))),
         "postgres" => {
             let url = if rest == "config" {
-                return match config().map_err(bad)? {
+                return match config()? {
                     (StoreConfig::Postgres(pg), _) => Ok(Endpoint::Postgres(pg)),
                     (StoreConfig::Sled, _) => Err(bad(
                         "postgres:config: the config's [store] is not backend = \"postgres\""
@@ -289,6 +290,9 @@ pub fn copy(
     result
 }
 
+// Long on purpose: the refusal of a non-empty target, then the exporter and
+// importer threads sharing one channel and the ids they both track; split, the
+// scope and its borrowed state would have to be passed between functions.
 fn copy_into(
     source: &Store,
     to: &Endpoint,
