@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -133,6 +133,20 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 
 fn corrupt(what: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// Rows of `(id, bytes)`, as every keyed table returns them; `what` names the
+/// table in an error.
+fn id_records(rows: &[PgRow], what: &str) -> Result<Vec<(Uuid, Record)>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<Uuid, _>(0)
+                    .map_err(|e| StoreError::Corrupt(format!("{what} id: {e}")))?,
+                Record::from(r.try_get::<Vec<u8>, _>(1).map_err(corrupt(what))?),
+            ))
+        })
+        .collect()
 }
 
 /// Ids and sequence numbers are u64 in the domain and bigint here.
@@ -845,14 +859,7 @@ impl Backend for PgStore {
                 .fetch_all(&pool)
                 .await
                 .map_err(db_err)?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<Uuid, _>(0).map_err(corrupt("employee id"))?,
-                        Record::from(r.try_get::<Vec<u8>, _>(1).map_err(corrupt("employee"))?),
-                    ))
-                })
-                .collect()
+            id_records(&rows, "employee")
         })
     }
 
@@ -874,16 +881,7 @@ impl Backend for PgStore {
                             .bind(SCAN_CHUNK),
                     };
                     let rows = q.fetch_all(&pool).await.map_err(db_err)?;
-                    rows.iter()
-                        .map(|r| {
-                            Ok((
-                                r.try_get::<Uuid, _>(0).map_err(corrupt("employee id"))?,
-                                Record::from(
-                                    r.try_get::<Vec<u8>, _>(1).map_err(corrupt("employee"))?,
-                                ),
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, StoreError>>()
+                    id_records(&rows, "employee")
                 })?;
                 s.inner
                     .reads
@@ -1020,14 +1018,7 @@ impl Backend for PgStore {
                 .fetch_all(&pool)
                 .await
                 .map_err(db_err)?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<Uuid, _>(0).map_err(corrupt("position id"))?,
-                        Record::from(r.try_get::<Vec<u8>, _>(1).map_err(corrupt("position"))?),
-                    ))
-                })
-                .collect()
+            id_records(&rows, "position")
         })
     }
 
