@@ -371,6 +371,10 @@ fn decode(table: Table, r: &PgRow) -> Result<StoreRow, StoreError> {
 }
 
 /// Rows of one table in one statement (keys and marks: one more each).
+///
+/// Long on purpose: one arm per table, each gathering its columns and sending
+/// one `unnest` insert; the tables read best side by side, in the order of
+/// [`Table::ALL`], and an arm alone would be a function of one statement.
 async fn insert_chunk(mut tx: Tx, rows: Vec<StoreRow>) -> Result<(Tx, ()), StoreError> {
     macro_rules! exec {
         ($sql:expr $(, $b:expr)*) => {
