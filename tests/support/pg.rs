@@ -201,26 +201,31 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A client tool of this server's PostgreSQL (from `PATH` when its
+    /// directory lacks it), aimed at the server as the superuser.
+    fn client(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        let mut c = Command::new(if path.is_file() {
+            path
+        } else {
+            PathBuf::from(tool)
+        });
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        c
+    }
+
     /// Runs SQL as the superuser in `db`; returns its output (tab-separated rows).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let psql = self.bin.join("psql");
-        let psql = if psql.is_file() {
-            psql
-        } else {
-            PathBuf::from("psql")
-        };
-        let out = Command::new(psql)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-            ])
+        let out = self
+            .client("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db])
             .args(["-c", sql])
             .output()
             .expect("run psql");
@@ -257,21 +262,8 @@ impl PgServer {
 
     /// `pg_dump` of database `db` (schema and data, as text).
     pub fn dump(&self, db: &str) -> Vec<u8> {
-        let dump = self.bin.join("pg_dump");
-        let dump = if dump.is_file() {
-            dump
-        } else {
-            PathBuf::from("pg_dump")
-        };
-        let out = Command::new(dump)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
+        let out = self
+            .client("pg_dump")
             .arg(db)
             .output()
             .expect("run pg_dump");
