@@ -732,7 +732,10 @@ impl PerRequest {
             let resp = if early {
                 too_large(req.uri().path(), max_body)
             } else {
-                match tower_service::Service::call(&mut app, req).await {
+                // One read: on a shared store its follows share one catch-up.
+                match crate::employee::as_one_read(tower_service::Service::call(&mut app, req))
+                    .await
+                {
                     Ok(r) => r,
                     Err(never) => match never {},
                 }

@@ -474,7 +474,9 @@ pub fn run(projection: &Projection, store: &Store, q: &ListQuery) -> Result<Page
     let mut items = Vec::with_capacity(sel.ids.len());
     let mut facts = Vec::with_capacity(sel.ids.len());
     for (id, f) in sel.ids.into_iter().zip(sel.facts) {
-        if let Some(bytes) = store.get(id)? {
+        // The caller followed (see `Roster::list`): memory holds the page on a
+        // shared store.
+        if let Some(bytes) = store.get_followed(id)? {
             items.push(decode(&bytes)?);
             facts.push(f);
         }

@@ -21,6 +21,7 @@ mod diff;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod follow;
+pub use follow::as_one_read;
 pub mod list;
 pub mod model;
 mod modify;
@@ -228,8 +229,8 @@ pub struct Roster {
     positions_by_name: Arc<RwLock<Option<PositionMap>>>,
     /// What account links' issue and expiry read (see [`account::Clock`]).
     clock: account::Clock,
-    /// When the last catch-up with the other nodes began ([`follow`]).
-    followed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The catch-ups with the other nodes ([`follow`]).
+    following: Arc<follow::Following>,
 }
 
 /// Position name → position.
@@ -286,7 +287,7 @@ impl Roster {
             projection,
             positions_by_name: Arc::new(RwLock::new(None)),
             clock: account::Clock::system(),
-            followed: Arc::default(),
+            following: Arc::default(),
         }
     }
 

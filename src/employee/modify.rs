@@ -79,7 +79,13 @@ impl Roster {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let current = self.get(id)?;
+            // Again after a conflict: from the store itself (on a shared store
+            // `get` answers from memory, which this read already caught up).
+            let current = if attempts == 1 {
+                self.get(id)?
+            } else {
+                self.get_stored(id)?
+            };
             if let Some(v) = expected_version
                 && v != current.version
             {

@@ -11,10 +11,14 @@ use crate::store::{AuditEntry, Counts, IndexKind};
 
 impl Roster {
     pub fn get(&self, id: EmployeeId) -> Result<Employee, Error> {
-        match self.store.get(id.0)? {
-            Some(bytes) => decode(&bytes),
-            None => Err(Error::NotFound(format!("no employee with id {id}"))),
-        }
+        // On a shared store, from memory once it followed (see `follow`).
+        self.follow()?;
+        found(id, self.store.get_followed(id.0)?)
+    }
+    /// [`Roster::get`] read from the store itself, never from memory above it
+    /// (what a write retries with after a version conflict).
+    pub(super) fn get_stored(&self, id: EmployeeId) -> Result<Employee, Error> {
+        found(id, self.store.get(id.0)?)
     }
     /// Finds a profile by id, email or username (the last two case-insensitively).
     pub fn find(&self, key: &str) -> Result<Employee, Error> {
@@ -201,7 +205,8 @@ impl Roster {
     }
 
     fn lookup(&self, index: IndexKind, key: String) -> Result<Option<EmployeeId>, Error> {
-        Ok(self.store.lookup(&index, &key)?.map(EmployeeId))
+        self.follow()?;
+        Ok(self.store.lookup_followed(&index, &key)?.map(EmployeeId))
     }
 
     /// The holders of every position (position name → (id, display name)), in
@@ -225,4 +230,12 @@ impl Roster {
 /// A profile id from its text form (for SCIM `id eq "..."`).
 pub fn parse_id(text: &str) -> Option<EmployeeId> {
     text.trim().parse::<Uuid>().ok().map(EmployeeId)
+}
+
+/// The profile a read by id found, or why not.
+fn found(id: EmployeeId, bytes: Option<crate::store::Record>) -> Result<Employee, Error> {
+    match bytes {
+        Some(bytes) => decode(&bytes),
+        None => Err(Error::NotFound(format!("no employee with id {id}"))),
+    }
 }

@@ -284,6 +284,16 @@ pub trait Backend: Send + Sync + 'static {
     fn catch_up(&self) -> Result<Caught, StoreError> {
         Ok(Caught::default())
     }
+    /// [`Backend::get`] as of the last [`Backend::catch_up`] and this
+    /// process's own commits: a shared store answers from memory. For a read
+    /// that followed first (`employee::Roster::follow`).
+    fn get_followed(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
+        self.get(id)
+    }
+    /// [`Backend::lookup`] as [`Backend::get_followed`] reads.
+    fn lookup_followed(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
+        self.lookup(index, key)
+    }
 }
 
 // Leases and claims.

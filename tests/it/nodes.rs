@@ -153,11 +153,18 @@ impl Nodes {
         let filter = self
             .scim_get(n, &format!("/Users?filter=emails%20co%20%22{email}%22"))
             .await;
-        let scim_given = filter["Resources"]
-            .as_array()
-            .unwrap()
-            .first()
-            .map(|u| u["name"]["givenName"].as_str().unwrap_or("").to_string());
+        let first_given = |list: &Value| {
+            list["Resources"]
+                .as_array()
+                .unwrap()
+                .first()
+                .map(|u| u["name"]["givenName"].as_str().unwrap_or("").to_string())
+        };
+        let scim_given = first_given(&filter);
+        // The indexed lookup: from the unique key and the profile B keeps in memory.
+        let indexed = self
+            .scim_get(n, &format!("/Users?filter=emails%20eq%20%22{email}%22"))
+            .await;
         let screen = self
             .http
             .get(format!("{}/employees?status=all&limit=100", n.base))
@@ -176,6 +183,22 @@ impl Nodes {
             given,
             active: in_active,
             scim_given,
+            scim_indexed_given: first_given(&indexed),
+        }
+    }
+
+    /// The given name SCIM `GET /Users/{id}` answers on `n` (`None`: 404).
+    async fn scim_given_by_id(&self, n: &Rosterd, id: &str) -> Option<String> {
+        let r = self
+            .scim_req(n, reqwest::Method::GET, &format!("/Users/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let (st, v) = body(r).await;
+        match st {
+            StatusCode::NOT_FOUND => None,
+            StatusCode::OK => Some(v["name"]["givenName"].as_str().unwrap().to_string()),
+            st => panic!("GET /Users/{id}: {st} {v}"),
         }
     }
 
@@ -259,6 +282,8 @@ struct Seen {
     active: bool,
     /// The given name in the SCIM filter's first match.
     scim_given: Option<String>,
+    /// The given name `emails eq` finds (the indexed lookup).
+    scim_indexed_given: Option<String>,
     on_screen: bool,
 }
 
@@ -391,9 +416,10 @@ async fn two_nodes_race_on_one_database() {
     n.b.stop();
 }
 
-/// A create, an update, a deactivation and a delete on A are seen by B at
-/// once (the next request, no wait) in the admin list, a SCIM filter, the
-/// counts and the Employees screen; a console session made on A works on B,
+/// A create, an update, an email change, a deactivation and a delete on A
+/// are seen by B at once (the next request, no wait) in the admin list, SCIM
+/// filters (`emails eq` among them), SCIM `GET /Users/{id}`, the counts and
+/// the Employees screen; a console session made on A works on B,
 /// and signing out on A ends it on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_one_node_are_seen_at_once_on_the_other() {
@@ -409,6 +435,7 @@ async fn writes_on_one_node_are_seen_at_once_on_the_other() {
         given: given.map(str::to_string),
         active,
         scim_given: given.map(str::to_string),
+        scim_indexed_given: given.map(str::to_string),
         on_screen: given.is_some(),
     };
     assert_eq!(n.seen(&n.b, email, &cookie).await, gone(None, false));
@@ -427,6 +454,7 @@ async fn writes_on_one_node_are_seen_at_once_on_the_other() {
     assert_eq!(st, StatusCode::CREATED, "{mae}");
     let id = mae["id"].as_str().unwrap().to_string();
     assert_eq!(n.seen(&n.b, email, &cookie).await, gone(Some("Mae"), true));
+    assert_eq!(n.scim_given_by_id(&n.b, &id).await.as_deref(), Some("Mae"));
     let c = n.counts(&n.b).await;
     assert!(counted(&c, 1, 1), "{c:?}");
 
@@ -441,6 +469,31 @@ async fn writes_on_one_node_are_seen_at_once_on_the_other() {
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(n.seen(&n.b, email, &cookie).await, gone(Some("Maya"), true));
+    assert_eq!(n.scim_given_by_id(&n.b, &id).await.as_deref(), Some("Maya"));
+
+    // An email change on A and back: B's indexed lookup follows the key.
+    let other = "mae.j@example.com";
+    for (from, to) in [(email, other), (other, email)] {
+        let (st, v) = n
+            .api(
+                &n.a,
+                reqwest::Method::PATCH,
+                &format!("/api/v1/employees/{id}"),
+                Some(json!({"email": to})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(
+            n.seen(&n.b, from, &cookie).await,
+            gone(None, false),
+            "{from}"
+        );
+        assert_eq!(
+            n.seen(&n.b, to, &cookie).await,
+            gone(Some("Maya"), true),
+            "{to}"
+        );
+    }
 
     // Deactivation on A.
     let (st, v) = n
@@ -469,6 +522,7 @@ async fn writes_on_one_node_are_seen_at_once_on_the_other() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(n.seen(&n.b, email, &cookie).await, gone(None, false));
+    assert_eq!(n.scim_given_by_id(&n.b, &id).await, None);
     let c = n.counts(&n.b).await;
     assert!(counted(&c, 0, 0), "{c:?}");
     // And the other way: a create on B is on A's list.

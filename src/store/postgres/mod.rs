@@ -30,7 +30,9 @@
 //! would panic on a runtime worker or inside another `block_on`. The bridge
 //! adds two thread hand-offs to every call: `cargo bench --bench
 //! store_backend` prints what a get, an update and an indexed read cost on
-//! each backend.
+//! each backend. On a runtime worker the wait runs in `block_in_place`
+//! ([`crate::blocking::in_place`]), so that the worker's other requests move
+//! on to another thread instead of queueing behind this one's round trip.
 //!
 //! In memory above the database, as on sled: the directory (which records
 //! exist in id order and which are active: counts and page offsets without a
@@ -38,8 +40,11 @@
 //! roster's projection and positions map (in `employee`). Any number of nodes
 //! may share one database: before a read that depends on memory, the roster
 //! asks [`Backend::catch_up`], which polls the generation row (one query) and
-//! applies what other nodes committed since ([`follow`]). Unique keys,
-//! versions, lookups, reads and web sessions go to the database.
+//! applies what other nodes committed since ([`follow`]); after it, a
+//! profile read by id and a lookup by email, username or external id are
+//! answered from memory too (the bodies and those keys, kept the same way).
+//! Writes (their versions and unique keys), the other lookups and web
+//! sessions go to the database.
 
 mod copy;
 mod follow;
@@ -185,39 +190,17 @@ impl PgStore {
         })?;
         // The generations first: whatever the rows read after them hold
         // beyond that comes again at the first catch-up (idempotent).
-        let (generation, positions, ids) = store.run(|pool| async move {
+        let (generation, positions, records) = store.run(|pool| async move {
             let (g, p) = follow::generations(&pool).await?;
-            let rows = sqlx::query("SELECT id, active, version FROM employees ORDER BY id")
-                .fetch_all(&pool)
-                .await
-                .map_err(db_err)?;
-            let ids = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<Uuid, _>(0).map_err(corrupt("employee id"))?,
-                        r.try_get::<bool, _>(1)
-                            .map_err(corrupt("employee active"))?,
-                        u64_of(
-                            r.try_get::<i64, _>(2)
-                                .map_err(corrupt("employee version"))?,
-                        )?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((g, p, ids))
+            Ok((g, p, follow::load_all(&pool).await?))
         })?;
         {
             let mut d = store.write_directory();
-            *d = Directory::from_sorted(ids.iter().map(|(id, _, _)| *id).collect());
+            *d = Directory::from_sorted(records.iter().map(|(id, _)| *id).collect());
             let active: std::collections::HashMap<Uuid, bool> =
-                ids.iter().map(|(id, a, _)| (*id, *a)).collect();
+                records.iter().map(|(id, k)| (*id, k.active)).collect();
             d.set_classes(|id| active.get(&id).copied());
-            *store.follow_state() = follow::Follow::new(
-                generation,
-                positions,
-                ids.into_iter().map(|(id, _, v)| (id, v)).collect(),
-            );
+            *store.follow_state() = follow::Follow::new(generation, positions, records);
         }
         let node = store.inner.node.clone();
         let dead = store.run(move |pool| lease::forget_dead_local(pool, node))?;
@@ -330,7 +313,9 @@ impl PgStore {
         rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv()
+        // On a runtime worker (a request handler), the worker hands its other
+        // tasks on while this one waits for the database.
+        crate::blocking::in_place(|| rx.recv())
             .map_err(|_| StoreError::Io("the PostgreSQL runtime stopped".into()))?
     }
 
@@ -928,8 +913,7 @@ impl Backend for PgStore {
         let mut f = self.follow_state();
         let mut d = self.write_directory();
         for w in writes {
-            let state = w.record.as_ref().map(|r| (r.version, r.active));
-            f.apply(&mut d, w.id, state);
+            f.apply(&mut d, w.id, w.record.as_ref().map(follow::Known::of_write));
         }
         drop(d);
         f.committed(generation);
@@ -1494,6 +1478,14 @@ impl Backend for PgStore {
 
     fn catch_up(&self) -> Result<Caught, StoreError> {
         self.catch_up_now()
+    }
+
+    fn get_followed(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
+        PgStore::get_followed(self, id)
+    }
+
+    fn lookup_followed(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
+        PgStore::lookup_followed(self, index, key)
     }
 }
 
