@@ -363,11 +363,27 @@ async fn build_app(
     };
     let app = app
         .layer(axum::middleware::from_fn_with_state(
+            roster.clone(),
+            follow_first,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(crate::serve::request_span));
     Ok((app, scim))
+}
+
+/// On a shared store, a request first catches up with the other nodes'
+/// writes as a task ([`Roster::follow_async`]), so that its handler reads
+/// from memory without waiting on a thread.
+async fn follow_first(
+    axum::extract::State(roster): axum::extract::State<Roster>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    roster.follow_async().await;
+    next.run(req).await
 }
 
 /// The TCP listener (socket-activated, or bound to `listen`) and the unix

@@ -17,12 +17,16 @@
 //!   reader that waited for another's to finish does not ask again when that
 //!   one began after the reader did. So under load one query serves every
 //!   request that arrived while the previous one ran.
-//! - **Waiting does not hold up a worker.** The wait (for the lock and for the
-//!   query) runs in [`crate::blocking::in_place`]: the runtime's worker hands
-//!   its other requests on while this one waits.
+//! - **Waiting does not hold up a worker.** Before a request's handler runs,
+//!   the HTTP server awaits [`Roster::follow_async`]: the request waits as a
+//!   task, with no thread, and one blocking thread runs the catch-up for all
+//!   that wait; the handler's own follows then return at once. A follow that
+//!   must wait anyway (outside a request, or after that catch-up failed) runs
+//!   in [`crate::blocking::in_place`], so that the runtime's worker hands its
+//!   other requests on.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -63,6 +67,22 @@ pub(super) struct Following {
     running: std::sync::Mutex<()>,
     /// [`stamp`] of the start of the last catch-up that finished (0: none yet).
     caught_up: AtomicU64,
+    /// Whether a request's task has a catch-up running for the others
+    /// ([`Roster::follow_async`]).
+    started: AtomicBool,
+    /// Told when that catch-up ends.
+    ended: tokio::sync::Notify,
+}
+
+/// Ends a request's catch-up ([`Roster::follow_async`]), also when the request
+/// is dropped while it waits.
+struct Started<'a>(&'a Following);
+
+impl Drop for Started<'_> {
+    fn drop(&mut self) {
+        self.0.started.store(false, Ordering::Release);
+        self.0.ended.notify_waiters();
+    }
 }
 
 impl Following {
@@ -97,6 +117,47 @@ impl Roster {
             following.caught_up.fetch_max(start, Ordering::AcqRel);
             Ok(())
         })
+    }
+
+    /// [`Roster::follow`] for a request before its handler runs (see the
+    /// module doc): the first of the waiting requests starts a catch-up on a
+    /// blocking thread, the others wait for it to end. An error is left to the
+    /// handler's own follow, which meets it again and answers it.
+    pub async fn follow_async(&self) {
+        if !self.store.shared() {
+            return;
+        }
+        let began = read_began();
+        let following = &self.following;
+        loop {
+            if following.covers(began) {
+                return;
+            }
+            let ended = following.ended.notified();
+            tokio::pin!(ended);
+            // Told of every end from here on, before looking again.
+            ended.as_mut().enable();
+            if following.covers(began) {
+                return;
+            }
+            if following.started.swap(true, Ordering::AcqRel) {
+                ended.await;
+                continue;
+            }
+            let _started = Started(following);
+            let roster = self.clone();
+            match tokio::task::spawn_blocking(move || roster.follow()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the other nodes' writes");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the catch-up with the other nodes failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// One catch-up: what the store read of the other nodes' writes, applied
