@@ -148,24 +148,33 @@ fn entries(n: usize) -> Vec<MappedEntry> {
         .collect()
 }
 
-/// Builds, as an applied first import would leave them, the profiles of
+/// Builds, as applied first imports would leave them, the profiles of
 /// `entries` (see [`entries`]) and 100 more linked to `src` that the source no
-/// longer has (absentees of a full run).
-fn seed(roster: &Roster, src: &PlanSource<'_>, entries: &[MappedEntry]) {
+/// longer has (absentees of a full run). The profiles that `src` joins by
+/// email or employee number come from `ldap`, which marked every one: their
+/// entries in `ldap` come back.
+fn seed(
+    roster: &Roster,
+    src: &PlanSource<'_>,
+    ldap: &PlanSource<'_>,
+    entries: &[MappedEntry],
+) -> Vec<MappedEntry> {
     let actor = Actor::admin("seed");
     let mut linked: Vec<MappedEntry> = Vec::new();
-    let mut other: Vec<(MappedEntry, String)> = Vec::new();
+    let mut other: Vec<MappedEntry> = Vec::new();
     for (i, m) in entries.iter().enumerate().take(entries.len() - 2) {
+        let key = format!("u{i}");
         match i % 10 {
             0..=5 => linked.push(m.clone()),
-            6 => other.push((
-                entry(&m.key, &format!("p{i}@example.com"), "P", None),
-                format!("u{i}"),
-            )),
+            6 => other.push(entry(&key, &format!("p{i}@example.com"), "P", None)),
             7 => {
                 let number = format!("N{i}");
-                let e = entry(&m.key, &format!("old{i}@example.com"), "P", Some(&number));
-                other.push((e, format!("u{i}")));
+                other.push(entry(
+                    &key,
+                    &format!("old{i}@example.com"),
+                    "P",
+                    Some(&number),
+                ));
             }
             8 => linked.push(entry(&m.key, &m.fields.email, "P", None)),
             _ => {}
@@ -173,41 +182,31 @@ fn seed(roster: &Roster, src: &PlanSource<'_>, entries: &[MappedEntry]) {
     }
     linked
         .extend((0..100).map(|i| entry(&format!("H{i}"), &format!("h{i}@example.com"), "H", None)));
-    let made = roster.create_linked_many(
-        &actor,
-        src.id,
-        &linked,
-        500,
-        |m| (plan::new_input(src, m), m.key.clone()),
-        |m, e| {
-            // Every profile but those of `i % 10 == 5` carries the source's mark.
-            let unmarked = m
-                .key
-                .strip_prefix('E')
-                .and_then(|i| i.parse::<usize>().ok())
-                .is_some_and(|i| i % 10 == 5);
-            let hash = plan::entry_hash(src.signature, m);
-            (!unmarked).then(|| plan::Fingerprint::of(hash, e, src.now).to_bytes())
-        },
-    );
-    assert!(
-        made.iter().all(Result::is_ok),
-        "{:?}",
-        made.iter().find(|r| r.is_err())
-    );
-    let made = roster.create_linked_many(
-        &actor,
-        "ldap",
-        &other,
-        500,
-        |(m, key)| (plan::new_input(src, m), key.clone()),
-        |_, _| None,
-    );
-    assert!(
-        made.iter().all(Result::is_ok),
-        "{:?}",
-        made.iter().find(|r| r.is_err())
-    );
+    // Every profile but those of `i % 10 == 5` carries its source's mark.
+    let unmarked = |key: &str| {
+        key.strip_prefix('E')
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i % 10 == 5)
+    };
+    for (src, entries) in [(src, &linked), (ldap, &other)] {
+        let made = roster.create_linked_many(
+            &actor,
+            src.id,
+            entries,
+            500,
+            |m| (plan::new_input(src, m), m.key.clone()),
+            |m, e| {
+                let hash = plan::entry_hash(src.signature, m);
+                (!unmarked(&m.key)).then(|| plan::Fingerprint::of(hash, e, src.now).to_bytes())
+            },
+        );
+        assert!(
+            made.iter().all(Result::is_ok),
+            "{:?}",
+            made.iter().find(|r| r.is_err())
+        );
+    }
+    other
 }
 
 /// Plans `entries` (and `errors`) one read per entry, in bulk, and as the
@@ -268,9 +267,16 @@ async fn a_plan_read_in_bulk_is_the_plan_read_per_entry_in_a_few_store_calls() {
         MapError::new("uid=E3,ou=people", "bad hire date").of(Some("E3".into()), None),
         MapError::new("uid=?,ou=people", "no join key").of(None, Some("P16@example.com".into())),
     ];
+    let ldap = PlanSource {
+        id: "ldap",
+        lifecycle: false,
+        join_attribute: None,
+        signature: 22,
+        ..src
+    };
     let shared = roster.reads_are_round_trips();
     tokio::task::block_in_place(|| {
-        seed(roster, &src, &entries);
+        let ldap_entries = seed(roster, &src, &ldap, &entries);
         let plans = three_ways(roster, &src, &entries, &errors);
         let (per_entry, per_entry_reads) = (&plans[0].0, plans[0].2);
         let c = &per_entry.counts;
@@ -316,5 +322,25 @@ async fn a_plan_read_in_bulk_is_the_plan_read_per_entry_in_a_few_store_calls() {
         assert!(calls[1] <= 10, "{calls:?}");
         let daemon = if shared { calls[1] } else { calls[0] };
         assert_eq!(calls[2], daemon, "bulk on a shared store only: {calls:?}");
+
+        // A re-sync where nothing changed (the other source, every profile
+        // marked): no profile is read; in bulk the linked keys, the marks
+        // (and, when forced, the email index no entry needs) are the calls.
+        let plans = three_ways(roster, &ldap, &ldap_entries, &[]);
+        let calls: Vec<usize> = plans.iter().map(|p| p.1).collect();
+        eprintln!(
+            "store calls of a {}-entry no-change re-sync plan: {} one read per entry, {} in bulk, {} as the daemon plans",
+            ldap_entries.len(),
+            calls[0],
+            calls[1],
+            calls[2]
+        );
+        assert_eq!(plans[0].0.counts.unchanged, ldap_entries.len());
+        assert_eq!(plans[0].0, plans[1].0);
+        assert_eq!(plans[0].0, plans[2].0);
+        assert!(plans.iter().all(|p| p.2 == 0), "no profile read");
+        assert_eq!(calls[..2], [1 + ldap_entries.len(), 3]);
+        let daemon = if shared { 2 } else { calls[0] };
+        assert_eq!(calls[2], daemon, "{calls:?}");
     });
 }
