@@ -52,7 +52,7 @@ pub use read::parse_id;
 pub use create::build_new;
 pub use diff::diff;
 pub use photo::{PHOTO_TYPES, sniff_photo};
-pub use synced::{SyncChange, preview_sync};
+pub use synced::{EmailIndex, SyncChange, preview_sync};
 pub use update::preview_patch;
 
 use activate::set_active_fields;

@@ -91,6 +91,49 @@ impl Roster {
             None => Ok(None),
         }
     }
+    /// [`Roster::sync_mark`] of every profile `source` left a note on, in one
+    /// read (a sync plans a large run with it on a shared store).
+    pub fn sync_marks(
+        &self,
+        source: &str,
+    ) -> Result<std::collections::HashMap<EmployeeId, Vec<u8>>, Error> {
+        Ok(self
+            .store
+            .marks_of(source)?
+            .into_iter()
+            .map(|(id, m)| (EmployeeId(id), m))
+            .collect())
+    }
+    /// The profiles among `ids` that exist, by id: [`Roster::get`] of each, in
+    /// a few reads on a shared store.
+    pub fn get_many(
+        &self,
+        ids: &[EmployeeId],
+    ) -> Result<std::collections::HashMap<EmployeeId, Employee>, Error> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        self.store
+            .get_many(&ids)?
+            .into_iter()
+            .map(|(id, bytes)| Ok((EmployeeId(id), decode(&bytes)?)))
+            .collect()
+    }
+    /// Every email on the roster with its profile, in one read: joins by email
+    /// without a lookup each ([`EmailIndex::get`] folds as
+    /// [`Roster::by_email`] does).
+    pub fn email_index(&self) -> Result<EmailIndex, Error> {
+        Ok(EmailIndex(
+            self.store
+                .index_entries(&IndexKind::Email)?
+                .into_iter()
+                .map(|(k, id)| (k, EmployeeId(id)))
+                .collect(),
+        ))
+    }
+    /// Whether every read is a round trip to a store other processes share
+    /// (PostgreSQL): then a large pass reads in bulk.
+    pub fn reads_are_round_trips(&self) -> bool {
+        self.store.shared()
+    }
     /// Every profile whose stored bytes contain `needle` (a cheap pre-filter
     /// before decoding). Reads the whole store: for occasional passes only.
     fn scan_containing(&self, needle: &[u8]) -> Result<Vec<Employee>, Error> {
@@ -119,6 +162,27 @@ impl Roster {
             .into_iter()
             .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e)))
             .collect())
+    }
+}
+
+/// The roster's emails (folded) and their profiles, read at once
+/// ([`Roster::email_index`]).
+#[derive(Debug, Clone, Default)]
+pub struct EmailIndex(std::collections::HashMap<String, EmployeeId>);
+
+impl EmailIndex {
+    /// The index of these (email, profile) pairs, folded as the store's is.
+    pub fn of(emails: impl IntoIterator<Item = (String, EmployeeId)>) -> Self {
+        Self(
+            emails
+                .into_iter()
+                .map(|(e, id)| (validate::fold(e.trim()), id))
+                .collect(),
+        )
+    }
+    /// The profile holding `email` (any case), as [`Roster::by_email`] finds it.
+    pub fn get(&self, email: &str) -> Option<EmployeeId> {
+        self.0.get(&validate::fold(email.trim())).copied()
     }
 }
 

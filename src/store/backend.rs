@@ -86,6 +86,22 @@ pub trait Backend: Send + Sync + 'static {
     fn mark(&self, id: Uuid, owner: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Leaves notes on records still at the given versions; returns how many.
     fn set_marks(&self, owner: &str, marks: &[(Uuid, u64, Vec<u8>)]) -> Result<usize, StoreError>;
+    /// Every note `owner` left on the current version of a record, as (id,
+    /// note): [`Backend::mark`] for all records at once (one query where
+    /// reads are round trips).
+    fn marks_of(&self, owner: &str) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError>;
+    /// The bodies of the records among `ids` that exist, in no given order:
+    /// [`Backend::get`] for many at once (a few queries where reads are round
+    /// trips).
+    fn get_many(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Record)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(body) = self.get(*id)? {
+                out.push((*id, body));
+            }
+        }
+        Ok(out)
+    }
     /// The id holding `key` in `index`.
     fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError>;
     /// Every (key, id) of one index, in key order.
@@ -710,6 +726,9 @@ impl Backend for SledStore {
     }
     fn set_marks(&self, owner: &str, marks: &[(Uuid, u64, Vec<u8>)]) -> Result<usize, StoreError> {
         SledStore::set_marks(self, owner, marks)
+    }
+    fn marks_of(&self, owner: &str) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        SledStore::marks_of(self, owner)
     }
     fn lookup(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
         SledStore::lookup(self, index, key)

@@ -403,6 +403,21 @@ impl SledStore {
             .map(|(_, m)| m))
     }
 
+    /// Every note `owner` left on the current version of a record, as (id,
+    /// note), in id order: [`SledStore::mark`] for all records (a pass over
+    /// the records' headers; their bodies are not decoded).
+    pub fn marks_of(&self, owner: &str) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.employees.iter() {
+            let (k, v) = kv?;
+            let (h, _) = record::decode(&v).map_err(StoreError::from)?;
+            if let Some((_, m)) = h.marks.into_iter().find(|(o, _)| o == owner.as_bytes()) {
+                out.push((uuid_from(&k)?, m));
+            }
+        }
+        Ok(out)
+    }
+
     /// Leaves notes on records, each only if the record is still at the given
     /// version (others are skipped: they changed, and their note would be
     /// stale). Not a change of the record: no new version, no audit entry.

@@ -12,8 +12,8 @@ use super::RunKind;
 use super::config::JoinAttribute;
 use super::map::{MapError, MappedEntry};
 use crate::employee::{
-    self, AccountStatus, Catalog, Employee, EmployeeId, EmployeePatch, Error, SourceFacts,
-    SyncChange,
+    self, AccountStatus, Catalog, EmailIndex, Employee, EmployeeId, EmployeePatch, Error,
+    SourceFacts, SyncChange,
 };
 use crate::store::{Actor, ActorKind, FieldChange};
 
@@ -30,6 +30,19 @@ pub trait RosterView {
     /// Profiles by enterprise employee number (read once per plan, when a source
     /// joins on it).
     fn by_employee_number(&self) -> Result<HashMap<String, Employee>, Error>;
+
+    // The same reads in bulk, for a store where each read is a round trip
+    // ([`Reads`]).
+    /// Whether each read is a round trip to a shared store (PostgreSQL).
+    fn round_trips(&self) -> bool {
+        false
+    }
+    /// [`RosterView::mark`] of every profile `source` left a note on.
+    fn marks(&self, source: &str) -> Result<HashMap<EmployeeId, Vec<u8>>, Error>;
+    /// [`RosterView::get`] of each of `ids` that exists.
+    fn get_many(&self, ids: &[EmployeeId]) -> Result<HashMap<EmployeeId, Employee>, Error>;
+    /// Every email and its profile ([`RosterView::by_email`] without a read each).
+    fn email_index(&self) -> Result<EmailIndex, Error>;
 }
 
 impl RosterView for employee::Roster {
@@ -48,6 +61,72 @@ impl RosterView for employee::Roster {
     fn mark(&self, id: EmployeeId, source: &str) -> Result<Option<Vec<u8>>, Error> {
         employee::Roster::sync_mark(self, id, source)
     }
+    fn round_trips(&self) -> bool {
+        employee::Roster::reads_are_round_trips(self)
+    }
+    fn marks(&self, source: &str) -> Result<HashMap<EmployeeId, Vec<u8>>, Error> {
+        employee::Roster::sync_marks(self, source)
+    }
+    fn get_many(&self, ids: &[EmployeeId]) -> Result<HashMap<EmployeeId, Employee>, Error> {
+        employee::Roster::get_many(self, ids)
+    }
+    fn email_index(&self) -> Result<EmailIndex, Error> {
+        employee::Roster::email_index(self)
+    }
+}
+
+/// How a plan reads the roster. Both ways give the same plan; they differ in
+/// how many reads it takes, which matters where each read is a round trip
+/// (PostgreSQL: ~0.3 ms on the same machine, so 100,000 of them are 30 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// In bulk where reads are round trips ([`RosterView::round_trips`]), for
+    /// the reads a run has enough of to pay for a bulk read; else one by one.
+    Auto,
+    /// One read per entry: its mark, its email, its profile (cheap on sled).
+    PerEntry,
+    /// Every read in bulk: the source's marks and the email index once each,
+    /// the profiles to compare a few thousand at a time.
+    Bulk,
+}
+
+/// Below this many entries of a kind (linked, to look up a mark; not linked,
+/// to look up an email) a run reads them one by one even on a shared store: a
+/// bulk read costs the whole source's marks, the whole email index.
+const BULK_FROM: usize = 256;
+
+/// How many entries' profiles are read at once in bulk (one query; the
+/// profiles of one window are held in memory while it is planned).
+const WINDOW: usize = 2000;
+
+/// What [`Reads`] comes to for one plan.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    marks: bool,
+    emails: bool,
+    profiles: bool,
+}
+
+impl Reads {
+    fn resolve(self, round_trips: bool, linked: usize, unlinked: usize) -> Resolved {
+        match self {
+            Reads::PerEntry => Resolved {
+                marks: false,
+                emails: false,
+                profiles: false,
+            },
+            Reads::Bulk => Resolved {
+                marks: true,
+                emails: true,
+                profiles: true,
+            },
+            Reads::Auto => Resolved {
+                marks: round_trips && linked >= BULK_FROM,
+                emails: round_trips && unlinked >= BULK_FROM,
+                profiles: round_trips,
+            },
+        }
+    }
 }
 
 /// What a run of the source found stable for one entry: the entry's hash (with
@@ -64,6 +143,11 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// Whether it shows the entry with `hash` unchanged at `now`.
+    fn holds(&self, hash: u64, now: DateTime<Utc>) -> bool {
+        self.hash == hash && self.until.is_none_or(|u| now < u)
+    }
+
     /// The fingerprint of `e` as the source's entry with `hash` left it.
     pub fn of(hash: u64, e: &Employee, now: DateTime<Utc>) -> Self {
         Self {
@@ -466,17 +550,22 @@ fn label(e: &MappedEntry) -> String {
     e.fields.email.clone()
 }
 
-/// Each entry's hash and the mark its linked profile carries: cheap reads,
-/// done on two threads for large runs (a directory of 100,000 people).
+/// Each entry's hash and the mark its linked profile carries: cheap reads
+/// (or none: `marks`, the source's marks read at once), done on two threads
+/// for large runs (a directory of 100,000 people).
 fn entry_facts(
     src: &PlanSource<'_>,
     entries: &[MappedEntry],
     linked_by_key: &HashMap<&str, EmployeeId>,
+    marks: Option<&HashMap<EmployeeId, Vec<u8>>>,
     view: &(impl RosterView + Sync),
 ) -> Result<Vec<(u64, Option<Fingerprint>)>, Error> {
     let one = |m: &MappedEntry| -> Result<(u64, Option<Fingerprint>), Error> {
-        let marked = match linked_by_key.get(m.key.as_str()) {
-            Some(id) if src.use_marks => view
+        let marked = match (linked_by_key.get(m.key.as_str()), marks) {
+            (Some(id), Some(marks)) if src.use_marks => {
+                marks.get(id).and_then(|b| Fingerprint::from_bytes(b))
+            }
+            (Some(id), None) if src.use_marks => view
                 .mark(*id, src.id)?
                 .and_then(|b| Fingerprint::from_bytes(&b)),
             _ => None,
@@ -574,8 +663,20 @@ pub fn plan(
     map_errors: &[MapError],
     view: &(impl RosterView + Sync),
 ) -> Result<Plan, Error> {
+    plan_with(src, kind, entries, map_errors, view, Reads::Auto)
+}
+
+/// [`plan`], reading the roster as `reads` says (the same plan either way).
+pub fn plan_with(
+    src: &PlanSource<'_>,
+    kind: RunKind,
+    entries: &[MappedEntry],
+    map_errors: &[MapError],
+    view: &(impl RosterView + Sync),
+    reads: Reads,
+) -> Result<Plan, Error> {
     let linked = view.linked(src.id)?;
-    let mut p = Planner::new(src, view, &linked)?;
+    let mut p = Planner::new(src, view, &linked, entries, reads)?;
     p.plan.items.reserve(entries.len() + map_errors.len());
     let unidentified = p.unmappable(map_errors)?;
     let creates = p.entries(entries)?;
@@ -597,6 +698,12 @@ pub fn plan(
 struct Planner<'a, V> {
     src: &'a PlanSource<'a>,
     view: &'a V,
+    reads: Resolved,
+    /// Every email and its profile, when read at once.
+    emails: Option<EmailIndex>,
+    /// Profiles read ahead in bulk, taken as they are needed; a profile not in
+    /// it is read on its own.
+    ahead: HashMap<EmployeeId, Employee>,
     actor: Actor,
     plan: Plan,
     linked_by_key: HashMap<&'a str, EmployeeId>,
@@ -614,15 +721,31 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
         src: &'a PlanSource<'a>,
         view: &'a V,
         linked: &'a [(String, EmployeeId)],
+        entries: &[MappedEntry],
+        reads: Reads,
     ) -> Result<Self, Error> {
+        // Entries join by key from here; a profile is read only when the
+        // entry's fingerprint does not show it unchanged.
+        let linked_by_key: HashMap<&str, EmployeeId> =
+            linked.iter().map(|(k, id)| (k.as_str(), *id)).collect();
+        let by_key = entries
+            .iter()
+            .filter(|m| linked_by_key.contains_key(m.key.as_str()))
+            .count();
+        let reads = reads.resolve(view.round_trips(), by_key, entries.len() - by_key);
         Ok(Self {
             src,
             view,
+            reads,
+            emails: if reads.emails {
+                Some(view.email_index()?)
+            } else {
+                None
+            },
+            ahead: HashMap::new(),
             actor: src.actor(),
             plan: Plan::default(),
-            // Entries join by key from here; a profile is read only when the
-            // entry's fingerprint does not show it unchanged.
-            linked_by_key: linked.iter().map(|(k, id)| (k.as_str(), *id)).collect(),
+            linked_by_key,
             by_number: match src.join_attribute {
                 Some(JoinAttribute::EmployeeNumber) => view.by_employee_number()?,
                 None => HashMap::new(),
@@ -645,7 +768,7 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
                 .and_then(|k| self.linked_by_key.get(k).copied());
             if owner.is_none()
                 && let Some(email) = &m.email
-                && let Some(e) = self.view.by_email(email)?
+                && let Some(e) = self.by_email(email)?
                 && e.source_keys.contains_key(self.src.id)
             {
                 owner = Some(e.id);
@@ -688,9 +811,24 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
         entries: &'a [MappedEntry],
     ) -> Result<Vec<(usize, &'a MappedEntry)>, Error> {
         let entry_keys: HashSet<&str> = entries.iter().map(|m| m.key.as_str()).collect();
-        let facts = entry_facts(self.src, entries, &self.linked_by_key, self.view)?;
+        let marks = match self.reads.marks && self.src.use_marks {
+            true => Some(self.view.marks(self.src.id)?),
+            false => None,
+        };
+        let facts = entry_facts(
+            self.src,
+            entries,
+            &self.linked_by_key,
+            marks.as_ref(),
+            self.view,
+        )?;
+        drop(marks);
         let mut creates = Vec::new();
-        for (m, (hash, marked)) in entries.iter().zip(facts) {
+        for (i, (m, (hash, marked))) in entries.iter().zip(facts.iter().copied()).enumerate() {
+            if self.reads.profiles && i % WINDOW == 0 {
+                let end = (i + WINDOW).min(entries.len());
+                self.read_ahead(&entries[i..end], &facts[i..end])?;
+            }
             match self.entry(m, hash, marked, &entry_keys)? {
                 Some(item) => self.plan.push(item),
                 None => {
@@ -717,8 +855,7 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
         }
         let linked_id = self.linked_by_key.get(m.key.as_str()).copied();
         if let (Some(id), Some(fp)) = (linked_id, marked)
-            && fp.hash == hash
-            && fp.until.is_none_or(|u| src.now < u)
+            && fp.holds(hash, src.now)
             && !self.claimed.contains_key(&id)
         {
             self.claimed.insert(id, m.key.clone());
@@ -784,14 +921,14 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
     /// The profile entry `m` joins: the one linked to its key, else the one
     /// with its email, else (when the source joins on it) its employee number.
     fn joined(
-        &self,
+        &mut self,
         m: &MappedEntry,
         linked_id: Option<EmployeeId>,
     ) -> Result<Option<Employee>, Error> {
         if let Some(id) = linked_id {
-            return self.view.get(id).map(Some);
+            return self.get(id).map(Some);
         }
-        Ok(match self.view.by_email(&m.fields.email)? {
+        Ok(match self.by_email(&m.fields.email)? {
             Some(e) => Some(e),
             None => m
                 .fields
@@ -802,6 +939,47 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
         })
     }
 
+    /// The profile `id`: read ahead, else read now.
+    fn get(&mut self, id: EmployeeId) -> Result<Employee, Error> {
+        match self.ahead.remove(&id) {
+            Some(e) => Ok(e),
+            None => self.view.get(id),
+        }
+    }
+
+    /// The profile with `email`, as [`RosterView::by_email`] finds it.
+    fn by_email(&mut self, email: &str) -> Result<Option<Employee>, Error> {
+        match &self.emails {
+            Some(index) => index.get(email).map(|id| self.get(id)).transpose(),
+            None => self.view.by_email(email),
+        }
+    }
+
+    /// Reads in bulk the profiles the window `entries` (with their `facts`)
+    /// will compare: those linked by key whose mark does not show them
+    /// unchanged, and those their email joins. What it misses (an entry whose
+    /// mark an earlier entry made useless) is read on its own.
+    fn read_ahead(
+        &mut self,
+        entries: &[MappedEntry],
+        facts: &[(u64, Option<Fingerprint>)],
+    ) -> Result<(), Error> {
+        let now = self.src.now;
+        let ids: Vec<EmployeeId> = entries
+            .iter()
+            .zip(facts)
+            .filter_map(
+                |(m, (hash, marked))| match self.linked_by_key.get(m.key.as_str()) {
+                    Some(_) if marked.is_some_and(|fp| fp.holds(*hash, now)) => None,
+                    Some(id) => Some(*id),
+                    None => self.emails.as_ref()?.get(&m.fields.email),
+                },
+            )
+            .collect();
+        self.ahead = self.view.get_many(&ids)?;
+        Ok(())
+    }
+
     /// Linked profiles no entry matched, read now: the absentees (of a full
     /// run), with their keys.
     fn absentees(
@@ -809,9 +987,17 @@ impl<'a, V: RosterView + Sync> Planner<'a, V> {
         linked: &'a [(String, EmployeeId)],
     ) -> Result<Vec<(&'a String, Employee)>, Error> {
         let mut absent = Vec::new();
+        if self.reads.profiles {
+            let ids: Vec<EmployeeId> = linked
+                .iter()
+                .map(|(_, id)| *id)
+                .filter(|id| !self.active_of.contains_key(id))
+                .collect();
+            self.ahead = self.view.get_many(&ids)?;
+        }
         for (key, id) in linked {
             if !self.active_of.contains_key(id) {
-                let e = self.view.get(*id)?;
+                let e = self.get(*id)?;
                 self.active_of.insert(*id, e.active);
                 if !self.claimed.contains_key(id) && !self.seen_keys.contains(key.as_str()) {
                     absent.push((key, e));
@@ -902,11 +1088,12 @@ mod tests {
 
     impl RosterView for Mem {
         fn by_email(&self, email: &str) -> Result<Option<Employee>, Error> {
-            Ok(self
-                .0
-                .iter()
-                .find(|e| e.email.eq_ignore_ascii_case(email))
-                .cloned())
+            let found = self.0.iter().find(|e| e.email.eq_ignore_ascii_case(email));
+            if found.is_some() {
+                // The roster reads the profile the email index names.
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(found.cloned())
         }
         fn linked(&self, source: &str) -> Result<Vec<(String, EmployeeId)>, Error> {
             Ok(self
@@ -934,6 +1121,31 @@ mod tests {
                 .iter()
                 .filter_map(|e| e.enterprise.employee_number.clone().map(|n| (n, e.clone())))
                 .collect())
+        }
+        fn marks(&self, source: &str) -> Result<HashMap<EmployeeId, Vec<u8>>, Error> {
+            let mut out = HashMap::new();
+            for e in &self.0 {
+                if let Some(m) = self.mark(e.id, source)? {
+                    out.insert(e.id, m);
+                }
+            }
+            Ok(out)
+        }
+        fn get_many(&self, ids: &[EmployeeId]) -> Result<HashMap<EmployeeId, Employee>, Error> {
+            self.1
+                .fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+            let ids: HashSet<&EmployeeId> = ids.iter().collect();
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| ids.contains(&e.id))
+                .map(|e| (e.id, e.clone()))
+                .collect())
+        }
+        fn email_index(&self) -> Result<EmailIndex, Error> {
+            Ok(EmailIndex::of(
+                self.0.iter().map(|e| (e.email.clone(), e.id)),
+            ))
         }
     }
 
@@ -1328,6 +1540,75 @@ mod tests {
             p.items[0].action,
             Action::Deactivate,
             "the termination date passed"
+        );
+    }
+
+    /// Reading the roster in bulk (the marks, the email index, the profiles a
+    /// window of entries compares) makes the plan one read per entry makes:
+    /// marks that hold and that do not, an email joined in another case, an
+    /// employee number, a duplicate key, absentees, new entries.
+    #[test]
+    fn bulk_reads_make_the_same_plan_as_reads_per_entry() {
+        let s = Setup::new();
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let src = s.src("hr", now);
+        let n = 2500;
+        let people: Vec<Employee> = (0..n)
+            .map(|i| {
+                let links: &[(&str, &str)] = &[("hr", &format!("E{i}"))];
+                let mut e = match i % 5 {
+                    // Not linked: joined by email, or by employee number.
+                    3 => profile(&format!("p{i}@example.com"), "P", &[]),
+                    4 => profile(&format!("old{i}@example.com"), "P", &[]),
+                    _ => profile(&format!("p{i}@example.com"), "P", links),
+                };
+                e.enterprise.employee_number = Some(format!("N{i}"));
+                // Every 7th has a phone the source changes.
+                e.mobile_phone = Some(if i % 7 == 0 { "+15550199" } else { "+15550100" }.into());
+                e
+            })
+            .collect();
+        let entries: Vec<MappedEntry> = (0..n)
+            .filter(|i| i % 50 != 0)
+            .map(|i| {
+                let email = match i {
+                    _ if i % 5 == 3 && i % 2 == 0 => format!("P{i}@Example.COM"),
+                    _ => format!("p{i}@example.com"),
+                };
+                let mut m = entry(&format!("E{i}"), &email, "P");
+                m.fields.employee_number = Some(Some(format!("N{i}")));
+                m
+            })
+            .chain([
+                entry("E1", "dup@example.com", "P"),
+                entry("X1", "new@example.com", "N"),
+            ])
+            .collect();
+        // A first plan, and the marks its applied run leaves (on some).
+        let view = mem(people);
+        let first = plan_with(&src, RunKind::Full, &entries, &[], &view, Reads::PerEntry).unwrap();
+        let marks: Vec<_> = first.stable.iter().copied().step_by(2).collect();
+        assert!(marks.len() > 100, "{}", marks.len());
+        view.set_marks("hr", &marks);
+        let reads = || view.1.swap(0, std::sync::atomic::Ordering::Relaxed);
+        reads();
+        let per_entry =
+            plan_with(&src, RunKind::Full, &entries, &[], &view, Reads::PerEntry).unwrap();
+        let reads_per_entry = reads();
+        let bulk = plan_with(&src, RunKind::Full, &entries, &[], &view, Reads::Bulk).unwrap();
+        assert_eq!(per_entry, bulk);
+        let c = &bulk.counts;
+        assert!(
+            c.unchanged > 1000 && c.updated > 100 && c.deactivated >= 30,
+            "{c:?}"
+        );
+        assert_eq!((c.created, c.errors), (1, 1), "{c:?}");
+        // Both read the same profiles (in bulk, as many), but for the one of
+        // the duplicate key, read ahead and not used.
+        let reads_bulk = reads();
+        assert!(
+            (reads_per_entry..=reads_per_entry + 1).contains(&reads_bulk),
+            "{reads_per_entry} {reads_bulk}"
         );
     }
 

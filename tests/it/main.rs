@@ -17,6 +17,7 @@ mod mail;
 mod metrics;
 mod multi_source;
 mod nodes;
+mod plan_reads;
 mod postgres;
 mod real_world;
 mod reload;

@@ -1487,7 +1487,44 @@ impl Backend for PgStore {
     fn lookup_followed(&self, index: &IndexKind, key: &str) -> Result<Option<Uuid>, StoreError> {
         PgStore::lookup_followed(self, index, key)
     }
+
+    fn marks_of(&self, owner: &str) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+        let owner = owner.to_string();
+        self.run(move |pool| async move {
+            // Only notes on current versions are kept: an update of a record
+            // drops its notes in the update's transaction.
+            sqlx::query_as("SELECT employee_id, mark FROM employee_marks WHERE owner = $1")
+                .bind(owner)
+                .fetch_all(&pool)
+                .await
+                .map_err(db_err)
+        })
+    }
+
+    fn get_many(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Record)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(GET_MANY_CHUNK) {
+            let chunk = chunk.to_vec();
+            let rows = self.run(move |pool| async move {
+                let rows = sqlx::query("SELECT id, body FROM employees WHERE id = ANY($1)")
+                    .bind(&chunk)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(db_err)?;
+                id_records(&rows, "employee")
+            })?;
+            self.inner
+                .reads
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            out.extend(rows);
+        }
+        Ok(out)
+    }
 }
+
+/// How many records one query of [`Backend::get_many`] asks for (a query
+/// stays a few megabytes).
+const GET_MANY_CHUNK: usize = 2000;
 
 impl PgStore {
     fn run_put_plan_page_raw(&self, id: i64, page: i32, bytes: &[u8]) -> Result<(), StoreError> {
