@@ -28,6 +28,8 @@ pub struct Launch {
     nofile: Option<u64>,
     listen_fd: Option<i32>,
     ready_within: Duration,
+    /// Whether the store is sled whatever `TEST_STORE` says.
+    sled: bool,
 }
 
 impl Launch {
@@ -38,6 +40,13 @@ impl Launch {
             key.to_string(),
             value.as_ref().to_string_lossy().into_owned(),
         ));
+        self
+    }
+
+    /// On sled in the data dir, whatever `TEST_STORE` says (a benchmark's
+    /// side-by-side run).
+    pub fn on_sled(mut self) -> Self {
+        self.sled = true;
         self
     }
 
@@ -95,8 +104,10 @@ impl Launch {
             .stderr(Stdio::piped());
         // The store the suite runs on (`TEST_STORE`): a database of its own
         // on the shared PostgreSQL, or sled in the data dir.
-        for (k, v) in super::pg::test_store_env(&self.data_dir) {
-            cmd.env(k, v);
+        if !self.sled {
+            for (k, v) in super::pg::test_store_env(&self.data_dir) {
+                cmd.env(k, v);
+            }
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -174,6 +185,7 @@ impl Rosterd {
             nofile: None,
             listen_fd: None,
             ready_within: Duration::from_secs(30),
+            sled: false,
         }
     }
 
