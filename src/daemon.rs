@@ -376,13 +376,17 @@ async fn build_app(
 
 /// On a shared store, a request first catches up with the other nodes'
 /// writes as a task ([`Roster::follow_async`]), so that its handler reads
-/// from memory without waiting on a thread.
+/// from memory without waiting on a thread. Not the health checks: they read
+/// nothing of the roster, and must answer at once while the database fails
+/// over.
 async fn follow_first(
     axum::extract::State(roster): axum::extract::State<Roster>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    roster.follow_async().await;
+    if !matches!(req.uri().path(), "/healthz" | "/readyz") {
+        roster.follow_async().await;
+    }
     next.run(req).await
 }
 
