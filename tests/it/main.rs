@@ -17,6 +17,7 @@ mod mail;
 mod metrics;
 mod multi_source;
 mod nodes;
+mod pg_batches;
 mod postgres;
 mod real_world;
 mod reload;

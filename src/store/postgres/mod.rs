@@ -41,6 +41,7 @@
 //! applies what other nodes committed since ([`follow`]). Unique keys,
 //! versions, lookups, reads and web sessions go to the database.
 
+mod batch;
 mod copy;
 mod follow;
 pub mod lease;
@@ -399,14 +400,17 @@ impl PgStore {
 }
 
 /// One batch of writes in one transaction (see the module doc). Round trips
-/// are kept few, since every one costs a hop to the server: per write one
-/// statement for the record (an update also drops the record's old keys and
-/// marks in it) and one for its keys (and its mark); then, for the batch, the
-/// write lock with the audit sequence numbers, the audit entries with the
-/// outbox messages and the generation stamps, and the commit. The write lock
-/// is taken last, so it is held for those three only; every write takes it
-/// after the row locks it needs, so no two writes wait on each other in a
-/// cycle. Returns the generation and the audit sequence numbers.
+/// are kept few, since every one costs a hop to the server: a batch of
+/// several writes takes a constant number of statements ([`batch`]); else,
+/// the reference, per write one statement for the record (an update also
+/// drops the record's old keys and marks in it) and one for its keys (and its
+/// mark). Then, for the batch, the write lock with the audit sequence
+/// numbers, the audit entries with the outbox messages and the generation
+/// stamps, and the commit. The write lock is taken last, so it is held for
+/// those three only; every write takes it after the row locks it needs, so no
+/// two writes wait on each other in a cycle. Returns the generation and the
+/// audit sequence numbers. Any error leaves nothing of the batch written (the
+/// transaction is dropped).
 async fn commit_writes(
     pool: PgPool,
     writes: Vec<Write>,
@@ -418,15 +422,10 @@ async fn commit_writes(
         // writes nothing (see `lease`).
         lease::fence(&mut tx, lease, *ttl).await?;
     }
-    for w in &writes {
-        if !write_record(&mut tx, w).await? {
-            // Nothing of the batch is written (the transaction is dropped).
-            return Err(version_conflict(&mut tx, w).await?);
-        }
-        if let Some(r) = &w.record {
-            claim_keys_and_mark(&mut tx, w.id, r).await?;
-            write_photo(&mut tx, w).await?;
-        }
+    if batch::batchable(&writes) {
+        batch::write_batch(&mut tx, &writes).await?;
+    } else {
+        write_one_by_one(&mut tx, &writes).await?;
     }
     let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
     audit_outbox_and_stamps(&mut tx, &writes, generation, &seqs).await?;
@@ -435,6 +434,21 @@ async fn commit_writes(
 }
 
 type Tx = Transaction<'static, Postgres>;
+
+/// The writes' records, keys, marks and photos, one write after the other:
+/// the reference semantics of a batch (the first refusal is the error).
+async fn write_one_by_one(tx: &mut Tx, writes: &[Write]) -> Result<(), StoreError> {
+    for w in writes {
+        if !write_record(tx, w).await? {
+            return Err(version_conflict(tx, w).await?);
+        }
+        if let Some(r) = &w.record {
+            claim_keys_and_mark(tx, w.id, r).await?;
+            write_photo(tx, w).await?;
+        }
+    }
+    Ok(())
+}
 
 /// The record's row: created, updated at the expected version (its old keys
 /// and marks dropped), or removed (its keys, marks and photo go with it, ON
@@ -504,6 +518,19 @@ async fn version_conflict(tx: &mut Tx, w: &Write) -> Result<StoreError, StoreErr
     })
 }
 
+/// A record's distinct unique keys as `employee_keys` rows: (kind, key).
+fn key_rows(r: &RecordWrite) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = r
+        .keys
+        .entries
+        .iter()
+        .map(|(k, v)| (kind_name(k), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
 /// The record's unique keys (the first one the constraint refused is the
 /// error) and its mark, in one statement.
 async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(), StoreError> {
@@ -514,15 +541,7 @@ async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(
     if r.keys.entries.is_empty() && owner.is_none() {
         return Ok(());
     }
-    let mut pairs: Vec<(String, String)> = r
-        .keys
-        .entries
-        .iter()
-        .map(|(k, v)| (kind_name(k), v.clone()))
-        .collect();
-    pairs.sort();
-    pairs.dedup();
-    let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let (kinds, keys): (Vec<String>, Vec<String>) = key_rows(r).into_iter().unzip();
     let claimed: Vec<(String, String)> = sqlx::query_as(
         "WITH m AS (
             INSERT INTO employee_marks (employee_id, owner, mark)
