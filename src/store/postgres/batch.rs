@@ -47,18 +47,23 @@ pub(super) fn batchable(writes: &[Write]) -> bool {
 /// A key as `employee_keys` holds it: (kind, key).
 type KeyRow = (String, String);
 
-/// Writes the batch's records, keys, marks and photos (not its audit entries,
-/// outbox messages and stamps: `audit_outbox_and_stamps`). An error is the
-/// per-write loop's: the transaction must then be dropped.
-pub(super) async fn write_batch(tx: &mut Tx, writes: &[Write]) -> Result<(), StoreError> {
+/// Writes the batch's records (stamped with generation `stamp`), keys, marks
+/// and photos (not its audit entries and outbox messages:
+/// `audit_outbox_and_removals`). An error is the per-write loop's: the
+/// transaction must then be dropped.
+pub(super) async fn write_batch(
+    tx: &mut Tx,
+    writes: &[Write],
+    stamp: i64,
+) -> Result<(), StoreError> {
     let mut written: HashSet<Uuid> = HashSet::with_capacity(writes.len());
     // Who frees which key: the position of the write that updates or removes
     // its holder.
     let mut freed: HashMap<KeyRow, usize> = HashMap::new();
     let position: HashMap<Uuid, usize> =
         writes.iter().enumerate().map(|(i, w)| (w.id, i)).collect();
-    insert_creates(tx, writes, &mut written).await?;
-    for (id, key) in update_records(tx, writes, &mut written).await? {
+    insert_creates(tx, writes, stamp, &mut written).await?;
+    for (id, key) in update_records(tx, writes, stamp, &mut written).await? {
         if let Some(p) = position.get(&id) {
             freed.insert(key, *p);
         }
@@ -100,8 +105,8 @@ pub(super) async fn write_batch(tx: &mut Tx, writes: &[Write]) -> Result<(), Sto
 }
 
 /// The records' columns of the creates (`updates` false) or of the updates,
-/// as arrays to `unnest`: $1 ids, $2 versions, $3 active, $4 bodies, and for
-/// the updates $5 the expected versions.
+/// as arrays to `unnest`: $1 ids, $2 versions, $3 active, $4 bodies; then $5
+/// the generation stamp and, for the updates, $6 the expected versions.
 struct Columns<'a> {
     ids: Vec<Uuid>,
     versions: Vec<i64>,
@@ -135,7 +140,12 @@ impl<'a> Columns<'a> {
     }
 
     /// `sql` with the columns bound, its rows.
-    async fn fetch<T>(&self, tx: &mut Tx, sql: &'static str) -> Result<Vec<T>, StoreError>
+    async fn fetch<T>(
+        &self,
+        tx: &mut Tx,
+        stamp: i64,
+        sql: &'static str,
+    ) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {
@@ -143,7 +153,8 @@ impl<'a> Columns<'a> {
             .bind(&self.ids)
             .bind(&self.versions)
             .bind(&self.active)
-            .bind(&self.bodies);
+            .bind(&self.bodies)
+            .bind(stamp);
         let q = if self.expected.is_empty() {
             q
         } else {
@@ -157,6 +168,7 @@ impl<'a> Columns<'a> {
 async fn insert_creates(
     tx: &mut Tx,
     writes: &[Write],
+    stamp: i64,
     written: &mut HashSet<Uuid>,
 ) -> Result<(), StoreError> {
     let c = Columns::of(writes, false)?;
@@ -166,8 +178,9 @@ async fn insert_creates(
     let inserted: Vec<(Uuid,)> = c
         .fetch(
             tx,
-            "INSERT INTO employees (id, version, active, body)
-             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::boolean[], $4::bytea[])
+            stamp,
+            "INSERT INTO employees (id, version, active, body, generation)
+             SELECT *, $5 FROM unnest($1::uuid[], $2::bigint[], $3::boolean[], $4::bytea[])
              ON CONFLICT (id) DO NOTHING
              RETURNING id",
         )
@@ -182,6 +195,7 @@ async fn insert_creates(
 async fn update_records(
     tx: &mut Tx,
     writes: &[Write],
+    stamp: i64,
     written: &mut HashSet<Uuid>,
 ) -> Result<Vec<(Uuid, KeyRow)>, StoreError> {
     let c = Columns::of(writes, true)?;
@@ -192,9 +206,11 @@ async fn update_records(
     let rows: Vec<(Uuid, Option<String>, Option<String>)> = c
         .fetch(
             tx,
+            stamp,
             "WITH u AS (
-                UPDATE employees e SET version = t.version, active = t.active, body = t.body
-                FROM unnest($1::uuid[], $2::bigint[], $3::boolean[], $4::bytea[], $5::bigint[])
+                UPDATE employees e
+                SET version = t.version, active = t.active, body = t.body, generation = $5
+                FROM unnest($1::uuid[], $2::bigint[], $3::boolean[], $4::bytea[], $6::bigint[])
                     AS t(id, version, active, body, expected)
                 WHERE e.id = t.id AND e.version = t.expected
                 RETURNING e.id
