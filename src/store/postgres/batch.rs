@@ -1,7 +1,7 @@
 //! A batch of writes in a constant number of statements (`commit_writes` in
-//! the module above): a sync applies its plan in batches of hundreds of
-//! writes, and one statement per write made the apply cost one round trip to
-//! the server per write (about 0.3 ms each on a local server).
+//! the module above): a sync creates its plan's new profiles 500 to a batch,
+//! and two statements per write made that cost two round trips to the server
+//! per profile (about 0.3 ms each on a local server).
 //!
 //! The outcome is exactly the per-write loop's (`commit_writes`' reference,
 //! which every write goes through in order: its record, then its keys and
