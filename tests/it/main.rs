@@ -19,6 +19,7 @@ mod multi_source;
 mod nodes;
 mod plan_reads;
 mod postgres;
+mod postgres_batches;
 mod real_world;
 mod reload;
 mod rosterctl;

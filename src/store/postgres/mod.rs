@@ -46,6 +46,7 @@
 //! Writes (their versions and unique keys), the other lookups and web
 //! sessions go to the database.
 
+mod batch;
 mod copy;
 mod follow;
 pub mod lease;
@@ -384,14 +385,20 @@ impl PgStore {
 }
 
 /// One batch of writes in one transaction (see the module doc). Round trips
-/// are kept few, since every one costs a hop to the server: per write one
-/// statement for the record (an update also drops the record's old keys and
-/// marks in it) and one for its keys (and its mark); then, for the batch, the
-/// write lock with the audit sequence numbers, the audit entries with the
-/// outbox messages and the generation stamps, and the commit. The write lock
-/// is taken last, so it is held for those three only; every write takes it
-/// after the row locks it needs, so no two writes wait on each other in a
-/// cycle. Returns the generation and the audit sequence numbers.
+/// are kept few, since every one costs a hop to the server: the write lock
+/// with the generation and the audit sequence numbers; a batch of several
+/// writes in a constant number of statements ([`batch`]), else, the
+/// reference, per write one statement for the record (an update also drops
+/// the record's old keys and marks in it) and one for its keys (and its
+/// mark); the audit entries with the outbox messages; the commit.
+///
+/// The write lock is taken first (after the lease's row, see `lease`): every
+/// write of every node takes it before any row lock, so writes follow one
+/// another (as under sled's write lock) and never wait on each other in a
+/// cycle, and each record's row is stamped with the generation as it is
+/// written (one row version per write, not a second update for the stamp).
+/// Returns the generation and the audit sequence numbers. Any error leaves
+/// nothing of the batch written (the transaction is dropped).
 async fn commit_writes(
     pool: PgPool,
     writes: Vec<Write>,
@@ -403,38 +410,53 @@ async fn commit_writes(
         // writes nothing (see `lease`).
         lease::fence(&mut tx, lease, *ttl).await?;
     }
-    for w in &writes {
-        if !write_record(&mut tx, w).await? {
-            // Nothing of the batch is written (the transaction is dropped).
-            return Err(version_conflict(&mut tx, w).await?);
-        }
-        if let Some(r) = &w.record {
-            claim_keys_and_mark(&mut tx, w.id, r).await?;
-            write_photo(&mut tx, w).await?;
-        }
-    }
     let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
-    audit_outbox_and_stamps(&mut tx, &writes, generation, &seqs).await?;
+    let stamp = i64_of(generation)?;
+    if batch::batchable(&writes) {
+        batch::write_batch(&mut tx, &writes, stamp).await?;
+    } else {
+        write_one_by_one(&mut tx, &writes, stamp).await?;
+    }
+    audit_outbox_and_removals(&mut tx, &writes, generation, &seqs).await?;
     tx.commit().await.map_err(db_err)?;
     Ok((generation, seqs))
 }
 
 type Tx = Transaction<'static, Postgres>;
 
+/// The writes' records (stamped with generation `stamp`), keys, marks and
+/// photos, one write after the other: the reference semantics of a batch
+/// (the first refusal is the error).
+async fn write_one_by_one(tx: &mut Tx, writes: &[Write], stamp: i64) -> Result<(), StoreError> {
+    for w in writes {
+        if !write_record(tx, w, stamp).await? {
+            return Err(version_conflict(tx, w).await?);
+        }
+        if let Some(r) = &w.record {
+            claim_keys_and_mark(tx, w.id, r).await?;
+            write_photo(tx, w).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The record's row: created, updated at the expected version (its old keys
 /// and marks dropped), or removed (its keys, marks and photo go with it, ON
-/// DELETE CASCADE). `false`: the version did not match.
-async fn write_record(tx: &mut Tx, w: &Write) -> Result<bool, StoreError> {
+/// DELETE CASCADE). A written row is stamped with generation `stamp`
+/// ([`follow`]). `false`: the version did not match.
+async fn write_record(tx: &mut Tx, w: &Write, stamp: i64) -> Result<bool, StoreError> {
     Ok(match (&w.record, w.expected_version) {
         (Some(r), None) => {
             sqlx::query(
-                "INSERT INTO employees (id, version, active, body) VALUES ($1, $2, $3, $4)
+                "INSERT INTO employees (id, version, active, body, generation)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(w.id)
             .bind(i64_of(r.version)?)
             .bind(r.active)
             .bind(&r.bytes)
+            .bind(stamp)
             .execute(&mut **tx)
             .await
             .map_err(db_err)?
@@ -444,7 +466,7 @@ async fn write_record(tx: &mut Tx, w: &Write) -> Result<bool, StoreError> {
         (Some(r), Some(v)) => {
             let n: i64 = sqlx::query_scalar(
                 "WITH u AS (
-                    UPDATE employees SET version = $3, active = $4, body = $5
+                    UPDATE employees SET version = $3, active = $4, body = $5, generation = $6
                     WHERE id = $1 AND version = $2 RETURNING id
                  ), k AS (
                     DELETE FROM employee_keys WHERE employee_id IN (SELECT id FROM u)
@@ -458,6 +480,7 @@ async fn write_record(tx: &mut Tx, w: &Write) -> Result<bool, StoreError> {
             .bind(i64_of(r.version)?)
             .bind(r.active)
             .bind(&r.bytes)
+            .bind(stamp)
             .fetch_one(&mut **tx)
             .await
             .map_err(db_err)?;
@@ -489,6 +512,19 @@ async fn version_conflict(tx: &mut Tx, w: &Write) -> Result<StoreError, StoreErr
     })
 }
 
+/// A record's distinct unique keys as `employee_keys` rows: (kind, key).
+fn key_rows(r: &RecordWrite) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = r
+        .keys
+        .entries
+        .iter()
+        .map(|(k, v)| (kind_name(k), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
 /// The record's unique keys (the first one the constraint refused is the
 /// error) and its mark, in one statement.
 async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(), StoreError> {
@@ -499,15 +535,7 @@ async fn claim_keys_and_mark(tx: &mut Tx, id: Uuid, r: &RecordWrite) -> Result<(
     if r.keys.entries.is_empty() && owner.is_none() {
         return Ok(());
     }
-    let mut pairs: Vec<(String, String)> = r
-        .keys
-        .entries
-        .iter()
-        .map(|(k, v)| (kind_name(k), v.clone()))
-        .collect();
-    pairs.sort();
-    pairs.dedup();
-    let (kinds, keys): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+    let (kinds, keys): (Vec<String>, Vec<String>) = key_rows(r).into_iter().unzip();
     let claimed: Vec<(String, String)> = sqlx::query_as(
         "WITH m AS (
             INSERT INTO employee_marks (employee_id, owner, mark)
@@ -568,15 +596,15 @@ async fn write_photo(tx: &mut Tx, w: &Write) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Under the write lock, in one round trip: the batch's audit entries, its
-/// outbox messages, and the generation stamped on what it wrote ([`follow`]).
-async fn audit_outbox_and_stamps(
+/// In one round trip: the batch's audit entries, its outbox messages, and
+/// the tombstones of the records it removed, stamped with its generation
+/// ([`follow`]; the records it wrote were stamped as they were written).
+async fn audit_outbox_and_removals(
     tx: &mut Tx,
     writes: &[Write],
     generation: u64,
     seqs: &[u64],
 ) -> Result<(), StoreError> {
-    let mut written = Vec::new();
     let mut removed = Vec::new();
     let mut audit_seq = Vec::with_capacity(writes.len());
     let mut audit_emp = Vec::with_capacity(writes.len());
@@ -585,9 +613,8 @@ async fn audit_outbox_and_stamps(
     let mut ob_pending = Vec::new();
     let mut ob_bodies = Vec::new();
     for (w, seq) in writes.iter().zip(seqs) {
-        match w.record {
-            Some(_) => written.push(w.id),
-            None => removed.push(w.id),
+        if w.record.is_none() {
+            removed.push(w.id);
         }
         audit_seq.push(i64_of(*seq)?);
         audit_emp.push(w.id);
@@ -604,11 +631,9 @@ async fn audit_outbox_and_stamps(
             SELECT i, p, b, $7 FROM unnest($4::bigint[], $5::boolean[], $6::bytea[]) AS t(i, p, b)
             ON CONFLICT (id) DO UPDATE
             SET pending = excluded.pending, body = excluded.body, changed = excluded.changed
-         ), e AS (
-            UPDATE employees SET generation = $7 WHERE id = ANY($8::uuid[])
          ), r AS (
             INSERT INTO employee_removed (employee_id, generation)
-            SELECT i, $7 FROM unnest($9::uuid[]) AS t(i)
+            SELECT i, $7 FROM unnest($8::uuid[]) AS t(i)
             ON CONFLICT (employee_id) DO UPDATE SET generation = excluded.generation
          )
          INSERT INTO audit (seq, employee_id, entry)
@@ -621,7 +646,6 @@ async fn audit_outbox_and_stamps(
     .bind(&ob_pending)
     .bind(&ob_bodies)
     .bind(i64_of(generation)?)
-    .bind(&written)
     .bind(&removed)
     .execute(&mut **tx)
     .await
