@@ -146,7 +146,10 @@ impl Roster {
         mark: impl Fn(&T, &Employee) -> Option<Vec<u8>> + Sync,
     ) -> Vec<Result<EmployeeId, Error>> {
         let prepare = |chunk: &[T]| {
-            let catalog = self.catalog();
+            // The catalog in force, without following the other nodes per
+            // batch: the sync planned against it (and a follow racing this
+            // process's own commits would read their rows back).
+            let catalog = self.catalog_in_force();
             let built: Vec<Result<(Employee, PhotoChange), Error>> = chunk
                 .iter()
                 .map(|item| {

@@ -322,6 +322,12 @@ impl Roster {
     /// The catalogs in force (with every node's positions, see [`follow`]).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.follow_or_log();
+        self.catalog_in_force()
+    }
+
+    /// [`Roster::catalog`] as this node holds it, without following the
+    /// other nodes first.
+    fn catalog_in_force(&self) -> Arc<Catalog> {
         self.catalog
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -300,7 +300,11 @@ impl PgStore {
             let (rows, outbox): (Vec<Changed>, Vec<Vec<u8>>) =
                 self.run(move |pool| async move {
                     // This process's own commits above `since` are applied
-                    // already: not read again.
+                    // already: not read again. A record's keys by its id
+                    // alone (a handful; `followed_keys` keeps the kinds held
+                    // in memory): with the kinds in the condition too,
+                    // PostgreSQL ANDs two bitmap scans, the one of the kinds
+                    // over every key, for each record read.
                     let rows = sqlx::query(
                         "SELECT e.id, e.version, e.active, e.body,
                                 k.kinds, k.keys
@@ -309,7 +313,7 @@ impl PgStore {
                             SELECT coalesce(array_agg(kind), '{}') AS kinds,
                                    coalesce(array_agg(key), '{}') AS keys
                             FROM employee_keys
-                            WHERE employee_id = e.id AND kind = ANY($3)
+                            WHERE employee_id = e.id
                          ) k
                          WHERE e.generation > $1 AND e.generation <> ALL($2)
                          UNION ALL
@@ -319,7 +323,6 @@ impl PgStore {
                     )
                     .bind(after)
                     .bind(&known)
-                    .bind(&FOLLOWED_KINDS[..])
                     .fetch_all(&pool)
                     .await
                     .map_err(db_err)?
