@@ -80,6 +80,22 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{sql}: `{out}`: {e}"))
     }
 
+    /// How many profiles there are and who holds `source`'s lease, in one
+    /// query: the poll that catches a run mid-apply must be quick, since a
+    /// batch of creates takes well under a tenth of a second.
+    fn applying(&self, source: &str) -> (u64, Option<String>) {
+        let out = server().psql(
+            &self.db,
+            &format!(
+                "SELECT (SELECT count(*) FROM employees) || ' ' || \
+                 coalesce((SELECT holder FROM source_lease WHERE source_id = '{source}'), '')"
+            ),
+        );
+        let (n, holder) = out.trim().split_once(' ').unwrap_or((out.trim(), ""));
+        let n = n.parse().unwrap_or_else(|e| panic!("`{out}`: {e}"));
+        (n, Some(holder.to_string()).filter(|h| !h.is_empty()))
+    }
+
     /// The source's lease holder (`host:pid`), if any row.
     fn holder(&self, source: &str) -> Option<String> {
         let out = server().psql(
@@ -217,8 +233,8 @@ async fn kill_9_of_the_applying_node_hands_the_run_to_the_other_and_applies_each
     // The node that claimed the first tick applies; kill it mid-apply.
     let t0 = Instant::now();
     let (a, applied) = wait_until(240, "the first run to apply a part of the plan", || {
-        let done = c.count("SELECT count(*) FROM employees");
-        let a = c.holder("corp").and_then(|h| node_of(&nodes, &h))?;
+        let (done, holder) = c.applying("corp");
+        let a = holder.and_then(|h| node_of(&nodes, &h))?;
         (1000..N / 2).contains(&done).then_some((a, done))
     })
     .await;
@@ -269,12 +285,14 @@ async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
     if !in_this_pass() {
         return;
     }
-    const N: u64 = 2_000;
+    // Enough people that the apply lasts a dozen batches of creates: fewer,
+    // and the whole import can commit between two polls.
+    const N: u64 = 10_000;
     let (c, mut nodes) = two_nodes_reading("sigstop", N as usize, "*/2 * * * * *").await;
 
-    let (a, epoch_a) = wait_until(120, "the first run to apply a part of the plan", || {
-        let done = c.count("SELECT count(*) FROM employees");
-        let a = c.holder("corp").and_then(|h| node_of(&nodes, &h))?;
+    let (a, epoch_a) = wait_until(240, "the first run to apply a part of the plan", || {
+        let (done, holder) = c.applying("corp");
+        let a = holder.and_then(|h| node_of(&nodes, &h))?;
         (1..N / 2)
             .contains(&done)
             .then(|| (a, c.count("SELECT epoch FROM source_lease")))
@@ -307,7 +325,7 @@ async fn a_runner_paused_past_its_lease_is_fenced_and_writes_nothing_more() {
     nodes[a].signal(libc::SIGSTOP);
 
     // The other node takes the lease (a higher epoch) and applies the rest.
-    let history = wait_runs(&nodes[b], 120, "run B to apply the rest", |r| {
+    let history = wait_runs(&nodes[b], 240, "run B to apply the rest", |r| {
         r.iter().any(|r| r["outcome"] == "applied")
     })
     .await;
