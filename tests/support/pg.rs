@@ -141,9 +141,12 @@ fn start() -> PgServer {
     let mut port = 0;
     for _ in 0..5 {
         port = free_port();
+        // `ROSTERD_TEST_PG_OPTS` adds server options (to profile a benchmark:
+        // `-c shared_preload_libraries=pg_stat_statements`).
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400 -c shared_buffers=64MB",
-            dir.display()
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400 -c shared_buffers=64MB {}",
+            dir.display(),
+            std::env::var("ROSTERD_TEST_PG_OPTS").unwrap_or_default()
         );
         let st = pg_command(&bin.join("pg_ctl"))
             .arg("-D")

@@ -404,22 +404,44 @@ async fn commit_writes(
     writes: Vec<Write>,
     fence: Option<(super::backend::Lease, std::time::Duration)>,
 ) -> Result<(u64, Vec<u64>), StoreError> {
+    if batch::all_new(&writes)
+        && let Some(done) = commit_writes_as(&pool, &writes, &fence, true).await?
+    {
+        return Ok(done);
+    }
+    commit_writes_as(&pool, &writes, &fence, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a batch taken write by write did not end".into()))
+}
+
+/// [`commit_writes`] in one transaction, `quick` ([`batch::write_new`]) or
+/// exactly; `None`: the quick way met a taken key, and nothing was written.
+async fn commit_writes_as(
+    pool: &PgPool,
+    writes: &[Write],
+    fence: &Option<(super::backend::Lease, std::time::Duration)>,
+    quick: bool,
+) -> Result<Option<(u64, Vec<u64>)>, StoreError> {
     let mut tx = pool.begin().await.map_err(db_err)?;
-    if let Some((lease, ttl)) = &fence {
+    if let Some((lease, ttl)) = fence {
         // First, in the same transaction: a batch whose lease was taken over
         // writes nothing (see `lease`).
         lease::fence(&mut tx, lease, *ttl).await?;
     }
     let (generation, seqs) = lock_and_number(&mut tx, writes.len()).await?;
     let stamp = i64_of(generation)?;
-    if batch::batchable(&writes) {
-        batch::write_batch(&mut tx, &writes, stamp).await?;
+    if quick {
+        if !batch::write_new(&mut tx, writes, stamp).await? {
+            return Ok(None);
+        }
+    } else if batch::batchable(writes) {
+        batch::write_batch(&mut tx, writes, stamp).await?;
     } else {
-        write_one_by_one(&mut tx, &writes, stamp).await?;
+        write_one_by_one(&mut tx, writes, stamp).await?;
     }
-    audit_outbox_and_removals(&mut tx, &writes, generation, &seqs).await?;
+    audit_outbox_and_removals(&mut tx, writes, generation, &seqs).await?;
     tx.commit().await.map_err(db_err)?;
-    Ok((generation, seqs))
+    Ok(Some((generation, seqs)))
 }
 
 type Tx = Transaction<'static, Postgres>;
@@ -441,8 +463,8 @@ async fn write_one_by_one(tx: &mut Tx, writes: &[Write], stamp: i64) -> Result<(
 }
 
 /// The record's row: created, updated at the expected version (its old keys
-/// and marks dropped), or removed (its keys, marks and photo go with it, ON
-/// DELETE CASCADE). A written row is stamped with generation `stamp`
+/// and marks dropped), or removed with its keys, marks and photo
+/// ([`batch::REMOVE`]). A written row is stamped with generation `stamp`
 /// ([`follow`]). `false`: the version did not match.
 async fn write_record(tx: &mut Tx, w: &Write, stamp: i64) -> Result<bool, StoreError> {
     Ok(match (&w.record, w.expected_version) {
@@ -486,16 +508,13 @@ async fn write_record(tx: &mut Tx, w: &Write, stamp: i64) -> Result<bool, StoreE
             .map_err(db_err)?;
             n == 1
         }
-        (None, expected) => {
-            sqlx::query("DELETE FROM employees WHERE id = $1 AND version IS NOT DISTINCT FROM $2")
-                .bind(w.id)
-                .bind(expected.map(i64_of).transpose()?)
-                .execute(&mut **tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-                == 1
-        }
+        (None, expected) => !sqlx::query(batch::REMOVE)
+            .bind(w.id)
+            .bind(expected.map(i64_of).transpose()?)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .is_empty(),
     })
 }
 
@@ -1502,6 +1521,23 @@ impl Backend for PgStore {
 
     fn catch_up(&self) -> Result<Caught, StoreError> {
         self.catch_up_now()
+    }
+
+    fn generations(&self) -> Option<super::backend::Generations> {
+        let rt = self.inner.rt.as_ref()?;
+        let pool = self.inner.pool.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rt.spawn(async move {
+            let _ = tx.send(follow::generations(&pool).await);
+        });
+        Some(Box::pin(async move {
+            rx.await
+                .map_err(|_| StoreError::Io("the PostgreSQL runtime stopped".into()))?
+        }))
+    }
+
+    fn caught_up_to(&self, (generation, positions): (u64, u64)) -> bool {
+        self.follow_state().covers(generation, positions)
     }
 
     fn get_followed(&self, id: Uuid) -> Result<Option<Record>, StoreError> {
