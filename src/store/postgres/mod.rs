@@ -102,6 +102,9 @@ struct Inner {
     node: String,
 }
 
+/// A pooled connection idle this long is pinged before it is used.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropping a runtime inside another one's context panics: let its
@@ -258,6 +261,20 @@ impl PgStore {
             PgPoolOptions::new()
                 .max_connections(settings.pool_size)
                 .acquire_timeout(settings.connect_timeout)
+                // sqlx pings every connection it hands out by default: a
+                // second round trip per query (a SCIM read's catch-up, every
+                // batch). Only one idle for a while is asked first (a
+                // failover or a proxy may have cut it); a broken one is
+                // closed and another taken.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_lazy_with(options)
         };
         Ok(PgStore {
