@@ -402,6 +402,67 @@ async fn the_daemon_on_postgres_refuses_conflicts_and_keeps_data() {
     s.stop().await.unwrap();
 }
 
+/// The database closes rosterd's connections while they are idle (a
+/// restart, a failover, a proxy's idle timeout): the next requests are
+/// answered on new connections, reads and writes alike, not with errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_while_idle_are_replaced_not_errors() {
+    let (db, settings) = fresh_pg();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.store = StoreConfig::Postgres(settings);
+    let s = rosterd::daemon::start(config).await.unwrap();
+    let base = format!("http://{}", s.addr);
+    let token = std::fs::read_to_string(s.admin_token_file.clone().unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let create = |n: usize| {
+        http.post(format!("{base}/api/v1/employees"))
+            .bearer_auth(&token)
+            .json(&employee("Ada", "L", &format!("ada{n}@example.com")))
+            .send()
+    };
+    let list = || {
+        http.get(format!("{base}/api/v1/employees"))
+            .bearer_auth(&token)
+            .send()
+    };
+    // Several connections in the pool: requests at once.
+    let made = futures::future::join_all((0..4).map(create)).await;
+    assert!(
+        made.iter()
+            .all(|r| r.as_ref().unwrap().status() == StatusCode::CREATED)
+    );
+    let cut = |db: &str| {
+        server().psql(
+            db,
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND application_name = 'rosterd'"
+            ),
+        )
+    };
+    for round in 0..2 {
+        let n: u64 = cut(&db).trim().parse().unwrap();
+        assert!(n >= 1, "rosterd had connections to cut: {n}");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let r = list().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["total"], 4 + round, "{v}");
+        let r = create(10 + round as usize).await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+    s.stop().await.unwrap();
+}
+
 fn write_config(dir: &Path, store: &str) -> std::path::PathBuf {
     let path = dir.join("rosterd.toml");
     std::fs::write(&path, format!("{}\n{store}", shipped_config())).unwrap();
