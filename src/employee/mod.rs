@@ -325,6 +325,11 @@ impl Roster {
         self.catalog_in_force()
     }
 
+    /// How many new profiles a sync creates per store transaction.
+    pub fn create_batch(&self) -> usize {
+        self.store.create_batch()
+    }
+
     /// [`Roster::catalog`] as this node holds it, without following the
     /// other nodes first.
     fn catalog_in_force(&self) -> Arc<Catalog> {

@@ -119,6 +119,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies writes in one transaction (see the module doc); returns each
     /// write's audit sequence number.
     fn commit_many(&self, writes: &[Write]) -> Result<Vec<u64>, StoreError>;
+    /// How many new profiles a sync's apply hands [`Backend::commit_many`]
+    /// at a time.
+    fn create_batch(&self) -> usize {
+        500
+    }
     /// How many records have been read since open (tests prove lookups do not scan).
     fn record_reads(&self) -> u64;
 
@@ -299,18 +304,6 @@ pub trait Backend: Send + Sync + 'static {
     /// projection, the positions in force) applies the answer.
     fn catch_up(&self) -> Result<Caught, StoreError> {
         Ok(Caught::default())
-    }
-    /// The question [`Backend::catch_up`] asks first (what the store's
-    /// writers have reached), begun now and answered without holding a
-    /// thread; `None`: the store cannot ask so (the caller catches up).
-    fn generations(&self) -> Option<Generations> {
-        None
-    }
-    /// Whether what this process has caught up with and committed itself
-    /// covers what [`Backend::generations`] answered: a catch-up now would
-    /// find nothing the answer counted.
-    fn caught_up_to(&self, _generations: (u64, u64)) -> bool {
-        false
     }
     /// [`Backend::get`] as of the last [`Backend::catch_up`] and this
     /// process's own commits: a shared store answers from memory. For a read
@@ -578,10 +571,6 @@ impl Caught {
         self.records.is_empty() && self.outbox.is_empty() && !self.positions
     }
 }
-
-/// The answer of [`Backend::generations`] on its way.
-pub type Generations =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(u64, u64), StoreError>> + Send>>;
 
 /// The handle to the store every layer holds; cheap to clone.
 #[derive(Clone)]

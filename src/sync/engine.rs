@@ -24,9 +24,6 @@ use crate::employee::EmployeePatch;
 use crate::employee::{self, EmployeeId, Roster};
 use crate::store::{Actor, ActorKind, Fence, FieldChange, StoreError, with_fence};
 
-/// Profiles created per store transaction while applying.
-const BATCH: usize = 500;
-
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("no source with id `{0}`")]
@@ -1213,14 +1210,16 @@ impl SyncEngine {
             .filter(|i| i.action == Action::Create)
             .filter_map(|i| by_key.get(i.key.as_str()).map(|m| (i, *m)))
             .collect();
-        // In parts of a few batches each, so that the progress moves.
+        // In batches of one store transaction each, in parts of a few
+        // batches, so that the progress moves.
+        let batch = self.roster.create_batch();
         let mut results = Vec::with_capacity(creates.len());
-        for part in creates.chunks(BATCH * 8) {
+        for part in creates.chunks(batch * 8) {
             results.extend(self.roster.create_linked_many(
                 &actor,
                 &src.id,
                 part,
-                BATCH,
+                batch,
                 |(_, m)| (plan::new_input(psrc, m), m.key.clone()),
                 |(_, m), e| {
                     debug_assert!(

@@ -199,12 +199,6 @@ impl Follow {
         self.keys[slot].get(key).copied()
     }
 
-    /// Whether every commit up to `generation`, and the positions up to
-    /// `positions`, are applied.
-    pub(super) fn covers(&self, generation: u64, positions: u64) -> bool {
-        self.seen >= generation && self.positions >= positions
-    }
-
     /// One of this process's commits, applied already.
     pub(super) fn committed(&mut self, generation: u64) {
         if generation > self.seen {
