@@ -334,20 +334,34 @@ fn pg_toml(url: &str) -> String {
     format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n")
 }
 
-/// The daemon on PostgreSQL over HTTP: a duplicate (case-folded) email and
-/// a stale If-Match are refused as on sled, and a restart finds every profile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_on_postgres_refuses_conflicts_and_keeps_data() {
-    let (_, settings) = fresh_pg();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.store = StoreConfig::Postgres(settings.clone());
+/// The test config with its store on the database of `settings`.
+fn daemon_config(data_dir: &Path, settings: PgSettings) -> rosterd::config::Config {
+    let mut config = test_config(data_dir, "");
+    config.store = StoreConfig::Postgres(settings);
+    config
+}
+
+/// The daemon started on `config`, its base URL and its admin token.
+async fn start_daemon(
+    config: &rosterd::config::Config,
+) -> (rosterd::daemon::Daemon, String, String) {
     let s = rosterd::daemon::start(config.clone()).await.unwrap();
     let base = format!("http://{}", s.addr);
     let token = std::fs::read_to_string(s.admin_token_file.clone().unwrap())
         .unwrap()
         .trim()
         .to_string();
+    (s, base, token)
+}
+
+/// The daemon on PostgreSQL over HTTP: a duplicate (case-folded) email and
+/// a stale If-Match are refused as on sled, and a restart finds every profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_on_postgres_refuses_conflicts_and_keeps_data() {
+    let (_, settings) = fresh_pg();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), settings);
+    let (s, base, token) = start_daemon(&config).await;
     let http = reqwest::Client::new();
     let post = |body: Value| {
         http.post(format!("{base}/api/v1/employees"))
@@ -380,8 +394,7 @@ async fn the_daemon_on_postgres_refuses_conflicts_and_keeps_data() {
     s.stop().await.unwrap();
     // No store files: the data is in the database.
     assert!(!dir.path().join("store").join("db").exists());
-    let s = rosterd::daemon::start(config).await.unwrap();
-    let base = format!("http://{}", s.addr);
+    let (s, base, _) = start_daemon(&config).await;
     let r = http
         .get(format!("{base}/api/v1/employees/{id}"))
         .bearer_auth(&token)
@@ -409,14 +422,7 @@ async fn the_daemon_on_postgres_refuses_conflicts_and_keeps_data() {
 async fn connections_cut_while_idle_are_replaced_not_errors() {
     let (db, settings) = fresh_pg();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.store = StoreConfig::Postgres(settings);
-    let s = rosterd::daemon::start(config).await.unwrap();
-    let base = format!("http://{}", s.addr);
-    let token = std::fs::read_to_string(s.admin_token_file.clone().unwrap())
-        .unwrap()
-        .trim()
-        .to_string();
+    let (s, base, token) = start_daemon(&daemon_config(dir.path(), settings)).await;
     let http = reqwest::Client::new();
     let create = |n: usize| {
         http.post(format!("{base}/api/v1/employees"))
